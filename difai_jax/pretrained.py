@@ -1,0 +1,87 @@
+"""Converted pretrained models: one directory per model.
+
+Layout of a directory written by ``weights_conversion`` (or by :func:`save`)::
+
+    DIR/config.json      {"kind": "stylegan2" | "psp" | "vgg19" | ..., <architecture fields>}
+    DIR/variables/       orbax checkpoint of the Flax variables (params and other collections)
+
+``load(DIR)`` reads both and returns ``(module, variables)``; no network access, ever.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+# kind -> "module:function" building the Flax module from the config's architecture fields.
+# Resolved lazily so that loading one kind never imports the others.
+_BUILDERS: dict[str, str] = {
+    "stylegan2": "difai_jax.models.stylegan2:from_config",
+    "psp": "difai_jax.models.psp:from_config",
+    "vgg19": "difai_jax.models.vgg:from_config",
+    "lpips": "difai_jax.metrics.lpips:from_config",
+    "inception": "difai_jax.metrics.fid:from_config",
+}
+
+
+def register(kind: str, builder: str) -> None:
+  """Registers ``"module:function"`` as the builder of ``kind`` (for extensions)."""
+  _BUILDERS[kind] = builder
+
+
+def _builder(kind: str) -> Callable[[dict], Any]:
+  if kind not in _BUILDERS:
+    raise ValueError(f"unknown pretrained kind {kind!r}; known kinds: {sorted(_BUILDERS)}")
+  mod, fn = _BUILDERS[kind].split(":")
+  return getattr(importlib.import_module(mod), fn)
+
+
+def save(directory: str | os.PathLike, kind: str, config: dict, variables: Any) -> None:
+  """Writes ``config.json`` and the variables. Refuses to overwrite an existing model."""
+  directory = os.path.abspath(os.fspath(directory))
+  if os.path.exists(os.path.join(directory, "config.json")):
+    raise FileExistsError(f"{directory} already holds a converted model; choose a new directory")
+  os.makedirs(directory, exist_ok=True)
+  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+  variables = jax.tree.map(lambda x: np.asarray(x), variables)
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(os.path.join(directory, "variables"), variables)
+  # config.json last: its presence marks a complete directory.
+  with open(os.path.join(directory, "config.json"), "w", encoding="utf-8") as f:
+    json.dump({"kind": kind, **config}, f, indent=2, sort_keys=True)
+
+
+def read_config(directory: str | os.PathLike) -> dict:
+  path = os.path.join(os.fspath(directory), "config.json")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(
+        f"{directory} is not a converted model directory (no config.json). Convert a PyTorch "
+        "checkpoint first, e.g. python -m weights_conversion.stylegan2 SRC.pt DST_DIR")
+  with open(path, encoding="utf-8") as f:
+    config = json.load(f)
+  if "kind" not in config:
+    raise ValueError(f"{path} has no 'kind' field")
+  return config
+
+
+def build(config: dict):
+  """Builds the Flax module described by a config dict (with its ``kind``)."""
+  config = dict(config)
+  kind = config.pop("kind")
+  return _builder(kind)(config)
+
+
+def load(directory: str | os.PathLike) -> tuple[Any, Any]:
+  """Returns ``(module, variables)`` of a converted model directory."""
+  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+  directory = os.path.abspath(os.fspath(directory))
+  config = read_config(directory)
+  module = build(config)
+  with ocp.StandardCheckpointer() as ckptr:
+    variables = ckptr.restore(os.path.join(directory, "variables"))
+  return module, variables

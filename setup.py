@@ -1,0 +1,52 @@
+"""difai-jax: DiFAI (Diverse Facial Inpainting using StyleGAN Inversion) in JAX/Flax."""
+
+from setuptools import find_packages, setup
+
+# Lower bounds are the versions this code was tested with (Python 3.11, CPU).
+INSTALL_REQUIRES = [
+    "jax>=0.10.2",
+    "flax>=0.12.8",
+    "optax>=0.2.8",
+    "orbax-checkpoint>=0.12.8",
+    "ml-collections>=1.1.0",
+    "clu>=0.0.12",
+    "grain>=0.2.18",
+    "numpy>=2.0",
+    "pillow>=11.0",
+    "absl-py>=2.0",
+]
+
+EXTRAS = {
+    # Reading PyTorch .pt/.pth checkpoints (weights_conversion/).
+    "convert": ["torch>=2.13.0"],
+    # clu's metric writers import TensorFlow for TensorBoard summaries.
+    "train": ["tensorflow-cpu>=2.21", "tensorboard>=2.21"],
+    # Optional CelebA-HQ source through tensorflow-datasets.
+    "tfds": ["tensorflow-datasets>=4.9.10"],
+}
+EXTRAS["test"] = sorted(set(
+    EXTRAS["convert"] + EXTRAS["train"] + EXTRAS["tfds"] + [
+        "pytest>=8.0",
+        "pytest-xdist>=3.5",
+        "torch==2.14.1",          # on local disk; CUDA build, runs on CPU
+        "torchvision==0.29.1",    # vgg19 / alexnet references
+        "lpips>=0.1.4",
+        "pytorch-fid>=0.3.0",
+        "pytorch-msssim>=1.0.0",
+        "scikit-image>=0.22",
+        "scipy>=1.11",
+    ]))
+
+setup(
+    name="difai-jax",
+    version="0.1.0",
+    description="DiFAI diverse facial inpainting (StyleGAN inversion + SeFa + SPARN) in JAX/Flax",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["difai_jax", "difai_jax.*", "weights_conversion",
+                                    "weights_conversion.*"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    license="Apache-2.0",
+)
