@@ -1,0 +1,238 @@
+"""Layers shared by StyleGAN2, pSp and the DiFAI networks (NHWC throughout).
+
+Re-expresses the building blocks of rosinality/stylegan2-pytorch (`model.py`, `op/`):
+
+* equalized learning rate: parameters are stored at unit scale and multiplied by
+  ``lr_mul / sqrt(fan_in)`` at run time (Karras et al. 2018), so converted PyTorch weights are
+  stored unchanged (only transposed to Flax layouts);
+* ``fused_leaky_relu``: ``leaky_relu(x + bias, 0.2) * sqrt(2)``;
+* ``upfirdn2d``: upsample by zero insertion, pad (negative pads crop), FIR filter, downsample;
+* the [1, 3, 3, 1] blur and the x2 upsampler used by modulated convolutions and ToRGB skips;
+* ``ModulatedConv2d`` in the "demodulate the activations" form (scale the input by the style,
+  convolve with the shared kernel, scale the output by the demodulation coefficients), which is
+  exactly equal to the per-sample weight form and batches without grouped convolutions.
+
+Padding convention: ``pad = (x0, x1, y0, y1)`` as in rosinality's ``upfirdn2d``; a 2-tuple
+``(p0, p1)`` means the same pads on both axes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+Dtype = Any
+
+_LRELU_SLOPE = 0.2
+_LRELU_GAIN = math.sqrt(2.0)
+
+
+def fused_leaky_relu(x: jax.Array, bias: jax.Array | None = None,
+                     negative_slope: float = _LRELU_SLOPE, scale: float = _LRELU_GAIN):
+  """``leaky_relu(x + bias) * scale`` with bias broadcast over the last (channel) axis."""
+  if bias is not None:
+    x = x + bias.astype(x.dtype)
+  return jnp.where(x >= 0, x, x * negative_slope) * scale
+
+
+def make_fir_kernel(taps: Sequence[float]) -> np.ndarray:
+  """1-d taps -> normalised 2-d separable FIR kernel (outer product, sums to 1)."""
+  k = np.asarray(taps, dtype=np.float32)
+  if k.ndim == 1:
+    k = np.outer(k, k)
+  return k / k.sum()
+
+
+def _normalize_pad(pad: Sequence[int]) -> tuple[int, int, int, int]:
+  if len(pad) == 2:
+    return (pad[0], pad[1], pad[0], pad[1])
+  if len(pad) == 4:
+    return tuple(pad)  # type: ignore[return-value]
+  raise ValueError(f"pad must have 2 or 4 entries (x0, x1[, y0, y1]), got {pad}")
+
+
+def upfirdn2d(x: jax.Array, kernel: np.ndarray | jax.Array, up: int = 1, down: int = 1,
+              pad: Sequence[int] = (0, 0)) -> jax.Array:
+  """Upsample, FIR-filter and downsample a NHWC batch (rosinality's ``upfirdn2d``).
+
+  Args:
+    x: (N, H, W, C).
+    kernel: (kh, kw) FIR kernel; it is flipped before correlation, as the original does.
+    up, down: integer factors applied to both spatial axes.
+    pad: (x0, x1, y0, y1) or (p0, p1); negative values crop.
+
+  Returns:
+    (N, (H*up + y0 + y1 - kh) // down + 1, (W*up + x0 + x1 - kw) // down + 1, C).
+  """
+  x0, x1, y0, y1 = _normalize_pad(pad)
+  kernel = jnp.asarray(kernel, dtype=x.dtype)
+  kh, kw = kernel.shape
+  c = x.shape[-1]
+  # Zero insertion (up - 1 zeros after every sample, the last included) and padding in one op.
+  x = lax.pad(x, jnp.zeros((), x.dtype),
+              [(0, 0, 0), (y0, y1 + up - 1, up - 1), (x0, x1 + up - 1, up - 1), (0, 0, 0)])
+  w = jnp.flip(kernel, (0, 1))
+  w = jnp.broadcast_to(w[:, :, None, None], (kh, kw, 1, c))  # depthwise HWIO
+  return lax.conv_general_dilated(
+      x, w, window_strides=(down, down), padding="VALID",
+      dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c,
+      precision=lax.Precision.HIGHEST)
+
+
+def blur(x: jax.Array, taps: Sequence[float], pad: Sequence[int],
+         upsample_factor: int = 1) -> jax.Array:
+  """rosinality ``Blur``: the FIR filter (times ``upsample_factor**2``) with the given pad."""
+  kernel = make_fir_kernel(taps) * (upsample_factor ** 2)
+  return upfirdn2d(x, kernel, pad=pad)
+
+
+def upsample(x: jax.Array, taps: Sequence[float], factor: int = 2) -> jax.Array:
+  """rosinality ``Upsample``: x``factor`` zero-insertion upsampling followed by the FIR filter."""
+  kernel = make_fir_kernel(taps) * (factor ** 2)
+  p = kernel.shape[0] - factor
+  return upfirdn2d(x, kernel, up=factor, pad=((p + 1) // 2 + factor - 1, p // 2))
+
+
+def downsample(x: jax.Array, taps: Sequence[float], factor: int = 2) -> jax.Array:
+  """rosinality ``Downsample``: FIR filter followed by x``factor`` decimation."""
+  kernel = make_fir_kernel(taps)
+  p = kernel.shape[0] - factor
+  return upfirdn2d(x, kernel, down=factor, pad=((p + 1) // 2, p // 2))
+
+
+class PixelNorm(nn.Module):
+  """Normalises each vector to unit root-mean-square over its last axis (eps 1e-8)."""
+  eps: float = 1e-8
+
+  def __call__(self, x):
+    return x * lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + self.eps)
+
+
+class EqualLinear(nn.Module):
+  """Equalized-learning-rate dense layer (rosinality ``EqualLinear``).
+
+  Params: ``kernel`` (in, out) stored at unit scale (init N(0, 1) / lr_mul), ``bias`` (out,)
+  (init ``bias_init``). Effective weight ``kernel * lr_mul / sqrt(in)``, bias ``bias * lr_mul``.
+  With ``activation='fused_lrelu'`` the bias is added inside the fused leaky ReLU.
+  """
+  features: int
+  use_bias: bool = True
+  bias_init: float = 0.0
+  lr_mul: float = 1.0
+  activation: str | None = None
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    in_features = x.shape[-1]
+    kernel = self.param(
+        "kernel", lambda k, s: jax.random.normal(k, s) / self.lr_mul,
+        (in_features, self.features))
+    scale = self.lr_mul / math.sqrt(in_features)
+    y = jnp.dot(x.astype(self.dtype), (kernel * scale).astype(self.dtype),
+                precision=lax.Precision.HIGHEST)
+    bias = None
+    if self.use_bias:
+      bias = self.param("bias", nn.initializers.constant(self.bias_init), (self.features,))
+      bias = bias * self.lr_mul
+    if self.activation == "fused_lrelu":
+      return fused_leaky_relu(y, bias)
+    if self.activation is not None:
+      raise ValueError(f"unknown activation {self.activation!r}")
+    return y if bias is None else y + bias.astype(y.dtype)
+
+
+class EqualConv2d(nn.Module):
+  """Equalized-learning-rate conv (rosinality ``EqualConv2d``), HWIO kernel, symmetric pad."""
+  features: int
+  kernel_size: int
+  stride: int = 1
+  padding: int = 0
+  use_bias: bool = True
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    k, cin = self.kernel_size, x.shape[-1]
+    kernel = self.param("kernel", nn.initializers.normal(1.0), (k, k, cin, self.features))
+    scale = 1.0 / math.sqrt(cin * k * k)
+    y = lax.conv_general_dilated(
+        x.astype(self.dtype), (kernel * scale).astype(self.dtype), (self.stride, self.stride),
+        [(self.padding, self.padding)] * 2, dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        precision=lax.Precision.HIGHEST)
+    if self.use_bias:
+      y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
+    return y
+
+
+def _conv(x, kernel, *, padding, lhs_dilation=(1, 1)):
+  return lax.conv_general_dilated(
+      x, kernel, (1, 1), padding, lhs_dilation=lhs_dilation,
+      dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=lax.Precision.HIGHEST)
+
+
+class ModulatedConv2d(nn.Module):
+  """StyleGAN2 modulated convolution (rosinality ``ModulatedConv2d``).
+
+  Params: ``kernel`` (k, k, in, out) at unit scale; ``modulation`` an EqualLinear(style -> in,
+  bias_init=1). With ``upsample`` the conv is a stride-2 transposed conv (written as a
+  correlation of the zero-dilated input with the spatially flipped kernel) followed by the blur,
+  which is what PyTorch's ``conv_transpose2d`` + ``Blur`` compute.
+
+  Call: ``(x (N, H, W, in), style (N, style_dim)) -> (N, H', W', out)``.
+  """
+  features: int
+  kernel_size: int
+  demodulate: bool = True
+  upsample: bool = False
+  blur_kernel: Sequence[float] = (1, 3, 3, 1)
+  eps: float = 1e-8
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, style):
+    k, cin = self.kernel_size, x.shape[-1]
+    kernel = self.param("kernel", nn.initializers.normal(1.0), (k, k, cin, self.features))
+    kernel = kernel * (1.0 / math.sqrt(cin * k * k))
+    s = EqualLinear(cin, bias_init=1.0, name="modulation")(style)  # (N, in)
+    x = x * s[:, None, None, :].astype(x.dtype)
+    if self.upsample:
+      # (N, H, W, in) -> (N, 2H + k - 2 + 1, ...): transposed conv of stride 2, no padding.
+      y = _conv(x.astype(self.dtype), jnp.flip(kernel, (0, 1)).astype(self.dtype),
+                padding=[(k - 1, k - 1)] * 2, lhs_dilation=(2, 2))
+      p = (len(self.blur_kernel) - 2) - (k - 1)
+      y = blur(y, self.blur_kernel, pad=((p + 1) // 2 + 1, p // 2 + 1), upsample_factor=2)
+    else:
+      y = _conv(x.astype(self.dtype), kernel.astype(self.dtype),
+                padding=[(k // 2, k // 2)] * 2)
+    if self.demodulate:
+      # sum over (kh, kw, in) of (kernel * s)^2 = s^2 @ sum_{kh,kw} kernel^2 -> (N, out)
+      energy = jnp.dot(jnp.square(s), jnp.sum(jnp.square(kernel), axis=(0, 1)),
+                       precision=lax.Precision.HIGHEST)
+      y = y * lax.rsqrt(energy + self.eps)[:, None, None, :].astype(y.dtype)
+    return y
+
+
+def conv_padding(kernel_size: int, dilation: int = 1) -> list[tuple[int, int]]:
+  """Symmetric PyTorch-style 'same' padding for odd kernels (never flax's asymmetric 'SAME')."""
+  p = dilation * (kernel_size - 1) // 2
+  return [(p, p), (p, p)]
+
+
+def activation_fn(name: str) -> Callable[[jax.Array], jax.Array]:
+  """Named activations used in configs."""
+  table = {
+      "relu": nn.relu,
+      "lrelu": lambda x: nn.leaky_relu(x, 0.2),
+      "tanh": jnp.tanh,
+      "identity": lambda x: x,
+  }
+  if name not in table:
+    raise ValueError(f"unknown activation {name!r}; choose one of {sorted(table)}")
+  return table[name]

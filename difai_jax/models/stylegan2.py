@@ -1,0 +1,265 @@
+"""StyleGAN2 generator (Karras et al. 2020), re-expressing rosinality/stylegan2-pytorch.
+
+Same semantics as rosinality's ``Generator``: mapping network (PixelNorm + equalized dense
+layers with lr multiplier and fused leaky ReLU), a learned 4x4 constant, modulated 3x3 convs with
+demodulation, transposed-conv upsampling followed by the [1, 3, 3, 1] blur, per-layer noise
+injection, ToRGB layers whose skip is upsampled with the same filter, ``n_latent = 2 log2(size) - 2``.
+
+Differences in form only: NHWC; explicit rngs; the modulated conv demodulates activations
+(see ``layers.ModulatedConv2d``); ``randomize_noise`` defaults to False (stored buffers).
+
+Variables:
+  params: ``style/dense_{i}``, ``input``, ``conv1``, ``to_rgb1``, ``convs_{i}``, ``to_rgbs_{i}``
+  noises: ``noise_{i}`` of shape (1, H, W, 1), the stored noise buffers (rosinality
+          ``noises.noise_{i}``), used when ``noise`` is None and ``randomize_noise`` is False.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from difai_jax import layers
+
+Dtype = Any
+
+
+def rosinality_channels(size: int, channel_multiplier: int = 2,
+                        divisor: int = 1) -> tuple[int, ...]:
+  """Widths at resolutions 4, 8, ..., size of rosinality's table (config-f: multiplier 2)."""
+  cm = channel_multiplier
+  table = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * cm, 128: 128 * cm, 256: 64 * cm,
+           512: 32 * cm, 1024: 16 * cm, 2048: 8 * cm}
+  return tuple(table[2 ** i] // divisor for i in range(2, int(math.log2(size)) + 1))
+
+
+def num_latents(size: int) -> int:
+  return 2 * int(math.log2(size)) - 2
+
+
+def noise_shapes(size: int) -> list[tuple[int, int, int, int]]:
+  """Shapes (1, H, W, 1) of the per-layer noise inputs, layer 0 first."""
+  n_layers = 2 * (int(math.log2(size)) - 2) + 1
+  return [(1, 2 ** ((i + 5) // 2), 2 ** ((i + 5) // 2), 1) for i in range(n_layers)]
+
+
+class MappingNetwork(nn.Module):
+  """z (N, style_dim) -> w (N, style_dim): PixelNorm then ``n_mlp`` equalized lrelu layers."""
+  style_dim: int
+  n_mlp: int
+  lr_mul: float = 0.01
+
+  @nn.compact
+  def __call__(self, z):
+    x = layers.PixelNorm()(z)
+    for i in range(self.n_mlp):
+      x = layers.EqualLinear(self.style_dim, lr_mul=self.lr_mul, activation="fused_lrelu",
+                             name=f"dense_{i}")(x)
+    return x
+
+
+class StyledConv(nn.Module):
+  """Modulated conv -> noise injection -> fused leaky ReLU (rosinality ``StyledConv``)."""
+  features: int
+  upsample: bool = False
+  blur_kernel: Sequence[float] = (1, 3, 3, 1)
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, style, noise):
+    x = layers.ModulatedConv2d(self.features, 3, upsample=self.upsample,
+                               blur_kernel=self.blur_kernel, dtype=self.dtype, name="conv")(x, style)
+    # NoiseInjection: a single learned scalar per layer; noise (1 or N, H, W, 1).
+    weight = self.param("noise_weight", nn.initializers.zeros, (1,))
+    x = x + (weight * noise).astype(x.dtype)
+    bias = self.param("bias", nn.initializers.zeros, (self.features,))
+    return layers.fused_leaky_relu(x, bias)
+
+
+class ToRGB(nn.Module):
+  """1x1 modulated conv to RGB without demodulation, plus the upsampled skip if given."""
+  upsample: bool = True
+  blur_kernel: Sequence[float] = (1, 3, 3, 1)
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, style, skip=None):
+    out = layers.ModulatedConv2d(3, 1, demodulate=False, dtype=self.dtype, name="conv")(x, style)
+    out = out + self.param("bias", nn.initializers.zeros, (3,)).astype(out.dtype)
+    if skip is not None:
+      out = out + layers.upsample(skip, self.blur_kernel)
+    return out
+
+
+class Generator(nn.Module):
+  """rosinality's StyleGAN2 ``Generator`` in Flax (NHWC output in about [-1, 1]).
+
+  Attributes:
+    size: output resolution (a power of two >= 4).
+    style_dim: width of z and w.
+    n_mlp: depth of the mapping network.
+    channels: widths at resolutions 4, 8, ..., size; default rosinality's table with
+      ``channel_multiplier``.
+    channel_multiplier: used only when ``channels`` is None.
+    blur_kernel: FIR taps of the up-sampling filter.
+    lr_mlp: learning-rate multiplier of the mapping network.
+    dtype: compute dtype (params stay float32).
+  """
+  size: int
+  style_dim: int = 512
+  n_mlp: int = 8
+  channels: tuple[int, ...] | None = None
+  channel_multiplier: int = 2
+  blur_kernel: tuple[float, ...] = (1, 3, 3, 1)
+  lr_mlp: float = 0.01
+  dtype: Dtype = jnp.float32
+
+  @property
+  def log_size(self) -> int:
+    return int(math.log2(self.size))
+
+  @property
+  def n_latent(self) -> int:
+    return num_latents(self.size)
+
+  @property
+  def num_layers(self) -> int:
+    return 2 * (self.log_size - 2) + 1
+
+  @property
+  def widths(self) -> tuple[int, ...]:
+    return tuple(self.channels or rosinality_channels(self.size, self.channel_multiplier))
+
+  def setup(self):
+    if self.size < 4 or 2 ** self.log_size != self.size:
+      raise ValueError(f"size must be a power of two >= 4, got {self.size}")
+    if len(self.widths) != self.log_size - 1:
+      raise ValueError(f"channels needs one width per resolution 4..{self.size} "
+                       f"({self.log_size - 1} values), got {self.widths}")
+    widths = self.widths
+    self.style = MappingNetwork(self.style_dim, self.n_mlp, self.lr_mlp)
+    self.input = self.param("input", nn.initializers.normal(1.0), (1, 4, 4, widths[0]))
+    self.conv1 = StyledConv(widths[0], blur_kernel=self.blur_kernel, dtype=self.dtype)
+    self.to_rgb1 = ToRGB(upsample=False, blur_kernel=self.blur_kernel, dtype=self.dtype)
+    convs, to_rgbs = [], []
+    for width in widths[1:]:
+      convs.append(StyledConv(width, upsample=True, blur_kernel=self.blur_kernel,
+                              dtype=self.dtype))
+      convs.append(StyledConv(width, blur_kernel=self.blur_kernel, dtype=self.dtype))
+      to_rgbs.append(ToRGB(blur_kernel=self.blur_kernel, dtype=self.dtype))
+    self.convs = convs
+    self.to_rgbs = to_rgbs
+
+  def _stored_noise(self) -> list[jax.Array]:
+    """The ``noises`` collection (created, N(0, 1), when initialising)."""
+    out = []
+    for i, shape in enumerate(noise_shapes(self.size)):
+      name = f"noise_{i}"
+      if self.is_initializing() and not self.has_variable("noises", name):
+        self.put_variable("noises", name, jax.random.normal(self.make_rng("params"), shape))
+      if not self.has_variable("noises", name):
+        raise ValueError(
+            f"the variables have no stored noise buffer noises/{name}: pass noise=[...] or "
+            "randomize_noise=True with rngs={'noise': key}")
+      out.append(self.get_variable("noises", name))
+    return out
+
+  # ---- public methods ----
+
+  def mapping(self, z):
+    """The mapping network alone: z (N, style_dim) -> w (N, style_dim)."""
+    return self.style(z)
+
+  def mean_latent(self, n_latent: int = 4096, rng: jax.Array | None = None):
+    """Mean of ``n_latent`` mapped random z, shape (1, style_dim) (rosinality ``mean_latent``)."""
+    rng = self.make_rng("latent") if rng is None else rng
+    z = jax.random.normal(rng, (n_latent, self.style_dim))
+    return jnp.mean(self.style(z), axis=0, keepdims=True)
+
+  def synthesis(self, latent, noise: Sequence[jax.Array]):
+    """W+ (N, n_latent, style_dim) and per-layer noise -> image (N, size, size, 3)."""
+    n = latent.shape[0]
+    x = jnp.broadcast_to(self.input, (n,) + self.input.shape[1:]).astype(self.dtype)
+    x = self.conv1(x, latent[:, 0], noise[0])
+    skip = self.to_rgb1(x, latent[:, 1])
+    i = 1
+    for b, to_rgb in enumerate(self.to_rgbs):
+      x = self.convs[2 * b](x, latent[:, i], noise[2 * b + 1])
+      x = self.convs[2 * b + 1](x, latent[:, i + 1], noise[2 * b + 2])
+      skip = to_rgb(x, latent[:, i + 2], skip)
+      i += 2
+    return skip.astype(jnp.float32)
+
+  def __call__(self, styles, *, input_is_latent: bool = False, noise=None,
+               randomize_noise: bool = False, truncation: float = 1.0, truncation_latent=None,
+               inject_index: int | None = None, return_latents: bool = False):
+    """rosinality's ``Generator.forward`` (see the module docstring).
+
+    Args:
+      styles: list of 1 or 2 arrays: z (N, style_dim), or, with ``input_is_latent``, w (N, D)
+        or W+ (N, n_latent, D). Two entries mix styles at ``inject_index``.
+      input_is_latent: styles are w / W+ (skip the mapping network).
+      noise: optional list of ``num_layers`` arrays (1 or N, H, W, 1).
+      randomize_noise: draw fresh noise from the ``noise`` rng (else the stored buffers).
+      truncation, truncation_latent: ``w <- w_avg + truncation * (w - w_avg)`` when < 1.
+      inject_index: style-mixing crossover layer; drawn from the ``mixing`` rng when None.
+      return_latents: also return the W+ latent used.
+
+    Returns:
+      image (N, size, size, 3), or (image, latent (N, n_latent, style_dim)).
+    """
+    if not isinstance(styles, (list, tuple)) or not 1 <= len(styles) <= 2:
+      raise ValueError("styles must be a list of 1 or 2 arrays (as in rosinality's Generator)")
+    if not input_is_latent:
+      styles = [self.style(s) for s in styles]
+    if truncation < 1:
+      if truncation_latent is None:
+        raise ValueError("truncation < 1 needs truncation_latent (e.g. Generator.mean_latent)")
+      styles = [truncation_latent + truncation * (s - truncation_latent) for s in styles]
+
+    n_latent = self.n_latent
+    if len(styles) == 1:
+      s = styles[0]
+      latent = s if s.ndim == 3 else jnp.repeat(s[:, None], n_latent, axis=1)
+    else:
+      if inject_index is None:
+        inject_index = int(jax.random.randint(self.make_rng("mixing"), (), 1, n_latent))
+      first, second = (s if s.ndim == 3 else jnp.repeat(s[:, None], n_latent, axis=1)
+                       for s in styles)
+      latent = jnp.concatenate([first[:, :inject_index], second[:, inject_index:]], axis=1)
+    if latent.shape[1] != n_latent:
+      raise ValueError(f"W+ latent has {latent.shape[1]} styles, this generator needs {n_latent}")
+
+    if self.is_initializing():
+      self._stored_noise()
+    if noise is None:
+      if randomize_noise:
+        rng = self.make_rng("noise")
+        noise = [jax.random.normal(k, (latent.shape[0],) + shape[1:])
+                 for k, shape in zip(jax.random.split(rng, self.num_layers),
+                                     noise_shapes(self.size))]
+      else:
+        noise = self._stored_noise()
+    elif len(noise) != self.num_layers:
+      raise ValueError(f"noise must be a list of {self.num_layers} arrays, got {len(noise)}")
+
+    image = self.synthesis(latent, noise)
+    return (image, latent) if return_latents else image
+
+
+def from_config(config: dict) -> Generator:
+  """Builds a Generator from a converted model's ``config.json`` fields."""
+  config = dict(config)
+  known = {"size", "style_dim", "n_mlp", "channels", "channel_multiplier", "blur_kernel",
+           "lr_mlp"}
+  unknown = set(config) - known
+  if unknown:
+    raise ValueError(f"unknown stylegan2 config fields: {sorted(unknown)}")
+  for key in ("channels", "blur_kernel"):
+    if config.get(key) is not None:
+      config[key] = tuple(config[key])
+  return Generator(**config)

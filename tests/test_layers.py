@@ -1,0 +1,57 @@
+"""upfirdn2d and the FIR helpers against a direct numpy re-statement of their definition."""
+
+import numpy as np
+import pytest
+
+from difai_jax import layers
+
+
+def upfirdn2d_reference(x, kernel, up, down, pad):
+  """Definition: zero-insert by `up`, pad (x0, x1, y0, y1; negative crops), correlate with the
+  flipped kernel, keep every `down`-th sample. x is (N, H, W, C)."""
+  x0, x1, y0, y1 = pad
+  n, h, w, c = x.shape
+  u = np.zeros((n, h * up, w * up, c), x.dtype)
+  u[:, ::up, ::up] = x
+  u = np.pad(u, ((0, 0), (max(y0, 0), max(y1, 0)), (max(x0, 0), max(x1, 0)), (0, 0)))
+  u = u[:, max(-y0, 0):u.shape[1] - max(-y1, 0), max(-x0, 0):u.shape[2] - max(-x1, 0)]
+  k = kernel[::-1, ::-1]
+  kh, kw = k.shape
+  oh, ow = u.shape[1] - kh + 1, u.shape[2] - kw + 1
+  out = np.zeros((n, oh, ow, c), np.float64)
+  for i in range(kh):
+    for j in range(kw):
+      out += k[i, j] * u[:, i:i + oh, j:j + ow]
+  return out[:, ::down, ::down]
+
+
+@pytest.mark.parametrize("up,down,pad", [
+    (1, 1, (2, 1, 0, 3)),      # asymmetric, different per axis
+    (2, 1, (2, 1, 1, 2)),      # the x2 upsampler's pads, transposed on y
+    (1, 2, (1, 0, -1, 2)),     # a negative (cropping) pad
+    (2, 2, (0, 3, 2, 0)),
+])
+def test_upfirdn2d_matches_definition(up, down, pad):
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((2, 7, 9, 3)).astype(np.float32)
+  kernel = rng.standard_normal((4, 3)).astype(np.float32)   # not symmetric: catches flips
+  got = np.asarray(layers.upfirdn2d(x, kernel, up=up, down=down, pad=pad))
+  want = upfirdn2d_reference(x, kernel, up, down, pad)
+  assert got.shape == want.shape
+  np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_upsample_preserves_constant_and_doubles_size():
+  x = np.full((1, 5, 5, 2), 3.0, np.float32)
+  y = np.asarray(layers.upsample(x, (1, 3, 3, 1)))
+  assert y.shape == (1, 10, 10, 2)
+  # interior samples of a constant stay constant (the filter has gain factor**2 = 4)
+  np.testing.assert_allclose(y[:, 2:-2, 2:-2], 3.0, rtol=1e-6)
+
+
+def test_fused_leaky_relu():
+  x = np.array([-2.0, 0.0, 1.5], np.float32)
+  bias = np.array([0.5], np.float32)
+  got = np.asarray(layers.fused_leaky_relu(x[:, None], bias))[:, 0]
+  want = np.where(x + 0.5 >= 0, x + 0.5, 0.2 * (x + 0.5)) * np.sqrt(2)
+  np.testing.assert_allclose(got, want, rtol=1e-6)
