@@ -1,0 +1,37 @@
+"""The README's quick start and .ci/run stay in step, and the sample CLI writes its files."""
+
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _quick_start_lines():
+  text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+  section = text.split("## Quick start", 1)[1]
+  block = re.search(r"```(?:bash)?\n(.*?)```", section, re.S).group(1)
+  return [line for line in block.strip().splitlines() if line.strip()]
+
+
+def test_quick_start_has_two_lines_and_ci_runs_the_test_line():
+  lines = _quick_start_lines()
+  assert len(lines) == 2
+  ci = open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8").read()
+  ci_commands = [l for l in ci.splitlines() if l.strip() and not l.startswith("#")
+                 and not l.startswith("set ") and not l.startswith("cd ")]
+  assert ci_commands == [lines[1]]
+
+
+def test_sample_cli_writes_grid_and_sefa_strip(tmp_path):
+  out = tmp_path / "grid.png"
+  proc = subprocess.run([sys.executable, "-m", "difai_jax.sample", "--num", "2", "--steps", "3",
+                         "--random_size", "16", "--out", str(out)],
+                        capture_output=True, text=True, cwd=tmp_path)
+  assert proc.returncode == 0, proc.stderr
+  from PIL import Image
+  grid = Image.open(out)
+  strip = Image.open(tmp_path / "grid_sefa.png")
+  assert grid.size[1] == 16 + 2 * 2                 # one row of 16 px samples, padded
+  assert strip.size[0] > grid.size[0] - 20 and strip.size[1] > grid.size[1]
