@@ -1,0 +1,373 @@
+"""The training losses of DiFAI (Yoon et al., Sec. 3.4, eq. 6-11), one named function per term.
+
+Notation (DESIGN.md "Losses"): ``mask`` is the paper's M (1 = known pixel, 0 = hole) with shape
+(N, H, W, 1); ``hole = 1 - mask`` is M_r. For one masked input the generator produces K = 1 + alpha
+outputs ``I_out_j``, one per style image ``I_style_j``: j = 0 is conditioned on the pSp inversion
+itself, j >= 1 on its SeFa-perturbed versions. The train step stacks them on a leading axis:
+
+* ``i_out``, ``i_style``: (K, N, H, W, 3) images in [-1, 1];
+* ``i_gt``: (N, H, W, 3), ``mask``: (N, H, W, 1);
+* VGG-19 features: dicts ``tap -> (K, N, h, w, C)`` for the outputs and style images, and
+  ``tap -> (N, h, w, C)`` for I_gt (see :func:`stacked_features`). A (N, ...) array where a
+  (K, N, ...) one is expected is read as K = 1.
+
+Terms and equations:
+
+=================================  ==========  ==============================================
+function                            equation    what it constrains
+=================================  ==========  ==============================================
+:func:`hole_l1`, :func:`valid_l1`   (eq. 11)    I_out_0 vs I_gt, per region, L1
+:func:`perceptual_loss`             eq. 6       VGG features: I_out_j vs I_style_j in the
+                                                hole (all j), I_out_0 vs I_gt where known
+:func:`style_loss`                  eq. 7       the same on Gram matrices
+:func:`ms_ssim_loss`                eq. 8       1 - MS-SSIM(I_out_0, I_gt)
+:func:`generator_adversarial_loss`  eq. 9       WGAN: -E[D(fake)]
+:func:`critic_loss`                 eq. 10      WGAN-GP: E[D(fake)] - E[D(real)] + 10 GP
+:func:`total_generator_loss`        eq. 11      sum of lambda_t * term_t
+=================================  ==========  ==============================================
+
+Only j = 0 is tied to the ground truth (L1, MS-SSIM and the known-region feature terms): the
+outputs j >= 1 must stay free to differ from I_gt in the hole, and are tied to their own style
+image there instead.
+
+Normalisation choices (the paper leaves them open):
+
+* L1 and perceptual terms are *region means*: the sum of the masked absolute differences over the
+  batch divided by the number of (pixels or feature cells) x channels in the region, so a term
+  does not shrink with the size of its region. A region that is empty in the whole batch gives 0
+  (division guarded with ``where``; gradients stay finite).
+* Masks are resized to a feature map by area averaging (the fraction of hole pixels under each
+  cell, floor-cropped like VGG's max pools), so the hole and known weights sum to 1 in every cell.
+* Gram matrices are normalised by C * h * w (Gatys et al.; partial-conv inpainting, Liu et al.
+  2018); the style term is the mean absolute difference of the Gram entries.
+* Terms summed over j are sums (as in eq. 6-7), not means: lambda_perceptual and lambda_style
+  weigh K feature comparisons.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+
+from difai_jax.metrics import ssim as ssim_lib
+
+Features = Mapping[str, jnp.ndarray]
+
+LAMBDA_GP = 10.0  # WGAN-GP weight (Gulrajani et al. 2017; DESIGN.md "Critic")
+
+
+# ---- helpers ----
+
+def _safe_divide(numerator: jnp.ndarray, denominator: jnp.ndarray) -> jnp.ndarray:
+  """``numerator / denominator``, and 0 where the denominator is 0 (numerator then is 0 too)."""
+  positive = denominator > 0
+  return jnp.where(positive, numerator / jnp.where(positive, denominator, 1.0), 0.0)
+
+
+def _weighted_mean(values: jnp.ndarray, weights: jnp.ndarray) -> jnp.ndarray:
+  """Mean of ``values`` (..., h, w, C) weighted by ``weights`` (..., h, w, 1), over everything.
+
+  Returns ``sum(weights * values) / (C * sum(weights))``, 0 when all weights are 0.
+  """
+  weights = jnp.broadcast_to(weights, values.shape[:-1] + (1,))
+  total = jnp.sum(values * weights)
+  count = jnp.sum(weights) * values.shape[-1]
+  return _safe_divide(total, count)
+
+
+def _with_k(x: jnp.ndarray, ndim: int) -> jnp.ndarray:
+  """Adds the leading K axis to a (N, ...) array of rank ``ndim - 1``."""
+  if x.ndim == ndim - 1:
+    return x[None]
+  if x.ndim != ndim:
+    raise ValueError(f"expected an array of rank {ndim} (K, N, ...) or {ndim - 1} (N, ...), "
+                     f"got shape {x.shape}")
+  return x
+
+
+def _check_mask(mask: jnp.ndarray, image: jnp.ndarray) -> None:
+  if mask.ndim != 4 or mask.shape[-1] != 1:
+    raise ValueError(f"mask must have shape (N, H, W, 1) (1 = known, 0 = hole), got {mask.shape}")
+  if mask.shape[:3] != image.shape[-4:-1]:
+    raise ValueError(f"mask of shape {mask.shape} does not match images of shape {image.shape}")
+
+
+def resize_mask(mask: jnp.ndarray, size: tuple[int, int]) -> jnp.ndarray:
+  """Area-downsamples a (N, H, W, 1) mask to (N, h, w, 1) with integer factors H // h, W // w.
+
+  Trailing rows/columns beyond ``h * (H // h)`` are dropped, as a floor max pool drops them, so
+  each output cell is the fraction of mask-1 pixels in the block its feature cell sees.
+  """
+  n, height, width, c = mask.shape
+  h, w = size
+  if h > height or w > width or h < 1 or w < 1:
+    raise ValueError(f"cannot downsample a mask of size {(height, width)} to {size}")
+  fh, fw = height // h, width // w
+  mask = mask[:, :h * fh, :w * fw]
+  return mask.reshape(n, h, fh, w, fw, c).mean(axis=(2, 4))
+
+
+def stacked_features(feature_fn: Callable[[jnp.ndarray], Features],
+                     images: jnp.ndarray) -> dict[str, jnp.ndarray]:
+  """Applies an NHWC feature network to a stack of batches.
+
+  Args:
+    feature_fn: ``(M, H, W, 3) -> {tap: (M, h, w, C)}``, e.g.
+      ``lambda x: vgg.apply(vgg_variables, x)``.
+    images: (K, N, H, W, 3) (or any number of leading axes before H, W, 3).
+
+  Returns:
+    ``{tap: (K, N, h, w, C)}`` in float32 (one call of ``feature_fn`` on K * N images).
+  """
+  lead = images.shape[:-3]
+  flat = images.reshape((-1,) + images.shape[-3:])
+  feats = feature_fn(flat)
+  return {t: f.astype(jnp.float32).reshape(lead + f.shape[1:]) for t, f in feats.items()}
+
+
+# ---- pixel terms (eq. 11: L_hole, L_valid) ----
+
+def hole_l1(i_out0: jnp.ndarray, i_gt: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
+  """L1 of I_out_0 vs I_gt in the hole, divided by the hole's size.
+
+  Args:
+    i_out0: (N, H, W, 3) the output conditioned on I_style (j = 0); i_gt: (N, H, W, 3);
+    mask: (N, H, W, 1), 1 = known.
+
+  Returns:
+    scalar ``sum(M_r |I_out_0 - I_gt|) / (3 * sum(M_r))`` over the batch; 0 with no hole.
+  """
+  _check_mask(mask, i_out0)
+  return _weighted_mean(jnp.abs(i_out0 - i_gt), 1.0 - mask)
+
+
+def valid_l1(i_out0: jnp.ndarray, i_gt: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
+  """L1 of I_out_0 vs I_gt on the known pixels, divided by their number (see :func:`hole_l1`)."""
+  _check_mask(mask, i_out0)
+  return _weighted_mean(jnp.abs(i_out0 - i_gt), mask)
+
+
+# ---- feature terms (eq. 6-7) ----
+
+def gram_matrix(features: jnp.ndarray) -> jnp.ndarray:
+  """Gram matrix of feature maps, normalised by C * h * w.
+
+  Args:
+    features: (..., h, w, C).
+
+  Returns:
+    (..., C, C) with entry (a, b) = sum over cells of F_a F_b / (C h w).
+  """
+  *lead, h, w, c = features.shape
+  flat = features.reshape(tuple(lead) + (h * w, c)).astype(jnp.float32)
+  gram = jnp.einsum("...pa,...pb->...ab", flat, flat, precision=jax.lax.Precision.HIGHEST)
+  return gram / (c * h * w)
+
+
+def _tap_masks(mask: jnp.ndarray, feats: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """(known, hole) weights of shape (N, h, w, 1) at the resolution of ``feats`` (..., h, w, C)."""
+  known = resize_mask(mask.astype(jnp.float32), feats.shape[-3:-1])
+  return known, 1.0 - known
+
+
+def _check_taps(feats_out: Features, feats_style: Features, feats_gt: Features) -> None:
+  if not feats_out:
+    raise ValueError("no feature taps given")
+  for name, other in (("feats_style", feats_style), ("feats_gt", feats_gt)):
+    if set(other) != set(feats_out):
+      raise ValueError(f"{name} has taps {sorted(other)}, feats_out has {sorted(feats_out)}")
+
+
+def perceptual_loss(feats_out: Features, feats_style: Features, feats_gt: Features,
+                    mask: jnp.ndarray) -> jnp.ndarray:
+  """Perceptual loss of eq. 6.
+
+  ``sum_taps [ sum_j mean_{M_r}|F(I_out_j) - F(I_style_j)| + mean_M |F(I_out_0) - F(I_gt)| ]``,
+  where ``mean_W`` is the region mean weighted by the mask resized to the tap
+  (:func:`resize_mask`).
+
+  Args:
+    feats_out: ``{tap: (K, N, h, w, C)}`` features of I_out_j (j = 0 first).
+    feats_style: ``{tap: (K, N, h, w, C)}`` features of I_style_j.
+    feats_gt: ``{tap: (N, h, w, C)}`` features of I_gt.
+    mask: (N, H, W, 1), 1 = known.
+
+  Returns:
+    scalar.
+  """
+  _check_taps(feats_out, feats_style, feats_gt)
+  loss = 0.0
+  for tap in feats_out:
+    out = _with_k(feats_out[tap], 5).astype(jnp.float32)
+    style = _with_k(feats_style[tap], 5).astype(jnp.float32)
+    gt = feats_gt[tap].astype(jnp.float32)
+    if out.shape != style.shape or out.shape[1:] != gt.shape:
+      raise ValueError(f"tap {tap}: feature shapes differ: out {out.shape}, style {style.shape}, "
+                       f"gt {gt.shape}")
+    known, hole = _tap_masks(mask, gt)
+    for j in range(out.shape[0]):
+      loss = loss + _weighted_mean(jnp.abs(out[j] - style[j]), hole)
+    loss = loss + _weighted_mean(jnp.abs(out[0] - gt), known)
+  return loss
+
+
+def style_loss(feats_out: Features, feats_style: Features, feats_gt: Features,
+               mask: jnp.ndarray) -> jnp.ndarray:
+  """Style loss of eq. 7: the structure of :func:`perceptual_loss` on Gram matrices.
+
+  ``sum_taps [ sum_j mean|G(M_r F(I_out_j)) - G(M_r F(I_style_j))|
+  + mean|G(M F(I_out_0)) - G(M F(I_gt))| ]`` with :func:`gram_matrix` (normalised by C h w),
+  the mask resized to the tap, and the mean over batch and the C x C entries.
+
+  Args / Returns: as :func:`perceptual_loss`.
+  """
+  _check_taps(feats_out, feats_style, feats_gt)
+  loss = 0.0
+  for tap in feats_out:
+    out = _with_k(feats_out[tap], 5).astype(jnp.float32)
+    style = _with_k(feats_style[tap], 5).astype(jnp.float32)
+    gt = feats_gt[tap].astype(jnp.float32)
+    if out.shape != style.shape or out.shape[1:] != gt.shape:
+      raise ValueError(f"tap {tap}: feature shapes differ: out {out.shape}, style {style.shape}, "
+                       f"gt {gt.shape}")
+    known, hole = _tap_masks(mask, gt)
+    # (K, N, h, w, C) -> (K, N, C, C)
+    loss = loss + jnp.sum(jnp.mean(jnp.abs(gram_matrix(out * hole) - gram_matrix(style * hole)),
+                                   axis=(1, 2, 3)))
+    loss = loss + jnp.mean(jnp.abs(gram_matrix(out[0] * known) - gram_matrix(gt * known)))
+  return loss
+
+
+# ---- MS-SSIM (eq. 8) ----
+
+def ms_ssim_loss(i_out0: jnp.ndarray, i_gt: jnp.ndarray) -> jnp.ndarray:
+  """``1 - MS-SSIM(I_out_0, I_gt)`` averaged over the batch (eq. 8).
+
+  Args:
+    i_out0, i_gt: (N, H, W, 3) in [-1, 1], H and W > 160 (5 scales of an 11-pixel window).
+      They are mapped to [0, 1] and compared with ``data_range=1`` (pytorch-msssim defaults
+      otherwise: 5 scales, weights 0.0448 ... 0.1333, window 11, sigma 1.5).
+  """
+  if i_out0.ndim != 4:
+    raise ValueError(f"ms_ssim_loss takes the j = 0 output, (N, H, W, 3); got {i_out0.shape}")
+  value = ssim_lib.ms_ssim((i_out0 + 1.0) * 0.5, (i_gt + 1.0) * 0.5, data_range=1.0)
+  return 1.0 - jnp.mean(value)
+
+
+# ---- WGAN-GP (eq. 9-10) ----
+
+def _scores(critic_fn: Callable[[jnp.ndarray], jnp.ndarray], images: jnp.ndarray) -> jnp.ndarray:
+  """Critic scores of (..., H, W, 3) images as a flat vector (one critic call)."""
+  flat = images.reshape((-1,) + images.shape[-3:])
+  return jnp.reshape(critic_fn(flat), (flat.shape[0],)).astype(jnp.float32)
+
+
+def random_interpolates(real: jnp.ndarray, fake: jnp.ndarray, rng: jax.Array) -> jnp.ndarray:
+  """``eps * real + (1 - eps) * fake`` with one ``eps ~ U[0, 1)`` per image.
+
+  Args:
+    real: (N, H, W, 3); fake: (N, H, W, 3) or (K, N, H, W, 3) (real is broadcast over K).
+    rng: PRNG key.
+
+  Returns:
+    array of the shape of ``fake``; ``eps`` is ``jax.random.uniform(rng, fake.shape[:-3] +
+    (1, 1, 1))``.
+  """
+  eps = jax.random.uniform(rng, fake.shape[:-3] + (1, 1, 1), dtype=jnp.float32)
+  return eps * real + (1.0 - eps) * fake
+
+
+def gradient_penalty(critic_fn: Callable[[jnp.ndarray], jnp.ndarray], real: jnp.ndarray,
+                     fake: jnp.ndarray, rng: jax.Array) -> jnp.ndarray:
+  """WGAN-GP gradient penalty ``E[(||grad_x D(x_hat)||_2 - 1)^2]`` (Gulrajani et al. 2017).
+
+  Args:
+    critic_fn: ``(M, H, W, 3) -> (M,)`` or ``(M, 1)`` scores; a closure over the critic's
+      variables, so the penalty is differentiable with respect to them.
+    real: (N, H, W, 3) I_gt; fake: (N, H, W, 3) or (K, N, H, W, 3) composite outputs.
+    rng: PRNG key for the interpolation weights (:func:`random_interpolates`).
+
+  Returns:
+    scalar, the mean over all interpolates. The norm is ``sqrt(sum g^2 + 1e-12)`` so that a zero
+    gradient gives a finite second derivative.
+  """
+  x_hat = random_interpolates(real, jax.lax.stop_gradient(fake), rng)
+  x_hat = x_hat.reshape((-1,) + x_hat.shape[-3:])
+  grads = jax.grad(lambda x: jnp.sum(_scores(critic_fn, x)))(x_hat)
+  norms = jnp.sqrt(jnp.sum(jnp.square(grads), axis=(1, 2, 3)) + 1e-12)
+  return jnp.mean(jnp.square(norms - 1.0))
+
+
+def critic_loss(critic_fn: Callable[[jnp.ndarray], jnp.ndarray], real: jnp.ndarray,
+                fake: jnp.ndarray, rng: jax.Array,
+                lambda_gp: float = LAMBDA_GP) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
+  """Critic loss of eq. 10: ``E[D(fake)] - E[D(real)] + lambda_gp * GP``.
+
+  Args:
+    critic_fn, real, fake, rng: as :func:`gradient_penalty`; ``fake`` is held constant
+      (``stop_gradient``): this loss trains the critic only.
+    lambda_gp: gradient-penalty weight (10).
+
+  Returns:
+    ``(loss, {"wasserstein": E[D(real)] - E[D(fake)], "gradient_penalty": GP,
+    "d_real": E[D(real)], "d_fake": E[D(fake)]})``.
+  """
+  fake = jax.lax.stop_gradient(fake)
+  d_real = jnp.mean(_scores(critic_fn, real))
+  d_fake = jnp.mean(_scores(critic_fn, fake))
+  gp = gradient_penalty(critic_fn, real, fake, rng)
+  loss = d_fake - d_real + lambda_gp * gp
+  return loss, {"wasserstein": d_real - d_fake, "gradient_penalty": gp, "d_real": d_real,
+                "d_fake": d_fake}
+
+
+def generator_adversarial_loss(critic_fn: Callable[[jnp.ndarray], jnp.ndarray],
+                               fake: jnp.ndarray) -> jnp.ndarray:
+  """Generator's WGAN loss of eq. 9: ``-E[D(fake)]`` over all outputs j and images.
+
+  Args:
+    critic_fn: as :func:`gradient_penalty` (its variables are not updated by this loss; the
+      train step differentiates with respect to the generator only).
+    fake: (N, H, W, 3) or (K, N, H, W, 3), the same kind of image the critic is trained on
+      (the composites ``I_masked + M_r * I_out_j``).
+  """
+  return -jnp.mean(_scores(critic_fn, fake))
+
+
+# ---- eq. 11 ----
+
+TERMS = ("hole", "valid", "perceptual", "style", "ms_ssim", "adversarial")
+
+
+def total_generator_loss(terms: Mapping[str, jnp.ndarray],
+                         lambdas: Mapping[str, float] | Any) -> tuple[jnp.ndarray, dict]:
+  """Weighted sum of eq. 11: ``sum_t lambda_t * term_t``.
+
+  Args:
+    terms: ``{name: scalar}``, names among :data:`TERMS` (others are allowed if ``lambdas``
+      weighs them).
+    lambdas: ``{name: weight}`` (a dict or an ml_collections ConfigDict). Every term needs a
+      weight; a weight without its term is an error unless it is 0 (a disabled term).
+
+  Returns:
+    ``(total, terms)``: the scalar total and a copy of ``terms`` with ``"total"`` added (for
+    logging).
+  """
+  if hasattr(lambdas, "to_dict"):
+    lambdas = lambdas.to_dict()
+  lambdas = dict(lambdas)
+  if not terms:
+    raise ValueError("total_generator_loss got no loss terms")
+  missing = sorted(set(terms) - set(lambdas))
+  if missing:
+    raise ValueError(f"no lambda for loss term(s) {missing}; lambdas given: {sorted(lambdas)}")
+  orphan = sorted(k for k, v in lambdas.items() if k not in terms and v != 0)
+  if orphan:
+    raise ValueError(f"lambda(s) {orphan} are non-zero but their terms were not computed; "
+                     f"terms given: {sorted(terms)}")
+  total = sum(lambdas[name] * jnp.asarray(value, jnp.float32) for name, value in terms.items())
+  out = dict(terms)
+  out["total"] = total
+  return total, out
