@@ -14,6 +14,7 @@ INSTALL_REQUIRES = [
     "numpy>=2.0",
     "pillow>=11.0",
     "absl-py>=2.0",
+    "scipy>=1.11",          # matrix square root of the Frechet (FID) distance
 ]
 
 EXTRAS = {
@@ -44,7 +45,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["difai_jax", "difai_jax.*", "weights_conversion",
+    packages=find_packages(include=["difai_jax", "difai_jax.*", "configs", "weights_conversion",
                                     "weights_conversion.*"]),
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,

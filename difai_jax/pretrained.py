@@ -26,6 +26,10 @@ _BUILDERS: dict[str, str] = {
     "vgg19": "difai_jax.models.vgg:from_config",
     "lpips": "difai_jax.metrics.lpips:from_config",
     "inception": "difai_jax.metrics.fid:from_config",
+    "ir_se_backbone": "difai_jax.models.psp:backbone_from_config",
+    "coarse": "difai_jax.models.coarse:from_config",
+    "difai_generator": "difai_jax.models.sparn:from_config",
+    "critic": "difai_jax.models.critic:from_config",
 }
 
 
