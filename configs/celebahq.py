@@ -1,0 +1,93 @@
+"""DiFAI on CelebA-HQ 256 (the paper's main setting): trains G and the critic.
+
+    python -m difai_jax.train --config configs/celebahq.py --workdir runs/difai \
+        --config.data.path=/data/celeba_hq_256 \
+        --config.pretrained.psp=weights/psp_ffhq_encode \
+        --config.pretrained.vgg19=weights/vgg19 \
+        --config.pretrained.coarse_workdir=runs/coarse
+
+Needs: the coarse stage (configs/celebahq_coarse.py), a converted pSp FFHQ encoder
+(python -m weights_conversion.psp psp_ffhq_encode.pt DIR; its 1024 px StyleGAN2 decoder is the
+generator whose SeFa directions give the diverse style images) and a converted torchvision VGG-19
+(python -m weights_conversion.vgg19 vgg19-dcbb9e9d.pth DIR).
+Ablations of Table 3: --config.generator.norm=spade  /  --config.generator.norm=batch.
+"""
+
+import ml_collections
+
+from configs import model_defaults
+from difai_jax.data import config as data_config
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  # Which stages this run trains, in order (see configs/demo.py for both back to back).
+  config.stages = ("difai",)
+  config.seed = 0
+  # CelebA-HQ at 256 x 256, 28,000 train / 2,000 test (paper, section 4).
+  config.image_size = 256
+
+  config.data = data_config.default_data_config()
+  config.data.source = "folder"            # CelebA-HQ images as users have them
+  config.data.num_workers = 8              # decoding + mask drawing off the main process
+
+  config.coarse = model_defaults.coarse_config()
+  config.generator = model_defaults.generator_config()
+  config.critic = model_defaults.critic_config()
+
+  # Frozen pretrained networks: converted directories (nothing is downloaded).
+  config.pretrained = ml_collections.ConfigDict()
+  config.pretrained.psp = ""               # pSp FFHQ encoder + its StyleGAN2 decoder
+  config.pretrained.vgg19 = ""             # torchvision VGG-19 (perceptual / style losses)
+  config.pretrained.coarse_workdir = ""    # workdir of the coarse stage
+  # Random frozen pSp / VGG instead of converted ones: demos and tests only.
+  config.pretrained.random_init = False
+  config.pretrained.random_vgg_width_divisor = 1
+  config.pretrained.random_psp = ml_collections.ConfigDict({
+      "decoder_size": 64, "style_dim": 64, "n_mlp": 2, "decoder_channels": (64,) * 5,
+      "unit_counts": (1, 1, 1, 1), "widths": (16, 16, 32, 64), "input_width": 16,
+      "input_size": 64})
+
+  # SeFa (eq. 3): directions of the decoder's conv modulations (the SeFa paper's form), and how
+  # training draws the alpha perturbed style images per sample.
+  config.sefa = ml_collections.ConfigDict()
+  config.sefa.method = "genforce"          # or "rosinality" (its svd over conv + to_rgb1)
+  config.sefa.factor_layers = ml_collections.config_dict.placeholder(str)  # None: method default
+  config.sefa.num_edits = 2                # alpha: perturbed style images per input
+  config.sefa.top_k = 8                    # draw directions among the 8 strongest
+  config.sefa.min_degree = 2.0             # |d_i| in [2, 5]: visible but still face-like edits
+  config.sefa.max_degree = 5.0
+  config.sefa.layers = ()                  # W+ layers moved; () = all
+
+  # Eq. 11. The paper lists five lambdas with four values ("0.5, 120, 3, 0.5"). Our reading:
+  # the hole / valid L1 terms keep unit weight (the reference scale, as in the partial-
+  # convolution loss the terms descend from, Liu et al. 2018), and the four values weigh, in
+  # the order the paper introduces them, perceptual (0.5), style (120, the PConv style weight),
+  # MS-SSIM (3) and adversarial (0.5). Every lambda is one --config.loss.lambdas.x=y away.
+  config.loss = ml_collections.ConfigDict()
+  config.loss.lambdas = ml_collections.ConfigDict({
+      "hole": 1.0, "valid": 1.0, "perceptual": 0.5, "style": 120.0, "ms_ssim": 3.0,
+      "adversarial": 0.5})
+  # pytorch-msssim's five scale weights (eq. 8); 256 px images allow all five.
+  config.loss.ms_ssim_weights = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+
+  config.optim = ml_collections.ConfigDict()
+  # Adam with WGAN-GP's betas (Gulrajani et al. 2017: lr 1e-4, b1 0, b2 0.9).
+  config.optim.g_lr = 1e-4
+  config.optim.d_lr = 1e-4
+  config.optim.b1 = 0.0
+  config.optim.b2 = 0.9
+  config.optim.grad_clip = 0.0             # global-norm clipping; 0 = off
+  # Critic updates per generator update. 1 alternates per batch, as most inpainting GANs do
+  # (WGAN-GP's own choice, 5, is one override away).
+  config.optim.n_critic = 1
+
+  config.train = ml_collections.ConfigDict()
+  config.train.batch_size = 8              # global, over all devices and hosts
+  config.train.num_steps = ml_collections.ConfigDict({"coarse": 200_000, "difai": 300_000})
+  config.train.ema_decay = 0.999           # EMA of G for sampling / evaluation; 0 = off
+  config.train.log_every = 100
+  config.train.sample_every = 2_000        # PNG grid in WORKDIR/samples
+  config.train.checkpoint_every = 5_000
+  config.train.keep_checkpoints = 3
+  return config

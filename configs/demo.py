@@ -1,0 +1,53 @@
+"""The embedded default: both stages on procedurally drawn toy faces, tiny networks, random
+frozen pSp / StyleGAN2 / VGG-19, on 2 CPU cores in a few minutes.
+
+    python -m difai_jax.train --config configs/demo.py --workdir runs/demo
+
+Ends with WORKDIR/difai/samples/difai_*.png: masked input, coarse, I_style, the alpha + 1
+completions, ground truth. The frozen StyleGAN2 is random, so the style images are colourful
+textures rather than faces; the completions still differ in the hole because each one follows
+its own SeFa-perturbed style image (set --config.pretrained.psp / vgg19 to converted weights to
+use real ones).
+"""
+
+from configs import celebahq
+
+
+def get_config():
+  config = celebahq.get_config()
+  config.stages = ("coarse", "difai")
+  config.image_size = 64                   # tiny: fast on CPU
+  config.data.source = "toy"
+  config.data.num_workers = 0
+  config.data.verify_files = False
+
+  # Narrow networks (the 256 px widths divided by 4-8), same structure.
+  config.coarse.widths = (16, 32, 64, 64)
+  config.coarse.dilations = (2, 4)
+  config.generator.encoder_widths = (16, 32, 64, 64, 64)
+  config.generator.decoder_widths = (64, 64, 64, 32, 16)
+  config.generator.spade_hidden = 32
+  config.critic.widths = (16, 32, 64, 64)
+
+  config.pretrained.random_init = True
+  config.pretrained.random_vgg_width_divisor = 8
+
+  config.sefa.top_k = 4
+  config.sefa.min_degree = 4.0
+  config.sefa.max_degree = 8.0
+
+  # 64 px allows three MS-SSIM scales (pytorch-msssim's first three weights, renormalised).
+  config.loss.ms_ssim_weights = (0.0710, 0.4529, 0.4761)
+  config.loss.lambdas.adversarial = 0.05   # a young random critic: keep its pull small
+
+  config.optim.g_lr = 1e-3
+  config.optim.d_lr = 1e-3
+  config.optim.b1 = 0.5
+  config.optim.b2 = 0.99
+  config.train.batch_size = 8
+  config.train.num_steps = {"coarse": 150, "difai": 150}
+  config.train.ema_decay = 0.0
+  config.train.log_every = 25
+  config.train.sample_every = 150
+  config.train.checkpoint_every = 50
+  return config

@@ -1,0 +1,210 @@
+"""The DiFAI data flow (Yoon et al., section 3, eq. 1-5), shared by train, evaluate and inpaint.
+
+Read top to bottom, for a ground-truth face ``image`` and a ``mask`` (1 = known, 0 = hole)::
+
+    I_masked   = image * mask                                  eq. 1   masked_image
+    I_coarse   = I_masked + hole * C(I_masked, mask)           eq. 2   coarse_completion
+    W+         = pSp.encode(I_coarse)                                  invert
+    W+_i       = W+ + d_i n_i,  i = 1..alpha (SeFa directions) eq. 3   sefa_latents
+    I_style_j  = StyleGAN2(W+_j),  j = 0..alpha  (W+_0 = W+)           style_images
+    I_style'_j = I_masked + hole * I_style_j                   eq. 4   style_prime
+    I_out_j    = G(I_masked, I_style'_j, mask)                 eq. 5   generate
+    result_j   = I_masked + hole * I_out_j   (known pixels bit-exact)  composite
+
+Everything before ``generate`` is frozen (no gradients). Arrays with a leading K = 1 + alpha axis
+hold one entry per style image, j = 0 first. Images are NHWC in [-1, 1].
+
+Modules are static (hashable flax modules); variables are passed in a dict so that jitted
+callers take them as arguments, never as baked-in constants:
+``{"coarse": ..., "psp": ..., "generator": ..., "sefa": (n_dirs, style_dim) directions}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+
+from difai_jax.models import coarse as coarse_lib
+from difai_jax.models import psp as psp_lib
+from difai_jax.models import sparn as sparn_lib
+
+
+
+def composite(i_masked: jax.Array, i_out: jax.Array, mask: jax.Array) -> jax.Array:
+  """``I_masked + hole * I_out``; known pixels stay bit-exact.
+
+  ``i_out`` may carry a leading K axis, (K, N, H, W, C), with ``i_masked`` (N, H, W, C) and
+  ``mask`` (N, H, W, 1) shared by every j.
+  """
+  if i_out.ndim == i_masked.ndim:
+    return sparn_lib.composite(i_masked, i_out, mask)
+  k = i_out.shape[0]
+  flat = lambda x: jnp.broadcast_to(x[None], (k,) + x.shape).reshape((-1,) + x.shape[1:])
+  out = sparn_lib.composite(flat(i_masked), i_out.reshape((-1,) + i_out.shape[2:]), flat(mask))
+  return out.reshape(i_out.shape)
+
+
+@dataclasses.dataclass(frozen=True)
+class Models:
+  """The networks of the DiFAI pipeline (architecture only; variables travel separately)."""
+  coarse: coarse_lib.CoarseNet
+  psp: psp_lib.PSP
+  generator: sparn_lib.DiFAIGenerator
+  image_size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class SefaSampling:
+  """How training draws the alpha SeFa edits of eq. 3 (one set per sample).
+
+  Each edit takes one of the ``top_k`` strongest directions (distinct within a sample) and a
+  degree of random sign and magnitude in ``[min_degree, max_degree]``; the paper's diversity
+  comes from these perturbed style images.
+  """
+  num_edits: int = 2        # alpha
+  top_k: int = 8
+  min_degree: float = 2.0
+  max_degree: float = 5.0
+  layers: tuple[int, ...] | None = None   # W+ layers moved; None = all
+
+
+def resize(images: jax.Array, size: int) -> jax.Array:
+  """Square NHWC images -> ``size`` px: mean pooling for integer down factors (pSp's face
+  pool), bilinear otherwise (no antialiasing, as torch)."""
+  h = images.shape[-3]
+  if h == size:
+    return images
+  lead = images.shape[:-3]
+  flat = images.reshape((-1,) + images.shape[-3:])
+  if h > size and h % size == 0:
+    out = psp_lib.adaptive_avg_pool(flat, size, size)
+  else:
+    out = jax.image.resize(flat, (flat.shape[0], size, size, flat.shape[-1]), "bilinear",
+                           antialias=False)
+  return out.reshape(lead + out.shape[1:])
+
+
+def masked_image(image: jax.Array, mask: jax.Array) -> jax.Array:
+  """Eq. 1: ``I_masked = image * mask`` (mask (N, H, W, 1), 1 = known)."""
+  return image * mask
+
+
+def coarse_completion(coarse: coarse_lib.CoarseNet, variables, i_masked, mask) -> jax.Array:
+  """Eq. 2: the coarse net's full-resolution output, composited with the known pixels."""
+  outputs = coarse.apply(variables, i_masked, mask)
+  return composite(i_masked, outputs.full, mask)
+
+
+def invert(psp: psp_lib.PSP, variables, images: jax.Array) -> jax.Array:
+  """pSp encoding of images (N, H, W, 3) -> W+ (N, n_styles, style_dim), latent_avg included."""
+  return psp.apply(variables, resize(images, psp.input_size), method="encode")
+
+
+def sefa_latents(w_plus: jax.Array, directions: jax.Array, components: jax.Array,
+                 degrees: jax.Array, layers: tuple[int, ...] | None = None) -> jax.Array:
+  """Eq. 3: ``[W+, W+ + d_1 n_c1, ..., W+ + d_alpha n_calpha]`` -> (1 + alpha, N, L, D).
+
+  Args:
+    w_plus: (N, L, D).
+    directions: (n_dirs, D) SeFa directions (rows, strongest first).
+    components: (N, alpha) integer direction indices.
+    degrees: (N, alpha) step sizes d_i.
+    layers: W+ layers to move (None: all).
+  """
+  steps = directions[components] * degrees[..., None]          # (N, alpha, D)
+  if layers is not None:
+    select = jnp.zeros((w_plus.shape[1],), w_plus.dtype).at[jnp.asarray(layers)].set(1.0)
+  else:
+    select = jnp.ones((w_plus.shape[1],), w_plus.dtype)
+  moved = w_plus[:, None] + steps[:, :, None, :] * select[None, None, :, None]  # (N, a, L, D)
+  return jnp.concatenate([w_plus[None], jnp.moveaxis(moved, 1, 0)], axis=0)
+
+
+def style_images(psp: psp_lib.PSP, variables, latents: jax.Array, image_size: int) -> jax.Array:
+  """StyleGAN2 decoding of (K, N, L, D) W+ codes -> (K, N, image_size, image_size, 3)."""
+  k, n = latents.shape[:2]
+  flat = latents.reshape((k * n,) + latents.shape[2:])
+  images = psp.apply(variables, flat, resize=False, return_latents=False, method="decode")
+  images = resize(images, image_size)
+  return images.reshape((k, n) + images.shape[1:])
+
+
+def style_prime(i_masked: jax.Array, mask: jax.Array, i_style: jax.Array) -> jax.Array:
+  """Eq. 4: ``I_style' = I_masked + hole * I_style`` for every j (i_style (K, N, H, W, 3))."""
+  return composite(i_masked, i_style, mask)
+
+
+def sample_sefa_edits(rng: jax.Array, n: int, sampling: SefaSampling,
+                      n_directions: int) -> tuple[jax.Array, jax.Array]:
+  """Random SeFa edits for training: components (N, alpha) int32 and degrees (N, alpha)."""
+  k_comp, k_mag, k_sign = jax.random.split(rng, 3)
+  top_k = min(sampling.top_k, n_directions)
+  if sampling.num_edits > top_k:
+    raise ValueError(f"cannot draw {sampling.num_edits} distinct SeFa directions from the top "
+                     f"{top_k}")
+  # distinct components per sample: the first alpha entries of a random permutation
+  scores = jax.random.uniform(k_comp, (n, top_k))
+  components = jnp.argsort(scores, axis=1)[:, :sampling.num_edits].astype(jnp.int32)
+  magnitude = jax.random.uniform(k_mag, (n, sampling.num_edits), minval=sampling.min_degree,
+                                 maxval=sampling.max_degree)
+  sign = jnp.where(jax.random.bernoulli(k_sign, 0.5, (n, sampling.num_edits)), 1.0, -1.0)
+  return components, magnitude * sign
+
+
+def style_conditions(models: Models, variables: Mapping[str, Any], image: jax.Array,
+                     mask: jax.Array, components: jax.Array, degrees: jax.Array,
+                     layers: tuple[int, ...] | None = None) -> dict[str, jax.Array]:
+  """The frozen part of the pipeline (eq. 1-4), without gradients.
+
+  Returns a dict with ``i_masked`` (N, H, W, 3), ``i_coarse`` (N, H, W, 3), ``w_plus``
+  (N, L, D), ``i_style`` and ``i_style_prime`` (K, N, H, W, 3).
+  """
+  i_masked = masked_image(image, mask)
+  i_coarse = coarse_completion(models.coarse, variables["coarse"], i_masked, mask)
+  w_plus = invert(models.psp, variables["psp"], i_coarse)
+  latents = sefa_latents(w_plus, variables["sefa"], components, degrees, layers)
+  i_style = style_images(models.psp, variables["psp"], latents, models.image_size)
+  out = {"i_masked": i_masked, "i_coarse": i_coarse, "w_plus": w_plus, "i_style": i_style,
+         "i_style_prime": style_prime(i_masked, mask, i_style)}
+  return jax.tree.map(jax.lax.stop_gradient, out)
+
+
+def generate(generator: sparn_lib.DiFAIGenerator, variables, i_masked: jax.Array,
+             i_style_prime: jax.Array, mask: jax.Array, *, train: bool = False,
+             mutable=False):
+  """Eq. 5 for every style image: (K, N, H, W, 3) raw outputs I_out_j (K folded into the batch).
+
+  With ``mutable`` (e.g. ``["batch_stats"]``) returns ``(i_out, updated_collections)``.
+  """
+  k, n = i_style_prime.shape[:2]
+  fold = lambda x: jnp.broadcast_to(x[None], (k,) + x.shape).reshape((k * n,) + x.shape[1:])
+  result = generator.apply(variables, fold(i_masked),
+                           i_style_prime.reshape((k * n,) + i_style_prime.shape[2:]),
+                           fold(mask), train=train, mutable=mutable)
+  i_out, updates = result if mutable else (result, None)
+  i_out = i_out.reshape((k, n) + i_out.shape[1:])
+  return (i_out, updates) if mutable else i_out
+
+
+def inpaint(models: Models, variables: Mapping[str, Any], image: jax.Array, mask: jax.Array,
+            components: jax.Array, degrees: jax.Array,
+            layers: tuple[int, ...] | None = None) -> dict[str, jax.Array]:
+  """The whole pipeline at inference: eq. 1-5 plus the composite.
+
+  Args:
+    image: (N, H, W, 3) in [-1, 1] (only its known pixels are used); mask (N, H, W, 1).
+    components, degrees: (N, alpha) SeFa edits (alpha may be 0: only I_style itself).
+
+  Returns:
+    the :func:`style_conditions` dict plus ``i_out`` (K, N, H, W, 3) raw outputs and
+    ``completions`` (K, N, H, W, 3) = ``I_masked + hole * I_out_j``.
+  """
+  out = style_conditions(models, variables, image, mask, components, degrees, layers)
+  i_out = generate(models.generator, variables["generator"], out["i_masked"],
+                   out["i_style_prime"], mask)
+  out["i_out"] = i_out
+  out["completions"] = composite(out["i_masked"], i_out, mask)
+  return out
