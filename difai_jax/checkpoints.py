@@ -21,6 +21,7 @@ import orbax.checkpoint as ocp
 from difai_jax import pipeline
 from difai_jax import pretrained
 from difai_jax import sefa as sefa_lib
+from difai_jax import steps
 from difai_jax.models import coarse as coarse_lib
 from difai_jax.models import psp as psp_lib
 from difai_jax.models import sparn as sparn_lib
@@ -56,7 +57,7 @@ def random_psp(config: ml_collections.ConfigDict, seed: int):
       n_styles=decoder.n_latent, style_dim=rc.style_dim)
   module = psp_lib.PSP(encoder=encoder, decoder=decoder, input_size=rc.input_size,
                        pool_size=rc.input_size)
-  variables = jax.jit(module.init)(jax.random.key(seed),
+  variables = jax.jit(module.init)(steps.prng_key(seed),
                                    jnp.zeros((1, rc.input_size, rc.input_size, 3)))
   return module, variables
 
@@ -83,7 +84,7 @@ def load_pretrained(config: ml_collections.ConfigDict, kind: str):
     return random_psp(config, config.seed)
   module = vgg_lib.VGG19Features(width_divisor=config.pretrained.random_vgg_width_divisor)
   size = config.image_size
-  return module, jax.jit(module.init)(jax.random.key(config.seed + 1),
+  return module, jax.jit(module.init)(steps.prng_key(config.seed + 1),
                                       jnp.zeros((1, size, size, 3)))
 
 

@@ -210,14 +210,14 @@ def train_stage(config: ml_collections.ConfigDict, stage: str, workdir: str,
     g_inputs = (jnp.zeros(image_shape), jnp.zeros(image_shape), jnp.ones(image_shape[:3] + (1,)))
   init_fn = functools.partial(steps.init_state, generator, g_inputs, critic, image_shape, g_tx,
                               d_tx, use_ema=bool(tc.ema_decay))
-  abstract = jax.eval_shape(init_fn, jax.random.key(0))
+  abstract = jax.eval_shape(init_fn, steps.prng_key(0))
   state_sharding = jax.tree.map(lambda _: replicated, abstract)
   manager = checkpoints.checkpoint_manager(workdir, tc.keep_checkpoints)
   abstract_restore = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract)
   state, meta = checkpoints.restore_checkpoint(manager, abstract_restore, arch)
   if state is None:
-    state = jax.jit(init_fn, out_shardings=state_sharding)(jax.random.key(config.seed))
+    state = jax.jit(init_fn, out_shardings=state_sharding)(steps.prng_key(config.seed))
     start = 0
     print(f"[{stage}] new run in {workdir}")
   else:
@@ -254,7 +254,7 @@ def train_stage(config: ml_collections.ConfigDict, stage: str, workdir: str,
   report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)
   preview = None
   preview_fn = None
-  base_rng = jax.random.key(config.seed + 1)
+  base_rng = steps.prng_key(config.seed + 1)
   preemption = _Preemption()
   meta_base = {"architecture": arch, "config": json.loads(config.to_json_best_effort())}
   t_start, step_start = time.time(), start
@@ -278,15 +278,15 @@ def train_stage(config: ml_collections.ConfigDict, stage: str, workdir: str,
         elapsed = time.time() - t_start
         rate = (step - step_start) / elapsed if step > step_start else float("nan")
         scalars = {k: float(v) for k, v in metrics.items()}
-        scalars["perf/steps_per_sec"] = rate
-        scalars["perf/images_per_sec"] = rate * tc.batch_size
+        if rate > 0:
+          scalars["perf/steps_per_sec"] = rate
+          scalars["perf/images_per_sec"] = rate * tc.batch_size
         writer.write_scalars(step, scalars)
         terms = " ".join(f"{k.split('/')[-1]}={float(v):.4g}" for k, v in sorted(metrics.items())
                          if k.startswith(("g/", "coarse/")))
-        print(f"[{stage}] step {step}/{num_steps} | {rate:.2f} steps/s | "
-              f"{rate * tc.batch_size:.1f} img/s | ETA "
-              f"{_format_eta((num_steps - step) / rate) if rate > 0 else '?'} | {terms}",
-              flush=True)
+        speed = (f"{rate:.2f} steps/s | {rate * tc.batch_size:.1f} img/s | ETA "
+                 f"{_format_eta((num_steps - step) / rate)}" if rate > 0 else "compiled")
+        print(f"[{stage}] step {step}/{num_steps} | {speed} | {terms}", flush=True)
       if tc.sample_every and (step % tc.sample_every == 0 or step == num_steps):
         if preview_fn is None:
           preview_fn = _make_preview_fn(stage, config, models, generator, cfg)
