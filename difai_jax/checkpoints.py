@@ -90,11 +90,19 @@ def load_pretrained(config: ml_collections.ConfigDict, kind: str):
 
 # ----------------------------------------------------------------------------------------------
 
+def _manager(directory: str, options=None) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(
+      directory, options=options,
+      item_handlers={"state": ocp.StandardCheckpointHandler(),
+                     "meta": ocp.JsonCheckpointHandler()})
+
+
 def checkpoint_manager(workdir: str, keep: int) -> ocp.CheckpointManager:
+  """The run's manager: synchronous saves (a save is finished, renamed into place, when it
+  returns), the last ``keep`` steps kept."""
   options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                          enable_async_checkpointing=False)
-  return ocp.CheckpointManager(os.path.join(workdir, "checkpoints"), options=options,
-                               item_names=("state", "meta"))
+  return _manager(os.path.join(workdir, "checkpoints"), options)
 
 
 def save_checkpoint(manager: ocp.CheckpointManager, step: int, state, meta: dict) -> None:
@@ -122,19 +130,25 @@ def restore_checkpoint(manager: ocp.CheckpointManager, abstract_state, arch: dic
 
 
 def load_stage_params(workdir: str, use_ema: bool = True):
-  """The trained network's params of a stage's latest checkpoint (EMA when it has one)."""
+  """``(params, other collections)`` of the trained network in a stage's latest checkpoint
+  (the EMA params when the run kept them), on this process's first device, whatever mesh the
+  run was saved from."""
   directory = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(directory):
     raise FileNotFoundError(
         f"no checkpoints in {workdir}: train the coarse stage first (python -m difai_jax.train "
         "--config configs/celebahq_coarse.py --workdir DIR) and set "
         "--config.pretrained.coarse_workdir=DIR")
-  with ocp.CheckpointManager(directory, item_names=("state", "meta")) as manager:
+  with _manager(directory) as manager:
     step = manager.latest_step()
     if step is None:
       raise FileNotFoundError(f"{directory} holds no finished checkpoint")
-    state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-  state = state["state"]
+    tree = manager.item_metadata(step)["state"].tree
+    sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
+                          tree, is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
+    state = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target)))["state"]
   params = state.get("ema_params") if use_ema else None
   return params if params is not None else state["g_params"], state.get("g_collections", {})
 
@@ -142,7 +156,7 @@ def load_stage_params(workdir: str, use_ema: bool = True):
 def latest_meta(workdir: str) -> dict:
   """The JSON metadata (step, architecture, config) of a stage workdir's latest checkpoint."""
   directory = os.path.join(workdir, "checkpoints")
-  with ocp.CheckpointManager(directory, item_names=("state", "meta")) as manager:
+  with _manager(directory) as manager:
     step = manager.latest_step()
     if step is None:
       raise FileNotFoundError(f"{directory} holds no finished checkpoint")

@@ -200,7 +200,8 @@ def train_stage(config: ml_collections.ConfigDict, stage: str, workdir: str,
                              generator=generator, image_size=size)
     logging.info("SeFa (%s) top eigenvalues: %s", factors.method,
                  np.round(np.asarray(factors.values[:5]), 3))
-  frozen = jax.device_put(frozen, replicated)
+  # From host memory, so that every process places its (identical) copy of the replicated tree.
+  frozen = jax.device_put(jax.device_get(frozen), replicated)
 
   # ---- state ----
   image_shape = (1, size, size, 3)
@@ -302,7 +303,15 @@ def train_stage(config: ml_collections.ConfigDict, stage: str, workdir: str,
     preemption.close()
     writer.flush()
     manager.close()
+  print(f"[{stage}] params checksum {params_checksum(state.g_params):.12e}", flush=True)
   return StageResult(workdir, step, preempted)
+
+
+def params_checksum(params) -> float:
+  """Sum of |p| over this process's copy of replicated params (float64): a cheap fingerprint
+  that lets processes, devices and resumed runs be compared from their logs."""
+  return float(sum(np.abs(np.asarray(x.addressable_shards[0].data, np.float64)).sum()
+                   for x in jax.tree.leaves(params)))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -340,9 +349,10 @@ def _make_preview_fn(stage, config, models, generator, cfg: steps.StepConfig):
 def write_preview(workdir, step, stage, preview_fn, state, batch, frozen) -> None:
   params = state.ema_params if state.ema_params is not None else state.g_params
   columns = preview_fn(params, state.g_collections, frozen, batch)
+  # A collective: every process gathers, process 0 writes.
+  columns = [np.asarray(multihost_utils.process_allgather(c, tiled=True))[:8] for c in columns]
   if jax.process_index() != 0:
     return
-  columns = [np.asarray(multihost_utils.process_allgather(c, tiled=True))[:8] for c in columns]
   n = columns[0].shape[0]
   rows = np.stack(columns, axis=1).reshape((n * len(columns),) + columns[0].shape[1:])
   path = os.path.join(workdir, "samples", f"{stage}_{step:07d}.png")

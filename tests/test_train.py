@@ -1,0 +1,288 @@
+"""Training: losses go down, data parallelism and multi-process runs agree, resume is exact,
+SIGTERM saves, a NaN stops cleanly, and a workdir of another architecture is refused.
+
+Everything runs the tiny config (tests/tiny_config.py: 32 px toy faces, narrow networks, random
+frozen pSp / VGG). Runs that need fresh XLA flags or real processes go through subprocesses.
+"""
+
+import functools
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from difai_jax import checkpoints
+from difai_jax import pipeline
+from difai_jax import sefa as sefa_lib
+from difai_jax import steps
+from difai_jax import train
+from difai_jax.data import pipeline as data_pipeline
+from difai_jax.models import coarse as coarse_lib
+from difai_jax.models import critic as critic_lib
+from difai_jax.models import sparn as sparn_lib
+from tests import tiny_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(ROOT, "tests", "tiny_config.py")
+
+
+def _env(devices: int = 1) -> dict:
+  env = dict(os.environ)
+  env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+  flags = [f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f]
+  flags += [f"--xla_force_host_platform_device_count={devices}",
+            "--xla_cpu_collective_call_terminate_timeout_seconds=20"]
+  env["XLA_FLAGS"] = " ".join(flags)
+  env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+  return env
+
+
+def _train_cmd(workdir, *overrides):
+  return [sys.executable, "-m", "difai_jax.train", f"--config={CONFIG}", f"--workdir={workdir}",
+          *overrides]
+
+
+def _run(cmd, devices=1, timeout=300):
+  proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(devices), cwd=ROOT,
+                        timeout=timeout)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  return proc.stdout
+
+
+def _checksums(stdout):
+  return {m.group(1): float(m.group(2))
+          for m in re.finditer(r"\[(\w+)\] params checksum (\S+)", stdout)}
+
+
+def _params(workdir):
+  params, _ = checkpoints.load_stage_params(workdir, use_ema=False)
+  return params
+
+
+def _max_diff(a, b):
+  return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+# ---- losses go down on a fixed batch (pure step functions, in process) ----
+
+@pytest.fixture(scope="module")
+def fixed_batch():
+  config = tiny_config.get_config()
+  it = data_pipeline.make_train_iterator(config.data, image_size=32, global_batch_size=4,
+                                         seed=0, process_index=0, process_count=1,
+                                         verbose=False)
+  return {k: jnp.asarray(v) for k, v in next(it).items()}
+
+
+def _run_steps(step_fn, state, batch, frozen, n):
+  """n steps on one batch with one rng: a fixed objective (same SeFa edits every step)."""
+  step_fn = jax.jit(step_fn)
+  history = []
+  for _ in range(n):
+    state, metrics = step_fn(state, batch, frozen, steps.prng_key(1))
+    history.append(jax.device_get(metrics))
+  return state, history
+
+
+def test_coarse_stage_lowers_its_loss(fixed_batch):
+  config = tiny_config.get_config()
+  config.train.ema_decay = 0.9
+  coarse = coarse_lib.from_config(config.coarse)
+  tx = steps.adam(1e-3, 0.5, 0.99)
+  shape = (1, 32, 32, 3)
+  state = steps.init_state(coarse, (jnp.zeros(shape), jnp.ones(shape[:3] + (1,))), None, shape,
+                           tx, tx, steps.prng_key(0), use_ema=True)
+  cfg = train.step_config(config, "coarse")
+  fn = functools.partial(steps.coarse_train_step, coarse=coarse, critic=None, g_tx=tx, d_tx=tx,
+                         cfg=cfg)
+  state, history = _run_steps(fn, state, fixed_batch, {}, 20)
+  losses = [h["coarse/loss"] for h in history]
+  print("coarse loss first/last:", losses[0], losses[-1])
+  assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3])
+  assert int(state.step) == 20
+  # EMA moved towards the params but lags them
+  assert 0 < _max_diff(state.ema_params, state.g_params) < _max_diff(
+      jax.tree.map(jnp.zeros_like, state.g_params), state.g_params)
+
+
+def test_difai_stage_lowers_its_loss(fixed_batch):
+  config = tiny_config.get_config()
+  psp, psp_vars = checkpoints.load_pretrained(config, "psp")
+  vgg, vgg_vars = checkpoints.load_pretrained(config, "vgg19")
+  coarse = coarse_lib.from_config(config.coarse)
+  shape = (1, 32, 32, 3)
+  coarse_vars = jax.jit(coarse.init)(steps.prng_key(3), jnp.zeros(shape),
+                                     jnp.ones(shape[:3] + (1,)))
+  generator = sparn_lib.from_config(config.generator)
+  critic = critic_lib.from_config(config.critic)
+  g_tx, d_tx = steps.adam(1e-3, 0.5, 0.99), steps.adam(1e-3, 0.5, 0.99)
+  state = jax.jit(functools.partial(
+      steps.init_state, generator, (jnp.zeros(shape), jnp.zeros(shape),
+                                    jnp.ones(shape[:3] + (1,))),
+      critic, shape, g_tx, d_tx, use_ema=False))(steps.prng_key(0))
+  frozen = {"coarse": coarse_vars, "psp": psp_vars, "vgg": vgg_vars,
+            "sefa": sefa_lib.factorize(psp_vars["params"]["decoder"]).directions}
+  models = pipeline.Models(coarse, psp, generator, 32)
+  cfg = train.step_config(config, "difai")
+  fn = functools.partial(steps.difai_train_step, models=models, critic=critic, vgg=vgg,
+                         g_tx=g_tx, d_tx=d_tx, cfg=cfg)
+  state, history = _run_steps(fn, state, fixed_batch, frozen, 20)
+  rec = [h["g/hole"] + h["g/valid"] for h in history]
+  total = [h["g/total"] for h in history]
+  print("difai hole+valid first/last:", rec[0], rec[-1], "total:", total[0], total[-1])
+  assert np.mean(rec[-3:]) < 0.8 * np.mean(rec[:3])
+  assert np.mean(total[-3:]) < np.mean(total[:3])
+  assert all(np.isfinite(h["critic/gradient_penalty"]) for h in history)
+  assert int(state.step) == 20
+
+
+# ---- in-process runs of train_stage ----
+
+def _coarse_only(**train_overrides):
+  config = tiny_config.get_config()
+  config.stages = ("coarse",)
+  for k, v in train_overrides.items():
+    setattr(config.train, k, v)
+  return config
+
+
+def test_nan_stops_cleanly_with_checkpoint_intact(tmp_path, monkeypatch):
+  original = steps.coarse_train_step
+
+  def poisoned(state, batch, frozen, rng, **kw):
+    new_state, metrics = original(state, batch, frozen, rng, **kw)
+    bad = jnp.where(state.step >= 2, jnp.nan, 1.0)    # the third step's loss is NaN
+    return new_state, {**metrics, "coarse/loss": metrics["coarse/loss"] * bad}
+
+  monkeypatch.setattr(steps, "coarse_train_step", poisoned)
+  config = _coarse_only(checkpoint_every=2)
+  config.train.num_steps = {"coarse": 6, "difai": 1}
+  with pytest.raises(train.NonFiniteLossError, match=r"step 3.*coarse/loss"):
+    train.run(config, str(tmp_path))
+  meta = checkpoints.latest_meta(str(tmp_path))
+  assert meta["step"] == 2
+  params = _params(str(tmp_path))
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(params))
+
+
+def test_workdir_of_another_architecture_is_refused(tmp_path):
+  config = _coarse_only()
+  config.train.num_steps = {"coarse": 1, "difai": 1}
+  train.run(config, str(tmp_path))
+  other = _coarse_only()
+  other.train.num_steps = {"coarse": 2, "difai": 1}
+  other.coarse.widths = (8, 8, 16, 32)
+  with pytest.raises(checkpoints.WorkdirMismatchError, match="coarse"):
+    train.run(other, str(tmp_path))
+  assert checkpoints.latest_meta(str(tmp_path))["step"] == 1   # untouched
+
+
+# ---- subprocess runs ----
+
+def test_data_parallel_matches_one_device(tmp_path):
+  common = ["--config.stages=('coarse',)", "--config.coarse.lambda_adv=0.1",
+            "--config.train.num_steps.coarse=3"]
+  out1 = _run(_train_cmd(tmp_path / "one", *common), devices=1)
+  out4 = _run(_train_cmd(tmp_path / "four", *common), devices=4)
+  assert "devices: 4" in out4
+  diff = _max_diff(_params(tmp_path / "one"), _params(tmp_path / "four"))
+  print(f"data parallel (4 devices) vs 1 device: max param difference {diff:.3g}")
+  assert diff < 1e-4
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_train_in_lockstep(tmp_path):
+  port = _free_port()
+  procs = [subprocess.Popen(
+      _train_cmd(tmp_path / "run", f"--coordinator_address=127.0.0.1:{port}",
+                 "--num_processes=2", f"--process_id={i}", "--config.train.num_steps.coarse=2",
+                 "--config.train.num_steps.difai=2"),
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(1), cwd=ROOT)
+      for i in range(2)]
+  outs = []
+  try:
+    for p in procs:
+      outs.append(p.communicate(timeout=300)[0])
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  for p, out in zip(procs, outs):
+    assert p.returncode == 0, out[-3000:]
+  assert "over 2 process(es)" in outs[0]
+  sums = [_checksums(o) for o in outs]
+  print("per-process params checksums:", sums)
+  assert set(sums[0]) == {"coarse", "difai"}
+  assert sums[0] == sums[1]
+  assert checkpoints.latest_meta(str(tmp_path / "run" / "difai"))["step"] == 2
+
+
+def _wait_for_checkpoint(workdir, proc, timeout=120):
+  directory = os.path.join(workdir, "checkpoints")
+  t0 = time.time()
+  while time.time() - t0 < timeout:
+    if os.path.isdir(directory) and any(d.isdigit() for d in os.listdir(directory)):
+      return
+    if proc.poll() is not None:
+      raise AssertionError("training exited before its first checkpoint: "
+                           + proc.stdout.read()[-3000:])
+    time.sleep(0.05)
+  raise AssertionError("no checkpoint appeared")
+
+
+def test_kill9_then_resume_is_bit_identical(tmp_path):
+  common = ["--config.stages=('coarse',)", "--config.train.checkpoint_every=3",
+            "--config.train.keep_checkpoints=10"]
+  victim = tmp_path / "victim"
+  proc = subprocess.Popen(_train_cmd(victim, *common, "--config.train.num_steps.coarse=100000"),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env=_env(), cwd=ROOT)
+  try:
+    _wait_for_checkpoint(str(victim), proc)
+  finally:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+  saved = checkpoints.latest_meta(str(victim))["step"]
+  # resume: exactly one more step, then compare with an uninterrupted run of saved + 1 steps
+  out = _run(_train_cmd(victim, *common, f"--config.train.num_steps.coarse={saved + 1}"))
+  assert f"resuming {victim} from step {saved}" in out
+  _run(_train_cmd(tmp_path / "straight", *common,
+                  f"--config.train.num_steps.coarse={saved + 1}"))
+  a, b = _params(victim), _params(tmp_path / "straight")
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_sigterm_writes_a_checkpoint_and_exits(tmp_path):
+  workdir = tmp_path / "run"
+  proc = subprocess.Popen(
+      _train_cmd(workdir, "--config.stages=('coarse',)", "--config.train.checkpoint_every=100000",
+                 "--config.train.num_steps.coarse=100000"),
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(), cwd=ROOT)
+  try:
+    for line in proc.stdout:                      # wait until steps are running
+      if "[coarse] step 3/" in line:
+        break
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=120)[0]
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  assert proc.returncode == 0, out[-3000:]
+  assert "preemption signal: saved step" in out
+  step = checkpoints.latest_meta(str(workdir))["step"]
+  assert 3 <= step < 100000
