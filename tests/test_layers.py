@@ -55,3 +55,16 @@ def test_fused_leaky_relu():
   got = np.asarray(layers.fused_leaky_relu(x[:, None], bias))[:, 0]
   want = np.where(x + 0.5 >= 0, x + 0.5, 0.2 * (x + 0.5)) * np.sqrt(2)
   np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("up,down,pad", [(1, 1, (2, 1, 0, 3)), (2, 1, (2, 1, 1, 2)),
+                                         (1, 2, (1, 0, -1, 2))])
+def test_upfirdn2d_separable_fast_path_matches_definition(up, down, pad):
+  # A rank-1 kernel with different, non-symmetric row and column taps takes the two-pass path;
+  # swapped or unflipped axes would fail here.
+  rng = np.random.default_rng(1)
+  x = rng.standard_normal((2, 7, 9, 3)).astype(np.float32)
+  kernel = np.outer([1.0, 2.0, 0.5, -1.0], [0.3, 1.0, 2.0]).astype(np.float32)
+  assert layers.separable_taps(kernel) is not None
+  got = np.asarray(layers.upfirdn2d(x, kernel, up=up, down=down, pad=pad))
+  np.testing.assert_allclose(got, upfirdn2d_reference(x, kernel, up, down, pad), atol=1e-5)
