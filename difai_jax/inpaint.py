@@ -1,0 +1,442 @@
+"""Diverse completions of your own faces: ``python -m difai_jax.inpaint``.
+
+    python -m difai_jax.inpaint --checkpoint RUN --image face.png --mask mask.png --num 8 \
+        --out OUTDIR [--walk]
+
+``RUN`` is a trained DiFAI workdir (a multi-stage run's top directory or its ``difai`` stage):
+the latest checkpoint, the coarse net of its run and the pSp / StyleGAN2 its config names are
+loaded by :func:`difai_jax.checkpoints.load_difai`. Then, as in the paper (Sec. 3, Fig. 1 and
+Fig. 4): I_masked -> coarse -> pSp W+ -> K style images (j = 0 unperturbed, j >= 1 moved along
+SeFa directions, eq. 3) -> one completion per style image (eq. 5).
+
+Any input size: the model sees the image resized to its resolution (a non-square image is
+stretched; the input's hole pixels never reach it) with every model pixel that overlaps the
+hole counted as hole;
+each completion is resized back to the input's size and composited there in uint8 with the
+ORIGINAL known pixels (``where(mask == 1, input, completion)``), so known pixels stay bit-exact.
+
+Writes, per image (OUTDIR itself, or OUTDIR/<stem>/ in folder mode):
+  * ``completion_00.png`` ... ``completion_{K-1}.png`` (00 = the unperturbed style image's);
+  * ``grid.png``: masked input | mask | coarse | I_style | the K completions (one row);
+  * with ``--walk``: ``walk.png`` (a strip) and ``walk.gif``: SeFa direction ``--walk_component``
+    walked from ``-walk_max_degree`` to ``+walk_max_degree`` in ``--walk_steps`` (Fig. 4).
+
+Masks: 1 (white) = known, 0 (black) = hole by default; ``--mask_convention hole_is_white`` reads
+PIC / EXE-GAN / Quickdraw-style files. A mask must match its image's size (or pass
+``--resize_mask``); non-binary masks are thresholded at 0.5 with a warning (``--strict_mask``
+refuses them); all-hole and no-hole masks are refused. ``--image DIR --mask DIR`` pairs files by
+name (stem) and runs them in batches; ``--mask FILE`` with ``--image DIR`` uses one mask for all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+import warnings
+from typing import Any, Sequence
+
+import jax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+import numpy as np
+from PIL import Image
+
+from difai_jax import image_io
+from difai_jax import pipeline
+from difai_jax.data import masks as masks_lib
+from difai_jax.evaluate import local_mesh, round_up
+
+IMAGE_EXTENSIONS = masks_lib.IMAGE_EXTENSIONS
+HOLE_GREY = 128   # how the masked input shows its hole in grid.png
+
+
+class InputError(ValueError):
+  """An input file (image or mask) cannot be used; the message names the file and the problem."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Inputs
+# ----------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Example:
+  """One input: the original pixels and mask, and their model-resolution versions."""
+  name: str                 # output stem
+  image_path: str
+  mask_path: str
+  image_uint8: np.ndarray   # (H, W, 3) uint8, the file's pixels
+  mask: np.ndarray          # (H, W, 1) float32 {0, 1}, 1 = known
+  model_image: np.ndarray   # (S, S, 3) float32 in [-1, 1]
+  model_mask: np.ndarray    # (S, S, 1) float32 {0, 1}
+
+
+def load_mask_file(path: str, image_size: tuple[int, int], *, convention: str,
+                   resize: bool, strict: bool) -> np.ndarray:
+  """A mask file as (H, W, 1) float32 {0, 1} (1 = known) matching an image of ``image_size``.
+
+  Raises:
+    InputError: unreadable file, size mismatch (without ``resize``), non-binary values with
+      ``strict``, all-hole or no-hole mask.
+  """
+  h, w = image_size
+  try:
+    with warnings.catch_warnings(record=True) as caught:
+      warnings.simplefilter("always")
+      mask = image_io.load_mask(path, convention=convention, strict=strict)
+  except ValueError as e:
+    hint = " (or drop --strict_mask to threshold it at 0.5)" if "other than 0 and 1" in str(e) \
+        else ""
+    raise InputError(f"{e}{hint}") from None
+  for warning in caught:
+    print(f"warning: {warning.message} (--strict_mask refuses such files)", file=sys.stderr)
+  if mask.shape[:2] != (h, w):
+    if not resize:
+      raise InputError(
+          f"mask file {path!r} is {mask.shape[1]}x{mask.shape[0]} (WxH) but its image is "
+          f"{w}x{h}; supply a mask of the image's size or pass --resize_mask (nearest neighbour)")
+    mask = image_io.load_mask(path, size=(h, w), convention=convention, strict=strict)
+  try:
+    masks_lib.validate_mask(mask, name=f"mask file {path!r} ({convention})",
+                            allow_all_hole=False, allow_no_hole=False)
+  except ValueError as e:
+    raise InputError(str(e)) from None
+  return mask
+
+
+def coverage_matrix(in_size: int, out_size: int) -> np.ndarray:
+  """(out_size, in_size) overlap lengths of output pixel i, spanning [i s, (i + 1) s) with
+  s = in_size / out_size, and input pixel k, spanning [k, k + 1)."""
+  scale = in_size / out_size
+  lo = np.arange(out_size)[:, None] * scale
+  k = np.arange(in_size)[None, :]
+  return np.clip(np.minimum(lo + scale, k + 1) - np.maximum(lo, k), 0.0, None)
+
+
+def to_model_resolution(image_uint8: np.ndarray, mask: np.ndarray, size: int,
+                        name: str = "mask") -> tuple[np.ndarray, np.ndarray]:
+  """(S, S, 3) float image in [-1, 1] and (S, S, 1) mask for the model.
+
+  Every model pixel whose area overlaps a hole pixel of the input is hole (exact area coverage,
+  so no model pixel mixes known and missing content, also when upsampling). The image is resized
+  with Lanczos (a non-square one is stretched) after its hole pixels are set to the mean known
+  colour, so that nothing of the input's hole content reaches the model.
+  """
+  h, w = image_uint8.shape[:2]
+  known = mask[..., 0] > 0.5
+  hole_area = coverage_matrix(h, size) @ (~known).astype(np.float64) @ coverage_matrix(w, size).T
+  model_mask = (hole_area <= 1e-9).astype(np.float32)[..., None]
+  if model_mask.min() == 1.0:
+    raise InputError(f"{name}: no hole left at the model's {size} px resolution")
+  if model_mask.max() == 0.0:
+    raise InputError(f"{name}: no known pixel left at the model's {size} px resolution (every "
+                     f"{size} px pixel touches the hole); use a mask with larger known areas")
+  filled = image_uint8.copy()
+  filled[~known] = np.round(image_uint8[known].mean(axis=0)).astype(np.uint8)
+  if (h, w) != (size, size):
+    filled = np.asarray(Image.fromarray(filled).resize((size, size), Image.LANCZOS))
+  return image_io.uint8_to_float(filled), model_mask
+
+
+def load_example(image_path: str, mask_path: str, size: int, *, convention: str,
+                 resize_mask: bool, strict_mask: bool, name: str | None = None) -> Example:
+  try:
+    image = image_io.load_image_uint8(image_path)
+  except ValueError as e:
+    raise InputError(str(e)) from None
+  mask = load_mask_file(mask_path, image.shape[:2], convention=convention, resize=resize_mask,
+                        strict=strict_mask)
+  model_image, model_mask = to_model_resolution(image, mask, size, name=f"mask file {mask_path!r}")
+  stem = name or os.path.splitext(os.path.basename(image_path))[0]
+  return Example(stem, image_path, mask_path, image, mask, model_image, model_mask)
+
+
+def _list_images(folder: str) -> list[str]:
+  return sorted(os.path.join(folder, n) for n in os.listdir(folder)
+                if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith("."))
+
+
+def pair_inputs(image: str, mask: str) -> list[tuple[str, str]]:
+  """(image file, mask file) pairs: a file and a file, a folder and a mask file (the same mask
+  for every image), or two folders matched by file stem."""
+  if not os.path.exists(image):
+    raise InputError(f"--image {image!r} does not exist")
+  if not os.path.exists(mask):
+    raise InputError(f"--mask {mask!r} does not exist")
+  if not os.path.isdir(image):
+    if os.path.isdir(mask):
+      raise InputError(f"--image {image!r} is a file but --mask {mask!r} is a folder; give a "
+                       "mask file, or an image folder with the mask folder")
+    return [(image, mask)]
+  images = _list_images(image)
+  if not images:
+    raise InputError(f"--image folder {image!r} holds no image files "
+                     f"({', '.join(IMAGE_EXTENSIONS)})")
+  if not os.path.isdir(mask):
+    return [(path, mask) for path in images]
+  by_stem: dict[str, list[str]] = {}
+  for path in _list_images(mask):
+    by_stem.setdefault(os.path.splitext(os.path.basename(path))[0], []).append(path)
+  pairs, missing, ambiguous = [], [], []
+  for path in images:
+    stem = os.path.splitext(os.path.basename(path))[0]
+    found = by_stem.get(stem, [])
+    if not found:
+      missing.append(os.path.basename(path))
+    elif len(found) > 1:
+      ambiguous.append(f"{stem}: {[os.path.basename(f) for f in found]}")
+    else:
+      pairs.append((path, found[0]))
+  problems = []
+  if missing:
+    problems.append(f"no mask named like these images in {mask!r}: {missing[:10]}"
+                    + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""))
+  if ambiguous:
+    problems.append(f"several masks share a name in {mask!r}: {ambiguous[:10]}")
+  if problems:
+    raise InputError("; ".join(problems) + " (masks are paired with images by file name "
+                     "without extension)")
+  return pairs
+
+
+# ----------------------------------------------------------------------------------------------
+# The model
+# ----------------------------------------------------------------------------------------------
+
+def edits(num: int, components: Sequence[int] | None, degrees: Sequence[float] | None,
+          degree: float, n_directions: int) -> tuple[list[int], list[float]]:
+  """The alpha = K - 1 SeFa edits: directions 0..K-2 with degrees +d, -d, +d, ... by default."""
+  if components is None:
+    components = list(range(num - 1))
+  components = [int(c) for c in components]
+  if degrees is None:
+    degrees = [degree * (1 if i % 2 == 0 else -1) for i in range(len(components))]
+  degrees = [float(d) for d in degrees]
+  if len(degrees) != len(components):
+    raise ValueError(f"--degrees has {len(degrees)} values but there are {len(components)} "
+                     "components; give one degree per component")
+  bad = [c for c in components if not 0 <= c < n_directions]
+  if bad:
+    raise ValueError(f"SeFa components {bad} out of range: the generator has {n_directions} "
+                     f"directions (0..{n_directions - 1})")
+  return components, degrees
+
+
+def make_inpaint_fn(models: pipeline.Models, mesh, layers: tuple[int, ...] | None):
+  """A jitted ``(variables, image, mask, components, degrees) -> outputs`` over ``mesh``.
+
+  image (N, S, S, 3), mask (N, S, S, 1), components / degrees (N, alpha); N a multiple of the
+  device count (batch sharded, variables replicated). Returns ``i_coarse`` (N, S, S, 3),
+  ``i_style`` (N, S, S, 3) (j = 0) and ``completions`` (K, N, S, S, 3), all in [-1, 1].
+  """
+  replicated = NamedSharding(mesh, P())
+  sharded = NamedSharding(mesh, P("data"))
+
+  def fn(variables, image, mask, components, degrees):
+    out = pipeline.inpaint(models, variables, image, mask, components, degrees, layers)
+    return {"i_coarse": out["i_coarse"], "i_style": out["i_style"][0],
+            "completions": out["completions"]}
+
+  return jax.jit(fn, in_shardings=(replicated, sharded, sharded, sharded, sharded))
+
+
+def resize_back(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+  """(S, S, 3) float in [-1, 1] -> (H, W, 3) uint8, Lanczos."""
+  u8 = image_io.to_uint8(image)
+  if u8.shape[:2] == tuple(hw):
+    return u8
+  return np.asarray(Image.fromarray(u8).resize((hw[1], hw[0]), Image.LANCZOS))
+
+
+def composite_uint8(image_uint8: np.ndarray, mask: np.ndarray, filled: np.ndarray) -> np.ndarray:
+  """Known pixels from the original file (bit-exact), hole pixels from ``filled`` (all uint8)."""
+  return np.where(mask > 0.5, image_uint8, filled).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------------------------
+# Running
+# ----------------------------------------------------------------------------------------------
+
+def _batched(examples: list[Example], batch: int):
+  for start in range(0, len(examples), batch):
+    chunk = examples[start:start + batch]
+    pad = chunk + [chunk[-1]] * (batch - len(chunk))
+    yield chunk, (np.stack([e.model_image for e in pad]), np.stack([e.model_mask for e in pad]))
+
+
+def run(checkpoint: str, image: str, mask: str, out_dir: str, *, num: int = 8,
+        components: Sequence[int] | None = None, degrees: Sequence[float] | None = None,
+        degree: float = 5.0, layers: Sequence[int] | None = None, walk: bool = False,
+        walk_component: int = 0, walk_steps: int = 9, walk_max_degree: float = 10.0,
+        gif_ms: int = 150, mask_convention: str = "known_is_white", resize_mask: bool = False,
+        strict_mask: bool = False, batch_size: int = 8, verbose: bool = True) -> list[dict]:
+  """Inpaints every (image, mask) pair; returns, per input, the paths written."""
+  from difai_jax import checkpoints  # pylint: disable=import-outside-toplevel
+  log = (lambda *a: print(*a, flush=True)) if verbose else (lambda *a: None)
+  if mask_convention not in image_io.MASK_CONVENTIONS:
+    raise ValueError(f"--mask_convention must be one of {image_io.MASK_CONVENTIONS}")
+  pairs = pair_inputs(image, mask)
+  folder_mode = os.path.isdir(image)
+  inference = checkpoints.load_difai(checkpoint)
+  size = int(inference.config.image_size)
+  n_directions = int(inference.variables["sefa"].shape[0])
+  comps, degs = edits(num, components, degrees, degree, n_directions)
+  if walk and not 0 <= walk_component < n_directions:
+    raise ValueError(f"--walk_component {walk_component} out of range [0, {n_directions})")
+  if layers is None and inference.config.sefa.layers:
+    layers = tuple(inference.config.sefa.layers)
+  layers = tuple(int(l) for l in layers) if layers else None
+
+  # Read and check every input before any work; report all problems at once.
+  examples, problems = [], []
+  for image_path, mask_path in pairs:
+    try:
+      examples.append(load_example(image_path, mask_path, size, convention=mask_convention,
+                                   resize_mask=resize_mask, strict_mask=strict_mask))
+    except InputError as e:
+      problems.append(str(e))
+  if problems:
+    raise InputError(f"{len(problems)} of {len(pairs)} input(s) cannot be used:\n  "
+                     + "\n  ".join(problems))
+  log(f"DiFAI step {inference.step} from {checkpoint}: {size} px, {len(examples)} input(s), "
+      f"K = {len(comps) + 1} completions (SeFa components {comps}, degrees {degs})")
+
+  mesh = local_mesh()
+  batch = round_up(min(max(batch_size, 1), len(examples)), mesh.size)
+  fn = make_inpaint_fn(inference.models, mesh, layers)
+  variables = jax.device_put(inference.variables, NamedSharding(mesh, P()))
+
+  def edit_arrays(c, d):
+    return (np.broadcast_to(np.asarray(c, np.int32), (batch, len(c))).copy(),
+            np.broadcast_to(np.asarray(d, np.float32), (batch, len(d))).copy())
+
+  main_edits = edit_arrays(comps, degs)
+  walk_degrees = np.linspace(-walk_max_degree, walk_max_degree, walk_steps)
+  walk_edits = edit_arrays([walk_component] * walk_steps, walk_degrees)
+  written = []
+  t0 = time.time()
+  for chunk, (images, masks) in _batched(examples, batch):
+    result = jax.device_get(fn(variables, images, masks, *main_edits))
+    walk_result = jax.device_get(fn(variables, images, masks, *walk_edits)) if walk else None
+    for i, ex in enumerate(chunk):
+      target = os.path.join(out_dir, ex.name) if folder_mode else out_dir
+      mine = {"i_coarse": result["i_coarse"][i], "i_style": result["i_style"][i],
+              "completions": result["completions"][:, i]}
+      walk_frames = None if walk_result is None else walk_result["completions"][1:, i]
+      written.append(write_outputs(ex, target, mine, walk_frames, gif_ms))
+    log(f"{len(written)}/{len(examples)} done ({time.time() - t0:.1f} s)")
+  return written
+
+
+def write_outputs(ex: Example, target: str, out: dict, walk_frames, gif_ms: int) -> dict:
+  """Writes one input's completions, grid and (optionally) walk; returns the paths."""
+  os.makedirs(target, exist_ok=True)
+  hw = ex.image_uint8.shape[:2]
+  paths: dict[str, Any] = {"completions": []}
+  finals = []
+  for j, completion in enumerate(out["completions"]):
+    final = composite_uint8(ex.image_uint8, ex.mask, resize_back(completion, hw))
+    path = os.path.join(target, f"completion_{j:02d}.png")
+    image_io.save_png(path, final)
+    paths["completions"].append(path)
+    finals.append(final)
+  masked = composite_uint8(ex.image_uint8, ex.mask, np.full_like(ex.image_uint8, HOLE_GREY))
+  mask_tile = np.repeat((ex.mask * 255).astype(np.uint8), 3, axis=-1)
+  coarse = composite_uint8(ex.image_uint8, ex.mask, resize_back(out["i_coarse"], hw))
+  style = resize_back(out["i_style"], hw)
+  tiles = np.stack([masked, mask_tile, coarse, style] + finals)
+  paths["grid"] = os.path.join(target, "grid.png")
+  image_io.save_png(paths["grid"], image_io.make_grid(tiles, ncol=len(tiles)))
+  if walk_frames is not None:
+    frames = np.stack([composite_uint8(ex.image_uint8, ex.mask, resize_back(f, hw))
+                       for f in walk_frames])
+    paths["walk"] = os.path.join(target, "walk.png")
+    paths["walk_gif"] = os.path.join(target, "walk.gif")
+    image_io.save_png(paths["walk"], image_io.make_grid(frames, ncol=len(frames)))
+    # Forth and back, so that the loop has no jump.
+    image_io.save_animated_gif(paths["walk_gif"], list(frames) + list(frames[-2:0:-1]),
+                               duration_ms=gif_ms)
+  return paths
+
+
+# ----------------------------------------------------------------------------------------------
+# Entry point
+# ----------------------------------------------------------------------------------------------
+
+def _define_flags():
+  """The CLI's flags, defined only when run as a program (other entry points share names)."""
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  flags.DEFINE_string("checkpoint", None, "trained DiFAI workdir (run or its difai stage)")
+  flags.DEFINE_string("image", None, "face image file, or a folder of them")
+  flags.DEFINE_string("mask", None, "mask file, or a folder of masks named like the images")
+  flags.DEFINE_string("out", None, "output folder")
+  flags.DEFINE_integer("num", 8, "K completions per input (1 + the number of SeFa edits)",
+                       lower_bound=1)
+  flags.DEFINE_list("components", None, "SeFa directions of completions 1..K-1 (default "
+                    "0..K-2)")
+  flags.DEFINE_list("degrees", None, "their degrees (default +d, -d, +d, ... with d = --degree)")
+  flags.DEFINE_float("degree", 5.0, "default degree magnitude")
+  flags.DEFINE_list("layers", None, "W+ layers the edits move (default: the run's "
+                    "config.sefa.layers, else all)")
+  flags.DEFINE_boolean("walk", False, "also write walk.png / walk.gif: a continuous SeFa walk")
+  flags.DEFINE_integer("walk_component", 0, "SeFa direction of the walk")
+  flags.DEFINE_integer("walk_steps", 9, "frames of the walk", lower_bound=2)
+  flags.DEFINE_float("walk_max_degree", 10.0, "the walk spans [-max, +max]")
+  flags.DEFINE_integer("gif_ms", 150, "GIF frame duration in ms")
+  flags.DEFINE_enum("mask_convention", "known_is_white", list(image_io.MASK_CONVENTIONS),
+                    "how mask files encode the hole (white = known is ours)")
+  flags.DEFINE_boolean("resize_mask", False, "resize masks of another size to their image's "
+                       "(nearest neighbour) instead of refusing them")
+  flags.DEFINE_boolean("strict_mask", False, "refuse non-binary masks instead of thresholding "
+                       "them at 0.5")
+  flags.DEFINE_integer("batch_size", 8, "images per batch in folder mode")
+
+
+def main(argv):
+  from absl import app  # pylint: disable=import-outside-toplevel
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  from absl import logging  # pylint: disable=import-outside-toplevel
+  FLAGS = flags.FLAGS  # pylint: disable=invalid-name
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  for name in ("checkpoint", "image", "mask", "out"):
+    if not FLAGS[name].value:
+      raise app.UsageError(f"--{name} is required")
+  logging.set_verbosity(logging.WARNING)
+  try:
+    components = None if FLAGS.components is None else [int(c) for c in FLAGS.components]
+    degrees = None if FLAGS.degrees is None else [float(d) for d in FLAGS.degrees]
+    layers = None if FLAGS.layers is None else [int(l) for l in FLAGS.layers]
+  except ValueError as e:
+    print(f"error: --components / --degrees / --layers must be comma-separated numbers ({e})",
+          file=sys.stderr)
+    return 1
+  num = FLAGS.num
+  if components is not None:
+    if FLAGS["num"].present and num != len(components) + 1:
+      print(f"error: --num {num} but --components names {len(components)} edits (K = "
+            f"{len(components) + 1}); drop --num or make them agree", file=sys.stderr)
+      return 1
+    num = len(components) + 1
+  try:
+    written = run(FLAGS.checkpoint, FLAGS.image, FLAGS.mask, FLAGS.out, num=num,
+                  components=components, degrees=degrees, degree=FLAGS.degree, layers=layers,
+                  walk=FLAGS.walk, walk_component=FLAGS.walk_component,
+                  walk_steps=FLAGS.walk_steps, walk_max_degree=FLAGS.walk_max_degree,
+                  gif_ms=FLAGS.gif_ms, mask_convention=FLAGS.mask_convention,
+                  resize_mask=FLAGS.resize_mask, strict_mask=FLAGS.strict_mask,
+                  batch_size=FLAGS.batch_size)
+  except (ValueError, FileNotFoundError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  for paths in written:
+    print(f"{os.path.dirname(paths['grid'])}: {len(paths['completions'])} completions, grid.png"
+          + (", walk.png, walk.gif" if "walk" in paths else ""))
+  return 0
+
+
+if __name__ == "__main__":
+  from absl import app as _app  # pylint: disable=g-import-not-at-top
+  _define_flags()
+  _app.run(main)

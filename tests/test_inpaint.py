@@ -1,0 +1,209 @@
+"""The inpaint CLI on a tiny trained demo run (64 px model): files, known pixels, input checks.
+
+The demo run is trained once per test session, shared with tests/test_evaluate.py.
+"""
+
+import os
+
+import numpy as np
+from PIL import Image
+import pytest
+
+from difai_jax import image_io
+from difai_jax import inpaint
+from tests.test_evaluate import run_module
+from tests.test_evaluate import trained_demo_run
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+  return trained_demo_run(tmp_path_factory)
+
+
+def _face(h, w, seed):
+  """A smooth, face-sized test picture (uint8) plus a little noise: any pixel change shows."""
+  rng = np.random.default_rng(seed)
+  yy, xx = np.mgrid[0:h, 0:w]
+  base = np.stack([128 + 90 * np.sin(xx / 7.0), 128 + 90 * np.cos(yy / 5.0),
+                   (xx * 3 + yy * 2) % 256], -1)
+  return np.clip(base + rng.integers(-20, 21, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def _mask(h, w, box):
+  """1 = known, 0 in the box (y0, y1, x0, x1)."""
+  m = np.ones((h, w), np.float32)
+  y0, y1, x0, x1 = box
+  m[y0:y1, x0:x1] = 0
+  return m
+
+
+def _save_mask(path, known, convention="known_is_white"):
+  white = known if convention == "known_is_white" else 1 - known
+  Image.fromarray((white * 255).astype(np.uint8)).save(path)
+
+
+def _grid_tiles(grid, n, h, w, pad=2):
+  return [grid[pad:pad + h, pad + i * (w + pad):pad + i * (w + pad) + w] for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def single_run(demo_run, tmp_path_factory):
+  """The CLI on a 50 x 70 (H x W) image with a 64 px model: K = 3 and a 3-frame walk."""
+  d = tmp_path_factory.mktemp("single")
+  image = _face(50, 70, seed=0)
+  known = _mask(50, 70, (12, 33, 20, 47))
+  known[40:44, 5:9] = 0                       # a second, small hole
+  Image.fromarray(image).save(d / "face.png")
+  _save_mask(d / "mask.png", known)
+  out = d / "out"
+  proc = run_module("difai_jax.inpaint", "--checkpoint", demo_run, "--image",
+                    str(d / "face.png"), "--mask", str(d / "mask.png"), "--num", "3",
+                    "--out", str(out), "--walk", "--walk_steps", "3")
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  return image, known, out
+
+
+def test_writes_every_promised_file(single_run):
+  _, _, out = single_run
+  names = sorted(os.listdir(out))
+  assert names == ["completion_00.png", "completion_01.png", "completion_02.png", "grid.png",
+                   "walk.gif", "walk.png"]
+  # grid: masked input | mask | coarse | I_style | 3 completions, at the input's size.
+  grid = np.asarray(Image.open(out / "grid.png"))
+  assert grid.shape == (50 + 4, 7 * (70 + 2) + 2, 3)
+  strip = np.asarray(Image.open(out / "walk.png"))
+  assert strip.shape == (50 + 4, 3 * (70 + 2) + 2, 3)
+  gif = Image.open(out / "walk.gif")
+  assert gif.size == (70, 50) and gif.n_frames == 4      # 3 frames forth, 1 back
+
+
+def test_known_pixels_are_bit_exact_at_the_input_size(single_run):
+  image, known, out = single_run
+  keep = known == 1
+  completions = [np.asarray(Image.open(out / f"completion_{j:02d}.png")) for j in range(3)]
+  for c in completions:
+    assert c.shape == (50, 70, 3)
+    np.testing.assert_array_equal(c[keep], image[keep])
+  # the hole is filled, differently by the SeFa-perturbed style images
+  assert any(np.any(c[~keep] != image[~keep]) for c in completions)
+  assert np.any(completions[0][~keep] != completions[1][~keep])
+  grid = np.asarray(Image.open(out / "grid.png"))
+  tiles = _grid_tiles(grid, 7, 50, 70)
+  for tile, c in zip(tiles[4:], completions):
+    np.testing.assert_array_equal(tile, c)
+  np.testing.assert_array_equal(tiles[1][..., 0], (known * 255).astype(np.uint8))
+  for frame in _grid_tiles(np.asarray(Image.open(out / "walk.png")), 3, 50, 70):
+    np.testing.assert_array_equal(frame[keep], image[keep])
+
+
+def test_folder_mode_pairs_by_name_and_reads_inverted_masks(demo_run, tmp_path):
+  images, masks = tmp_path / "images", tmp_path / "masks"
+  images.mkdir()
+  masks.mkdir()
+  sizes = {"anna": (80, 64), "ben": (33, 41), "cleo": (64, 64)}
+  originals, knowns = {}, {}
+  for i, (stem, (h, w)) in enumerate(sizes.items()):
+    originals[stem] = _face(h, w, seed=i + 1)
+    knowns[stem] = _mask(h, w, (h // 4, h // 2, w // 3, w - 3))
+    Image.fromarray(originals[stem]).save(images / f"{stem}.png")
+    _save_mask(masks / f"{stem}.png", knowns[stem], convention="hole_is_white")
+  # "dora" is "anna" with other content in the hole: only known pixels may matter.
+  originals["dora"] = originals["anna"].copy()
+  knowns["dora"] = knowns["anna"]
+  originals["dora"][knowns["dora"] == 0] = 255 - originals["dora"][knowns["dora"] == 0]
+  Image.fromarray(originals["dora"]).save(images / "dora.png")
+  _save_mask(masks / "dora.png", knowns["dora"], convention="hole_is_white")
+  sizes["dora"] = sizes["anna"]
+  written = inpaint.run(demo_run, str(images), str(masks), str(tmp_path / "out"), num=1,
+                        mask_convention="hole_is_white", batch_size=4, verbose=False)
+  assert len(written) == 4
+  for stem, (h, w) in sizes.items():
+    folder = tmp_path / "out" / stem
+    assert sorted(os.listdir(folder)) == ["completion_00.png", "grid.png"]
+    c = np.asarray(Image.open(folder / "completion_00.png"))
+    assert c.shape == (h, w, 3)
+    keep = knowns[stem] == 1
+    np.testing.assert_array_equal(c[keep], originals[stem][keep])
+    assert np.any(c[~keep] != originals[stem][~keep])
+  anna, dora = (np.asarray(Image.open(tmp_path / "out" / s / "completion_00.png"), np.int32)
+                for s in ("anna", "dora"))
+  assert np.abs(anna - dora).max() <= 1     # (float rounding at most)
+
+
+# ---- input checks (no model needed) ----
+
+def test_bad_inputs_are_named_with_their_problem(tmp_path):
+  Image.fromarray(_face(40, 50, 0)).save(tmp_path / "img.png")
+  (tmp_path / "broken.png").write_bytes(b"not an image")
+  _save_mask(tmp_path / "small.png", _mask(20, 25, (2, 8, 2, 8)))
+  _save_mask(tmp_path / "all_hole.png", np.zeros((40, 50), np.float32))
+  _save_mask(tmp_path / "no_hole.png", np.ones((40, 50), np.float32))
+  grey = _mask(40, 50, (5, 20, 5, 20)) * 255
+  grey[30, 30] = 100
+  Image.fromarray(grey.astype(np.uint8)).save(tmp_path / "grey.png")
+  load = lambda image, mask, **kw: inpaint.load_example(
+      str(tmp_path / image), str(tmp_path / mask), 64,
+      **{"convention": "known_is_white", "resize_mask": False, "strict_mask": False, **kw})
+
+  with pytest.raises(inpaint.InputError, match=r"broken\.png.*cannot read|cannot read.*broken"):
+    load("broken.png", "grey.png")
+  with pytest.raises(inpaint.InputError, match=r"small\.png.*25x20.*50x40.*--resize_mask"):
+    load("img.png", "small.png")
+  with pytest.raises(inpaint.InputError, match=r"all_hole\.png.*all hole"):
+    load("img.png", "all_hole.png")
+  with pytest.raises(inpaint.InputError, match=r"no_hole\.png.*no hole"):
+    load("img.png", "no_hole.png")
+  with pytest.raises(inpaint.InputError, match=r"grey\.png.*other than 0 and 1"):
+    load("img.png", "grey.png", strict_mask=True)
+  with pytest.raises(inpaint.InputError, match=r"broken\.png"):
+    load("img.png", "broken.png")
+  # without --strict_mask: thresholded at 0.5 (100/255 -> hole) with a warning naming the file
+  example = load("img.png", "grey.png")
+  assert example.mask[30, 30, 0] == 0 and example.mask[0, 0, 0] == 1
+  # --resize_mask: nearest-neighbour to the image's size
+  example = load("img.png", "small.png", resize_mask=True)
+  assert example.mask.shape == (40, 50, 1)
+  np.testing.assert_array_equal(example.mask[..., 0],
+                                image_io.load_mask(tmp_path / "small.png", size=(40, 50))[..., 0])
+
+
+def test_model_mask_covers_every_pixel_touching_the_hole():
+  image = _face(50, 70, 0)
+  known = _mask(50, 70, (20, 21, 30, 31))       # a single hole pixel
+  model_image, model_mask = inpaint.to_model_resolution(image, known[..., None], 64)
+  assert model_image.shape == (64, 64, 3) and model_mask.shape == (64, 64, 1)
+  assert -1.0 <= model_image.min() and model_image.max() <= 1.0
+  # the hole pixel (rows 20/50, cols 30/70) maps into model rows 25.6..26.9, cols 27.4..28.3
+  hole = np.argwhere(model_mask[..., 0] == 0)
+  assert {tuple(p) for p in hole} == {(25, 27), (25, 28), (26, 27), (26, 28)}
+  with pytest.raises(inpaint.InputError, match="no known pixel left"):
+    stripes = np.ones((50, 70, 1), np.float32)
+    stripes[:, ::2] = 0                          # every model pixel touches a hole
+    inpaint.to_model_resolution(image, stripes, 64)
+
+
+def test_folder_pairing_reports_missing_masks(tmp_path):
+  (tmp_path / "i").mkdir()
+  (tmp_path / "m").mkdir()
+  for stem in ("a", "b", "c"):
+    Image.fromarray(_face(8, 8, 0)).save(tmp_path / "i" / f"{stem}.png")
+  for stem in ("a", "c"):
+    _save_mask(tmp_path / "m" / f"{stem}.png", _mask(8, 8, (1, 3, 1, 3)))
+  with pytest.raises(inpaint.InputError, match=r"no mask named like these images.*'b\.png'"):
+    inpaint.pair_inputs(str(tmp_path / "i"), str(tmp_path / "m"))
+  _save_mask(tmp_path / "m" / "b.jpg", _mask(8, 8, (1, 3, 1, 3)))
+  pairs = inpaint.pair_inputs(str(tmp_path / "i"), str(tmp_path / "m"))
+  assert [(os.path.basename(i), os.path.basename(m)) for i, m in pairs] == [
+      ("a.png", "a.png"), ("b.png", "b.jpg"), ("c.png", "c.png")]
+  one = inpaint.pair_inputs(str(tmp_path / "i"), str(tmp_path / "m" / "a.png"))
+  assert len(one) == 3 and all(m.endswith("a.png") for _, m in one)
+
+
+def test_default_edits_alternate_sign():
+  assert inpaint.edits(4, None, None, 5.0, 64) == ([0, 1, 2], [5.0, -5.0, 5.0])
+  assert inpaint.edits(1, None, None, 5.0, 64) == ([], [])
+  assert inpaint.edits(3, [7, 2], [1.5, -3], 5.0, 64) == ([7, 2], [1.5, -3.0])
+  with pytest.raises(ValueError, match="out of range"):
+    inpaint.edits(3, [70, 1], None, 5.0, 64)
+  with pytest.raises(ValueError, match="one degree per component"):
+    inpaint.edits(3, [0, 1], [1.0], 5.0, 64)
