@@ -18,7 +18,6 @@ import re
 import tempfile
 import time
 
-import numpy as np
 from absl import app, flags
 from PIL import Image
 

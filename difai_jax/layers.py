@@ -19,7 +19,7 @@ Padding convention: ``pad = (x0, x1, y0, y1)`` as in rosinality's ``upfirdn2d``;
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -268,22 +268,3 @@ class ModulatedConv2d(nn.Module):
                        precision=lax.Precision.HIGHEST)                     # (N, out)
       y = y * lax.rsqrt(energy + self.eps)[:, None, None, :].astype(y.dtype)
     return y
-
-
-def conv_padding(kernel_size: int, dilation: int = 1) -> list[tuple[int, int]]:
-  """Symmetric PyTorch-style 'same' padding for odd kernels (never flax's asymmetric 'SAME')."""
-  p = dilation * (kernel_size - 1) // 2
-  return [(p, p), (p, p)]
-
-
-def activation_fn(name: str) -> Callable[[jax.Array], jax.Array]:
-  """Named activations used in configs."""
-  table = {
-      "relu": nn.relu,
-      "lrelu": lambda x: nn.leaky_relu(x, 0.2),
-      "tanh": jnp.tanh,
-      "identity": lambda x: x,
-  }
-  if name not in table:
-    raise ValueError(f"unknown activation {name!r}; choose one of {sorted(table)}")
-  return table[name]

@@ -6,7 +6,6 @@ torchvision backbone (nothing is downloaded) with the package's shipped v0.1 lin
 
 import os
 
-import jax
 import jax.numpy as jnp
 import lpips
 import numpy as np

@@ -191,7 +191,7 @@ def test_workdir_of_another_architecture_is_refused(tmp_path):
 def test_data_parallel_matches_one_device(tmp_path):
   common = ["--config.stages=('coarse',)", "--config.coarse.lambda_adv=0.1",
             "--config.train.num_steps.coarse=3"]
-  out1 = _run(_train_cmd(tmp_path / "one", *common), devices=1)
+  _run(_train_cmd(tmp_path / "one", *common), devices=1)
   out4 = _run(_train_cmd(tmp_path / "four", *common), devices=4)
   assert "devices: 4" in out4
   diff = _max_diff(_params(tmp_path / "one"), _params(tmp_path / "four"))
