@@ -92,7 +92,7 @@ def load_pretrained(config: ml_collections.ConfigDict, kind: str):
 
 def _manager(directory: str, options=None) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
-      directory, options=options,
+      os.path.abspath(directory), options=options,   # orbax wants absolute paths
       item_handlers={"state": ocp.StandardCheckpointHandler(),
                      "meta": ocp.JsonCheckpointHandler()})
 

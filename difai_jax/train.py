@@ -370,6 +370,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[StageResult]:
   unknown = [s for s in stages if s not in ("coarse", "difai")]
   if unknown or not stages:
     raise ValueError(f"config.stages must name 'coarse' and/or 'difai', got {stages}")
+  workdir = os.path.abspath(workdir)
   results = []
   for stage in stages:
     stage_dir = os.path.join(workdir, stage) if len(stages) > 1 else workdir

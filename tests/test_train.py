@@ -174,10 +174,11 @@ def test_nan_stops_cleanly_with_checkpoint_intact(tmp_path, monkeypatch):
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(params))
 
 
-def test_workdir_of_another_architecture_is_refused(tmp_path):
+def test_workdir_of_another_architecture_is_refused(tmp_path, monkeypatch):
   config = _coarse_only()
   config.train.num_steps = {"coarse": 1, "difai": 1}
-  train.run(config, str(tmp_path))
+  monkeypatch.chdir(tmp_path.parent)
+  train.run(config, tmp_path.name)                 # a relative workdir, as README's demo uses
   other = _coarse_only()
   other.train.num_steps = {"coarse": 2, "difai": 1}
   other.coarse.widths = (8, 8, 16, 32)
