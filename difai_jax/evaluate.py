@@ -25,7 +25,7 @@ devices (axis ``data``, batch sharded, variables replicated); the last batch is 
 Writes ``<eval_dir>/results.{md,csv,json}`` and ``<eval_dir>/chart.png`` (default
 ``<workdir>/eval``), each cell next to the paper's number for it where the paper gives one.
 
-The Frechet distance is computed from eigenvalues (``frechet_distance``: equal to pytorch-fid's
+The Frechet distance is computed from eigenvalues (``metrics.fid.frechet_distance_eig``: equal to pytorch-fid's
 ``sqrtm`` route, which takes ~1 min per 2048-d call on a CPU, up to float rounding and its
 ``eps`` fallback for singular products); ``--fid_exact`` uses pytorch-fid's routine
 (``difai_jax.metrics.fid.frechet_distance``).
@@ -197,29 +197,6 @@ def ms_ssim_weights(image_size: int, config_weights: Sequence[float] | None = No
 # ----------------------------------------------------------------------------------------------
 # FID
 # ----------------------------------------------------------------------------------------------
-
-def frechet_distance(mu_real, sigma_real, mu_fake, sigma_fake, fake_features=None) -> float:
-  """``||mu1 - mu2||^2 + Tr(S1) + Tr(S2) - 2 Tr(sqrt(S1 S2))`` from eigenvalues (float64).
-
-  ``S1 S2`` is similar to the PSD matrix ``S2^1/2 S1 S2^1/2``, so ``Tr sqrt(S1 S2)`` is the sum of
-  the square roots of that matrix's eigenvalues. With the (n, D) ``fake_features`` behind
-  ``sigma_fake`` and n <= D (few samples: a low-rank covariance) the same eigenvalues come from
-  the n x n matrix ``Xc S1 Xc^T / (n - 1)`` (Xc: centred features), which is exact and cheap.
-  """
-  mu1, s1 = np.asarray(mu_real, np.float64), np.asarray(sigma_real, np.float64)
-  mu2, s2 = np.asarray(mu_fake, np.float64), np.asarray(sigma_fake, np.float64)
-  if fake_features is not None and len(fake_features) <= s1.shape[0]:
-    x = np.asarray(fake_features, np.float64)
-    xc = x - x.mean(axis=0)
-    eig = np.linalg.eigvalsh(xc @ s1 @ xc.T / (x.shape[0] - 1))
-  else:
-    w, u = np.linalg.eigh(s2)
-    root = (u * np.sqrt(np.clip(w, 0.0, None))) @ u.T
-    eig = np.linalg.eigvalsh(root @ s1 @ root)
-  trace_sqrt = float(np.sum(np.sqrt(np.clip(eig, 0.0, None))))
-  diff = mu1 - mu2
-  return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * trace_sqrt)
-
 
 # ----------------------------------------------------------------------------------------------
 # The jitted per-batch function
@@ -453,8 +430,8 @@ def evaluate(workdir: str, *, data_config: ml_collections.ConfigDict | None = No
                                               fake_stats.sigma)
       else:
         rows = None if fake_rows is None else np.concatenate(fake_rows)
-        row["fid"] = frechet_distance(real_stats.mu, real_stats.sigma, fake_stats.mu,
-                                      fake_stats.sigma, rows)
+        row["fid"] = fid_lib.frechet_distance_eig(real_stats.mu, real_stats.sigma,
+                                                  fake_stats.mu, fake_stats.sigma, rows)
       row["fid_samples"] = int(fake_stats.n)
     results[bucket] = row
     log(f"[{bucket}] " + " ".join(f"{METRIC_LABELS[m]}={row[m]:.4f}" for m in METRICS

@@ -400,3 +400,26 @@ def reference_statistics(path: str | os.PathLike,
     stats = FIDStatistics(np.asarray(mu, np.float64), np.asarray(sigma, np.float64), None)
   save_statistics(path, stats.mu, stats.sigma, stats.n)
   return stats
+
+
+def frechet_distance_eig(mu_real, sigma_real, mu_fake, sigma_fake, fake_features=None) -> float:
+  """``||mu1 - mu2||^2 + Tr(S1) + Tr(S2) - 2 Tr(sqrt(S1 S2))`` from eigenvalues (float64).
+
+  ``S1 S2`` is similar to the PSD matrix ``S2^1/2 S1 S2^1/2``, so ``Tr sqrt(S1 S2)`` is the sum of
+  the square roots of that matrix's eigenvalues. With the (n, D) ``fake_features`` behind
+  ``sigma_fake`` and n <= D (few samples: a low-rank covariance) the same eigenvalues come from
+  the n x n matrix ``Xc S1 Xc^T / (n - 1)`` (Xc: centred features), which is exact and cheap.
+  """
+  mu1, s1 = np.asarray(mu_real, np.float64), np.asarray(sigma_real, np.float64)
+  mu2, s2 = np.asarray(mu_fake, np.float64), np.asarray(sigma_fake, np.float64)
+  if fake_features is not None and len(fake_features) <= s1.shape[0]:
+    x = np.asarray(fake_features, np.float64)
+    xc = x - x.mean(axis=0)
+    eig = np.linalg.eigvalsh(xc @ s1 @ xc.T / (x.shape[0] - 1))
+  else:
+    w, u = np.linalg.eigh(s2)
+    root = (u * np.sqrt(np.clip(w, 0.0, None))) @ u.T
+    eig = np.linalg.eigvalsh(root @ s1 @ root)
+  trace_sqrt = float(np.sum(np.sqrt(np.clip(eig, 0.0, None))))
+  diff = mu1 - mu2
+  return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * trace_sqrt)
