@@ -287,3 +287,20 @@ def test_sigterm_writes_a_checkpoint_and_exits(tmp_path):
   assert "preemption signal: saved step" in out
   step = checkpoints.latest_meta(str(workdir))["step"]
   assert 3 <= step < 100000
+
+
+def test_bfloat16_compute_keeps_float32_params_and_optimizer_state(fixed_batch):
+  config = tiny_config.get_config()
+  config.coarse.dtype = "bfloat16"
+  coarse = coarse_lib.from_config(config.coarse)
+  tx = steps.adam(1e-3, 0.5, 0.99)
+  shape = (1, 32, 32, 3)
+  state = steps.init_state(coarse, (jnp.zeros(shape), jnp.ones(shape[:3] + (1,))), None, shape,
+                           tx, tx, steps.prng_key(0), use_ema=False)
+  fn = functools.partial(steps.coarse_train_step, coarse=coarse, critic=None, g_tx=tx, d_tx=tx,
+                         cfg=train.step_config(config, "coarse"))
+  state, history = _run_steps(fn, state, fixed_batch, {}, 3)
+  assert all(np.isfinite(h["coarse/loss"]) for h in history)
+  floats = [x for x in jax.tree.leaves((state.g_params, state.g_opt_state))
+            if jnp.issubdtype(x.dtype, jnp.floating)]
+  assert floats and all(x.dtype == jnp.float32 for x in floats)
