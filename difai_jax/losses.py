@@ -180,6 +180,22 @@ def _check_taps(feats_out: Features, feats_style: Features, feats_gt: Features) 
       raise ValueError(f"{name} has taps {sorted(other)}, feats_out has {sorted(feats_out)}")
 
 
+def _per_tap(feats_out: Features, feats_style: Features, feats_gt: Features,
+             mask: jnp.ndarray):
+  """Yields, per tap, float32 ``out`` and ``style`` (K, N, h, w, C), ``gt`` (N, h, w, C) and the
+  ``known`` / ``hole`` weights of the mask resized to the tap (shared by eq. 6 and eq. 7)."""
+  _check_taps(feats_out, feats_style, feats_gt)
+  for tap in feats_out:
+    out = _with_k(feats_out[tap], 5).astype(jnp.float32)
+    style = _with_k(feats_style[tap], 5).astype(jnp.float32)
+    gt = feats_gt[tap].astype(jnp.float32)
+    if out.shape != style.shape or out.shape[1:] != gt.shape:
+      raise ValueError(f"tap {tap}: feature shapes differ: out {out.shape}, style {style.shape}, "
+                       f"gt {gt.shape}")
+    known, hole = _tap_masks(mask, gt)
+    yield out, style, gt, known, hole
+
+
 def perceptual_loss(feats_out: Features, feats_style: Features, feats_gt: Features,
                     mask: jnp.ndarray) -> jnp.ndarray:
   """Perceptual loss of eq. 6.
@@ -197,16 +213,8 @@ def perceptual_loss(feats_out: Features, feats_style: Features, feats_gt: Featur
   Returns:
     scalar.
   """
-  _check_taps(feats_out, feats_style, feats_gt)
   loss = 0.0
-  for tap in feats_out:
-    out = _with_k(feats_out[tap], 5).astype(jnp.float32)
-    style = _with_k(feats_style[tap], 5).astype(jnp.float32)
-    gt = feats_gt[tap].astype(jnp.float32)
-    if out.shape != style.shape or out.shape[1:] != gt.shape:
-      raise ValueError(f"tap {tap}: feature shapes differ: out {out.shape}, style {style.shape}, "
-                       f"gt {gt.shape}")
-    known, hole = _tap_masks(mask, gt)
+  for out, style, gt, known, hole in _per_tap(feats_out, feats_style, feats_gt, mask):
     for j in range(out.shape[0]):
       loss = loss + _weighted_mean(jnp.abs(out[j] - style[j]), hole)
     loss = loss + _weighted_mean(jnp.abs(out[0] - gt), known)
@@ -223,16 +231,8 @@ def style_loss(feats_out: Features, feats_style: Features, feats_gt: Features,
 
   Args / Returns: as :func:`perceptual_loss`.
   """
-  _check_taps(feats_out, feats_style, feats_gt)
   loss = 0.0
-  for tap in feats_out:
-    out = _with_k(feats_out[tap], 5).astype(jnp.float32)
-    style = _with_k(feats_style[tap], 5).astype(jnp.float32)
-    gt = feats_gt[tap].astype(jnp.float32)
-    if out.shape != style.shape or out.shape[1:] != gt.shape:
-      raise ValueError(f"tap {tap}: feature shapes differ: out {out.shape}, style {style.shape}, "
-                       f"gt {gt.shape}")
-    known, hole = _tap_masks(mask, gt)
+  for out, style, gt, known, hole in _per_tap(feats_out, feats_style, feats_gt, mask):
     # (K, N, h, w, C) -> (K, N, C, C)
     loss = loss + jnp.sum(jnp.mean(jnp.abs(gram_matrix(out * hole) - gram_matrix(style * hole)),
                                    axis=(1, 2, 3)))
