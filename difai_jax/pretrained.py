@@ -22,6 +22,7 @@ import numpy as np
 # Resolved lazily so that loading one kind never imports the others.
 _BUILDERS: dict[str, str] = {
     "stylegan2": "difai_jax.models.stylegan2:from_config",
+    "stylegan2_discriminator": "difai_jax.models.stylegan2:discriminator_from_config",
     "psp": "difai_jax.models.psp:from_config",
     "vgg19": "difai_jax.models.vgg:from_config",
     "lpips": "difai_jax.metrics.lpips:from_config",
@@ -30,6 +31,7 @@ _BUILDERS: dict[str, str] = {
     "coarse": "difai_jax.models.coarse:from_config",
     "difai_generator": "difai_jax.models.sparn:from_config",
     "critic": "difai_jax.models.critic:from_config",
+    "toy_recognizer": "difai_jax.models.recognizer:from_config",
 }
 
 

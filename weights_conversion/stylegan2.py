@@ -2,12 +2,13 @@
 
 Usage::
 
-    python -m weights_conversion.stylegan2 SRC.pt DST_DIR [--which g_ema|g] [--lr_mlp 0.01]
+    python -m weights_conversion.stylegan2 SRC.pt DST_DIR [--which g_ema|g|d] [--lr_mlp 0.01]
 
-Reads a rosinality training checkpoint (``{"g", "d", "g_ema", "args"}``) or a bare generator
-state dict, infers the architecture (size, style_dim, n_mlp, channel table) from tensor shapes,
-converts every tensor (the stored noise buffers included) and writes ``DST_DIR/config.json`` +
-the variables, which ``difai_jax.pretrained.load(DST_DIR)`` restores.
+Reads a rosinality training checkpoint (``{"g", "d", "g_ema", "args"}``) or a bare generator or
+discriminator state dict, infers the architecture (size, style_dim, n_mlp, channel table) from
+tensor shapes, converts every tensor (the stored noise buffers included) and writes
+``DST_DIR/config.json`` + the variables, which ``difai_jax.pretrained.load(DST_DIR)`` restores
+(kind ``stylegan2`` for a generator, ``stylegan2_discriminator`` for ``--which d``).
 
 Key map (PyTorch -> Flax; conv weights OIHW -> HWIO, linear (out, in) -> (in, out))::
 
@@ -21,6 +22,19 @@ Key map (PyTorch -> Flax; conv weights OIHW -> HWIO, linear (out, in) -> (in, ou
     {to_rgb1,to_rgbs.N}.bias (1, 3, 1, 1)   params/{...}/bias (3,)
     noises.noise_{i} (1, 1, H, W)           noises/noise_{i} (1, H, W, 1)
     *.blur.kernel, *.upsample.kernel        checked against the [1,3,3,1] filter, not stored
+
+Discriminator key map (``--which d``; ConvLayer = [Blur,] EqualConv2d[, FusedLeakyReLU])::
+
+    convs.0.0.weight / convs.0.1.bias       params/convs_0/conv/kernel / bias
+    convs.{i}.conv1.0.weight / .1.bias      params/convs_{i}/conv1/conv/kernel / bias
+    convs.{i}.conv2.1.weight / .2.bias      params/convs_{i}/conv2/conv/kernel / bias
+    convs.{i}.skip.1.weight                 params/convs_{i}/skip/conv/kernel (no bias)
+    convs.{i}.{conv2,skip}.0.kernel         checked against the [1,3,3,1] filter, not stored
+    final_conv.0.weight / final_conv.1.bias params/final_conv/conv/kernel / bias
+    final_linear.0.weight (O, C*4*4)        params/final_linear_0/kernel (4*4*C, O): rows
+                                            permuted from NCHW (c, h, w) to NHWC (h, w, c) order
+    final_linear.{0,1}.bias                 params/final_linear_{0,1}/bias
+    final_linear.1.weight (1, O)            params/final_linear_1/kernel (O, 1)
 """
 
 from __future__ import annotations
@@ -70,6 +84,7 @@ def _modulated_conv(sd: StateDict, prefix: str) -> dict:
 
 
 def _check_fir(sd: StateDict, key: str, gain: float) -> None:
+  """Takes FIR buffer ``key`` and checks it is the [1, 3, 3, 1] filter times ``gain``."""
   want = _fir_kernel(_DEFAULT_BLUR, gain)
   got = sd.take(key, want.shape)
   if not np.allclose(got, want, atol=1e-6):
@@ -144,6 +159,106 @@ def check_against_module(config: dict, variables: dict) -> None:
   torch_io.check_shapes(variables, expected)
 
 
+# ---- Discriminator ----
+
+_D_KIND = "stylegan2_discriminator"
+
+
+def infer_discriminator_config(sd: StateDict) -> dict:
+  """Architecture fields of ``models.stylegan2.Discriminator`` from a state dict's shapes."""
+  for key in ("convs.0.0.weight", "final_conv.0.weight", "final_linear.0.weight"):
+    if key not in sd:
+      raise ConversionError(f"{sd.source}: no {key!r} key; not a rosinality StyleGAN2 "
+                            "discriminator state dict")
+  n_blocks = len({m.group(1) for k in sd.keys() if (m := re.match(r"convs\.(\d+)\.conv1\.", k))})
+  # widths[j] is the width at resolution 4 * 2**j; ResBlock i (1-based) maps size / 2**(i-1)
+  # to size / 2**i, so its output width is widths[n_blocks - i].
+  widths = [sd.shape(f"convs.{i}.conv2.1.weight")[0] for i in range(n_blocks, 0, -1)]
+  widths.append(sd.shape("convs.0.0.weight")[0])
+  stddev_feat = sd.shape("final_conv.0.weight")[1] - widths[0]
+  if stddev_feat < 1:
+    raise ConversionError(f"{sd.source}: final_conv.0.weight has {stddev_feat + widths[0]} "
+                          f"input channels for a {widths[0]}-wide 4x4 map; expected at least "
+                          "one minibatch-stddev channel more")
+  return {"size": 2 ** (n_blocks + 2), "channels": widths, "blur_kernel": list(_DEFAULT_BLUR),
+          "stddev_group": 4, "stddev_feat": stddev_feat}
+
+
+def _conv_layer(sd: StateDict, prefix: str, downsample: bool, use_bias: bool = True,
+                activate: bool = True) -> dict:
+  """A rosinality ``ConvLayer`` (nn.Sequential: [Blur,] EqualConv2d[, FusedLeakyReLU])."""
+  i = 0
+  if downsample:
+    _check_fir(sd, f"{prefix}.0.kernel", 1.0)
+    i = 1
+  out = {"conv": {"kernel": torch_io.conv_kernel(sd.take(f"{prefix}.{i}.weight"))}}
+  if use_bias and activate:
+    out["bias"] = sd.take(f"{prefix}.{i + 1}.bias")
+  elif use_bias:
+    out["conv"]["bias"] = sd.take(f"{prefix}.{i}.bias")
+  return out
+
+
+def convert_discriminator(sd: StateDict, stddev_group: int = 4, check: bool = True
+                          ) -> tuple[dict, dict]:
+  """Converts a rosinality discriminator state dict; returns ``(config, variables)``.
+
+  ``stddev_group`` is not stored in checkpoints (rosinality uses 4). ``check`` also verifies
+  the result against ``jax.eval_shape`` of the Flax Discriminator and that every source tensor
+  was used.
+  """
+  config = infer_discriminator_config(sd)
+  config["stddev_group"] = stddev_group
+  n_blocks = len(config["channels"]) - 1
+  params = {"convs_0": _conv_layer(sd, "convs.0", downsample=False)}
+  for i in range(1, n_blocks + 1):
+    params[f"convs_{i}"] = {
+        "conv1": _conv_layer(sd, f"convs.{i}.conv1", downsample=False),
+        "conv2": _conv_layer(sd, f"convs.{i}.conv2", downsample=True),
+        "skip": _conv_layer(sd, f"convs.{i}.skip", downsample=True, use_bias=False,
+                            activate=False),
+    }
+  params["final_conv"] = _conv_layer(sd, "final_conv", downsample=False)
+  w = sd.take("final_linear.0.weight")
+  c4 = config["channels"][0]
+  if w.shape[1] != c4 * 16:
+    raise ConversionError(f"{sd.source}: final_linear.0.weight has shape {w.shape}, expected "
+                          f"(out, {c4 * 16}) for a {c4}-wide 4x4 map")
+  # (O, C*4*4) read in NCHW order (c, h, w) -> (4*4*C, O) read in NHWC order (h, w, c).
+  w = np.transpose(w.reshape(w.shape[0], c4, 4, 4), (2, 3, 1, 0)).reshape(16 * c4, w.shape[0])
+  params["final_linear_0"] = {"kernel": np.ascontiguousarray(w),
+                              "bias": sd.take("final_linear.0.bias")}
+  params["final_linear_1"] = {
+      "kernel": torch_io.dense_kernel(sd.take("final_linear.1.weight")),
+      "bias": sd.take("final_linear.1.bias", (1,))}
+  variables = {"params": params}
+  if check:
+    sd.check_all_used()
+    check_discriminator_against_module(config, variables)
+  return config, variables
+
+
+def check_discriminator_against_module(config: dict, variables: dict) -> None:
+  """Raises ConversionError if ``variables`` do not fit the Flax Discriminator of config."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from difai_jax.models import stylegan2  # pylint: disable=import-outside-toplevel
+  module = stylegan2.discriminator_from_config(config)
+  size = config["size"]
+  images = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+  expected = jax.eval_shape(lambda x: module.init(jax.random.key(0), x), images)
+  torch_io.check_shapes(variables, expected)
+
+
+def select_discriminator(checkpoint: dict) -> dict:
+  """The discriminator state dict of a rosinality checkpoint (or the checkpoint itself)."""
+  if "final_linear.0.weight" in checkpoint:
+    return checkpoint
+  if "d" not in checkpoint:
+    raise ConversionError(f"checkpoint has no 'd' entry (top-level keys: {sorted(checkpoint)})")
+  return checkpoint["d"]
+
+
 def select_generator(checkpoint: dict, which: str = "g_ema") -> dict:
   """The generator state dict inside a rosinality checkpoint (or the checkpoint itself)."""
   if "input.input" in checkpoint:
@@ -156,10 +271,16 @@ def select_generator(checkpoint: dict, which: str = "g_ema") -> dict:
   return checkpoint[which]
 
 
-def convert_file(src: str, dst: str, which: str = "g_ema", lr_mlp: float = 0.01) -> dict:
+def convert_file(src: str, dst: str, which: str = "g_ema", lr_mlp: float = 0.01,
+                 stddev_group: int = 4) -> dict:
   """Converts ``src`` (.pt) and writes the model directory ``dst``; returns the config."""
   from difai_jax import pretrained  # pylint: disable=import-outside-toplevel
   checkpoint = torch_io.load_checkpoint(src)
+  if which == "d":
+    sd = StateDict(select_discriminator(checkpoint), source=f"{src}[d]")
+    config, variables = convert_discriminator(sd, stddev_group=stddev_group)
+    pretrained.save(dst, _D_KIND, config, variables)
+    return config
   sd = StateDict(select_generator(checkpoint, which), source=f"{src}[{which}]")
   config, variables = convert_generator(sd, lr_mlp=lr_mlp)
   pretrained.save(dst, "stylegan2", config, variables)
@@ -172,17 +293,25 @@ def main(argv=None) -> int:
       description="Convert a rosinality StyleGAN2 checkpoint to a difai_jax model directory.")
   parser.add_argument("src", help="rosinality .pt checkpoint (training checkpoint or state dict)")
   parser.add_argument("dst", help="output directory (must not hold a converted model yet)")
-  parser.add_argument("--which", default="g_ema", choices=("g_ema", "g"),
-                      help="which generator of a training checkpoint (default: g_ema)")
+  parser.add_argument("--which", default="g_ema", choices=("g_ema", "g", "d"),
+                      help="which network of a training checkpoint: a generator (g_ema, the "
+                      "default, or g) or the discriminator (d)")
   parser.add_argument("--lr_mlp", type=float, default=0.01,
                       help="mapping-network lr multiplier the model was trained with "
                       "(not stored in checkpoints; rosinality's default is 0.01)")
+  parser.add_argument("--stddev_group", type=int, default=4,
+                      help="discriminator minibatch-stddev group size (not stored in "
+                      "checkpoints; rosinality's is 4)")
   args = parser.parse_args(argv)
   try:
-    config = convert_file(args.src, args.dst, args.which, args.lr_mlp)
+    config = convert_file(args.src, args.dst, args.which, args.lr_mlp, args.stddev_group)
   except (ConversionError, FileNotFoundError, FileExistsError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
+  if args.which == "d":
+    print(f"converted {args.src} [d] -> {args.dst}: size {config['size']}, "
+          f"channels {config['channels']}")
+    return 0
   print(f"converted {args.src} [{args.which}] -> {args.dst}: size {config['size']}, "
         f"style_dim {config['style_dim']}, n_mlp {config['n_mlp']}, channels {config['channels']}")
   return 0

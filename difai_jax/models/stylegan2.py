@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
 
 from difai_jax import layers
 
@@ -263,3 +264,182 @@ def from_config(config: dict) -> Generator:
     if config.get(key) is not None:
       config[key] = tuple(config[key])
   return Generator(**config)
+
+
+# ---- Discriminator ----
+
+
+class ConvLayer(nn.Module):
+  """rosinality ``ConvLayer``: [blur ->] equalized conv [-> fused leaky ReLU].
+
+  With ``downsample`` the input is blurred with the FIR filter (pads chosen so that the stride-2,
+  unpadded conv that follows halves the resolution), else the conv pads ``kernel_size // 2``.
+  The bias lives in the fused leaky ReLU when ``activate`` (param ``bias``), else in the conv.
+
+  Params: ``conv/kernel`` (k, k, in, out) at unit scale, and ``bias`` (out,) or ``conv/bias``.
+  """
+  features: int
+  kernel_size: int
+  downsample: bool = False
+  blur_kernel: Sequence[float] = (1, 3, 3, 1)
+  use_bias: bool = True
+  activate: bool = True
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    if self.downsample:
+      p = (len(self.blur_kernel) - 2) + (self.kernel_size - 1)
+      x = layers.blur(x, self.blur_kernel, pad=((p + 1) // 2, p // 2))
+      stride, padding = 2, 0
+    else:
+      stride, padding = 1, self.kernel_size // 2
+    x = layers.EqualConv2d(self.features, self.kernel_size, stride=stride, padding=padding,
+                           use_bias=self.use_bias and not self.activate, dtype=self.dtype,
+                           name="conv")(x)
+    if self.activate:
+      bias = (self.param("bias", nn.initializers.zeros, (self.features,))
+              if self.use_bias else None)
+      x = layers.fused_leaky_relu(x, bias)
+    return x
+
+
+class ResBlock(nn.Module):
+  """rosinality ``ResBlock``: two 3x3 ConvLayers (the second downsamples) plus a blurred,
+  downsampled 1x1 skip without bias or activation; the sum is scaled by 1/sqrt(2).
+
+  (N, H, W, in) -> (N, H/2, W/2, features).
+  """
+  features: int
+  blur_kernel: Sequence[float] = (1, 3, 3, 1)
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    out = ConvLayer(x.shape[-1], 3, dtype=self.dtype, name="conv1")(x)
+    out = ConvLayer(self.features, 3, downsample=True, blur_kernel=self.blur_kernel,
+                    dtype=self.dtype, name="conv2")(out)
+    skip = ConvLayer(self.features, 1, downsample=True, blur_kernel=self.blur_kernel,
+                     use_bias=False, activate=False, dtype=self.dtype, name="skip")(x)
+    return (out + skip) * (1.0 / math.sqrt(2.0))
+
+
+def minibatch_stddev(x: jax.Array, group_size: int = 4, num_features: int = 1) -> jax.Array:
+  """Appends the minibatch standard deviation as ``num_features`` extra channels (rosinality).
+
+  The batch of N is split into ``group = min(N, group_size)`` members of ``N // group`` groups,
+  sample ``i`` belonging to group ``i % (N // group)`` (rosinality's ``view(group, -1, ...)``,
+  a strided split). Per group: the std over the members (biased variance + 1e-8, sqrt) averaged
+  over channels (per feature slice) and pixels, broadcast back to every member and pixel.
+
+  Args:
+    x: (N, H, W, C) with C divisible by ``num_features``.
+  Returns:
+    (N, H, W, C + num_features).
+  Raises:
+    ValueError: if N is not a multiple of ``min(N, group_size)`` (rosinality's ``view`` fails
+      there too): use a batch of 1-4 or a multiple of ``group_size``.
+  """
+  n, h, w, c = x.shape
+  group = min(n, group_size)
+  if n % group:
+    raise ValueError(
+        f"minibatch stddev: batch size {n} is not a multiple of the group size {group} "
+        f"(= min(batch, stddev_group={group_size})); rosinality's Discriminator fails on such "
+        f"batches too. Use a batch size <= {group_size} or a multiple of {group_size}.")
+  f = num_features
+  # A batch sharded over an Explicit mesh axis cannot be split by reshape without naming the
+  # result's sharding; the statistics are tiny, so compute them on a replicated copy. (Auto
+  # axes, which train.py uses, leave this to the partitioner: the spec entries are None there.)
+  sharding = jax.typeof(x).sharding
+  spec = getattr(sharding, "spec", None)
+  batch_axis = spec[0] if spec else None
+  stats = x.astype(jnp.float32)
+  if batch_axis is not None:
+    stats = jax.sharding.reshard(stats, jax.sharding.NamedSharding(sharding.mesh, P()))
+  # (N, H, W, C) -> (group, N/group, H, W, f, C/f): member axis first, as view(group, -1, ...).
+  y = stats.reshape(group, n // group, h, w, f, c // f)
+  y = jnp.sqrt(jnp.var(y, axis=0) + 1e-8)                      # (N/group, H, W, f, C/f)
+  y = jnp.mean(y, axis=(1, 2, 4))                               # (N/group, f)
+  y = jnp.tile(y, (group, 1))                                   # (N, f): sample i -> i % (N/group)
+  y = jnp.broadcast_to(y[:, None, None, :], (n, h, w, f)).astype(x.dtype)
+  if batch_axis is not None:
+    y = jax.sharding.reshard(y, jax.sharding.NamedSharding(sharding.mesh, P(batch_axis)))
+  return jnp.concatenate([x, y], axis=-1)
+
+
+class Discriminator(nn.Module):
+  """rosinality's StyleGAN2 ``Discriminator`` in Flax: images (N, size, size, 3) in [-1, 1]
+  -> logits (N, 1) (float32).
+
+  1x1 ConvLayer from RGB, ``log2(size) - 2`` ResBlocks down to 4x4, minibatch stddev (group
+  ``stddev_group``, one feature), a 3x3 ConvLayer, then EqualLinear (fused lrelu) and
+  EqualLinear to one logit. The first linear reads the 4x4 map flattened in NHWC order
+  (the converter permutes rosinality's NCHW-ordered weight once).
+
+  Attributes:
+    size: input resolution (a power of two >= 4).
+    channel_multiplier: used only when ``channels`` is None.
+    channels: widths at resolutions 4, 8, ..., size (as ``rosinality_channels``).
+    blur_kernel: FIR taps of the downsampling blur (rosinality's ResBlock always uses
+      [1, 3, 3, 1]; here the attribute reaches every blur, the same for the default).
+    stddev_group: minibatch-stddev group size (see ``minibatch_stddev``).
+    stddev_feat: number of minibatch-stddev features.
+    dtype: compute dtype (params stay float32).
+
+  Params: ``convs_0`` (ConvLayer), ``convs_{1..}`` (ResBlock: ``conv1``, ``conv2``, ``skip``),
+  ``final_conv`` (ConvLayer), ``final_linear_0``, ``final_linear_1`` (EqualLinear).
+  """
+  size: int
+  channel_multiplier: int = 2
+  channels: tuple[int, ...] | None = None
+  blur_kernel: tuple[float, ...] = (1, 3, 3, 1)
+  stddev_group: int = 4
+  stddev_feat: int = 1
+  dtype: Dtype = jnp.float32
+
+  @property
+  def log_size(self) -> int:
+    return int(math.log2(self.size))
+
+  @property
+  def widths(self) -> tuple[int, ...]:
+    return tuple(self.channels or rosinality_channels(self.size, self.channel_multiplier))
+
+  @nn.compact
+  def __call__(self, images):
+    if self.size < 4 or 2 ** self.log_size != self.size:
+      raise ValueError(f"size must be a power of two >= 4, got {self.size}")
+    widths = self.widths
+    if len(widths) != self.log_size - 1:
+      raise ValueError(f"channels needs one width per resolution 4..{self.size} "
+                       f"({self.log_size - 1} values), got {widths}")
+    if images.ndim != 4 or images.shape[1:] != (self.size, self.size, 3):
+      raise ValueError(f"images must be (N, {self.size}, {self.size}, 3) NHWC, "
+                       f"got shape {images.shape}")
+    x = ConvLayer(widths[-1], 1, dtype=self.dtype, name="convs_0")(images.astype(self.dtype))
+    # (N, size, size, C) -> ... -> (N, 4, 4, widths[0]), one ResBlock per halving.
+    for i, width in enumerate(reversed(widths[:-1])):
+      x = ResBlock(width, blur_kernel=self.blur_kernel, dtype=self.dtype,
+                   name=f"convs_{i + 1}")(x)
+    x = minibatch_stddev(x, self.stddev_group, self.stddev_feat)   # (N, 4, 4, C + feat)
+    x = ConvLayer(widths[0], 3, dtype=self.dtype, name="final_conv")(x)
+    x = x.reshape(x.shape[0], -1)                                   # (N, 4 * 4 * C), HWC order
+    x = layers.EqualLinear(widths[0], activation="fused_lrelu", dtype=self.dtype,
+                           name="final_linear_0")(x)
+    x = layers.EqualLinear(1, dtype=self.dtype, name="final_linear_1")(x)
+    return x.astype(jnp.float32)
+
+
+def discriminator_from_config(config: dict) -> Discriminator:
+  """Builds a Discriminator from a converted model's ``config.json`` fields."""
+  config = dict(config)
+  known = {"size", "channel_multiplier", "channels", "blur_kernel", "stddev_group",
+           "stddev_feat"}
+  unknown = set(config) - known
+  if unknown:
+    raise ValueError(f"unknown stylegan2_discriminator config fields: {sorted(unknown)}")
+  for key in ("channels", "blur_kernel"):
+    if config.get(key) is not None:
+      config[key] = tuple(config[key])
+  return Discriminator(**config)
