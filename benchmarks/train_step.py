@@ -33,6 +33,8 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from difai_jax.stages import inpainting
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -52,7 +54,7 @@ def build_step(config, psp: str):
   replicated = NamedSharding(mesh, P())
   batch_sharding = NamedSharding(mesh, P("data"))
   size = config.image_size
-  cfg = train.step_config(config, "difai")
+  cfg = inpainting.step_config(config)
   g_tx = steps.adam(config.optim.g_lr, config.optim.b1, config.optim.b2, config.optim.grad_clip)
   d_tx = steps.adam(config.optim.d_lr, config.optim.b1, config.optim.b2, config.optim.grad_clip)
   image_shape = (1, size, size, 3)

@@ -52,22 +52,34 @@ def get_config() -> ml_collections.ConfigDict:
   # training draws the alpha perturbed style images per sample.
   config.sefa = ml_collections.ConfigDict()
   config.sefa.method = "genforce"          # or "rosinality" (its svd over conv + to_rgb1)
-  config.sefa.factor_layers = ml_collections.config_dict.placeholder(str)  # None: method default
+  # Modulations factorised: "" = the method's default (genforce: its layer_idx='all', every
+  # conv layer and the last ToRGB); "conv", "rosinality", "every", or layer names separated by
+  # commas ("conv1,convs_0,to_rgbs_7").
+  config.sefa.factor_layers = ""
   config.sefa.num_edits = 2                # alpha: perturbed style images per input
   config.sefa.top_k = 8                    # draw directions among the 8 strongest
   config.sefa.min_degree = 2.0             # |d_i| in [2, 5]: visible but still face-like edits
   config.sefa.max_degree = 5.0
   config.sefa.layers = ()                  # W+ layers moved; () = all
 
-  # Eq. 11. The paper lists five lambdas with four values ("0.5, 120, 3, 0.5"). Our reading:
-  # the hole / valid L1 terms keep unit weight (the reference scale, as in the partial-
-  # convolution loss the terms descend from, Liu et al. 2018), and the four values weigh, in
-  # the order the paper introduces them, perceptual (0.5), style (120, the PConv style weight),
-  # MS-SSIM (3) and adversarial (0.5). Every lambda is one --config.loss.lambdas.x=y away.
+  # Eq. 11: L = L_per + lambda_sty L_sty + lambda_hole L_hole + lambda_valid L_valid
+  #            + lambda_ssim L_ssim + lambda_adv L_adv. Eq. 11 puts no lambda on L_per (weight 1).
+  # The paper prints five names and four values ("lambda_adv, lambda_ssim, lambda_sty,
+  # lambda_hole, and lambda_valid are set to 0.5, 120, 3, and 0.5"). Our reading:
+  # (style, hole, valid) = (120, 3, 0.5): hole : valid = 6 : 1 and style 120 are exactly the
+  # partial-convolution loss's weights (Liu et al. 2018: valid 1, hole 6, perceptual 0.05,
+  # style 120), from which these terms descend. The remaining 0.5 goes to adversarial, the
+  # first name of the sentence; lambda_ssim, whose value is not printed, takes unit weight like
+  # L_per (the reference scale of a term without a printed weight). Every lambda is one
+  # --config.loss.lambdas.x=y away.
   config.loss = ml_collections.ConfigDict()
   config.loss.lambdas = ml_collections.ConfigDict({
-      "hole": 1.0, "valid": 1.0, "perceptual": 0.5, "style": 120.0, "ms_ssim": 3.0,
+      "hole": 3.0, "valid": 0.5, "perceptual": 1.0, "style": 120.0, "ms_ssim": 1.0,
       "adversarial": 0.5})
+  # Those weights assume the partial-convolution loss's normalisation of the L1 terms: averaged
+  # over all pixels of the image ("image"), not over each region's own pixels ("region", which
+  # scales the hole term by 1 / hole ratio).
+  config.loss.l1_normalization = "image"
   # pytorch-msssim's five scale weights (eq. 8); 256 px images allow all five.
   config.loss.ms_ssim_weights = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
@@ -85,7 +97,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 8              # global, over all devices and hosts
   config.train.num_steps = ml_collections.ConfigDict({"coarse": 200_000, "difai": 300_000})
-  config.train.ema_decay = 0.999           # EMA of G for sampling / evaluation; 0 = off
+  # The paper mentions no EMA. We keep one (decay 0.999) for sampling and evaluation, as
+  # StyleGAN2 and most GAN codebases do; evaluate prints which weights it scored, and 0 turns
+  # it off (evaluate then scores the trained weights).
+  config.train.ema_decay = 0.999
   config.train.log_every = 100
   config.train.sample_every = 2_000        # PNG grid in WORKDIR/samples
   config.train.checkpoint_every = 5_000

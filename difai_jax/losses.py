@@ -129,24 +129,44 @@ def stacked_features(feature_fn: Callable[[jnp.ndarray], Features],
 
 # ---- pixel terms (eq. 11: L_hole, L_valid) ----
 
-def hole_l1(i_out0: jnp.ndarray, i_gt: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
-  """L1 of I_out_0 vs I_gt in the hole, divided by the hole's size.
+L1_NORMALIZATIONS = ("image", "region")
+
+
+def _region_l1(i_out0, i_gt, weights, normalization: str) -> jnp.ndarray:
+  if normalization == "image":
+    # The partial-convolution loss's L1 (Liu et al. 2018, nn.L1Loss over the masked images):
+    # mean over every pixel and channel of the batch, so a term grows with its region's size.
+    weights = jnp.broadcast_to(weights, i_out0.shape[:-1] + (1,))
+    return jnp.mean(weights * jnp.abs(i_out0 - i_gt))
+  if normalization == "region":
+    return _weighted_mean(jnp.abs(i_out0 - i_gt), weights)
+  raise ValueError(f"L1 normalization must be one of {L1_NORMALIZATIONS}, got {normalization!r}")
+
+
+def hole_l1(i_out0: jnp.ndarray, i_gt: jnp.ndarray, mask: jnp.ndarray,
+            normalization: str = "image") -> jnp.ndarray:
+  """L1 of I_out_0 vs I_gt in the hole.
 
   Args:
     i_out0: (N, H, W, 3) the output conditioned on I_style (j = 0); i_gt: (N, H, W, 3);
     mask: (N, H, W, 1), 1 = known.
+    normalization: "image" (default): ``sum(M_r |I_out_0 - I_gt|) / (3 N H W)``, the
+      partial-convolution loss's normalisation, which the paper's hole / valid weights (3, 0.5
+      = PConv's 6 : 1) assume; "region": divided by the hole's own size ``3 sum(M_r)`` (this
+      scales the term by 1 / hole ratio).
 
   Returns:
-    scalar ``sum(M_r |I_out_0 - I_gt|) / (3 * sum(M_r))`` over the batch; 0 with no hole.
+    a scalar over the batch; 0 with no hole.
   """
   _check_mask(mask, i_out0)
-  return _weighted_mean(jnp.abs(i_out0 - i_gt), 1.0 - mask)
+  return _region_l1(i_out0, i_gt, 1.0 - mask, normalization)
 
 
-def valid_l1(i_out0: jnp.ndarray, i_gt: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
-  """L1 of I_out_0 vs I_gt on the known pixels, divided by their number (see :func:`hole_l1`)."""
+def valid_l1(i_out0: jnp.ndarray, i_gt: jnp.ndarray, mask: jnp.ndarray,
+             normalization: str = "image") -> jnp.ndarray:
+  """L1 of I_out_0 vs I_gt on the known pixels (normalisations as :func:`hole_l1`)."""
   _check_mask(mask, i_out0)
-  return _weighted_mean(jnp.abs(i_out0 - i_gt), mask)
+  return _region_l1(i_out0, i_gt, mask, normalization)
 
 
 # ---- feature terms (eq. 6-7) ----

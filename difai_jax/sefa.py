@@ -6,8 +6,9 @@ change those scales most, ``argmax ||A n||`` with ``||n|| = 1``, are the leading
 get diverse style images: ``W+_i = W+ + d_i n_i``.
 
 Two forms, both in ``jnp``:
-  * ``"genforce"`` (default, the SeFa paper's code): stack the conv layers' modulation weights
-    transposed to (style_dim, out), L2-normalise every column, eigendecompose ``W W^T``;
+  * ``"genforce"`` (default, the SeFa paper's code): stack the modulation weights of its
+    ``layer_idx='all'`` set (every conv layer and the last ToRGB) transposed to
+    (style_dim, out), L2-normalise every column, eigendecompose ``W W^T``;
   * ``"rosinality"`` (stylegan2-pytorch's ``closed_form_factorization.py``): stack the
     (out, style_dim) weights of every modulation outside ``to_rgbs`` (this set includes
     ``to_rgb1``) and take the right singular vectors.
@@ -53,21 +54,29 @@ def modulation_weights(params: Mapping, layers: str | Sequence[str] = "conv"
 
   Args:
     params: the StyleGAN2 Generator's ``params`` collection.
-    layers: ``"conv"`` (conv1 and every ``convs_i``: the SeFa paper's choice), ``"rosinality"``
-      (the conv layers and ``to_rgb1``), ``"all"`` (every modulated layer) or explicit names.
+    layers: ``"all"`` (genforce's ``layer_idx='all'``: conv1, every ``convs_i`` and the last
+      ToRGB), ``"conv"`` (the conv layers only), ``"rosinality"`` (the conv layers and
+      ``to_rgb1``), ``"every"`` (every modulated layer) or explicit names (a list, or one
+      comma-separated string).
   """
   names = [k for k in params if re.fullmatch(r"conv1|to_rgb1|(convs|to_rgbs)_\d+", k)]
   names.sort(key=_layer_order)
-  if layers == "conv":
-    chosen = [n for n in names if not n.startswith("to_rgb")]
+  convs = [n for n in names if not n.startswith("to_rgb")]
+  if isinstance(layers, str) and "," in layers:
+    layers = [n.strip() for n in layers.split(",") if n.strip()]
+  if layers == "all":
+    chosen = convs + [names[-1]] if names[-1].startswith("to_rgb") else convs
+  elif layers == "conv":
+    chosen = convs
   elif layers == "rosinality":
     chosen = [n for n in names if not n.startswith("to_rgbs")]
-  elif layers == "all":
+  elif layers == "every":
     chosen = names
-  elif isinstance(layers, str):
-    raise ValueError(f"layers must be 'conv', 'rosinality', 'all' or a list of names, "
-                     f"got {layers!r}")
+  elif isinstance(layers, str) and layers not in names:
+    raise ValueError(f"layers must be 'all', 'conv', 'rosinality', 'every' or layer names "
+                     f"(comma-separated) among {names}, got {layers!r}")
   else:
+    layers = [layers] if isinstance(layers, str) else layers
     missing = [n for n in layers if n not in names]
     if missing:
       raise ValueError(f"unknown modulated layers {missing}; available: {names}")
@@ -82,12 +91,13 @@ def factorize(params: Mapping, method: str = "genforce",
   Args:
     params: StyleGAN2 ``params``.
     method: ``"genforce"`` or ``"rosinality"`` (see the module docstring).
-    layers: which modulations (default: ``"conv"`` for genforce, ``"rosinality"`` for rosinality).
+    layers: which modulations (default, also for None or "": ``"all"`` for genforce,
+      ``"rosinality"`` for rosinality).
   """
   if method not in METHODS:
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-  if layers is None:
-    layers = "conv" if method == "genforce" else "rosinality"
+  if not layers:
+    layers = "all" if method == "genforce" else "rosinality"
   kernels = modulation_weights(params, layers)
   # (style_dim, sum of out widths)
   w = jnp.concatenate([jnp.asarray(k, jnp.float32) for k in kernels.values()], axis=1)
@@ -150,9 +160,12 @@ def cached(path: str | os.PathLike, params: Mapping, method: str = "genforce",
   """
   if os.path.exists(path):
     result = load(path)
-    if result.method != method:
-      raise ValueError(f"{path} holds SeFa directions of method {result.method!r}, the config "
-                       f"asks for {method!r}; delete the file to recompute")
+    wanted = tuple(modulation_weights(params, layers or (
+        "all" if method == "genforce" else "rosinality")))
+    if result.method != method or result.layers != wanted:
+      raise ValueError(f"{path} holds SeFa directions of method {result.method!r} over "
+                       f"{list(result.layers)}; the config asks for {method!r} over "
+                       f"{list(wanted)}; delete the file to recompute")
     return result
   result = factorize(params, method, layers)
   save(path, result)

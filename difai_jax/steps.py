@@ -45,6 +45,7 @@ class TrainState:
   d_params: PyTree
   d_collections: PyTree      # {"spectral": ...}
   d_opt_state: PyTree
+  aux: PyTree = None         # a stage's other running state (e.g. StyleGAN2's path-length mean)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +57,16 @@ class StepConfig:
   ema_decay: float
   ms_ssim_weights: tuple[float, ...]
   coarse_loss_kwargs: tuple[tuple[str, Any], ...] = ()
+  # What the critic scores (eq. 9-10 write D(I_out)): "raw" generator outputs, or the
+  # "composite" I_masked + hole * I_out (a named non-paper option).
+  critic_input: str = "raw"
+  # Normalisation of the hole / valid L1 terms ("image": the partial-convolution loss's).
+  l1_normalization: str = "image"
   sefa: pipeline.SefaSampling = pipeline.SefaSampling()
+
+  def __post_init__(self):
+    if self.critic_input not in ("raw", "composite"):
+      raise ValueError(f"critic.input must be 'raw' or 'composite', got {self.critic_input!r}")
 
 
 def prng_key(seed: int) -> jax.Array:
@@ -102,7 +112,7 @@ def _critic_fn(critic: nn.Module, params, collections) -> Callable[[jax.Array], 
 
 def critic_update(state: TrainState, real: jax.Array, fake: jax.Array, rng: jax.Array, *,
                   critic: nn.Module, d_tx, lambda_gp: float) -> tuple[TrainState, dict]:
-  """One WGAN-GP critic step (eq. 10) on real (N, ...) and fake (K, N, ...) composites.
+  """One WGAN-GP critic step (eq. 10) on real (N, ...) and fake (K, N, ...) images.
 
   The power-iteration state of the spectral norm advances once per update (on the real batch),
   then the loss is evaluated with the updated estimate.
@@ -131,6 +141,14 @@ def _apply_generator_grads(state: TrainState, grads, g_tx, new_collections,
     ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, ema, g_params)
   return state.replace(g_params=g_params, g_opt_state=g_opt_state, ema_params=ema,
                        g_collections={**state.g_collections, **new_collections})
+
+
+def critic_input(cfg: StepConfig, i_masked: jax.Array, i_out: jax.Array,
+                 mask: jax.Array) -> jax.Array:
+  """What the critic scores: the raw outputs I_out (eq. 9-10, the default) or the composite."""
+  if cfg.critic_input == "composite":
+    return pipeline.composite(i_masked, i_out, mask)
+  return i_out
 
 
 def ms_ssim_term(i_out0: jax.Array, i_gt: jax.Array, weights: tuple[float, ...]) -> jax.Array:
@@ -165,16 +183,16 @@ def generator_update(state: TrainState, batch: Mapping[str, jax.Array],
     i_out, updated = result if mutable else (result, {})
     feats_out = losses.stacked_features(feature_fn, i_out)
     terms = {
-        "hole": losses.hole_l1(i_out[0], image, mask),
-        "valid": losses.valid_l1(i_out[0], image, mask),
+        "hole": losses.hole_l1(i_out[0], image, mask, cfg.l1_normalization),
+        "valid": losses.valid_l1(i_out[0], image, mask, cfg.l1_normalization),
         "perceptual": losses.perceptual_loss(feats_out, feats_style, feats_gt, mask),
         "style": losses.style_loss(feats_out, feats_style, feats_gt, mask),
     }
     if lambdas.get("ms_ssim", 0.0):
       terms["ms_ssim"] = ms_ssim_term(i_out[0], image, cfg.ms_ssim_weights)
     if lambdas.get("adversarial", 0.0):
-      fake = pipeline.composite(cond["i_masked"], i_out, mask)
-      terms["adversarial"] = losses.generator_adversarial_loss(critic_fn, fake)
+      terms["adversarial"] = losses.generator_adversarial_loss(
+          critic_fn, critic_input(cfg, cond["i_masked"], i_out, mask))
     total, terms = losses.total_generator_loss(terms, {t: lambdas[t] for t in terms})
     return total, (terms, i_out, updated)
 
@@ -201,9 +219,13 @@ def difai_train_step(state: TrainState, batch: Mapping[str, jax.Array], frozen: 
   g_vars = {"params": state.g_params, **state.g_collections}
   metrics = {}
   if cfg.n_critic and dict(cfg.lambdas).get("adversarial", 0.0):
-    i_out = pipeline.generate(models.generator, g_vars, cond["i_masked"],
-                              cond["i_style_prime"], mask, train=False)
-    fake = pipeline.composite(cond["i_masked"], i_out, mask)
+    # The critic's fakes in the generator update's mode (train=True: batch statistics for the
+    # BatchNorm ablations too); their collection updates are dropped, the generator update's kept.
+    mutable = list(state.g_collections) or False
+    result = pipeline.generate(models.generator, g_vars, cond["i_masked"],
+                               cond["i_style_prime"], mask, train=True, mutable=mutable)
+    i_out = result[0] if mutable else result
+    fake = critic_input(cfg, cond["i_masked"], jax.lax.stop_gradient(i_out), mask)
     for key in jax.random.split(k_critic, cfg.n_critic):
       state, metrics = critic_update(state, image, fake, key, critic=critic, d_tx=d_tx,
                                      lambda_gp=cfg.lambda_gp)

@@ -23,15 +23,40 @@ def test_hole_and_valid_l1_hand_made():
   i_out = _pixels([[1, 2], [3, 4]])
   i_gt = np.zeros_like(i_out)
   mask = np.array([[1, 0], [0, 0]], np.float32)[None, :, :, None]  # one known pixel
-  assert float(losses.hole_l1(i_out, i_gt, mask)) == pytest.approx((2 + 3 + 4) / 3)
-  assert float(losses.valid_l1(i_out, i_gt, mask)) == pytest.approx(1.0)
+  # Default: the partial-convolution normalisation, over all 4 pixels of the image.
+  assert float(losses.hole_l1(i_out, i_gt, mask)) == pytest.approx((2 + 3 + 4) / 4)
+  assert float(losses.valid_l1(i_out, i_gt, mask)) == pytest.approx(1 / 4)
+  # Per region: over the region's own pixels.
+  assert float(losses.hole_l1(i_out, i_gt, mask, "region")) == pytest.approx((2 + 3 + 4) / 3)
+  assert float(losses.valid_l1(i_out, i_gt, mask, "region")) == pytest.approx(1.0)
   # Batch: regions are pooled over images (3 + 1 hole pixels; 1 + 3 known pixels).
   i_out2 = np.concatenate([i_out, 10 * i_out])
   mask2 = np.concatenate([mask, np.array([[1, 1], [1, 0]], np.float32)[None, :, :, None]])
-  assert float(losses.hole_l1(i_out2, np.zeros_like(i_out2), mask2)) == pytest.approx(
+  zeros = np.zeros_like(i_out2)
+  assert float(losses.hole_l1(i_out2, zeros, mask2, "region")) == pytest.approx(
       (2 + 3 + 4 + 40) / 4)
-  assert float(losses.valid_l1(i_out2, np.zeros_like(i_out2), mask2)) == pytest.approx(
+  assert float(losses.valid_l1(i_out2, zeros, mask2, "region")) == pytest.approx(
       (1 + 10 + 20 + 30) / 4)
+  assert float(losses.hole_l1(i_out2, zeros, mask2)) == pytest.approx((2 + 3 + 4 + 40) / 8)
+  with pytest.raises(ValueError, match="normalization"):
+    losses.hole_l1(i_out, i_gt, mask, "pixels")
+
+
+def test_l1_image_normalization_equals_partial_conv_loss():
+  """The default equals the partial-convolution loss's terms (NVIDIA/partialconv: nn.L1Loss of
+  the masked output and target, hole weighted 6, valid 1), computed here with torch."""
+  rng = np.random.default_rng(3)
+  i_out, i_gt = rng.uniform(-1, 1, (2, 3, 16, 16, 3)).astype(np.float32)
+  mask = (rng.uniform(size=(3, 16, 16, 1)) > 0.3).astype(np.float32)
+  l1 = torch.nn.L1Loss()
+  to_t = lambda x: torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+  out_t, gt_t, m_t = to_t(i_out), to_t(i_gt), to_t(mask)
+  hole_ref = float(l1((1 - m_t) * out_t, (1 - m_t) * gt_t))
+  valid_ref = float(l1(m_t * out_t, m_t * gt_t))
+  hole, valid = losses.hole_l1(i_out, i_gt, mask), losses.valid_l1(i_out, i_gt, mask)
+  print(f"hole {float(hole):.8f} vs {hole_ref:.8f}; valid {float(valid):.8f} vs {valid_ref:.8f}")
+  assert float(hole) == pytest.approx(hole_ref, rel=1e-6)
+  assert float(valid) == pytest.approx(valid_ref, rel=1e-6)
 
 
 def test_l1_empty_regions_are_zero_with_finite_gradients():

@@ -29,13 +29,41 @@ def test_layer_sets_match_fixture_keys(stylegan2_small, ref):
 
 def test_genforce_form(stylegan2_small, ref):
   _, variables, _ = stylegan2_small
-  f = sefa.factorize(variables["params"], "genforce")
+  f = sefa.factorize(variables["params"], "genforce", "conv")   # the fixture's layer set
   assert np.all(np.diff(np.asarray(f.values)) <= 1e-6)          # descending
   np.testing.assert_allclose(f.values, ref["genforce_eigenvalues"], rtol=1e-4, atol=1e-4)
   cos = _abs_cos(f.directions[:5], ref["genforce_directions"][:5])
   print("sefa genforce |cos| of leading 5:", np.round(cos, 7))
   assert cos.min() >= 0.9999
   np.testing.assert_allclose(np.linalg.norm(f.directions, axis=1), 1.0, atol=1e-5)
+
+
+def test_genforce_default_is_its_all_set_with_the_last_to_rgb(stylegan2_small):
+  """genforce's factorize_weight(layer_idx='all') takes every conv layer and the last ToRGB
+  ('output{idx // 2}' for idx = num_layers - 1); recomputed here from the torch tensors."""
+  from weights_conversion import torch_io
+  _, variables, _ = stylegan2_small
+  names = list(sefa.modulation_weights(variables["params"], "all"))
+  assert names == ["conv1"] + [f"convs_{i}" for i in range(8)] + ["to_rgbs_3"]
+  assert names == list(sefa.modulation_weights(variables["params"], "conv1,convs_0,convs_1,"
+                                               "convs_2,convs_3,convs_4,convs_5,convs_6,"
+                                               "convs_7,to_rgbs_3"))
+  g = torch_io.load_checkpoint(fixture_path("stylegan2_small.pt"))["g_ema"]
+  keys = (["conv1.conv.modulation.weight"] + [f"convs.{i}.conv.modulation.weight"
+                                              for i in range(8)]
+          + ["to_rgbs.3.conv.modulation.weight"])
+  w = np.concatenate([np.asarray(g[k]).T for k in keys], axis=1).astype(np.float64)
+  w /= np.linalg.norm(w, axis=0, keepdims=True)
+  values, vectors = np.linalg.eigh(w @ w.T)
+  order = np.argsort(-values)
+  f = sefa.factorize(variables["params"])                    # genforce, default layers
+  assert f.layers == tuple(names)
+  np.testing.assert_allclose(f.values, values[order], rtol=1e-4, atol=1e-4)
+  cos = _abs_cos(f.directions[:5], vectors[:, order[:5]].T)
+  print("sefa genforce 'all' |cos| of leading 5:", np.round(cos, 7))
+  assert cos.min() >= 0.9999
+  with pytest.raises(ValueError, match="to_rgbs_9"):
+    sefa.modulation_weights(variables["params"], "conv1,to_rgbs_9")
 
 
 def test_rosinality_form(stylegan2_small, ref):

@@ -25,6 +25,7 @@ from difai_jax import sefa as sefa_lib
 from difai_jax import steps
 from difai_jax import train
 from difai_jax.data import pipeline as data_pipeline
+from difai_jax.stages import inpainting
 from difai_jax.models import coarse as coarse_lib
 from difai_jax.models import critic as critic_lib
 from difai_jax.models import sparn as sparn_lib
@@ -101,7 +102,7 @@ def test_coarse_stage_lowers_its_loss(fixed_batch):
   shape = (1, 32, 32, 3)
   state = steps.init_state(coarse, (jnp.zeros(shape), jnp.ones(shape[:3] + (1,))), None, shape,
                            tx, tx, steps.prng_key(0), use_ema=True)
-  cfg = train.step_config(config, "coarse")
+  cfg = inpainting.step_config(config)
   fn = functools.partial(steps.coarse_train_step, coarse=coarse, critic=None, g_tx=tx, d_tx=tx,
                          cfg=cfg)
   state, history = _run_steps(fn, state, fixed_batch, {}, 20)
@@ -132,7 +133,7 @@ def test_difai_stage_lowers_its_loss(fixed_batch):
   frozen = {"coarse": coarse_vars, "psp": psp_vars, "vgg": vgg_vars,
             "sefa": sefa_lib.factorize(psp_vars["params"]["decoder"]).directions}
   models = pipeline.Models(coarse, psp, generator, 32)
-  cfg = train.step_config(config, "difai")
+  cfg = inpainting.step_config(config)
   fn = functools.partial(steps.difai_train_step, models=models, critic=critic, vgg=vgg,
                          g_tx=g_tx, d_tx=d_tx, cfg=cfg)
   state, history = _run_steps(fn, state, fixed_batch, frozen, 20)
@@ -268,8 +269,8 @@ def test_kill9_then_resume_is_bit_identical(tmp_path):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-def test_sigterm_writes_a_checkpoint_and_exits(tmp_path):
-  workdir = tmp_path / "run"
+def _start_and_signal(workdir, signals):
+  """Starts a long coarse run, sends ``signals`` once steps run; returns (returncode, output)."""
   proc = subprocess.Popen(
       _train_cmd(workdir, "--config.stages=('coarse',)", "--config.train.checkpoint_every=100000",
                  "--config.train.num_steps.coarse=100000"),
@@ -278,15 +279,53 @@ def test_sigterm_writes_a_checkpoint_and_exits(tmp_path):
     for line in proc.stdout:                      # wait until steps are running
       if "[coarse] step 3/" in line:
         break
-    proc.send_signal(signal.SIGTERM)
+    for sig in signals:
+      proc.send_signal(sig)
     out = proc.communicate(timeout=120)[0]
   finally:
     if proc.poll() is None:
       proc.kill()
-  assert proc.returncode == 0, out[-3000:]
-  assert "preemption signal: saved step" in out
+  return proc.returncode, out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_ctrl_c_save_a_checkpoint_and_exit_75(tmp_path, sig):
+  workdir = tmp_path / "run"
+  code, out = _start_and_signal(workdir, [sig])
+  assert code == train.EXIT_PREEMPTED, out[-3000:]
+  assert f"{sig.name}: saved step" in out
+  assert "Traceback" not in out
   step = checkpoints.latest_meta(str(workdir))["step"]
   assert 3 <= step < 100000
+  # and the run resumes from there
+  resumed = _run(_train_cmd(workdir, "--config.stages=('coarse',)",
+                            f"--config.train.num_steps.coarse={step + 1}"))
+  assert f"resuming {workdir} from step {step}" in resumed
+
+
+def test_second_ctrl_c_stops_at_once(tmp_path):
+  code, out = _start_and_signal(tmp_path / "run", [signal.SIGINT, signal.SIGINT])
+  assert code in (130, train.EXIT_PREEMPTED), out[-3000:]   # 75 if the step ended in between
+  assert "Traceback" not in out
+
+
+def test_bad_workdir_and_missing_data_fail_first_and_write_nothing(tmp_path):
+  blocker = tmp_path / "a_file"
+  blocker.write_text("x")
+  proc = subprocess.run(_train_cmd(blocker / "run"), capture_output=True, text=True,
+                        env=_env(), cwd=ROOT, timeout=120)
+  assert proc.returncode == 1
+  assert f"{blocker} is a file, not a directory" in proc.stderr
+  assert "Traceback" not in proc.stderr
+  workdir = tmp_path / "run"
+  proc = subprocess.run(_train_cmd(workdir, "--config.stages=('coarse',)",
+                                   "--config.data.source=folder",
+                                   f"--config.data.path={tmp_path / 'no_such_folder'}"),
+                        capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=120)
+  assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+  assert "no_such_folder" in proc.stderr
+  assert "Traceback" not in proc.stderr
+  assert not workdir.exists()
 
 
 def test_bfloat16_compute_keeps_float32_params_and_optimizer_state(fixed_batch):
@@ -298,7 +337,7 @@ def test_bfloat16_compute_keeps_float32_params_and_optimizer_state(fixed_batch):
   state = steps.init_state(coarse, (jnp.zeros(shape), jnp.ones(shape[:3] + (1,))), None, shape,
                            tx, tx, steps.prng_key(0), use_ema=False)
   fn = functools.partial(steps.coarse_train_step, coarse=coarse, critic=None, g_tx=tx, d_tx=tx,
-                         cfg=train.step_config(config, "coarse"))
+                         cfg=inpainting.step_config(config))
   state, history = _run_steps(fn, state, fixed_batch, {}, 3)
   assert all(np.isfinite(h["coarse/loss"]) for h in history)
   floats = [x for x in jax.tree.leaves((state.g_params, state.g_opt_state))

@@ -46,6 +46,7 @@ class TrainExample(grain.transforms.MapWithIndex):
   """(position k in this host's stream, image index) -> {"image", "mask"}; runs in workers."""
 
   def __init__(self, source, mask_sampler, seed: int, process_index: int, random_flip: bool):
+    # mask_sampler None: images only (e.g. the StyleGAN2 and pSp stages).
     self.source = source
     self.mask_sampler = mask_sampler
     self.seed = int(seed)
@@ -57,7 +58,10 @@ class TrainExample(grain.transforms.MapWithIndex):
     image = self.source[int(element)]
     if self.random_flip and rng.uniform() < 0.5:
       image = image[:, ::-1]
-    return {"image": image_io.uint8_to_float(image), "mask": self.mask_sampler(rng)}
+    example = {"image": image_io.uint8_to_float(image)}
+    if self.mask_sampler is not None:
+      example["mask"] = self.mask_sampler(rng)
+    return example
 
 
 def _check_sharding(global_batch_size: int, process_index: int, process_count: int) -> int:
@@ -80,7 +84,8 @@ def _jax_process(process_index, process_count):
 
 def make_train_dataset(config, *, image_size: int, global_batch_size: int, seed: int,
                        process_index: Optional[int] = None, process_count: Optional[int] = None,
-                       source=None, verbose: bool = True) -> grain.MapDataset:
+                       source=None, verbose: bool = True,
+                       with_masks: bool = True) -> grain.MapDataset:
   """This host's infinite training MapDataset of batches (element s = batch of step s).
 
   Args:
@@ -90,6 +95,7 @@ def make_train_dataset(config, *, image_size: int, global_batch_size: int, seed:
     seed: shuffling and augmentation seed.
     process_index, process_count: this host and the number of hosts (default: from jax).
     source: an already-built train source (default: `sources.make_source(config, "train")`).
+    with_masks: pair each image with a training mask (False: {"image"} only).
   """
   process_index, process_count = _jax_process(process_index, process_count)
   per_host = _check_sharding(global_batch_size, process_index, process_count)
@@ -99,15 +105,15 @@ def make_train_dataset(config, *, image_size: int, global_batch_size: int, seed:
     raise ValueError(f"train split has {len(source)} images, fewer than the {process_count} hosts")
   indices = grain.MapDataset.range(len(source))[process_index::process_count]
   ds = indices.shuffle(seed=int(seed)).repeat(None)
-  ds = ds.map_with_index(TrainExample(source, make_mask_sampler(config, image_size), seed,
-                                      process_index, config.random_flip))
+  sampler = make_mask_sampler(config, image_size) if with_masks else None
+  ds = ds.map_with_index(TrainExample(source, sampler, seed, process_index, config.random_flip))
   return ds.batch(per_host, drop_remainder=True)
 
 
 def make_train_iterator(config, *, image_size: int, global_batch_size: int, seed: int,
                         process_index: Optional[int] = None, process_count: Optional[int] = None,
                         num_workers: Optional[int] = None, start_step: int = 0,
-                        source=None, verbose: bool = True):
+                        source=None, verbose: bool = True, with_masks: bool = True):
   """A checkpointable iterator over this host's training batches.
 
   Yields {"image": float32 (B, H, W, 3) in [-1, 1], "mask": float32 (B, H, W, 1)}, B =
@@ -119,7 +125,7 @@ def make_train_iterator(config, *, image_size: int, global_batch_size: int, seed
   """
   ds = make_train_dataset(config, image_size=image_size, global_batch_size=global_batch_size,
                           seed=seed, process_index=process_index, process_count=process_count,
-                          source=source, verbose=verbose)
+                          source=source, verbose=verbose, with_masks=with_masks)
   if start_step:
     ds = ds[int(start_step):]
   it_ds = ds.to_iter_dataset(grain.ReadOptions(

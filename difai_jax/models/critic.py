@@ -75,9 +75,9 @@ class Critic(nn.Module):
 
 
 # Fields of config.critic that configure training, not the module.
-NON_ARCHITECTURE_FIELDS = ("lambda_gp",)
+NON_ARCHITECTURE_FIELDS = ("lambda_gp", "input")
 
 
 def from_config(cfg: Any) -> Critic:
-  """Builds a :class:`Critic` from a ConfigDict or dict (``lambda_gp`` is ignored)."""
+  """Builds a :class:`Critic` from a ConfigDict or dict (``lambda_gp`` and ``input`` are loss settings)."""
   return Critic(**module_kwargs(Critic, cfg, NON_ARCHITECTURE_FIELDS))

@@ -1,0 +1,61 @@
+"""Exports a trained stage as a converted model directory that ``pretrained.load`` reads.
+
+    python -m difai_jax.export --workdir runs/toy_stylegan2 --out weights/toy_stylegan2
+
+The stage is read from the workdir's latest checkpoint (its EMA weights when the run kept
+them, ``--raw`` for the trained weights themselves). Each exportable stage module has
+``export_variables(meta, params, collections) -> (kind, config, variables)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+from difai_jax import checkpoints
+from difai_jax import pretrained
+
+_EXPORTABLE = {"stylegan2": "difai_jax.stages.stylegan2",
+               "psp": "difai_jax.stages.psp",
+               "recognizer": "difai_jax.stages.recognizer"}
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "a training stage's workdir")
+_OUT = flags.DEFINE_string("out", None, "new directory for the converted model")
+_RAW = flags.DEFINE_bool("raw", False, "export the trained weights instead of their EMA")
+
+
+def export(workdir: str, out: str, use_ema: bool = True) -> dict:
+  """Writes ``out`` from the latest checkpoint of ``workdir``; returns the written config."""
+  if os.path.exists(os.path.join(out, "config.json")):
+    raise FileExistsError(f"{out} already holds a converted model; choose a new directory")
+  meta = checkpoints.latest_meta(workdir)
+  stage = meta["architecture"]["stage"]
+  if stage not in _EXPORTABLE:
+    raise ValueError(f"{workdir} holds a '{stage}' stage; exportable stages: "
+                     f"{', '.join(_EXPORTABLE)} (DiFAI workdirs are used as they are)")
+  params, collections = checkpoints.load_stage_params(workdir, use_ema=use_ema)
+  module = importlib.import_module(_EXPORTABLE[stage])
+  kind, config, variables = module.export_variables(meta, params, collections)
+  pretrained.save(out, kind, {**config}, variables)
+  return {"kind": kind, **config}
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not _WORKDIR.value or not _OUT.value:
+    raise app.UsageError("--workdir and --out are required")
+  try:
+    config = export(_WORKDIR.value, _OUT.value, use_ema=not _RAW.value)
+  except (FileNotFoundError, FileExistsError, ValueError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+  print(f"wrote {config['kind']} to {_OUT.value}")
+
+
+if __name__ == "__main__":
+  app.run(main)
