@@ -20,14 +20,18 @@ INSTALL_REQUIRES = [
 EXTRAS = {
     # Reading PyTorch .pt/.pth checkpoints (weights_conversion/).
     "convert": ["torch>=2.13.0"],
-    # clu's metric writers import TensorFlow for TensorBoard summaries.
-    "train": ["tensorflow-cpu>=2.21", "tensorboard>=2.21"],
+    # Training needs nothing beyond the base install: difai_jax.tensorboard_writer writes
+    # TensorBoard event files without TensorFlow (clu's own writer would need ~1.3 GB of it).
+    # Kept so that `pip install ".[train]"` keeps working; `pip install tensorboard` to view.
+    "train": [],
     # Optional CelebA-HQ source through tensorflow-datasets.
     "tfds": ["tensorflow-datasets>=4.9.10"],
 }
 EXTRAS["test"] = sorted(set(
     EXTRAS["convert"] + EXTRAS["train"] + EXTRAS["tfds"] + [
         "pytest>=8.0",
+        "tensorboard>=2.21",      # reads back the event files in test_tensorboard_writer
+        "tensorflow-cpu>=2.21",   # tfds.testing.mock_data (test_data_sources) needs it
         "pytest-xdist>=3.5",
         "torch==2.14.1",          # on local disk; CUDA build, runs on CPU
         "torchvision==0.29.1",    # vgg19 / alexnet references

@@ -24,6 +24,10 @@ def get_config() -> ml_collections.ConfigDict:
   # Which stages this run trains, in order (see configs/demo.py for both back to back).
   config.stages = ("difai",)
   config.seed = 0
+  # Matmul / conv precision of every network (difai_jax/precision.py): "default" is each
+  # backend's fastest float32 (one bfloat16 pass on TPU, TF32 on recent GPUs, exact on CPU);
+  # "highest" is what the parity tests use.
+  config.precision = "default"
   # CelebA-HQ at 256 x 256, 28,000 train / 2,000 test (paper, section 4).
   config.image_size = 256
 

@@ -3,9 +3,10 @@
     python -m difai_jax.train --config configs/celebahq_coarse.py --workdir runs/coarse \
         --config.data.path=/data/celeba_hq_256
 
-Its loss is the multi-scale hole-weighted L1 of ``models.coarse.coarse_loss``; the adversarial
-weight ``coarse.lambda_adv`` stays 0 (the paper's customised lambda: a blurry completion gives
-pSp room for diverse codes). Set it > 0 to add a WGAN-GP critic.
+The net and its loss are MLGN's (JieLiu95/MLGN; ``models.coarse``): SmoothL1 on the hole
+(``coarse.lambda_rec``) plus 1 - MS-SSIM of the composite (``coarse.lambda_ms_ssim``). The
+adversarial weight ``coarse.lambda_adv`` stays 0 (the paper's customised lambda: a blurry
+completion gives pSp room for diverse codes); set it > 0 to add a WGAN-GP critic.
 """
 
 from configs import celebahq

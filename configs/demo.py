@@ -23,9 +23,12 @@ def get_config():
   config.data.masks_per_bucket = 200       # evaluation masks: enough for a CPU demo evaluation
 
   # Narrow networks (the 256 px widths divided by 4-8), same structure.
-  config.coarse.widths = (16, 32, 64, 64)
-  config.coarse.dilations = (2, 4)
-  config.generator.encoder_widths = (16, 32, 64, 64, 64)
+  # Coarse MLGN: its widths / 16; floor_stride 8 runs the first stem conv at stride 1 so the
+  # floors sit at 8, 4, 2 px (MLGN's 16 would put floor 2 at 1 px), 3 MS-SSIM scales fit 64 px.
+  config.coarse.widths = (4, 8, 12, 16)
+  config.coarse.floor_stride = 8
+  config.coarse.ms_ssim_weights = (0.0710, 0.4529, 0.4761)
+  config.generator.encoder_widths = (16, 32, 64, 64)
   config.generator.decoder_widths = (64, 64, 64, 32, 16)
   config.generator.spade_hidden = 32
   config.critic.widths = (16, 32, 64, 64)

@@ -11,22 +11,17 @@ from __future__ import annotations
 
 import importlib
 import os
-import sys
 
 from absl import app
 from absl import flags
 
 from difai_jax import checkpoints
+from difai_jax import cli
 from difai_jax import pretrained
 
 _EXPORTABLE = {"stylegan2": "difai_jax.stages.stylegan2",
                "psp": "difai_jax.stages.psp",
                "recognizer": "difai_jax.stages.recognizer"}
-
-_WORKDIR = flags.DEFINE_string("workdir", None, "a training stage's workdir")
-_OUT = flags.DEFINE_string("out", None, "new directory for the converted model")
-_RAW = flags.DEFINE_bool("raw", False, "export the trained weights instead of their EMA")
-
 
 def export(workdir: str, out: str, use_ema: bool = True) -> dict:
   """Writes ``out`` from the latest checkpoint of ``workdir``; returns the written config."""
@@ -47,15 +42,17 @@ def export(workdir: str, out: str, use_ema: bool = True) -> dict:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not _WORKDIR.value or not _OUT.value:
+  f = flags.FLAGS
+  if not f.workdir or not f.out:
     raise app.UsageError("--workdir and --out are required")
-  try:
-    config = export(_WORKDIR.value, _OUT.value, use_ema=not _RAW.value)
-  except (FileNotFoundError, FileExistsError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
-  print(f"wrote {config['kind']} to {_OUT.value}")
+  config = export(f.workdir, f.out, use_ema=not f.raw)
+  print(f"wrote {config['kind']} to {f.out}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  # Flags are defined only when run as a command: train.py (imported beside this module in
+  # tests) defines its own --workdir.
+  flags.DEFINE_string("workdir", None, "a training stage's workdir")
+  flags.DEFINE_string("out", None, "new directory for the converted model")
+  flags.DEFINE_bool("raw", False, "export the trained weights instead of their EMA")
+  cli.run(main, user_errors=(FileNotFoundError, FileExistsError, ValueError))

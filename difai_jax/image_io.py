@@ -23,6 +23,22 @@ from PIL import Image, ImageOps
 PathLike = Union[str, os.PathLike]
 
 MASK_CONVENTIONS = ("known_is_white", "hole_is_white")
+_16_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+
+
+def _from_16_bit(img: Image.Image, path: PathLike, what: str) -> Image.Image:
+  """A 16-bit grayscale image as 8-bit "L", scaled by its bit depth (65535 = white).
+
+  32-bit integer and float images have no bit depth to scale by: refused, not guessed.
+  """
+  if img.mode in _16_BIT_MODES:
+    arr = np.asarray(img, dtype=np.float64)
+    return Image.fromarray(np.clip(np.round(arr * (255.0 / 65535.0)), 0, 255).astype(np.uint8))
+  if img.mode in ("I", "F"):
+    kind = "32-bit integer" if img.mode == "I" else "floating-point"
+    raise ValueError(f"{what} {os.fspath(path)!r} is a {kind} image (mode {img.mode}), whose "
+                     "white level is unknown; save it as an 8- or 16-bit PNG")
+  return img
 
 
 def _as_size(size) -> Optional[tuple]:
@@ -50,7 +66,8 @@ def open_rgb(path: PathLike) -> Image.Image:
   """Opens an image file as an RGB PIL image.
 
   EXIF orientation is applied; grayscale, palette and 16-bit images are converted to RGB; RGBA /
-  LA images are composited on white (transparent pixels become white, not black).
+  LA images are composited on white (transparent pixels become white, not black); a 16-bit
+  file is scaled by its bit depth (65535 = white), whatever its largest value.
 
   Raises:
     ValueError: naming the file when it is missing, unreadable or not an image.
@@ -67,10 +84,7 @@ def open_rgb(path: PathLike) -> Image.Image:
     img = img.convert("RGBA")
     background = Image.new("RGBA", img.size, (255, 255, 255, 255))
     img = Image.alpha_composite(background, img)
-  if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-    arr = np.asarray(img, dtype=np.float64)
-    top = 65535.0 if arr.max() > 255 else 255.0
-    img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
+  img = _from_16_bit(img, path, "image file")
   return img.convert("RGB")
 
 
@@ -176,12 +190,13 @@ def make_grid(images, ncol: int, pad: int = 2) -> np.ndarray:
 
 
 def binarize_mask(values: np.ndarray, threshold: Optional[float] = None, *, strict: bool = False,
-                  name: str = "mask") -> np.ndarray:
+                  name: str = "mask", strict_hint: str = "pass a binary mask or a threshold"
+                  ) -> np.ndarray:
   """Maps mask values in [0, 1] to {0, 1} float32.
 
   Already-binary input passes through. Other input is thresholded (`>= threshold`, default 0.5)
   with a warning, unless `threshold` was given explicitly (then silently); `strict=True` refuses
-  non-binary input instead.
+  non-binary input instead, with `strict_hint` (what the caller's user can do) in the message.
   """
   values = np.asarray(values, dtype=np.float32)
   binary = np.isin(values, (0.0, 1.0))
@@ -191,7 +206,7 @@ def binarize_mask(values: np.ndarray, threshold: Optional[float] = None, *, stri
     where = tuple(int(i) for i in np.argwhere(~binary)[0])
     raise ValueError(
         f"{name} has values other than 0 and 1 (found {values[where]:g} at {where}); "
-        "pass a binary mask or a threshold")
+        f"{strict_hint}")
   if threshold is None:
     frac = float(np.mean(~binary))
     warnings.warn(f"{name} is not binary ({frac:.1%} of pixels strictly between 0 and 1); "
@@ -200,21 +215,57 @@ def binarize_mask(values: np.ndarray, threshold: Optional[float] = None, *, stri
   return (values >= threshold).astype(np.float32)
 
 
+def _mask_white(img: Image.Image, path: PathLike) -> np.ndarray:
+  """The white level in [0, 1] (H, W) of a mask file, and how it was read.
+
+  Grayscale files are read as they are, 16-bit ones scaled by 65535 and colour ones by
+  luminance. A file with transparency (RGBA, LA, palette with transparency) is read from its
+  alpha channel (opaque = white) when its colour is uniform (a shape drawn on a transparent
+  layer), from its colour when its alpha is uniform, and refused when the two disagree.
+  """
+  name = f"mask file {os.fspath(path)!r}"
+  if img.mode == "P" and "transparency" in img.info:
+    img = img.convert("RGBA")
+  if img.mode in ("RGBA", "LA", "PA"):
+    rgba = img.convert("RGBA")
+    alpha = np.asarray(rgba, dtype=np.float32)[..., 3] / 255.0
+    luminance = np.asarray(rgba.convert("L"), dtype=np.float32) / 255.0
+    if alpha.min() == alpha.max():
+      return luminance
+    if luminance.min() == luminance.max() or np.array_equal(luminance >= 0.5, alpha >= 0.5):
+      warnings.warn(f"{name} is {img.mode} with a uniform colour: read from its alpha channel "
+                    "(opaque = white, transparent = black)", stacklevel=3)
+      return alpha
+    raise ValueError(
+        f"{name} is {img.mode} and its colour and its transparency disagree (read by colour it "
+        f"is {np.mean(luminance < 0.5):.0%} black, by alpha {np.mean(alpha < 0.5):.0%} "
+        "transparent): cannot tell which marks the hole; save it as a grayscale (L) PNG")
+  img = _from_16_bit(img, path, "mask file")
+  if img.mode != "L":
+    img = img.convert("L")
+  return np.asarray(img, dtype=np.float32) / 255.0
+
+
 def load_mask(path: PathLike, size=None, convention: str = "known_is_white",
-              threshold: Optional[float] = None, strict: bool = False) -> np.ndarray:
+              threshold: Optional[float] = None, strict: bool = False,
+              strict_hint: str = "pass a binary mask or a threshold") -> np.ndarray:
   """Loads a mask file as float32 (H, W, 1): 1 = known pixel, 0 = hole (eq. 1).
 
   Args:
-    path: image file; colour / alpha files are reduced to luminance.
+    path: image file; colour files are reduced to luminance, 16-bit ones scaled by their bit
+      depth; a transparent one is read from its alpha channel (opaque = white) when its colour
+      is uniform, and refused when colour and alpha disagree.
     size: None, an int or (height, width); resized with nearest neighbour (stays binary).
     convention: how the file encodes the hole: "known_is_white" (ours) or "hole_is_white"
       (PIC / EXE-GAN / public irregular-mask sets); the latter is inverted on load.
     threshold: in [0, 1] on the white-is-1 scale; values >= threshold count as white. When None,
       non-binary files (e.g. anti-aliased or JPEG) are thresholded at 0.5 with a warning.
     strict: refuse non-binary files instead of thresholding them.
+    strict_hint: what the message of a refused non-binary file tells the user to do.
 
   Raises:
-    ValueError: unreadable file, unknown convention, or non-binary values with `strict=True`.
+    ValueError: unreadable file, unknown convention, colour and alpha that disagree, or
+      non-binary values with `strict=True`.
   """
   if convention not in MASK_CONVENTIONS:
     raise ValueError(f"unknown mask convention {convention!r}; expected one of {MASK_CONVENTIONS}")
@@ -225,19 +276,14 @@ def load_mask(path: PathLike, size=None, convention: str = "known_is_white",
     raise ValueError(f"mask file not found: {os.fspath(path)!r}") from None
   except Exception as e:
     raise ValueError(f"cannot read mask file {os.fspath(path)!r}: {type(e).__name__}: {e}") from e
-  if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-    arr = np.asarray(img, dtype=np.float32)
-    white = np.asarray(arr / (65535.0 if arr.max() > 255 else 255.0), dtype=np.float32)
-    img = Image.fromarray(np.round(white * 255).astype(np.uint8))
-  elif img.mode == "1":
-    img = img.convert("L")
-  elif img.mode != "L":
-    img = img.convert("L")
+  white = _mask_white(img, path)
   hw = _as_size(size)
-  if hw is not None and (img.size[1], img.size[0]) != hw:
-    img = img.resize((hw[1], hw[0]), Image.NEAREST)
-  white = np.asarray(img, dtype=np.float32) / 255.0
-  white = binarize_mask(white, threshold, strict=strict, name=f"mask file {os.fspath(path)!r}")
+  if hw is not None and white.shape != hw:
+    # Nearest neighbour on the exact levels (float "F" image: no rounding to 8 bits).
+    white = np.asarray(Image.fromarray(white.astype(np.float32)).resize((hw[1], hw[0]),
+                                                                       Image.NEAREST))
+  white = binarize_mask(white, threshold, strict=strict, name=f"mask file {os.fspath(path)!r}",
+                        strict_hint=strict_hint)
   mask = white if convention == "known_is_white" else 1.0 - white
   return mask[..., None].astype(np.float32)
 

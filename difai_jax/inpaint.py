@@ -24,8 +24,16 @@ Writes, per image (OUTDIR itself, or OUTDIR/<stem>/ in folder mode):
 Masks: 1 (white) = known, 0 (black) = hole by default; ``--mask_convention hole_is_white`` reads
 PIC / EXE-GAN / Quickdraw-style files. A mask must match its image's size (or pass
 ``--resize_mask``); non-binary masks are thresholded at 0.5 with a warning (``--strict_mask``
-refuses them); all-hole and no-hole masks are refused. ``--image DIR --mask DIR`` pairs files by
-name (stem) and runs them in batches; ``--mask FILE`` with ``--image DIR`` uses one mask for all.
+refuses them); all-hole and no-hole masks are refused; an RGBA mask is read from its alpha
+channel when its colour is uniform. ``--image DIR --mask DIR`` pairs files by name (stem) and
+runs them in batches; ``--mask FILE`` with ``--image DIR`` uses one mask for all; with
+``--skip_bad`` unusable pairs are reported and skipped instead of stopping the run.
+
+Everything that can be checked without the models is checked first, in this order: the output
+folder (in the first second, before JAX is imported), the flags and every input file, then the
+run's metadata (model size, SeFa directions, W+ layers); only then are the models loaded. The
+compiled pipeline is kept in JAX's persistent compilation cache (``--compilation_cache``,
+default ``~/.cache/difai_jax/jax_cache``), so a second call of the same shapes skips compiling.
 """
 
 from __future__ import annotations
@@ -37,19 +45,18 @@ import time
 import warnings
 from typing import Any, Sequence
 
-import jax
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 import numpy as np
 from PIL import Image
 
+# JAX and the models are imported where they are used, so that the CLI checks its flags, output
+# folder and input files in a second or two, before paying for those imports.
+from difai_jax import cli
 from difai_jax import image_io
-from difai_jax import pipeline
 from difai_jax.data import masks as masks_lib
-from difai_jax.evaluate import local_mesh, round_up
 
 IMAGE_EXTENSIONS = masks_lib.IMAGE_EXTENSIONS
 HOLE_GREY = 128   # how the masked input shows its hole in grid.png
+SMALL_INPUT_FACTOR = 2   # a note when the model upscales an input more than this
 
 
 class InputError(ValueError):
@@ -70,6 +77,7 @@ class Example:
   mask: np.ndarray          # (H, W, 1) float32 {0, 1}, 1 = known
   model_image: np.ndarray   # (S, S, 3) float32 in [-1, 1]
   model_mask: np.ndarray    # (S, S, 1) float32 {0, 1}
+  notes: list[str] = dataclasses.field(default_factory=list)   # size notes for the user
 
 
 def load_mask_file(path: str, image_size: tuple[int, int], *, convention: str,
@@ -81,22 +89,26 @@ def load_mask_file(path: str, image_size: tuple[int, int], *, convention: str,
       ``strict``, all-hole or no-hole mask.
   """
   h, w = image_size
+  strict_hint = "pass a binary mask, or drop --strict_mask to threshold it at 0.5"
   try:
     with warnings.catch_warnings(record=True) as caught:
       warnings.simplefilter("always")
-      mask = image_io.load_mask(path, convention=convention, strict=strict)
+      mask = image_io.load_mask(path, convention=convention, strict=strict,
+                                strict_hint=strict_hint)
   except ValueError as e:
-    hint = " (or drop --strict_mask to threshold it at 0.5)" if "other than 0 and 1" in str(e) \
-        else ""
-    raise InputError(f"{e}{hint}") from None
+    raise InputError(str(e)) from None
   for warning in caught:
-    print(f"warning: {warning.message} (--strict_mask refuses such files)", file=sys.stderr)
+    extra = " (--strict_mask refuses such files)" if "not binary" in str(warning.message) else ""
+    print(f"warning: {warning.message}{extra}", file=sys.stderr)
   if mask.shape[:2] != (h, w):
     if not resize:
       raise InputError(
           f"mask file {path!r} is {mask.shape[1]}x{mask.shape[0]} (WxH) but its image is "
           f"{w}x{h}; supply a mask of the image's size or pass --resize_mask (nearest neighbour)")
-    mask = image_io.load_mask(path, size=(h, w), convention=convention, strict=strict)
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore")   # reported above
+      mask = image_io.load_mask(path, size=(h, w), convention=convention, strict=strict,
+                                strict_hint=strict_hint)
   try:
     masks_lib.validate_mask(mask, name=f"mask file {path!r} ({convention})",
                             allow_all_hole=False, allow_no_hole=False)
@@ -139,17 +151,45 @@ def to_model_resolution(image_uint8: np.ndarray, mask: np.ndarray, size: int,
   return image_io.uint8_to_float(filled), model_mask
 
 
-def load_example(image_path: str, mask_path: str, size: int, *, convention: str,
-                 resize_mask: bool, strict_mask: bool, name: str | None = None) -> Example:
+def size_notes(path: str, hw: tuple[int, int], size: int) -> list[str]:
+  """Notes on an input the model sees distorted: far smaller than the model, or not square."""
+  h, w = hw
+  notes = []
+  if min(h, w) * SMALL_INPUT_FACTOR < size:
+    notes.append(f"note: {path} is {w}x{h}, far smaller than the model's {size} px: it is "
+                 f"upscaled {size / min(h, w):.1f}x, so expect a blurry completion")
+  if h != w:
+    notes.append(f"note: {path} is {w}x{h}, not square: the model sees it stretched to "
+                 f"{size}x{size} (the outputs keep {w}x{h}); crop it to the face for best results")
+  return notes
+
+
+def read_input(image_path: str, mask_path: str, *, convention: str, resize_mask: bool,
+               strict_mask: bool) -> tuple[np.ndarray, np.ndarray]:
+  """The checks that need no model: (image (H, W, 3) uint8, mask (H, W, 1) {0, 1})."""
   try:
     image = image_io.load_image_uint8(image_path)
   except ValueError as e:
     raise InputError(str(e)) from None
   mask = load_mask_file(mask_path, image.shape[:2], convention=convention, resize=resize_mask,
                         strict=strict_mask)
+  return image, mask
+
+
+def make_example(image_path: str, mask_path: str, image: np.ndarray, mask: np.ndarray,
+                 size: int, name: str | None = None) -> Example:
+  """An input read by :func:`read_input`, brought to the model's ``size``."""
   model_image, model_mask = to_model_resolution(image, mask, size, name=f"mask file {mask_path!r}")
   stem = name or os.path.splitext(os.path.basename(image_path))[0]
-  return Example(stem, image_path, mask_path, image, mask, model_image, model_mask)
+  return Example(stem, image_path, mask_path, image, mask, model_image, model_mask,
+                 size_notes(image_path, image.shape[:2], size))
+
+
+def load_example(image_path: str, mask_path: str, size: int, *, convention: str,
+                 resize_mask: bool, strict_mask: bool, name: str | None = None) -> Example:
+  image, mask = read_input(image_path, mask_path, convention=convention, resize_mask=resize_mask,
+                           strict_mask=strict_mask)
+  return make_example(image_path, mask_path, image, mask, size, name)
 
 
 def _list_images(folder: str) -> list[str]:
@@ -205,8 +245,13 @@ def pair_inputs(image: str, mask: str) -> list[tuple[str, str]]:
 # ----------------------------------------------------------------------------------------------
 
 def edits(num: int, components: Sequence[int] | None, degrees: Sequence[float] | None,
-          degree: float, n_directions: int) -> tuple[list[int], list[float]]:
-  """The alpha = K - 1 SeFa edits: directions 0..K-2 with degrees +d, -d, +d, ... by default."""
+          degree: float, n_directions: int | None = None) -> tuple[list[int], list[float]]:
+  """The alpha = K - 1 SeFa edits: directions 0..K-2 with degrees +d, -d, +d, ... by default.
+
+  The counts are checked at once; the directions' range only with ``n_directions`` (known from
+  the run, see :func:`read_run_info`).
+  """
+  defaulted = components is None
   if components is None:
     components = list(range(num - 1))
   components = [int(c) for c in components]
@@ -214,22 +259,83 @@ def edits(num: int, components: Sequence[int] | None, degrees: Sequence[float] |
     degrees = [degree * (1 if i % 2 == 0 else -1) for i in range(len(components))]
   degrees = [float(d) for d in degrees]
   if len(degrees) != len(components):
-    raise ValueError(f"--degrees has {len(degrees)} values but there are {len(components)} "
-                     "components; give one degree per component")
-  bad = [c for c in components if not 0 <= c < n_directions]
-  if bad:
-    raise ValueError(f"SeFa components {bad} out of range: the generator has {n_directions} "
-                     f"directions (0..{n_directions - 1})")
+    n = len(components)
+    raise ValueError(f"--degrees has {len(degrees)} value{'s' * (len(degrees) != 1)} but there "
+                     f"{'are' if n != 1 else 'is'} {n} SeFa edit{'s' * (n != 1)} (K - 1 for K = "
+                     f"{n + 1} completions); give one degree per edit")
+  if n_directions is not None:
+    if defaulted and len(components) > n_directions:
+      raise ValueError(f"--num {num} asks for {num - 1} SeFa edits, one per direction, but the "
+                       f"generator has {n_directions} directions; use --num <= "
+                       f"{n_directions + 1} or name directions with --components")
+    bad = [c for c in components if not 0 <= c < n_directions]
+    if bad:
+      raise ValueError(f"SeFa components {bad} out of range: the generator has {n_directions} "
+                       f"directions (0..{n_directions - 1})")
   return components, degrees
 
 
-def make_inpaint_fn(models: pipeline.Models, mesh, layers: tuple[int, ...] | None):
+def check_layers(layers: Sequence[int] | None, n_latent: int,
+                 source: str = "--layers") -> tuple[int, ...] | None:
+  """``layers`` as a tuple after checking each is a W+ layer in [0, n_latent)."""
+  if layers is None or len(layers) == 0:
+    return None
+  layers = tuple(int(l) for l in layers)
+  bad = [l for l in layers if not 0 <= l < n_latent]
+  if bad:
+    raise ValueError(f"{source} {','.join(map(str, layers))}: layers {bad} out of range; W+ has "
+                     f"{n_latent} layers (0..{n_latent - 1})")
+  return layers
+
+
+@dataclasses.dataclass
+class RunInfo:
+  """What inference needs to know of a run before loading it (from its JSON metadata)."""
+  difai_dir: str
+  step: int
+  image_size: int
+  n_directions: int              # SeFa directions (rows of sefa.npz, else the style dim)
+  n_latent: int                  # W+ layers of the pSp decoder
+  config_layers: tuple[int, ...]  # config.sefa.layers (empty: all)
+
+
+def read_run_info(checkpoint: str) -> RunInfo:
+  """The model size, SeFa directions and W+ layers of a trained run, without its weights."""
+  from difai_jax import checkpoints  # pylint: disable=import-outside-toplevel
+  from difai_jax import pretrained  # pylint: disable=import-outside-toplevel
+  if not os.path.isdir(checkpoint):
+    raise FileNotFoundError(f"--checkpoint {checkpoint!r} is not a folder (a trained DiFAI run)")
+  difai_dir = checkpoints.find_stage_dir(checkpoint, "difai")
+  meta = checkpoints.latest_meta(difai_dir)
+  config = meta["config"]
+  pre = config["pretrained"]
+  if pre.get("psp"):
+    decoder = pretrained.read_config(pre["psp"])["decoder"]
+    decoder_size, style_dim = int(decoder["size"]), int(decoder["style_dim"])
+  else:
+    decoder_size = int(pre["random_psp"]["decoder_size"])
+    style_dim = int(pre["random_psp"]["style_dim"])
+  n_directions = style_dim
+  sefa_file = os.path.join(difai_dir, "sefa.npz")
+  if os.path.exists(sefa_file):
+    with np.load(sefa_file) as cached:
+      n_directions = int(cached["directions"].shape[0])
+  n_latent = 2 * int(np.log2(decoder_size)) - 2
+  return RunInfo(difai_dir, int(meta["step"]), int(config["image_size"]), n_directions,
+                 n_latent, tuple(int(l) for l in config["sefa"].get("layers") or ()))
+
+
+def make_inpaint_fn(models, mesh, layers: tuple[int, ...] | None):
   """A jitted ``(variables, image, mask, components, degrees) -> outputs`` over ``mesh``.
 
   image (N, S, S, 3), mask (N, S, S, 1), components / degrees (N, alpha); N a multiple of the
   device count (batch sharded, variables replicated). Returns ``i_coarse`` (N, S, S, 3),
   ``i_style`` (N, S, S, 3) (j = 0) and ``completions`` (K, N, S, S, 3), all in [-1, 1].
   """
+  import jax  # pylint: disable=import-outside-toplevel
+  from jax.sharding import NamedSharding  # pylint: disable=import-outside-toplevel
+  from jax.sharding import PartitionSpec as P  # pylint: disable=import-outside-toplevel
+  from difai_jax import pipeline  # pylint: disable=import-outside-toplevel
   replicated = NamedSharding(mesh, P())
   sharded = NamedSharding(mesh, P("data"))
 
@@ -265,46 +371,91 @@ def _batched(examples: list[Example], batch: int):
     yield chunk, (np.stack([e.model_image for e in pad]), np.stack([e.model_mask for e in pad]))
 
 
+def _report(problems: list[str], total: int) -> str:
+  """One problem of a single input as it is; several as a list under a count."""
+  if total == 1:
+    return problems[0]
+  return f"{len(problems)} of {total} input(s) cannot be used:\n  " + "\n  ".join(problems)
+
+
 def run(checkpoint: str, image: str, mask: str, out_dir: str, *, num: int = 8,
         components: Sequence[int] | None = None, degrees: Sequence[float] | None = None,
         degree: float = 5.0, layers: Sequence[int] | None = None, walk: bool = False,
         walk_component: int = 0, walk_steps: int = 9, walk_max_degree: float = 10.0,
         gif_ms: int = 150, mask_convention: str = "known_is_white", resize_mask: bool = False,
-        strict_mask: bool = False, batch_size: int = 8, verbose: bool = True) -> list[dict]:
-  """Inpaints every (image, mask) pair; returns, per input, the paths written."""
-  from difai_jax import checkpoints  # pylint: disable=import-outside-toplevel
+        strict_mask: bool = False, batch_size: int = 8, skip_bad: bool = False,
+        compilation_cache: str | None = "off", verbose: bool = True) -> list[dict]:
+  """Inpaints every (image, mask) pair; returns, per input, the paths written.
+
+  Every check that needs no weights runs before the models are loaded (see the module
+  docstring); with ``skip_bad`` unusable inputs are reported on stderr and left out.
+  ``compilation_cache`` is a folder for :func:`cli.enable_compilation_cache` (None: the user
+  cache folder; "off": none, the default of this function; the CLI turns it on).
+  """
   log = (lambda *a: print(*a, flush=True)) if verbose else (lambda *a: None)
   if mask_convention not in image_io.MASK_CONVENTIONS:
     raise ValueError(f"--mask_convention must be one of {image_io.MASK_CONVENTIONS}")
+  cli.check_output_dir(out_dir, "--out")
+  edits(num, components, degrees, degree)   # the counts now; the ranges need the run
   pairs = pair_inputs(image, mask)
   folder_mode = os.path.isdir(image)
-  inference = checkpoints.load_difai(checkpoint)
-  size = int(inference.config.image_size)
-  n_directions = int(inference.variables["sefa"].shape[0])
-  comps, degs = edits(num, components, degrees, degree, n_directions)
-  if walk and not 0 <= walk_component < n_directions:
-    raise ValueError(f"--walk_component {walk_component} out of range [0, {n_directions})")
-  if layers is None and inference.config.sefa.layers:
-    layers = tuple(inference.config.sefa.layers)
-  layers = tuple(int(l) for l in layers) if layers else None
 
-  # Read and check every input before any work; report all problems at once.
-  examples, problems = [], []
+  # 1. Every input file, read and checked; all problems reported at once.
+  inputs, problems = [], []
   for image_path, mask_path in pairs:
     try:
-      examples.append(load_example(image_path, mask_path, size, convention=mask_convention,
-                                   resize_mask=resize_mask, strict_mask=strict_mask))
+      inputs.append((image_path, mask_path,
+                     *read_input(image_path, mask_path, convention=mask_convention,
+                                 resize_mask=resize_mask, strict_mask=strict_mask)))
+    except InputError as e:
+      problems.append(str(e))
+  if problems and not skip_bad:
+    raise InputError(_report(problems, len(pairs)))
+
+  # 2. What the run's metadata says: model size, SeFa directions, W+ layers (no weights yet).
+  info = read_run_info(checkpoint)
+  comps, degs = edits(num, components, degrees, degree, info.n_directions)
+  if walk and not 0 <= walk_component < info.n_directions:
+    raise ValueError(f"--walk_component {walk_component} out of range: the generator has "
+                     f"{info.n_directions} directions (0..{info.n_directions - 1})")
+  if layers is not None:
+    layers = check_layers(layers, info.n_latent)
+  else:
+    layers = check_layers(info.config_layers, info.n_latent, source="config.sefa.layers")
+  examples = []
+  for image_path, mask_path, image_uint8, known in inputs:
+    try:
+      examples.append(make_example(image_path, mask_path, image_uint8, known, info.image_size))
     except InputError as e:
       problems.append(str(e))
   if problems:
-    raise InputError(f"{len(problems)} of {len(pairs)} input(s) cannot be used:\n  "
-                     + "\n  ".join(problems))
+    if not skip_bad or not examples:
+      raise InputError(_report(problems, len(pairs)))
+    for problem in problems:
+      print(f"skipped: {problem}", file=sys.stderr)
+    print(f"--skip_bad: {len(problems)} of {len(pairs)} input(s) skipped, {len(examples)} left",
+          file=sys.stderr)
+  for ex in examples:
+    for note in ex.notes:
+      log(note)
+
+  # 3. The models.
+  cache = cli.enable_compilation_cache(compilation_cache)
+  import jax  # pylint: disable=import-outside-toplevel
+  from jax.sharding import NamedSharding  # pylint: disable=import-outside-toplevel
+  from jax.sharding import PartitionSpec as P  # pylint: disable=import-outside-toplevel
+  from difai_jax import checkpoints  # pylint: disable=import-outside-toplevel
+  from difai_jax.evaluate import local_mesh, round_up  # pylint: disable=import-outside-toplevel
+  inference = checkpoints.load_difai(checkpoint)
+  size = int(inference.config.image_size)
   log(f"DiFAI step {inference.step} from {checkpoint}: {size} px, {len(examples)} input(s), "
       f"K = {len(comps) + 1} completions (SeFa components {comps}, degrees {degs})")
 
   mesh = local_mesh()
   batch = round_up(min(max(batch_size, 1), len(examples)), mesh.size)
   fn = make_inpaint_fn(inference.models, mesh, layers)
+  log("compiling the pipeline for these shapes" + (f" (or reading it from the cache {cache})"
+                                                   if cache else "") + " ...")
   variables = jax.device_put(inference.variables, NamedSharding(mesh, P()))
 
   def edit_arrays(c, d):
@@ -391,45 +542,45 @@ def _define_flags():
   flags.DEFINE_boolean("strict_mask", False, "refuse non-binary masks instead of thresholding "
                        "them at 0.5")
   flags.DEFINE_integer("batch_size", 8, "images per batch in folder mode")
+  flags.DEFINE_boolean("skip_bad", False, "folder mode: report unusable images / masks and "
+                       "go on with the rest instead of stopping")
+  cli.define_cache_flag()
 
 
 def main(argv):
   from absl import app  # pylint: disable=import-outside-toplevel
   from absl import flags  # pylint: disable=import-outside-toplevel
-  from absl import logging  # pylint: disable=import-outside-toplevel
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   for name in ("checkpoint", "image", "mask", "out"):
     if not FLAGS[name].value:
       raise app.UsageError(f"--{name} is required")
-  logging.set_verbosity(logging.WARNING)
+  cli.check_output_dir(FLAGS.out, "--out")   # first, before anything slow
   try:
     components = None if FLAGS.components is None else [int(c) for c in FLAGS.components]
     degrees = None if FLAGS.degrees is None else [float(d) for d in FLAGS.degrees]
     layers = None if FLAGS.layers is None else [int(l) for l in FLAGS.layers]
   except ValueError as e:
-    print(f"error: --components / --degrees / --layers must be comma-separated numbers ({e})",
-          file=sys.stderr)
-    return 1
+    raise cli.CliError("--components / --degrees / --layers must be comma-separated numbers "
+                       f"({e})") from None
   num = FLAGS.num
   if components is not None:
     if FLAGS["num"].present and num != len(components) + 1:
-      print(f"error: --num {num} but --components names {len(components)} edits (K = "
-            f"{len(components) + 1}); drop --num or make them agree", file=sys.stderr)
-      return 1
+      raise cli.CliError(f"--num {num} but --components names {len(components)} edits (K = "
+                         f"{len(components) + 1}); drop --num or make them agree")
     num = len(components) + 1
-  try:
-    written = run(FLAGS.checkpoint, FLAGS.image, FLAGS.mask, FLAGS.out, num=num,
-                  components=components, degrees=degrees, degree=FLAGS.degree, layers=layers,
-                  walk=FLAGS.walk, walk_component=FLAGS.walk_component,
-                  walk_steps=FLAGS.walk_steps, walk_max_degree=FLAGS.walk_max_degree,
-                  gif_ms=FLAGS.gif_ms, mask_convention=FLAGS.mask_convention,
-                  resize_mask=FLAGS.resize_mask, strict_mask=FLAGS.strict_mask,
-                  batch_size=FLAGS.batch_size)
-  except (ValueError, FileNotFoundError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
+  if FLAGS.skip_bad and not os.path.isdir(FLAGS.image):
+    raise cli.CliError("--skip_bad is for folder mode (--image DIR); a single --image is "
+                       "checked and refused on its own")
+  written = run(FLAGS.checkpoint, FLAGS.image, FLAGS.mask, FLAGS.out, num=num,
+                components=components, degrees=degrees, degree=FLAGS.degree, layers=layers,
+                walk=FLAGS.walk, walk_component=FLAGS.walk_component,
+                walk_steps=FLAGS.walk_steps, walk_max_degree=FLAGS.walk_max_degree,
+                gif_ms=FLAGS.gif_ms, mask_convention=FLAGS.mask_convention,
+                resize_mask=FLAGS.resize_mask, strict_mask=FLAGS.strict_mask,
+                batch_size=FLAGS.batch_size, skip_bad=FLAGS.skip_bad,
+                compilation_cache=FLAGS.compilation_cache)
   for paths in written:
     print(f"{os.path.dirname(paths['grid'])}: {len(paths['completions'])} completions, grid.png"
           + (", walk.png, walk.gif" if "walk" in paths else ""))
@@ -437,6 +588,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from absl import app as _app  # pylint: disable=g-import-not-at-top
   _define_flags()
-  _app.run(main)
+  cli.run(main, user_errors=(ValueError, FileNotFoundError))

@@ -26,11 +26,14 @@ import sys
 
 from absl import app
 from absl import flags
-import jax
 import numpy as np
 
+# JAX and the models are imported where they are used, so that a wrong --out or --image is
+# refused in a second, before those imports.
+from difai_jax import cli
 from difai_jax import image_io
-from difai_jax import pretrained
+
+SMALL_INPUT_FACTOR = 2   # a note when the encoder upscales an input more than this
 
 # allow_override: other entry points define flags of the same names (--checkpoint, --out); a
 # process (e.g. the test session) that imports several of them must not fail.
@@ -48,13 +51,21 @@ _RANDOMIZE_NOISE = flags.DEFINE_boolean(
 _SEED = flags.DEFINE_integer("seed", 0, "random seed for --randomize_noise", allow_override=True)
 
 
-def load_psp(checkpoint: str):
-  """``(module, variables)`` of a converted pSp directory; a clear error for other kinds."""
-  from difai_jax.models import psp  # pylint: disable=import-outside-toplevel
+def read_psp_config(checkpoint: str) -> dict:
+  """The ``config.json`` of a converted pSp directory (no weights); a clear error otherwise."""
+  from difai_jax import pretrained  # pylint: disable=import-outside-toplevel
   config = pretrained.read_config(checkpoint)
   if config["kind"] != "psp":
     raise ValueError(f"{checkpoint} holds a {config['kind']!r} model, not a pSp encoder; "
                      "convert a pSp checkpoint with python -m weights_conversion.psp")
+  return config
+
+
+def load_psp(checkpoint: str):
+  """``(module, variables)`` of a converted pSp directory; a clear error for other kinds."""
+  from difai_jax import pretrained  # pylint: disable=import-outside-toplevel
+  from difai_jax.models import psp  # pylint: disable=import-outside-toplevel
+  read_psp_config(checkpoint)
   module, variables = pretrained.load(checkpoint)
   assert isinstance(module, psp.PSP)
   return module, variables
@@ -66,6 +77,9 @@ def load_input(path: str, size: int) -> np.ndarray:
   h, w = native.shape[:2]
   if (h, w) != (size, size):
     note = f"note: {path} is {w}x{h}; resized to {size}x{size} (the pSp encoder's input)"
+    if min(h, w) * SMALL_INPUT_FACTOR < size:
+      note += (f"; it is far smaller than that (upscaled {size / min(h, w):.1f}x), so expect a "
+               "blurry reconstruction")
     if h != w:
       note += "; it is not square, so the face is stretched: crop it first for best results"
     print(note)
@@ -75,6 +89,7 @@ def load_input(path: str, size: int) -> np.ndarray:
 def invert(module, variables, image: np.ndarray, *, resize: bool = True,
            randomize_noise: bool = False, seed: int = 0):
   """One image (S, S, 3) in [-1, 1] -> (reconstruction (R, R, 3), W+ (n_styles, style_dim))."""
+  import jax  # pylint: disable=import-outside-toplevel
   fn = jax.jit(lambda v, x, key: module.apply(
       v, x, resize=resize, randomize_noise=randomize_noise, return_latents=True,
       rngs={"noise": key}))
@@ -84,13 +99,18 @@ def invert(module, variables, image: np.ndarray, *, resize: bool = True,
 
 def run(checkpoint: str, image_path: str, out_dir: str, *, resize: bool = True,
         randomize_noise: bool = False, seed: int = 0) -> dict[str, str]:
-  """Inverts ``image_path`` and writes the three files; returns their paths by role."""
+  """Inverts ``image_path`` and writes the three files; returns their paths by role.
+
+  The output folder, the model's kind and the image are checked before the weights are loaded.
+  """
+  cli.check_output_dir(out_dir, "--out")
+  config = read_psp_config(checkpoint)
+  image = load_input(image_path, int(config.get("input_size", 256)))
   module, variables = load_psp(checkpoint)
   nc = np.shape(variables["params"]["encoder"]["backbone"]["input_conv"]["kernel"])[2]
   if nc != 3:
     raise ValueError(f"this pSp encoder takes {nc}-channel inputs (a conditional pSp), not RGB "
                      "face images")
-  image = load_input(image_path, module.input_size)
   recon, codes = invert(module, variables, image, resize=resize,
                         randomize_noise=randomize_noise, seed=seed)
   side = recon.shape[0]
@@ -115,7 +135,7 @@ def main(argv):
   try:
     paths = run(_CHECKPOINT.value, _IMAGE.value, _OUT.value, resize=_RESIZE.value,
                 randomize_noise=_RANDOMIZE_NOISE.value, seed=_SEED.value)
-  except (ValueError, FileNotFoundError) as e:
+  except (ValueError, FileNotFoundError, cli.CliError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
   codes = np.load(paths["wplus"])
@@ -126,4 +146,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -127,7 +127,7 @@ def upfirdn2d(x: jax.Array, kernel: np.ndarray | jax.Array, up: int = 1, down: i
   return lax.conv_general_dilated(
       x, w, window_strides=(down, down), padding="VALID",
       dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c,
-      precision=lax.Precision.HIGHEST)
+      precision=None)
 
 
 def blur(x: jax.Array, taps: Sequence[float], pad: Sequence[int],
@@ -181,7 +181,7 @@ class EqualLinear(nn.Module):
         (in_features, self.features))
     scale = self.lr_mul / math.sqrt(in_features)
     y = jnp.dot(x.astype(self.dtype), (kernel * scale).astype(self.dtype),
-                precision=lax.Precision.HIGHEST)
+                precision=None)
     bias = None
     if self.use_bias:
       bias = self.param("bias", nn.initializers.constant(self.bias_init), (self.features,))
@@ -210,7 +210,7 @@ class EqualConv2d(nn.Module):
     y = lax.conv_general_dilated(
         x.astype(self.dtype), (kernel * scale).astype(self.dtype), (self.stride, self.stride),
         [(self.padding, self.padding)] * 2, dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        precision=lax.Precision.HIGHEST)
+        precision=None)
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
     return y
@@ -219,7 +219,7 @@ class EqualConv2d(nn.Module):
 def _conv(x, kernel, *, padding, lhs_dilation=(1, 1)):
   return lax.conv_general_dilated(
       x, kernel, (1, 1), padding, lhs_dilation=lhs_dilation,
-      dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=lax.Precision.HIGHEST)
+      dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=None)
 
 
 class ModulatedConv2d(nn.Module):
@@ -265,6 +265,6 @@ class ModulatedConv2d(nn.Module):
       # its dot kernel, which runs it slowly.)
       energy = jnp.dot(jnp.tile(jnp.square(s), (1, k * k)),
                        jnp.square(kernel).reshape(k * k * cin, self.features),
-                       precision=lax.Precision.HIGHEST)                     # (N, out)
+                       precision=None)                     # (N, out)
       y = y * lax.rsqrt(energy + self.eps)[:, None, None, :].astype(y.dtype)
     return y

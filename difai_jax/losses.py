@@ -182,7 +182,7 @@ def gram_matrix(features: jnp.ndarray) -> jnp.ndarray:
   """
   *lead, h, w, c = features.shape
   flat = features.reshape(tuple(lead) + (h * w, c)).astype(jnp.float32)
-  gram = jnp.einsum("...pa,...pb->...ab", flat, flat, precision=jax.lax.Precision.HIGHEST)
+  gram = jnp.einsum("...pa,...pb->...ab", flat, flat, precision=None)
   return gram / (c * h * w)
 
 

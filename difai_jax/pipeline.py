@@ -175,15 +175,25 @@ def style_conditions(models: Models, variables: Mapping[str, Any], image: jax.Ar
 def generate(generator: sparn_lib.DiFAIGenerator, variables, i_masked: jax.Array,
              i_style_prime: jax.Array, mask: jax.Array, *, train: bool = False,
              mutable=False):
-  """Eq. 5 for every style image: (K, N, H, W, 3) raw outputs I_out_j (K folded into the batch).
+  """Eq. 5 for every style image: (K, N, H, W, 3) raw outputs I_out_j.
 
-  With ``mutable`` (e.g. ``["batch_stats"]``) returns ``(i_out, updated_collections)``.
+  The K variants run as one generator batch of K * N, variant-major, with ``num_variants=K``:
+  batch statistics (region norm with ``rn_stats='batch'``, BatchNorm in training) are pooled
+  over the N images of each variant j and never across variants, so I_out_j is what a forward
+  of variant j alone gives and does not change with K.
+
+  Args:
+    i_masked: (N, H, W, 3); i_style_prime: (K, N, H, W, 3); mask: (N, H, W, 1).
+    train: the generator's training forward (BatchNorm batch statistics, spectral-norm power
+      iteration); pass ``mutable=list(collections)`` with it.
+    mutable: collections to update, e.g. ``["batch_stats", "spectral"]``; then returns
+      ``(i_out, updated_collections)``.
   """
   k, n = i_style_prime.shape[:2]
   fold = lambda x: jnp.broadcast_to(x[None], (k,) + x.shape).reshape((k * n,) + x.shape[1:])
   result = generator.apply(variables, fold(i_masked),
                            i_style_prime.reshape((k * n,) + i_style_prime.shape[2:]),
-                           fold(mask), train=train, mutable=mutable)
+                           fold(mask), train=train, num_variants=k, mutable=mutable)
   i_out, updates = result if mutable else (result, None)
   i_out = i_out.reshape((k, n) + i_out.shape[1:])
   return (i_out, updates) if mutable else i_out

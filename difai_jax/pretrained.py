@@ -35,6 +35,29 @@ _BUILDERS: dict[str, str] = {
 }
 
 
+# Networks shipped with the package (trained on the toy faces by the commands in README.md),
+# loadable by short name wherever a converted directory is asked for.
+ASSETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
+SHORT_NAMES = {
+    "toy-stylegan2": "toy/stylegan2",
+    "toy-psp": "toy/psp",
+    "toy-recognizer": "toy/recognizer",
+    "toy-difai": "toy/difai",          # a training workdir (coarse + difai stages), not a model
+}
+
+
+def resolve(name_or_dir: str | os.PathLike) -> str:
+  """The directory of a shipped network's short name (``toy-psp``, ...), else the path itself."""
+  name = os.fspath(name_or_dir)
+  if name in SHORT_NAMES:
+    path = os.path.join(ASSETS_DIR, SHORT_NAMES[name])
+    if not os.path.isdir(path):
+      raise FileNotFoundError(f"the shipped network {name!r} is missing from this install "
+                              f"({path}); reinstall the package")
+    return path
+  return name
+
+
 def register(kind: str, builder: str) -> None:
   """Registers ``"module:function"`` as the builder of ``kind`` (for extensions)."""
   _BUILDERS[kind] = builder
@@ -63,7 +86,7 @@ def save(directory: str | os.PathLike, kind: str, config: dict, variables: Any) 
 
 
 def read_config(directory: str | os.PathLike) -> dict:
-  path = os.path.join(os.fspath(directory), "config.json")
+  path = os.path.join(resolve(directory), "config.json")
   if not os.path.isfile(path):
     raise FileNotFoundError(
         f"{directory} is not a converted model directory (no config.json). Convert a PyTorch "
@@ -85,7 +108,7 @@ def build(config: dict):
 def load(directory: str | os.PathLike) -> tuple[Any, Any]:
   """Returns ``(module, variables)`` of a converted model directory."""
   import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-  directory = os.path.abspath(os.fspath(directory))
+  directory = os.path.abspath(resolve(directory))
   config = read_config(directory)
   module = build(config)
   with ocp.StandardCheckpointer() as ckptr:

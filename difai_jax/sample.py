@@ -14,16 +14,16 @@ from __future__ import annotations
 import os
 
 from absl import app
-from absl import logging
 from absl import flags
-import jax
-import jax.numpy as jnp
 import numpy as np
 
+# JAX and the models are imported where they are used, so that a wrong flag or output path is
+# refused in a second, before those imports.
+from difai_jax import cli
 from difai_jax import image_io
-from difai_jax import pretrained
-from difai_jax import sefa
-from difai_jax.models import stylegan2
+
+SEFA_METHODS = ("genforce", "rosinality")   # difai_jax.sefa.METHODS, without importing JAX
+RANDOM_STYLE_DIM = 64
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "converted StyleGAN2 directory")
 _RANDOM_SIZE = flags.DEFINE_integer("random_size", 64,
@@ -37,11 +37,15 @@ _SEFA_OUT = flags.DEFINE_string("sefa_out", None, "output PNG of the SeFa strip 
 _DIRECTION = flags.DEFINE_integer("direction", 0, "SeFa direction index (0 = strongest)")
 _MAX_DEGREE = flags.DEFINE_float("max_degree", 5.0, "SeFa strip spans [-max, max]")
 _STEPS = flags.DEFINE_integer("steps", 11, "images per SeFa row", lower_bound=2)
-_SEFA_METHOD = flags.DEFINE_enum("sefa_method", "genforce", sefa.METHODS, "SeFa form")
+_SEFA_METHOD = flags.DEFINE_enum("sefa_method", "genforce", SEFA_METHODS, "SeFa form")
 
 
 def load_generator(checkpoint: str | None, random_size: int, seed: int):
   """(module, variables) from a converted directory, or a random small generator."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from difai_jax import pretrained  # pylint: disable=import-outside-toplevel
+  from difai_jax.models import stylegan2  # pylint: disable=import-outside-toplevel
   if checkpoint:
     module, variables = pretrained.load(checkpoint)
     if not isinstance(module, stylegan2.Generator):
@@ -49,15 +53,36 @@ def load_generator(checkpoint: str | None, random_size: int, seed: int):
                            "generator")
     return module, variables
   n_resolutions = int(np.log2(random_size)) - 1
-  module = stylegan2.Generator(size=random_size, style_dim=64, n_mlp=2,
+  module = stylegan2.Generator(size=random_size, style_dim=RANDOM_STYLE_DIM, n_mlp=2,
                                channels=(64,) * n_resolutions)
-  variables = module.init(jax.random.key(seed), [jnp.zeros((1, 64))])
+  variables = module.init(jax.random.key(seed), [jnp.zeros((1, RANDOM_STYLE_DIM))])
   return module, variables
+
+
+def check_args(checkpoint: str | None, random_size: int, direction: int) -> None:
+  """What can be checked without the weights: the directory's kind, sizes, the direction."""
+  if checkpoint:
+    from difai_jax import pretrained  # pylint: disable=import-outside-toplevel
+    config = pretrained.read_config(checkpoint)
+    if config["kind"] != "stylegan2":
+      raise cli.CliError(f"--checkpoint {checkpoint} holds a {config['kind']!r} model, not a "
+                         "StyleGAN2 generator (python -m weights_conversion.stylegan2)")
+    n_directions = int(config["style_dim"])
+  else:
+    if random_size < 8 or random_size & (random_size - 1):
+      raise cli.CliError(f"--random_size {random_size}: a power of two >= 8")
+    n_directions = RANDOM_STYLE_DIM
+  if not 0 <= direction < n_directions:
+    raise cli.CliError(f"--direction {direction} out of range: the generator has {n_directions} "
+                       f"SeFa directions (0..{n_directions - 1})")
 
 
 def sample_images(module, variables, num: int, truncation: float, seed: int,
                   direction: int, max_degree: float, steps: int, method: str):
   """Returns (grid images (num, H, W, 3), SeFa strip images (num * steps, H, W, 3))."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from difai_jax import sefa  # pylint: disable=import-outside-toplevel
   key_z, key_mean = jax.random.split(jax.random.key(seed))
   z = jax.random.normal(key_z, (num, module.style_dim))
   mean = module.apply(variables, 4096, rng=key_mean, method="mean_latent")
@@ -80,8 +105,13 @@ def sample_images(module, variables, num: int, truncation: float, seed: int,
 
 
 def main(argv):
-  del argv
-  logging.set_verbosity(logging.WARNING)  # keep orbax's restore chatter out of the output
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  cli.check_output_file(_OUT.value, "--out")
+  sefa_out = _SEFA_OUT.value or os.path.splitext(_OUT.value)[0] + "_sefa.png"
+  if sefa_out.lower() != "none":
+    cli.check_output_file(sefa_out, "--sefa_out")
+  check_args(_CHECKPOINT.value, _RANDOM_SIZE.value, _DIRECTION.value)
   module, variables = load_generator(_CHECKPOINT.value, _RANDOM_SIZE.value, _SEED.value)
   if not _CHECKPOINT.value:
     print(f"note: no --checkpoint given: sampling a randomly initialised {module.size} px "
@@ -93,7 +123,6 @@ def main(argv):
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   image_io.save_png(out, image_io.make_grid(images, ncol=min(8, len(images))))
   print(f"wrote {out} ({len(images)} samples, truncation {_TRUNCATION.value})")
-  sefa_out = _SEFA_OUT.value or os.path.splitext(out)[0] + "_sefa.png"
   if sefa_out.lower() != "none":
     image_io.save_png(sefa_out, image_io.make_grid(strip, ncol=_STEPS.value))
     print(f"wrote {sefa_out} (SeFa direction {_DIRECTION.value}, degrees "
@@ -101,4 +130,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, user_errors=(ValueError, FileNotFoundError))

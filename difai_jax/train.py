@@ -31,7 +31,6 @@ from typing import Any, Mapping
 
 from absl import app
 from absl import flags
-from absl import logging
 import jax
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
@@ -41,9 +40,12 @@ from ml_collections import config_flags
 import numpy as np
 
 from difai_jax import checkpoints
+from difai_jax import cli
 from difai_jax import image_io
+from difai_jax import precision
 from difai_jax import stages
 from difai_jax import steps
+from difai_jax import tensorboard_writer
 from difai_jax.data import sources
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "training config file",
@@ -87,29 +89,12 @@ def make_mesh() -> jax.sharding.Mesh:
                        axis_types=(jax.sharding.AxisType.Auto,))
 
 
-class WorkdirError(OSError):
-  """The workdir cannot be created or written."""
-
-
 def check_workdir(path: str) -> str:
-  """Absolute ``path`` if a run can write there; creates nothing (a run that fails before its
-  first checkpoint leaves no empty directory behind)."""
-  path = os.path.abspath(path)
-  probe = path
-  while not os.path.exists(probe):
-    probe = os.path.dirname(probe)
-  if not os.path.isdir(probe):
-    raise WorkdirError(f"--workdir {path}: {probe} is a file, not a directory")
-  if not os.access(probe, os.W_OK | os.X_OK) or _read_only_mount(probe):
-    raise WorkdirError(f"--workdir {path}: {probe} is not writable")
-  return path
-
-
-def _read_only_mount(path: str) -> bool:
-  try:
-    return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
-  except OSError:
-    return False
+  """Absolute ``path`` if a run can write there (cloud URLs such as gs:// pass as they are);
+  creates nothing, so a run that fails before its first checkpoint leaves nothing behind."""
+  if "://" in path:
+    return path
+  return cli.check_output_dir(path, "--workdir")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -201,7 +186,6 @@ def train_stage(config: ml_collections.ConfigDict, name: str, workdir: str,
                 previous: Mapping[str, str] | None = None) -> StageResult:
   """Trains stage ``name`` in ``workdir`` (resuming from its latest checkpoint); ``previous``
   maps the stages run before it to their workdirs."""
-  from clu import metric_writers  # pylint: disable=import-outside-toplevel
   from clu import periodic_actions  # pylint: disable=import-outside-toplevel
 
   tc = config.train
@@ -232,7 +216,8 @@ def train_stage(config: ml_collections.ConfigDict, name: str, workdir: str,
     return {k: jax.make_array_from_process_local_data(batch_sharding, np.asarray(v))
             for k, v in local.items()}
 
-  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  writer = tensorboard_writer.create_default_writer(workdir,
+                                                   just_logging=jax.process_index() > 0)
   report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)
   preview_batch, preview_fn = None, None
   base_rng = steps.prng_key(config.seed + 1)
@@ -332,7 +317,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[StageResult]:
   for name in names:
     stage_dir = os.path.join(workdir, name) if len(names) > 1 else workdir
     t0 = time.time()
-    result = train_stage(config, name, stage_dir, previous)
+    with precision.scope(config.get("precision")):
+      result = train_stage(config, name, stage_dir, previous)
     print(f"[{name}] done at step {result.final_step} in {time.time() - t0:.1f} s "
           f"({stage_dir})", flush=True)
     results.append(result)
@@ -349,22 +335,18 @@ def main(argv):
     raise app.UsageError("--workdir is required")
   if _CONFIG.value is None:
     raise app.UsageError("--config is required (e.g. --config configs/demo.py)")
-  logging.set_verbosity(logging.WARNING)
   maybe_initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   print(f"devices: {jax.device_count()} ({jax.devices()[0].platform}) over "
         f"{jax.process_count()} process(es)", flush=True)
   try:
     results = run(_CONFIG.value, _WORKDIR.value)
-  except (NonFiniteLossError, checkpoints.WorkdirMismatchError, FileNotFoundError,
-          WorkdirError, sources.DataError) as e:
-    print(f"error: {e}", file=sys.stderr, flush=True)
-    sys.exit(1)
   except KeyboardInterrupt:
     print("stopped at once (second Ctrl-C); the workdir keeps its last checkpoint",
           file=sys.stderr, flush=True)
-    sys.exit(130)
-  if results and results[-1].preempted:
-    sys.exit(EXIT_PREEMPTED)
+    return 130
+  return EXIT_PREEMPTED if results and results[-1].preempted else 0
+
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, user_errors=(NonFiniteLossError, checkpoints.WorkdirMismatchError,
+                             FileNotFoundError, sources.DataError))

@@ -1,21 +1,31 @@
-"""Tests of difai_jax.models.coarse: the coarse net and its multi-scale hole-weighted L1 loss.
+"""Tests of difai_jax.models.coarse: MLGN's generator and loss (the paper's coarse net).
 
-Tiny net (32 px, widths 8-16, two dilated blocks); one compiled forward and one compiled loss
-gradient shared by the module.
+Parity: ``fixtures/mlgn_small.npz`` holds the reference generator (JieLiu95/MLGN
+``Models/models_gd.py``, every width divided by 32: 2, 4, 6, 8) run in PyTorch on two 128 px
+masked images: its state dict (``w/<name>``), the inputs, the raw output and the reference loss
+terms (``SmoothL1Loss`` on the hole, pytorch-msssim ``MS_SSIM(data_range=1)`` with 4 scales, of
+the composite). The fixture's weights pass through ``weights_conversion.mlgn``.
+
+Behaviour: a tiny net (32 px, floor_stride 4, widths 4-16); one compiled forward and one
+compiled loss gradient shared by the module.
 """
-
-import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import model_defaults
 from difai_jax.models import coarse
 from difai_jax.models.sparn import composite
+from tests.conftest import fixture_path
+from weights_conversion import mlgn as mlgn_convert
+from weights_conversion import torch_io
 
 SIZE = 32
-TINY = dict(widths=(8, 8, 16, 16), dilations=(1, 2))
+TINY = dict(widths=(4, 8, 12, 16), floor_stride=4)
+TINY_MS_SSIM = (0.1356, 0.8644)   # 2 scales fit 32 px
+MLGN_PARAMS_256 = 15_054_659      # sum(p.numel() for p in Generator().parameters()), reference
 
 
 def numpy_init(module, *args, seed=0):
@@ -35,12 +45,82 @@ def numpy_init(module, *args, seed=0):
   return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
-def _mask(n, hole=((8, 24), (4, 20))):
-  m = np.ones((n, SIZE, SIZE, 1), np.float32)
+def _mask(n, size=SIZE, hole=((8, 24), (4, 20))):
+  m = np.ones((n, size, size, 1), np.float32)
   (r0, r1), (c0, c1) = hole
   m[:, r0:r1, c0:c1] = 0.0
   return m
 
+
+# ---- parity with the reference code ----
+
+@pytest.fixture(scope="module")
+def reference():
+  data = np.load(fixture_path("mlgn_small.npz"))
+  state_dict = {k[2:]: data[k] for k in data.files if k.startswith("w/")}
+  image = data["image_u8"].astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+  mask = np.ones(image.shape[:3] + (1,), np.float32)
+  for n, (top, left, h, w) in enumerate(data["boxes"]):
+    mask[n, top:top + h, left:left + w] = 0.0   # the reference's hole mask is 1 - ours
+  return dict(state_dict=state_dict, image=image, mask=mask, out=data["out"],
+              smooth_l1=float(data["smooth_l1"]), ms_ssim=float(data["ms_ssim"]),
+              ms_ssim_weights=tuple(float(w) for w in data["ms_ssim_weights"]),
+              widths=tuple(int(w) for w in data["widths"]))
+
+
+def test_mlgn_generator_matches_reference(reference):
+  config, variables = mlgn_convert.convert(reference["state_dict"], source="mlgn_small.npz")
+  assert config == {"widths": list(reference["widths"]), "floor_stride": 16, "dtype": "float32"}
+  module = coarse.from_config(config)
+  mask = reference["mask"]
+  out = jax.jit(module.apply)(variables, reference["image"] * mask, mask)
+  err = float(np.abs(np.asarray(out.full) - reference["out"]).max())
+  print(f"MLGN generator vs reference (128 px, widths {reference['widths']}): max |diff| "
+        f"{err:.3g} (output std {reference['out'].std():.3f})")
+  assert out.full.shape == reference["out"].shape
+  assert err < 1e-4
+
+
+def test_mlgn_loss_terms_match_reference(reference):
+  outputs = coarse.CoarseOutputs(full=jnp.asarray(reference["out"]))
+  image, mask = jnp.asarray(reference["image"]), jnp.asarray(reference["mask"])
+  weights = reference["ms_ssim_weights"]
+
+  @jax.jit
+  def losses(outputs, image, mask):
+    return (coarse.coarse_loss_terms(outputs, image, mask, ms_ssim_weights=weights),
+            coarse.coarse_loss(outputs, image, mask, ms_ssim_weights=weights))
+
+  terms, total = losses(outputs, image, mask)
+  rec_err = abs(float(terms["rec"]) - reference["smooth_l1"])
+  ssim_err = abs(float(terms["ms_ssim"]) - (1.0 - reference["ms_ssim"]))
+  print(f"MLGN loss vs reference: SmoothL1 |diff| {rec_err:.3g}, 1 - MS-SSIM |diff| "
+        f"{ssim_err:.3g}")
+  assert rec_err < 1e-6 and ssim_err < 1e-5
+  # backward_G with the customised lambda: lambda_l1 * SmoothL1 + 5 * (1 - MS-SSIM) + 0 * GAN.
+  expected = 100.0 * reference["smooth_l1"] + 5.0 * (1.0 - reference["ms_ssim"])
+  np.testing.assert_allclose(float(total), expected, rtol=1e-5)
+
+
+def test_mlgn_default_config_has_the_reference_parameter_count():
+  module = coarse.from_config(model_defaults.coarse_config())
+  shapes = jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, 256, 256, 3)),
+                          jnp.ones((1, 256, 256, 1)))
+  n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes))
+  assert n == MLGN_PARAMS_256
+  assert module.floor_stride == 16 and module.widths == (64, 128, 192, 256)
+
+
+def test_converter_refuses_unknown_and_missing_keys(reference):
+  extra = dict(reference["state_dict"], **{"conv_0_0.11.weight": np.zeros((3,), np.float32)})
+  with pytest.raises(torch_io.ConversionError, match="conv_0_0.11.weight"):
+    mlgn_convert.convert(extra)
+  missing = {k: v for k, v in reference["state_dict"].items() if k != "up_2_1.0.weight"}
+  with pytest.raises(torch_io.ConversionError, match="up_2_1.0.weight"):
+    mlgn_convert.convert(missing)
+
+
+# ---- behaviour of a tiny net ----
 
 @pytest.fixture(scope="module")
 def batch():
@@ -52,111 +132,159 @@ def batch():
 
 @pytest.fixture(scope="module")
 def net(batch):
-  module = coarse.from_config(dict(TINY, hole_weight=6.0, lambda_adv=0.0))
+  """(variables, run): ``run(params, i_masked, mask, i_gt) -> (loss, full, grads)``, compiled
+  once (the MLGN's gradient takes XLA:CPU most of this file's time to compile)."""
+  cfg = dict(TINY, lambda_rec=100.0, lambda_ms_ssim=5.0, lambda_adv=0.0,
+             ms_ssim_weights=TINY_MS_SSIM)
+  module = coarse.from_config(cfg)
   variables = numpy_init(module, batch["i_masked"], batch["mask"])
-  forward = jax.jit(module.apply)
+  kwargs = coarse.loss_kwargs(cfg)
 
   @jax.jit
-  def loss_and_grad(params, i_masked, mask, i_gt):
-    loss_fn = lambda p: coarse.coarse_loss(module.apply({"params": p}, i_masked, mask), i_gt, mask)
-    return jax.value_and_grad(loss_fn)(params)
+  def run(params, i_masked, mask, i_gt):
+    def loss_fn(p):
+      outputs = module.apply({"params": p}, i_masked, mask)
+      return coarse.coarse_loss(outputs, i_gt, mask, **kwargs), outputs.full
+    (loss, full), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    return loss, full, grads
 
-  return module, variables, forward, loss_and_grad
-
-
-def test_coarse_outputs_three_levels(net, batch):
-  _, variables, forward, _ = net
-  out = forward(variables, batch["i_masked"], batch["mask"])
-  assert isinstance(out, coarse.CoarseOutputs)
-  for image, size in ((out.full, SIZE), (out.half, SIZE // 2), (out.quarter, SIZE // 4)):
-    image = np.asarray(image)
-    assert image.shape == (2, size, size, 3) and image.dtype == np.float32
-    assert np.isfinite(image).all() and np.abs(image).max() <= 1.0
-    assert image.std() > 1e-3
+  return variables, run
 
 
-def test_coarse_backward(net, batch):
-  _, variables, _, loss_and_grad = net
-  loss, grads = loss_and_grad(variables["params"], batch["i_masked"], batch["mask"],
-                              batch["i_gt"])
+def _forward(net, i_masked, mask, i_gt):
+  variables, run = net
+  return run(variables["params"], i_masked, mask, i_gt)
+
+
+def test_coarse_output_is_one_full_resolution_image(net, batch):
+  module = coarse.CoarseNet(**TINY)
+  out = jax.eval_shape(module.apply, net[0], batch["i_masked"], batch["mask"])
+  assert isinstance(out, coarse.CoarseOutputs) and len(out) == 1
+  _, full, _ = _forward(net, batch["i_masked"], batch["mask"], batch["i_gt"])
+  full = np.asarray(full)
+  assert full.shape == (2, SIZE, SIZE, 3) and full.dtype == np.float32
+  assert np.isfinite(full).all() and np.abs(full).max() <= 1.0
+  assert full.std() > 1e-3
+
+
+def test_coarse_backward_reaches_every_parameter(net, batch):
+  loss, _, grads = _forward(net, batch["i_masked"], batch["mask"], batch["i_gt"])
   assert np.isfinite(float(loss)) and float(loss) > 0
   flat = jax.tree_util.tree_flatten_with_path(grads)[0]
   assert all(np.isfinite(np.asarray(g)).all() for _, g in flat)
-  zero = [jax.tree_util.keystr(p) for p, g in flat if not np.abs(np.asarray(g)).max() > 0]
+  # Every kernel learns; so do the biases of the two convs without InstanceNorm after them (the
+  # others are cancelled by the mean subtraction, in the reference too).
+  live = [(jax.tree_util.keystr(p), np.abs(np.asarray(g)).max()) for p, g in flat
+          if jax.tree_util.keystr(p).endswith("['kernel']")
+          or "'down_0_0'" in jax.tree_util.keystr(p) or "'to_rgb'" in jax.tree_util.keystr(p)]
+  assert len(live) == 72 + 2
+  zero = [name for name, g in live if not g > 0]
   assert not zero, zero
 
 
-def test_coarse_all_hole_and_no_hole_masks_stay_finite(net, batch):
-  _, variables, forward, loss_and_grad = net
-  for known in (0.0, 1.0):
-    mask = jnp.full((2, SIZE, SIZE, 1), known, jnp.float32)
-    i_masked = batch["i_gt"] * mask
-    out = forward(variables, i_masked, mask)
-    assert all(np.isfinite(np.asarray(x)).all() for x in out)
-    loss, grads = loss_and_grad(variables["params"], i_masked, mask, batch["i_gt"])
-    assert np.isfinite(float(loss))
+def test_coarse_extreme_masks_stay_finite(net, batch):
+  nearly_all_hole = np.zeros((2, SIZE, SIZE, 1), np.float32)
+  nearly_all_hole[:, :2] = 1.0   # 94% hole: only the top two rows known
+  for mask in (np.ones_like(nearly_all_hole), nearly_all_hole):
+    mask = jnp.asarray(mask)
+    loss, full, grads = _forward(net, batch["i_gt"] * mask, mask, batch["i_gt"])
+    assert np.isfinite(np.asarray(full)).all() and np.isfinite(float(loss))
     assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grads))
+    if mask.min() == 1.0:   # nothing to fill: SmoothL1 and 1 - MS-SSIM(gt, gt) are 0
+      assert abs(float(loss)) < 1e-5
+  # All hole: the input is constant, so is the output (finite). Its gradient is not: each
+  # InstanceNorm of a constant map scales it by 1 / sqrt(eps), as in the reference.
+  all_hole = jnp.zeros((2, SIZE, SIZE, 1), jnp.float32)
+  _, full, _ = _forward(net, batch["i_gt"] * all_hole, all_hole, batch["i_gt"])
+  full = np.asarray(full)
+  assert np.isfinite(full).all() and np.ptp(full[0] - full[1]) == 0.0
 
 
 def test_coarse_sample_does_not_depend_on_batch_mates(net, batch):
-  _, variables, forward, _ = net
   other = batch["i_masked"].at[1].set(-batch["i_masked"][1])
-  a = forward(variables, batch["i_masked"], batch["mask"])
-  b = forward(variables, other, batch["mask"])
-  for x, y in zip(a, b):
-    np.testing.assert_allclose(np.asarray(x[0]), np.asarray(y[0]), atol=1e-6)
+  _, a, _ = _forward(net, batch["i_masked"], batch["mask"], batch["i_gt"])
+  _, b, _ = _forward(net, other, batch["mask"], batch["i_gt"])
+  np.testing.assert_allclose(np.asarray(a[0]), np.asarray(b[0]), atol=1e-6)
 
 
 def test_composite_of_the_coarse_completion_keeps_known_pixels(net, batch):
-  _, variables, forward, _ = net
   i_masked, mask = batch["i_masked"], batch["mask"]
-  full = forward(variables, i_masked, mask).full
+  _, full, _ = _forward(net, i_masked, mask, batch["i_gt"])
   out = np.asarray(composite(i_masked, full, mask))
   known = np.broadcast_to(np.asarray(mask) == 1, out.shape)
   np.testing.assert_array_equal(out[known], np.asarray(i_masked)[known])
   np.testing.assert_array_equal(out[~known], np.asarray(full)[~known])
 
 
+# ---- loss arithmetic ----
+
 def test_coarse_loss_matches_stated_math():
   mask = jnp.asarray(_mask(2))
-  p = float(np.mean(np.asarray(mask)))  # known fraction, the same at every area-pooled scale
+  hole_share = 1.0 - float(np.mean(np.asarray(mask)))
   gt = jnp.zeros((2, SIZE, SIZE, 3))
-  ones = coarse.CoarseOutputs(full=jnp.ones((2, SIZE, SIZE, 3)),
-                              half=jnp.ones((2, SIZE // 2, SIZE // 2, 3)),
-                              quarter=jnp.ones((2, SIZE // 4, SIZE // 4, 3)))
-  # |out - gt| = 1 everywhere: each scale gives valid * p + hole * (1 - p).
-  loss = coarse.coarse_loss(ones, gt, mask, hole_weight=6.0, valid_weight=1.0,
-                            scale_weights=(1.0, 0.5, 0.25))
-  np.testing.assert_allclose(float(loss), 1.75 * (p + 6.0 * (1 - p)), rtol=1e-6)
-  # Errors only in the hole, only at full resolution: hole_weight * 0.5 * (1 - p).
-  hole_err = coarse.CoarseOutputs(full=0.5 * (1 - mask) * jnp.ones((1, 1, 1, 3)),
-                                  half=jnp.zeros_like(ones.half),
-                                  quarter=jnp.zeros_like(ones.quarter))
-  loss = coarse.coarse_loss(hole_err, gt, mask, hole_weight=6.0)
-  np.testing.assert_allclose(float(loss), 6.0 * 0.5 * (1 - p), rtol=1e-6)
-  # The WGAN generator term: - lambda_adv * mean(D(fake)).
+  # Error 0.5 everywhere: only the hole counts, SmoothL1(0.5) = 0.125, averaged over all pixels.
+  out = coarse.CoarseOutputs(full=jnp.full((2, SIZE, SIZE, 3), 0.5))
+  terms = coarse.coarse_loss_terms(out, gt, mask, ms_ssim_weights=TINY_MS_SSIM)
+  np.testing.assert_allclose(float(terms["rec"]), 0.125 * hole_share, rtol=1e-6)
+  # Error 1.5 (the linear branch of SmoothL1): 1.5 - 0.5.
+  far = coarse.CoarseOutputs(full=jnp.full((2, SIZE, SIZE, 3), 1.5))
+  np.testing.assert_allclose(float(coarse.coarse_loss_terms(far, gt, mask,
+                                                            ms_ssim_weights=TINY_MS_SSIM)["rec"]),
+                             1.0 * hole_share, rtol=1e-6)
+  # A perfect hole: both terms vanish.
+  exact = coarse.coarse_loss_terms(coarse.CoarseOutputs(full=gt), gt, mask,
+                                   ms_ssim_weights=TINY_MS_SSIM)
+  assert float(exact["rec"]) == 0.0 and abs(float(exact["ms_ssim"])) < 1e-6
+  # Weighted sum, and the WGAN generator term -lambda_adv * mean(D(fake)).
+  loss = coarse.coarse_loss(out, gt, mask, lambda_rec=2.0, lambda_ms_ssim=3.0,
+                            ms_ssim_weights=TINY_MS_SSIM)
+  np.testing.assert_allclose(float(loss), 2.0 * float(terms["rec"])
+                             + 3.0 * float(terms["ms_ssim"]), rtol=1e-6)
   scores = jnp.array([0.5, 1.5])
-  loss_adv = coarse.coarse_loss(hole_err, gt, mask, hole_weight=6.0, lambda_adv=0.1,
-                                fake_scores=scores)
+  loss_adv = coarse.coarse_loss(out, gt, mask, lambda_rec=2.0, lambda_ms_ssim=3.0,
+                                lambda_adv=0.1, fake_scores=scores, ms_ssim_weights=TINY_MS_SSIM)
   np.testing.assert_allclose(float(loss_adv - loss), -0.1, rtol=1e-5)
+  # The customised lambda 0 ignores the critic's scores.
+  loss_0 = coarse.coarse_loss(out, gt, mask, lambda_rec=2.0, lambda_ms_ssim=3.0,
+                              fake_scores=scores, ms_ssim_weights=TINY_MS_SSIM)
+  assert float(loss_0) == float(loss)
   with pytest.raises(ValueError, match="no fake_scores"):
-    coarse.coarse_loss(hole_err, gt, mask, lambda_adv=0.1)
+    coarse.coarse_loss(out, gt, mask, lambda_adv=0.1, ms_ssim_weights=TINY_MS_SSIM)
 
+
+# ---- config and validation ----
 
 def test_coarse_config_and_validation(batch):
-  cfg = dict(TINY, hole_weight=3.0, valid_weight=1.0, scale_weights=[1.0, 1.0, 0.5],
-             lambda_adv=0.01, dtype="float32")
+  cfg = dict(TINY, lambda_rec=10.0, lambda_ms_ssim=1.0, lambda_adv=0.01,
+             ms_ssim_weights=[0.5, 0.5], dtype="float32")
   module = coarse.from_config(cfg)
-  assert module.widths == (8, 8, 16, 16) and module.dilations == (1, 2)
-  assert coarse.loss_kwargs(cfg) == dict(hole_weight=3.0, valid_weight=1.0,
-                                         scale_weights=(1.0, 1.0, 0.5), lambda_adv=0.01)
+  assert module.widths == (4, 8, 12, 16) and module.floor_stride == 4
+  assert coarse.loss_kwargs(cfg) == dict(lambda_rec=10.0, lambda_ms_ssim=1.0, lambda_adv=0.01,
+                                         ms_ssim_weights=(0.5, 0.5))
+  assert set(coarse.loss_kwargs(model_defaults.coarse_config())) == set(
+      coarse.NON_ARCHITECTURE_FIELDS)
   with pytest.raises(ValueError, match="unknown fields"):
     coarse.from_config(dict(TINY, lambda_gp=10.0))
-  init = functools.partial(jax.eval_shape, coarse.CoarseNet(**TINY).init, jax.random.key(0))
-  with pytest.raises(ValueError, match="divisible by 8"):
-    init(batch["i_masked"][:, :28, :28], batch["mask"][:, :28, :28])
+
+  def init(module, size, mask_shape=None):
+    image = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+    mask = jax.ShapeDtypeStruct(mask_shape or (1, size, size, 1), jnp.float32)
+    return jax.eval_shape(module.init, jax.random.key(0), image, mask)
+
+  # The smallest size of each floor_stride: floor 2 at 2 px; the output keeps the input's size.
+  for floor_stride, size in ((4, 32), (8, 64), (16, 128)):
+    m = coarse.CoarseNet(widths=(4, 8, 12, 16), floor_stride=floor_stride)
+    shape = jax.eval_shape(m.apply, init(m, size),
+                           jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32),
+                           jax.ShapeDtypeStruct((1, size, size, 1), jnp.float32)).full.shape
+    assert shape == (1, size, size, 3)
+    with pytest.raises(ValueError, match="does not fit floor_stride"):
+      init(m, size // 2)
+  with pytest.raises(ValueError, match="does not fit floor_stride"):
+    init(coarse.CoarseNet(**TINY), 40)   # not a multiple of 16
   with pytest.raises(ValueError, match="mask must be"):
-    init(batch["i_masked"], batch["mask"][..., 0])
-  with pytest.raises(ValueError, match="4 entries"):
-    jax.eval_shape(coarse.CoarseNet(widths=(8, 8, 8)).init, jax.random.key(0),
-                   batch["i_masked"], batch["mask"])
+    init(coarse.CoarseNet(**TINY), SIZE, mask_shape=(1, SIZE, SIZE))
+  with pytest.raises(ValueError, match="4 channel counts"):
+    init(coarse.CoarseNet(widths=(8, 8, 8)), SIZE)
+  with pytest.raises(ValueError, match="floor_stride must be one of"):
+    init(coarse.CoarseNet(widths=(4, 8, 12, 16), floor_stride=2), SIZE)

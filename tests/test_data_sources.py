@@ -2,6 +2,7 @@
 
 import json
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -140,22 +141,49 @@ def test_folder_bad_inputs(folder, tmp_path):
   lazy = sources.FolderSource(folder, 8, "train", num_train=10, num_test=3, verify=False,
                               verbose=False)
   k = [os.path.basename(f) for f in lazy.files].index("13.png")
-  with pytest.warns(UserWarning, match="skipping unreadable image.*13.png"):
+  with pytest.warns(UserWarning, match=r"skipping unreadable image \(1 found so far in this "
+                    r"process, each reported once; using the next image instead\):.*13.png"):
     img = lazy[k]
   np.testing.assert_array_equal(img, lazy.load((k + 1) % len(lazy)))
   assert lazy.load_failures == 1
+  # The next passes over the data skip it silently: reported once, not on every pass.
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    for _ in range(3):
+      np.testing.assert_array_equal(lazy[k], img)
+  assert lazy.load_failures == 1 and lazy.unreadable == {k}
   strict = sources.FolderSource(folder, 8, "train", num_train=10, num_test=3, verify=False,
                                 on_corrupt="raise", verbose=False)
   with pytest.raises(ValueError, match="13.png"):
     strict[k]
-  empty = tmp_path / "empty"
-  (empty / "sub").mkdir(parents=True)
-  with pytest.raises(ValueError, match="holds no images"):
-    sources.FolderSource(str(empty), 8)
-  with pytest.raises(ValueError, match="image folder not found"):
-    sources.FolderSource(str(tmp_path / "missing"), 8)
   with pytest.raises(ValueError, match="needs a path"):
     sources.list_image_files("")
+
+
+def test_unusable_folders_raise_one_line_data_errors(tmp_path):
+  """The message is complete on its own: entry points print it alone, without a traceback."""
+  empty = tmp_path / "empty"
+  (empty / "sub").mkdir(parents=True)
+  (tmp_path / "a_file").write_text("x")
+  cases = [
+      (str(empty), f"image folder {str(empty)!r} holds no images (.jpg, .jpeg, .png, .webp), "
+       "searched recursively (config.data.path)"),
+      (str(tmp_path / "missing"), f"image folder not found: {str(tmp_path / 'missing')!r} does "
+       "not exist (config.data.path)"),
+      (str(tmp_path / "a_file"), f"image folder not found: {str(tmp_path / 'a_file')!r} is a "
+       "file, not a folder (config.data.path)"),
+      ("", "image folder source needs a path: set --config.data.path=DIR"),
+  ]
+  for root, message in cases:
+    with pytest.raises(sources.DataError) as e:
+      sources.FolderSource(root, 8)
+    assert str(e.value) == message
+    assert isinstance(e.value, ValueError)   # callers that catch ValueError still do
+  cfg = default_data_config()
+  cfg.source, cfg.path = "folder", str(empty)
+  with pytest.raises(sources.DataError, match="holds no images"):
+    sources.make_source(cfg, "train", 32, verbose=False)
+  assert sorted(os.listdir(tmp_path)) == ["a_file", "empty"]   # nothing written
   with pytest.raises(ValueError, match="split must be"):
     sources.FolderSource(folder, 8, "val")
 

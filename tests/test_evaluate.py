@@ -1,31 +1,46 @@
-"""The evaluation CLI on a tiny trained demo run (configs/demo.py, 2 + 2 steps).
+"""Evaluation: the section 3.3 protocol, reports with the paper's numbers, compare, bad inputs.
 
-The CLI runs as a subprocess (``python -m difai_jax.evaluate``), as users run it. The demo run is
-trained once per test session and shared with tests/test_inpaint.py (see ``trained_demo_run``).
+The protocol is pinned on the metric side alone (``eval_metrics.score_completions`` on made-up
+completions, with a mean-|x - y| "LPIPS" and pixel-pooling feature probes): Table 1 reads
+completion 0 only, diversity reads 4 seeded pairs of perturbed completions per image. The CLI
+runs as a subprocess (``python -m difai_jax.evaluate``), as users run it: once on a tiny trained
+run (tests/tiny_config.py, 2 + 2 steps, trained once per test session), and on bad inputs, which
+must fail before any model is loaded (the workdir given there does not even exist).
 """
 
 import contextlib
 import csv
 import fcntl
 import json
-import math
 import os
+import re
 import subprocess
 import sys
+import time
 
+import jax
+import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from PIL import Image
 import pytest
 
+from difai_jax import cli
+from difai_jax import compare
+from difai_jax import eval_loop
+from difai_jax import eval_metrics
+from difai_jax import eval_report
 from difai_jax import evaluate
-from difai_jax.metrics import fid as fid_lib
+from difai_jax.metrics import diversity
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_ARGS = ["--config", "configs/demo.py", "--config.train.num_steps.coarse=2",
               "--config.train.num_steps.difai=2", "--config.train.sample_every=0",
               "--config.train.checkpoint_every=2"]
+TINY_TRAIN_ARGS = ["--config", "tests/tiny_config.py", "--config.train.num_steps.coarse=2",
+                   "--config.train.num_steps.difai=2"]
 # Few bucket masks: writing the default 2,000 per bucket takes over a minute on 2 cores.
-EVAL_ARGS = ["--config", "configs/demo.py", "--config.data.masks_per_bucket=4"]
+TINY_EVAL_ARGS = ["--config", "tests/tiny_config.py", "--config.data.masks_per_bucket=4"]
 
 
 def run_module(module: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -44,142 +59,419 @@ def _locked(path: str):
       fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def trained_demo_run(tmp_path_factory) -> str:
-  """A demo run trained for 2 + 2 steps, once per test session (also across xdist workers)."""
+def _trained_run(tmp_path_factory, name: str, train_args) -> str:
   base = tmp_path_factory.getbasetemp()
   # Under xdist every worker has its own basetemp inside the session's directory.
   root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-  workdir = os.path.join(root, "demo_run_2steps")
-  with _locked(os.path.join(root, "demo_run_2steps.lock")):
+  workdir = os.path.join(root, name)
+  with _locked(os.path.join(root, f"{name}.lock")):
     done = os.path.join(workdir, "TRAINED")
     if not os.path.exists(done):
-      proc = run_module("difai_jax.train", "--workdir", workdir, *TRAIN_ARGS)
+      proc = run_module("difai_jax.train", "--workdir", workdir, *train_args)
       assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
       open(done, "w", encoding="utf-8").close()
   return workdir
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-  return trained_demo_run(tmp_path_factory)
+def trained_demo_run(tmp_path_factory) -> str:
+  """A demo run (64 px) trained for 2 + 2 steps, once per test session (tests/test_inpaint.py)."""
+  return _trained_run(tmp_path_factory, "demo_run_2steps", TRAIN_ARGS)
+
+
+def trained_tiny_run(tmp_path_factory) -> str:
+  """A tiny run (tests/tiny_config.py, 32 px) trained for 2 + 2 steps, once per test session."""
+  return _trained_run(tmp_path_factory, "tiny_run_2steps", TINY_TRAIN_ARGS)
+
+
+# ---- the protocol, on the metric side ----
+
+class MeanAbs:
+  """Stands in for the LPIPS module: ``apply(variables, x, y) -> (N,)`` mean |x - y|."""
+
+  @staticmethod
+  def apply(variables, x, y):
+    del variables
+    return jnp.mean(jnp.abs(x - y), axis=(1, 2, 3))
+
+
+def pooled_pixels(variables, images):
+  """(N, H, W, 3) -> (N, D): 8 x 8 mean-pooled pixels through a fixed projection."""
+  n, h, w, _ = images.shape
+  pooled = images.reshape(n, 8, h // 8, 8, w // 8, 3).mean(axis=(2, 4)).reshape(n, -1)
+  return pooled @ variables["projection"]
+
+
+def mean_colour(variables, images):
+  del variables
+  return images.mean(axis=(1, 2))                                   # (N, 3)
+
+
+def toy_probes(image_size: int):
+  """``--feature_probes`` factory: a Frechet probe and a per-completion one (a recognizer's
+  features and attribute predictions would plug in the same way)."""
+  del image_size
+  projection = np.random.default_rng(0).normal(size=(8 * 8 * 3, 6)).astype(np.float32)
+  return [(eval_metrics.FeatureProbe("toy_fid", pooled_pixels), {"projection": projection}),
+          (eval_metrics.FeatureProbe("toy_attributes", mean_colour, frechet=False,
+                                     per_completion=True), {})]
+
+
+K, N, SIZE = 5, 3, 32
 
 
 @pytest.fixture(scope="module")
-def random_weights_eval(demo_run):
-  proc = run_module("difai_jax.evaluate", "--workdir", demo_run, *EVAL_ARGS, "--max_images=4",
-                    "--batch_size=4", "--num_completions=2", "--random_metric_weights")
-  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-  return os.path.join(demo_run, "eval"), proc.stdout
+def scored():
+  """One jitted ``score_completions`` per reading, shared by the protocol tests."""
+  probes = tuple(p for p, _ in toy_probes(SIZE))
+  variables = {"lpips": None, "probes": {p.name: v for p, v in toy_probes(SIZE)}}
+  fns = {}
+  for table1_all in (False, True):
+    for mode in ("paper", "all"):
+      scorer = eval_metrics.Scorer(table1_all=table1_all, diversity=mode, seed=0,
+                                   ms_ssim_weights=(0.1356, 0.8644), lpips=MeanAbs(),
+                                   probes=probes)
+      fns[table1_all, mode] = jax.jit(
+          lambda c, i, x, s=scorer: eval_metrics.score_completions(c, i, x, variables, s))
+  return fns
 
 
-def test_random_weights_eval_writes_every_table_and_chart(random_weights_eval, demo_run):
-  out_dir, stdout = random_weights_eval
-  with open(os.path.join(out_dir, "results.json"), encoding="utf-8") as f:
-    report = json.load(f)
-  assert report["random_metric_weights"] is True
-  assert evaluate.RANDOM_TITLE in report["title"]
-  assert report["num_images"] == 4 and report["num_completions"] == 2
-  assert list(report["results"]) == list(evaluate.TABLE1_BUCKETS)
-  for bucket, row in report["results"].items():
-    assert set(evaluate.METRICS) <= set(row), (bucket, row)
-    assert row["n_images"] == 4
-    assert 0.0 < row["ssim"] <= 1.0 and 0.0 < row["ms_ssim"] <= 1.0, row
-    assert row["lpips"] > 0.0 and row["diversity"] > 0.0, row
-    assert math.isfinite(row["fid"]) and row["fid"] > 0.0, row
-    assert row["fid_samples"] == 4 * 2        # all K completions of the 4 images
-    low, high = evaluate.masks_lib.BUCKET_RANGES[bucket]
-    assert low <= row["hole_ratio"] <= high, (bucket, row["hole_ratio"])
-  # Known pixels are exact, so a larger hole costs structural similarity.
-  assert report["results"]["10-20"]["ssim"] > report["results"]["40-50"]["ssim"]
-  # 64 px: the demo config's 3 MS-SSIM scales, said in a note.
-  assert report["ms_ssim_weights"] == [0.0710, 0.4529, 0.4761]
-  assert any("MS-SSIM with 3 scales" in n for n in report["notes"])
-  # Cached real statistics: 4 real images, marked random.
-  stats = [f for f in os.listdir(demo_run) if f.startswith("fid_stats_real_64px_n4_")]
-  assert len(stats) == 1 and "_random" in stats[0]
-  assert fid_lib.load_statistics(os.path.join(demo_run, stats[0])).n == 4
-
-  with open(os.path.join(out_dir, "results.md"), encoding="utf-8") as f:
-    md = f.read()
-  assert md.splitlines()[0].startswith("# ") and evaluate.RANDOM_TITLE in md.splitlines()[0]
-  assert "| 10-20 |" in md and "n/a" in md        # the paper column (no numbers entered)
-  with open(os.path.join(out_dir, "results.csv"), encoding="utf-8") as f:
-    lines = f.read().splitlines()
-  assert evaluate.RANDOM_TITLE in lines[0]
-  rows = list(csv.DictReader(lines[1:]))
-  assert len(rows) == 5 * 5
-  ssim_10_20 = [r for r in rows if r["bucket"] == "10-20" and r["metric"] == "ssim"][0]
-  assert float(ssim_10_20["ours"]) == pytest.approx(report["results"]["10-20"]["ssim"], rel=1e-5)
-  assert all(r["metric_weights"] == "random (not comparable)" for r in rows)
-  chart = Image.open(os.path.join(out_dir, "chart.png"))
-  assert chart.format == "PNG" and chart.size[1] > 5 * 200   # one panel per metric
-  assert "ETA" in stdout and "img/s" in stdout
+def _completions(seed=0):
+  rng = np.random.default_rng(seed)
+  image = rng.uniform(-1, 1, (N, SIZE, SIZE, 3)).astype(np.float32)
+  completions = np.clip(image + rng.normal(0, 0.2, (K, N, SIZE, SIZE, 3)), -1, 1)
+  return completions.astype(np.float32), image, np.arange(10, 10 + N, dtype=np.int32)
 
 
-def test_without_metric_weights_reports_ssim_and_names_the_conversions(demo_run, tmp_path,
-                                                                       capsys):
-  # In process (the CLI itself is exercised above): evaluate() as the CLI calls it.
-  from configs import demo  # pylint: disable=import-outside-toplevel
-  data = demo.get_config().data
-  data.masks_per_bucket = 4
-  report = evaluate.evaluate(demo_run, data_config=data, buckets=["10-20"], max_images=2,
-                             batch_size=2, num_completions=1, eval_dir=str(tmp_path))
-  printed = capsys.readouterr().out
-  assert "python -m weights_conversion.lpips" in printed
-  assert "python -m weights_conversion.inception" in printed
-  with open(tmp_path / "results.json", encoding="utf-8") as f:
-    assert json.load(f)["results"] == report["results"]
-  assert report["random_metric_weights"] is False
-  assert evaluate.RANDOM_TITLE not in report["title"]
-  row = report["results"]["10-20"]
-  assert {m for m in evaluate.METRICS if m in row} == {"ssim", "ms_ssim"}
-  assert 0.0 < row["ssim"] <= 1.0 and row["n_images"] == 2
-  md = (tmp_path / "results.md").read_text(encoding="utf-8")
-  assert "weights_conversion.lpips" in md and "weights_conversion.inception" in md
-  table = [line for line in md.splitlines() if line.startswith("| bucket")][0]
-  assert "LPIPS" not in table and "FID" not in table and "SSIM" in table
-  assert os.path.isfile(tmp_path / "chart.png")
+def test_table1_reads_completion_0_only(scored):
+  completions, image, index = _completions()
+  base = scored[False, "paper"](completions, image, index)
+  corrupted = completions.copy()
+  corrupted[1:] = np.random.default_rng(1).uniform(-1, 1, corrupted[1:].shape)
+  other = scored[False, "paper"](corrupted, image, index)
+  for name in ("ssim", "ms_ssim", "lpips", "real/toy_fid", "fake/toy_fid"):
+    np.testing.assert_array_equal(np.asarray(other[name]), np.asarray(base[name]), name)
+  assert base["fake/toy_fid"].shape == (N, 1, 6)                  # one completion per image
+  assert not np.allclose(other["diversity"], base["diversity"])   # diversity reads them
+  np.testing.assert_allclose(base["lpips"], np.abs(completions[0] - image).mean(axis=(1, 2, 3)),
+                             rtol=1e-6)
+  # Per-completion probe outputs: every completion, (N, K, D).
+  np.testing.assert_allclose(base["completions/toy_attributes"],
+                             completions.mean(axis=(2, 3)).swapaxes(0, 1), rtol=1e-5, atol=1e-6)
+  # --table1_completions=all: the mean over all K completions, FID pooled over them.
+  pooled = scored[True, "paper"](completions, image, index)
+  assert pooled["fake/toy_fid"].shape == (N, K, 6)
+  np.testing.assert_allclose(pooled["lpips"],
+                             np.abs(completions - image).mean(axis=(2, 3, 4)).mean(axis=0),
+                             rtol=1e-5)
 
 
-# ---- pieces, in process ----
+def test_diversity_reads_4_seeded_pairs_of_perturbed_completions(scored):
+  completions, image, index = _completions()
+  base = scored[False, "paper"](completions, image, index)
+  corrupted = completions.copy()
+  corrupted[0] = -completions[0]                                  # completion 0 only
+  np.testing.assert_array_equal(scored[False, "paper"](corrupted, image, index)["diversity"],
+                                base["diversity"])
+  # The earlier reading (--diversity_pairs=all) includes completion 0: it moves.
+  old = scored[False, "all"](completions, image, index)["diversity"]
+  assert not np.allclose(scored[False, "all"](corrupted, image, index)["diversity"], old)
 
-@pytest.mark.parametrize("n_fake", [12, 200])
-def test_frechet_distance_equals_pytorch_fid_routine(n_fake):
-  rng = np.random.default_rng(n_fake)
-  dim = 48
-  real = rng.normal(size=(300, dim)) @ rng.normal(size=(dim, dim)) * 0.3
-  fake = rng.normal(size=(n_fake, dim)) * 1.3 + 0.2
-  mu1, s1 = fid_lib.compute_statistics(real)
-  mu2, s2 = fid_lib.compute_statistics(fake)
-  ours = fid_lib.frechet_distance_eig(mu1, s1, mu2, s2, fake)
-  full_rank = fid_lib.frechet_distance_eig(mu1, s1, mu2, s2)
-  if n_fake > dim:    # pytorch-fid's sqrtm is exact for a non-singular product
-    reference = fid_lib.frechet_distance(mu1, s1, mu2, s2)
-  else:               # singular: the eps fallback shifts it; compare with a direct eig route
-    import scipy.linalg  # pylint: disable=import-outside-toplevel
-    root = scipy.linalg.sqrtm(s1)
-    eig = np.linalg.eigvalsh(root @ s2 @ root)
-    reference = float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2)
-                      - 2 * np.sqrt(np.clip(eig, 0, None)).sum())
-  assert ours == pytest.approx(reference, rel=1e-6)
-  assert full_rank == pytest.approx(reference, rel=1e-6)
+  scorer = eval_metrics.Scorer(seed=0)
+  pairs = np.asarray(eval_metrics.diversity_pairs(jnp.asarray(index), K, scorer))
+  assert pairs.shape == (N, 4, 2)
+  assert pairs.min() >= 1 and pairs.max() < K and np.all(pairs[..., 0] < pairs[..., 1])
+  assert all(len({tuple(p) for p in image_pairs}) == 4 for image_pairs in pairs)   # distinct
+  # The diversity value is the mean |a - b| over exactly those 4 pairs.
+  expected = [np.mean([np.abs(completions[i, n] - completions[j, n]).mean()
+                       for i, j in pairs[n]]) for n in range(N)]
+  np.testing.assert_allclose(base["diversity"], expected, rtol=1e-5)
+  # Seeded by the image's index: the same image gets the same pairs in any batch position.
+  shuffled = np.asarray(eval_metrics.diversity_pairs(jnp.asarray(index[::-1]), K, scorer))
+  np.testing.assert_array_equal(shuffled, pairs[::-1])
+  reseeded = eval_metrics.diversity_pairs(jnp.asarray(index), K, eval_metrics.Scorer(seed=1))
+  assert not np.array_equal(np.asarray(reseeded), pairs)
+  # K = 3: a single perturbed pair, drawn 4 times; K = 2: no perturbed pair at all.
+  three = np.asarray(diversity.paper_pairs(jax.random.split(jax.random.key(0), 2), 3))
+  assert three.tolist() == [[[1, 2]] * 4] * 2
+  with pytest.raises(ValueError, match="K >= 3"):
+    diversity.paper_pairs(jax.random.split(jax.random.key(0), 2), 2)
+
+
+def test_diversity_sample_is_seeded_and_1k_by_default():
+  opts = evaluate.EvalOptions()
+  sample = eval_loop.diversity_sample(2000, opts)
+  assert sample.shape == (2000,) and sample.sum() == 1000
+  np.testing.assert_array_equal(sample, eval_loop.diversity_sample(2000, opts))
+  other = eval_loop.diversity_sample(2000, evaluate.EvalOptions(seed=1))
+  assert not np.array_equal(sample, other)
+  assert eval_loop.diversity_sample(1000, opts) is None          # every image when <= 1K
+  assert eval_loop.diversity_sample(2000, evaluate.EvalOptions(diversity_pairs="all")) is None
+
+
+def test_bucket_scores_accumulate_the_protocol(scored):
+  completions, image, index = _completions()
+  probes = tuple(p for p, _ in toy_probes(SIZE))
+  scorer = eval_metrics.Scorer(lpips=MeanAbs(), probes=probes)
+  out = jax.device_get(scored[False, "paper"](completions, image, index))
+  selected = np.zeros(20, bool)
+  selected[[10, 12]] = True                                     # the diversity sample
+  scores = eval_metrics.BucketScores(scorer, ["toy_fid"], selected)
+  valid = np.array([True, True, False])                         # a padded last row
+  hole = np.array([0.2, 0.3, 0.9])
+  scores.add(out, valid, index, hole)
+  scores.add(out, np.ones(3, bool), index, hole)
+  real = scores.real_statistics()
+  assert set(real) == {"toy_fid"} and real["toy_fid"].n == 5
+  row = scores.row(real)
+  assert row["n_images"] == 5 and row["hole_ratio"] == pytest.approx(np.mean([.2, .3, .2, .3,
+                                                                              .9]))
+  assert row["toy_fid_samples"] == 5                            # completion 0 of each image
+  assert row["ssim"] == pytest.approx(np.mean(np.r_[out["ssim"][:2], out["ssim"]]), rel=1e-6)
+  d = out["diversity"]
+  assert row["diversity"] == pytest.approx(np.mean([d[0], d[0], d[2]]), rel=1e-6)
+  assert row["diversity_images"] == 3
+  feats = np.concatenate([out["fake/toy_fid"][:2, 0], out["fake/toy_fid"][:, 0]])
+  reals = np.concatenate([out["real/toy_fid"][:2], out["real/toy_fid"]])
+  assert row["toy_fid"] == pytest.approx(
+      eval_metrics.fid_lib.fid_from_features(reals, feats), rel=1e-6, abs=1e-9)
+  saved = scores.completion_outputs()["toy_attributes"]
+  assert saved["index"].tolist() == [10, 11, 10, 11, 12] and saved["values"].shape == (5, K, 3)
+
+
+def test_readings_and_their_notes_follow_the_flags():
+  nets = eval_metrics.MetricNets(lpips=MeanAbs())
+  paper = evaluate.EvalOptions()
+  scorer, notes = eval_loop.make_scorer(paper, nets, 5, 32, (0.1356, 0.8644))
+  assert not scorer.table1_all and scorer.diversity == "paper" and scorer.pairs_per_image == 4
+  assert notes == ["MS-SSIM with 2 scales (weights [0.1356, 0.8644]): 32 px is too small for "
+                   "the standard 5 (they need > 160 px)"]
+  old = evaluate.EvalOptions(table1_completions="all", diversity_pairs="all")
+  scorer, _ = eval_loop.make_scorer(old, nets, 2, 256, eval_metrics.ssim_lib.MS_SSIM_WEIGHTS)
+  assert scorer.table1_all and scorer.diversity == "all"
+  scorer, notes = eval_loop.make_scorer(paper, nets, 2, 256, None)
+  assert scorer.diversity == "off" and any("diversity skipped: K = 2" in n for n in notes)
+  assert eval_metrics.reported_metrics(scorer) == ["ssim", "lpips"]
+  _, notes = eval_loop.make_scorer(paper, nets, 3, 256, None)
+  assert any("drawn with replacement" in n for n in notes)
+
+
+def test_metric_nets_without_weights_name_the_conversions():
+  nets = eval_metrics.load_metric_nets(None, None, False, 32)
+  assert nets.lpips is None and nets.probes == []
+  assert any("python -m weights_conversion.lpips" in n for n in nets.notes)
+  assert any("python -m weights_conversion.inception" in n for n in nets.notes)
+  random = eval_metrics.load_metric_nets(None, None, True, 32)
+  (probe, variables), = random.probes
+  assert probe.name == "fid" and probe.frechet and probe.cache_tag == "_random1"
+  assert variables["params"]["Conv2d_1a_3x3"]["conv"]["kernel"].shape == (3, 3, 3, 32)
 
 
 def test_ms_ssim_scales_follow_the_image_size():
-  assert evaluate.ms_ssim_weights(256) == evaluate.ssim_lib.MS_SSIM_WEIGHTS
-  assert evaluate.ms_ssim_weights(64, (0.2, 0.3, 0.5)) == (0.2, 0.3, 0.5)
-  w = evaluate.ms_ssim_weights(100)             # 4 scales fit (> 80 px), renormalised
+  assert eval_metrics.ms_ssim_weights(256) == eval_metrics.ssim_lib.MS_SSIM_WEIGHTS
+  assert eval_metrics.ms_ssim_weights(64, (0.2, 0.3, 0.5)) == (0.2, 0.3, 0.5)
+  w = eval_metrics.ms_ssim_weights(100)             # 4 scales fit (> 80 px), renormalised
   assert len(w) == 4 and sum(w) == pytest.approx(1.0)
   assert w[0] / w[1] == pytest.approx(0.0448 / 0.2856)
-  assert evaluate.ms_ssim_weights(10) is None
+  assert eval_metrics.ms_ssim_weights(10) is None
 
 
-def test_random_metric_variables_have_he_scale():
+def test_progress_line_never_says_nan():
+  lines = []
+  progress = eval_loop.Progress(total=8, log=lines.append, every_s=0.0)
+  progress.update("10-20", 4, last=False)          # the first batch: no rate yet
+  progress.update("10-20", 4, last=True)           # nothing new since: still no rate
+  progress.first = (progress.first[0] - 2.0, 4)    # 2 s later, 4 more images
+  progress.update("40-50", 8, last=True)
+  assert "first batch (compiling) took" in lines[0] and "nan" not in " ".join(lines)
+  assert "| 2.00 img/s | ETA 0h00m00s" in lines[-1]
+
+
+def test_weights_description_says_ema_or_raw():
+  config = ml_collections.ConfigDict({"train": {"ema_decay": 0.999}})
+  assert evaluate.weights_description(config, 7) == \
+      "EMA generator params (train.ema_decay = 0.999), checkpoint step 7"
+  config.train.ema_decay = 0.0
+  assert evaluate.weights_description(config, 7).startswith("raw generator params")
+
+
+# ---- reports and compare ----
+
+def _report(norm: str, ssim: float, **protocol) -> dict:
+  label, paper, cites = evaluate.paper_column(norm)
+  buckets = ("quickdraw", "20-30")
+  return {
+      "title": eval_report.title(f"runs/{norm}", 10, False), "workdir": f"runs/{norm}",
+      "step": 10, "weights": "EMA generator params", "generator_norm": norm, "image_size": 32,
+      "num_images": 8, "num_completions": 5, "random_metric_weights": False, "seed": 0,
+      "protocol": {"table1_completions": "first", "diversity_pairs": "paper",
+                   "pairs_per_image": 4, "diversity_images": 8, **protocol},
+      "notes": [], "metrics": ["ssim", "lpips", "fid", "diversity"],
+      "results": {b: {"ssim": ssim, "lpips": 0.1, "fid": 30.0, "diversity": 0.09,
+                      "n_images": 8, "hole_ratio": 0.25} for b in buckets},
+      "paper_label": label, "paper_citations": cites,
+      "paper": {b: paper.get(b, {}) for b in buckets}}
+
+
+def test_paper_numbers_are_the_printed_tables():
+  assert evaluate.PAPER_NUMBERS["quickdraw"] == {"ssim": 0.833, "lpips": 0.049, "fid": 25.95}
+  assert evaluate.PAPER_NUMBERS["30-40"]["diversity"] == 0.1313
+  assert evaluate.PAPER_NUMBERS["40-50"]["fid"] == 64.86
+  label, numbers, cites = evaluate.paper_column("spade")
+  assert label == "SPADE decoder" and numbers == {"quickdraw": {"ssim": 0.816, "lpips": 0.056,
+                                                                "fid": 27.96}}
+  assert set(cites.values()) == {"Yoon et al., Table 3"}
+  assert evaluate.paper_column("sparn")[2]["diversity"] == "Yoon et al., Table 2"
+
+
+def test_reports_put_the_paper_beside_ours(tmp_path):
+  eval_report.write_reports(_report("sparn", 0.5), str(tmp_path))
+  md = (tmp_path / "results.md").read_text(encoding="utf-8")
+  assert "| 20-30 | 0.5000 | 0.777 | 0.1000 | 0.084 | 30.0000 | 34.55 | 0.0900 | 0.0849 |" in md
+  assert "Yoon et al., Table 1; Yoon et al., Table 2" in md
+  assert "4 seeded pairs of perturbed completions" in md and "completion 0" in md
+  lines = (tmp_path / "results.csv").read_text(encoding="utf-8").splitlines()
+  rows = {(r["bucket"], r["metric"]): r for r in csv.DictReader(lines[1:])}
+  assert rows["20-30", "diversity"]["paper"] == "0.0849"
+  assert rows["20-30", "diversity"]["paper_source"] == "Yoon et al., Table 2"
+  assert rows["quickdraw", "diversity"]["paper"] == ""          # Table 2 has no Quickdraw
+  with open(tmp_path / "results.json", encoding="utf-8") as f:
+    assert json.load(f)["paper"]["quickdraw"]["fid"] == 25.95
+  assert Image.open(tmp_path / "chart.png").size[1] > 4 * 200   # a panel per metric
+
+
+def test_compare_puts_two_runs_side_by_side(tmp_path, capsys):
+  eval_report.write_reports(_report("sparn", 0.5), str(tmp_path / "a"))
+  eval_report.write_reports(_report("spade", 0.4, diversity_images=4), str(tmp_path / "b"))
+  table = compare.run([str(tmp_path / "a"), str(tmp_path / "b")], buckets=["quickdraw"],
+                      out_dir=str(tmp_path / "cmp"))
+  printed = capsys.readouterr().out
+  assert table["names"] == ["sparn", "spade"]
+  fid = [r for r in table["rows"] if r["metric"] == "fid"][0]
+  assert fid == {"bucket": "quickdraw", "metric": "fid", "sparn": 30.0, "sparn (paper)": 25.95,
+                 "spade": 30.0, "spade (paper)": 27.96}
+  assert "| quickdraw | SSIM ↑ | 0.5000 | 0.833 | 0.4000 | 0.816 |" in printed
+  assert "Yoon et al., Table 1" in printed and "Yoon et al., Table 3" in printed
+  assert any(n.startswith("protocol differs") for n in table["notes"])
+  assert (tmp_path / "cmp" / "compare.csv").read_text(encoding="utf-8").startswith(
+      "bucket,metric,sparn,sparn (paper),spade,spade (paper)")
+  # The CLI (loads no network): names given, and a missing directory in one line.
+  proc = run_module("difai_jax.compare", "--eval_dirs", f"{tmp_path}/a,{tmp_path}/b",
+                    "--names", "DiFAI,SPADE")
+  assert proc.returncode == 0 and "| DiFAI | DiFAI (paper) | SPADE |" in proc.stdout, proc.stderr
+  proc = run_module("difai_jax.compare", "--eval_dirs", f"{tmp_path}/a,{tmp_path}/nothing")
+  assert proc.returncode == 1 and proc.stderr.strip().count("\n") == 0
+  assert "nothing has no results.json" in proc.stderr
+
+
+# ---- the CLI on bad inputs: one line, before any model is loaded ----
+
+@pytest.mark.parametrize("case", ["file_parent", "read_only", "max_images_1"])
+def test_bad_inputs_fail_at_once_in_one_line(case, tmp_path):
+  blocker = tmp_path / "a_file"
+  blocker.write_text("x")
+  args = {"file_parent": ["--eval_dir", f"{blocker}/eval"],
+          "read_only": ["--eval_dir", "/proc/difai_eval"],      # not writable, even for root
+          "max_images_1": ["--eval_dir", str(tmp_path / "out"), "--max_images", "1",
+                           "--random_metric_weights"]}[case]
+  start = time.time()
+  proc = run_module("difai_jax.evaluate", "--workdir", str(tmp_path / "no_such_run"), *args)
+  elapsed = time.time() - start
+  message = {"file_parent": f"--eval_dir {blocker}/eval cannot be created: {blocker} is a file, "
+                            "not a folder",
+             "read_only": "--eval_dir /proc/difai_eval cannot be written (in /proc, where it "
+                          "would be created)",
+             "max_images_1": "--max_images 1: FID needs at least 2 images"}[case]
+  assert proc.returncode == 1, proc.stdout + proc.stderr
+  assert proc.stderr.startswith(f"error: {message}"), proc.stderr
+  assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+  assert sorted(os.listdir(tmp_path)) == ["a_file"] and elapsed < 15   # nothing written
+
+
+def test_options_are_checked_before_any_work(tmp_path):
+  with pytest.raises(cli.CliError, match=r"^--eval_dir \(default WORKDIR/eval\) /proc/run/eval "
+                     r"cannot be written \(in /proc, where it would be created\)"):
+    evaluate.evaluate("/proc/run")                  # a read-only workdir, default eval_dir
+  for bad, message in (({"buckets": ("10-20", "5-10")}, "unknown mask bucket"),
+                       ({"table1_completions": "some"}, "first or all"),
+                       ({"diversity_images": 0}, "at least 1"),
+                       ({"max_images": 1, "inception_dir": "x"}, "FID needs at least 2")):
+    with pytest.raises(cli.CliError, match=message):
+      evaluate.check_options(evaluate.EvalOptions(**bad), str(tmp_path))
+  evaluate.check_options(evaluate.EvalOptions(max_images=1), str(tmp_path / "new" / "dir"))
+  assert os.listdir(tmp_path) == []                 # checking created nothing
+
+
+def test_help_exits_0_and_names_the_readings():
+  proc = run_module("difai_jax.evaluate", "--help")
+  assert proc.returncode == 0, proc.stderr
+  for flag in ("--table1_completions", "--diversity_pairs", "--diversity_images",
+               "--feature_probes", "--eval_dir"):
+    assert flag in proc.stdout
+
+
+# ---- the CLI on a trained run ----
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+  return trained_tiny_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def lpips_dir(tmp_path_factory):
+  """Random LPIPS weights saved as a converted directory (no Inception: its compile is slow)."""
+  from difai_jax import pretrained  # pylint: disable=import-outside-toplevel
   from difai_jax.metrics import lpips as lpips_lib  # pylint: disable=import-outside-toplevel
-  import jax  # pylint: disable=import-outside-toplevel
-  x = jax.ShapeDtypeStruct((1, 64, 64, 3), np.float32)
-  variables = evaluate.random_variables(lpips_lib.LPIPS(net="alex"), x, x, seed=3)
-  kernel = variables["params"]["backbone"]["features_3"]["kernel"]   # (5, 5, 64, 192)
-  assert kernel.shape == (5, 5, 64, 192)
-  assert np.std(kernel) == pytest.approx(math.sqrt(2 / (5 * 5 * 64)), rel=0.02)
-  assert np.all(variables["params"]["lin0"] >= 0)
+  x = jax.ShapeDtypeStruct((1, SIZE, SIZE, 3), jnp.float32)
+  variables = eval_metrics.random_variables(lpips_lib.LPIPS(net="alex"), x, x, seed=0)
+  path = str(tmp_path_factory.mktemp("lpips") / "lpips_alex")
+  pretrained.save(path, "lpips", {"net": "alex"}, variables)
+  return path
+
+
+def _tree(path):
+  return sorted((os.path.relpath(os.path.join(d, f), path), os.stat(os.path.join(d, f)).st_mtime)
+                for d, _, files in os.walk(path) for f in files)
+
+
+def test_cli_scores_a_trained_run_under_the_paper_protocol(tiny_run, lpips_dir, tmp_path):
+  before = _tree(tiny_run)
+  read_only = os.geteuid() != 0          # root writes through any mode; then compare trees
+  if read_only:
+    subprocess.run(["chmod", "-R", "a-w", tiny_run], check=True)
+  try:
+    proc = run_module("difai_jax.evaluate", "--workdir", tiny_run, *TINY_EVAL_ARGS,
+                      "--buckets", "quickdraw,20-30", "--max_images=3", "--batch_size=4",
+                      "--lpips", lpips_dir, "--feature_probes", "tests.test_evaluate:toy_probes",
+                      "--eval_dir", str(tmp_path / "eval"), "--compilation_cache=none")
+  finally:
+    if read_only:
+      subprocess.run(["chmod", "-R", "u+w", tiny_run], check=True)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  assert _tree(tiny_run) == before                    # the workdir is only read
+  out = tmp_path / "eval"
+  assert (out / "eval_masks" / "32px" / "manifest.json").is_file()
+  assert re.search(r"scoring .*: (EMA|raw) generator params \(train.ema_decay = [0-9.]+.*\), "
+                   r"checkpoint step 2\n", proc.stdout), proc.stdout
+  assert "first batch (compiling) took" in proc.stdout and "nan" not in proc.stdout
+  with open(out / "results.json", encoding="utf-8") as f:
+    report = json.load(f)
+  assert report["num_completions"] == 5 and report["num_images"] == 3
+  assert report["protocol"] == {"table1_completions": "first", "diversity_pairs": "paper",
+                                "pairs_per_image": 4, "diversity_images": 3}
+  assert report["metrics"] == ["ssim", "ms_ssim", "lpips", "diversity", "toy_fid"]
+  for bucket, row in report["results"].items():
+    assert row["n_images"] == 3 and row["toy_fid_samples"] == 3, row   # completion 0 only
+    assert row["diversity_images"] == 3 and row["diversity"] > 0, row
+    assert 0 < row["ssim"] <= 1 and row["lpips"] > 0 and row["toy_fid"] > 0, row
+    attributes = np.load(out / f"toy_attributes_{bucket}.npz")
+    assert attributes["values"].shape == (3, 5, 3)
+    assert attributes["index"].tolist() == [0, 1, 2]
+  assert report["paper"]["20-30"] == {"ssim": 0.777, "lpips": 0.084, "fid": 34.55,
+                                      "diversity": 0.0849}
+  md = (out / "results.md").read_text(encoding="utf-8")
+  assert "| 20-30 |" in md and "0.777" in md and "Yoon et al., Table 2" in md
+  assert os.path.isfile(out / "chart.png") and os.path.isfile(out / "results.csv")
+  # Real-image statistics of the probe are not cached (no cache_tag): nothing else written.
+  assert sorted(p.name for p in out.iterdir()) == sorted(
+      ["chart.png", "eval_masks", "results.csv", "results.json", "results.md",
+       "toy_attributes_20-30.npz", "toy_attributes_quickdraw.npz"])

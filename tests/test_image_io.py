@@ -129,3 +129,73 @@ def test_animated_gif(tmp_path):
     assert np.asarray(gif.convert("RGB"))[0, 0].tolist() == [255, 255, 255]
   with pytest.raises(ValueError, match="one shape"):
     image_io.save_animated_gif(tmp_path / "b.gif", [frames[0], np.zeros((2, 2, 3))])
+
+
+def test_rgba_masks_are_read_from_alpha_or_refused(tmp_path):
+  """A shape drawn on a transparent layer is a mask in its alpha channel, not "all hole"."""
+  shape = np.zeros((6, 8), bool)
+  shape[1:4, 2:7] = True                      # the opaque region
+  # Black everywhere, alpha = the shape: read by luminance alone it would be all black.
+  black_rgba = np.zeros((6, 8, 4), np.uint8)
+  black_rgba[..., 3] = shape * 255
+  Image.fromarray(black_rgba, "RGBA").save(tmp_path / "alpha.png")
+  with pytest.warns(UserWarning, match=r"alpha\.png' is RGBA with a uniform colour: read from "
+                    r"its alpha channel \(opaque = white, transparent = black\)"):
+    mask = image_io.load_mask(tmp_path / "alpha.png")
+  np.testing.assert_array_equal(mask[..., 0], shape.astype(np.float32))
+  # White on transparent black: colour and alpha agree.
+  agree = black_rgba.copy()
+  agree[shape, :3] = 255
+  Image.fromarray(agree, "RGBA").save(tmp_path / "agree.png")
+  with pytest.warns(UserWarning, match="read from its alpha channel"):
+    np.testing.assert_array_equal(image_io.load_mask(tmp_path / "agree.png")[..., 0], shape)
+  # Fully opaque: the colour, as for any RGB file; no note.
+  opaque = np.full((6, 8, 4), 255, np.uint8)
+  opaque[shape, :3] = 0
+  Image.fromarray(opaque, "RGBA").save(tmp_path / "opaque.png")
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    np.testing.assert_array_equal(image_io.load_mask(tmp_path / "opaque.png")[..., 0], ~shape)
+  # Red strokes on transparent black: colour (dark red) and alpha (opaque) disagree.
+  red = black_rgba.copy()
+  red[shape, 0] = 255
+  Image.fromarray(red, "RGBA").save(tmp_path / "red.png")
+  with pytest.raises(ValueError, match=r"red\.png' is RGBA and its colour and its transparency "
+                     r"disagree \(read by colour it is 100% black, by alpha 69% transparent\): "
+                     r"cannot tell which marks the hole; save it as a grayscale \(L\) PNG"):
+    image_io.load_mask(tmp_path / "red.png")
+  # LA (grey + alpha) behaves the same.
+  Image.fromarray(black_rgba[..., [0, 3]], "LA").save(tmp_path / "la.png")
+  with pytest.warns(UserWarning, match="is LA with a uniform colour"):
+    np.testing.assert_array_equal(image_io.load_mask(tmp_path / "la.png")[..., 0], shape)
+
+
+def test_16_bit_files_are_scaled_by_their_bit_depth(tmp_path):
+  """A dark 16-bit image stays dark: 65535 is white, whatever the file's largest value."""
+  dark = np.array([[0, 200], [32768, 40000]], np.uint16)
+  Image.fromarray(dark).save(tmp_path / "dark16.png")
+  assert Image.open(tmp_path / "dark16.png").mode == "I;16"
+  u8 = image_io.load_image_uint8(tmp_path / "dark16.png")
+  np.testing.assert_array_equal(u8[..., 0], [[0, 1], [128, 156]])
+  very_dark = np.array([[0, 200], [100, 255]], np.uint16)       # max <= 255: still 16-bit
+  Image.fromarray(very_dark).save(tmp_path / "very_dark16.png")
+  assert image_io.load_image_uint8(tmp_path / "very_dark16.png").max() == 1
+  mask16 = np.where(np.arange(16).reshape(4, 4) % 2 == 0, 65535, 0).astype(np.uint16)
+  Image.fromarray(mask16).save(tmp_path / "mask16.png")
+  np.testing.assert_array_equal(image_io.load_mask(tmp_path / "mask16.png")[..., 0],
+                                mask16 / 65535)
+  # A 32-bit integer image (e.g. a TIFF) has no bit depth to scale by: refused, not guessed.
+  Image.fromarray(np.full((2, 2), 7, np.int32)).save(tmp_path / "int32.tif")
+  with pytest.raises(ValueError, match=r"int32\.tif' is a 32-bit integer image \(mode I\), "
+                     "whose white level is unknown; save it as an 8- or 16-bit PNG"):
+    image_io.load_image(tmp_path / "int32.tif")
+  with pytest.raises(ValueError, match="32-bit integer image"):
+    image_io.load_mask(tmp_path / "int32.tif")
+
+
+def test_strict_mask_message_carries_the_callers_hint(tmp_path):
+  soft = np.full((2, 2), 255, np.uint8)
+  soft[0, 0] = 100
+  Image.fromarray(soft).save(tmp_path / "soft.png")
+  with pytest.raises(ValueError, match=r"at \(0, 0\)\); drop --strict_mask$"):
+    image_io.load_mask(tmp_path / "soft.png", strict=True, strict_hint="drop --strict_mask")

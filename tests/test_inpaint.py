@@ -4,6 +4,7 @@ The demo run is trained once per test session, shared with tests/test_evaluate.p
 """
 
 import os
+import re
 
 import numpy as np
 from PIL import Image
@@ -11,6 +12,8 @@ import pytest
 
 from difai_jax import image_io
 from difai_jax import inpaint
+from tests.test_cli import assert_one_line_error
+from tests.test_cli import run_cli
 from tests.test_evaluate import run_module
 from tests.test_evaluate import trained_demo_run
 
@@ -58,13 +61,21 @@ def single_run(demo_run, tmp_path_factory):
   out = d / "out"
   proc = run_module("difai_jax.inpaint", "--checkpoint", demo_run, "--image",
                     str(d / "face.png"), "--mask", str(d / "mask.png"), "--num", "3",
-                    "--out", str(out), "--walk", "--walk_steps", "3")
+                    "--out", str(out), "--walk", "--walk_steps", "3",
+                    "--compilation_cache", str(d / "jax_cache"))
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-  return image, known, out
+  return image, known, out, proc
+
+
+def test_notes_non_square_input_and_fills_the_compilation_cache(single_run):
+  proc = single_run[3]
+  assert "face.png is 70x50, not square: the model sees it stretched to 64x64" in proc.stdout
+  cache = os.path.join(os.path.dirname(single_run[2]), "jax_cache")
+  assert any(name.startswith("jit_fn") for name in os.listdir(cache)), os.listdir(cache)
 
 
 def test_writes_every_promised_file(single_run):
-  _, _, out = single_run
+  _, _, out, _ = single_run
   names = sorted(os.listdir(out))
   assert names == ["completion_00.png", "completion_01.png", "completion_02.png", "grid.png",
                    "walk.gif", "walk.png"]
@@ -78,7 +89,7 @@ def test_writes_every_promised_file(single_run):
 
 
 def test_known_pixels_are_bit_exact_at_the_input_size(single_run):
-  image, known, out = single_run
+  image, known, out, _ = single_run
   keep = known == 1
   completions = [np.asarray(Image.open(out / f"completion_{j:02d}.png")) for j in range(3)]
   for c in completions:
@@ -96,7 +107,8 @@ def test_known_pixels_are_bit_exact_at_the_input_size(single_run):
     np.testing.assert_array_equal(frame[keep], image[keep])
 
 
-def test_folder_mode_pairs_by_name_and_reads_inverted_masks(demo_run, tmp_path):
+def test_folder_mode_pairs_by_name_reads_inverted_masks_and_skips_bad(demo_run, tmp_path,
+                                                                      capsys):
   images, masks = tmp_path / "images", tmp_path / "masks"
   images.mkdir()
   masks.mkdir()
@@ -114,9 +126,21 @@ def test_folder_mode_pairs_by_name_and_reads_inverted_masks(demo_run, tmp_path):
   Image.fromarray(originals["dora"]).save(images / "dora.png")
   _save_mask(masks / "dora.png", knowns["dora"], convention="hole_is_white")
   sizes["dora"] = sizes["anna"]
+  # Two unusable pairs: skipped with --skip_bad, reported on stderr.
+  (images / "erin.png").write_bytes(b"not an image")
+  _save_mask(masks / "erin.png", _mask(8, 8, (1, 3, 1, 3)), convention="hole_is_white")
+  Image.fromarray(_face(20, 20, seed=9)).save(images / "fay.png")
+  _save_mask(masks / "fay.png", _mask(10, 10, (1, 3, 1, 3)), convention="hole_is_white")
   written = inpaint.run(demo_run, str(images), str(masks), str(tmp_path / "out"), num=1,
-                        mask_convention="hole_is_white", batch_size=4, verbose=False)
+                        mask_convention="hole_is_white", batch_size=4, skip_bad=True,
+                        verbose=False)
   assert len(written) == 4
+  err = capsys.readouterr().err
+  assert re.search(r"skipped: cannot read image file '.*erin\.png'", err), err
+  assert re.search(r"skipped: mask file '.*fay\.png' is 10x10 \(WxH\) but its image is 20x20",
+                   err), err
+  assert "--skip_bad: 2 of 6 input(s) skipped, 4 left" in err
+  assert sorted(os.listdir(tmp_path / "out")) == ["anna", "ben", "cleo", "dora"]
   for stem, (h, w) in sizes.items():
     folder = tmp_path / "out" / stem
     assert sorted(os.listdir(folder)) == ["completion_00.png", "grid.png"]
@@ -205,5 +229,131 @@ def test_default_edits_alternate_sign():
   assert inpaint.edits(3, [7, 2], [1.5, -3], 5.0, 64) == ([7, 2], [1.5, -3.0])
   with pytest.raises(ValueError, match="out of range"):
     inpaint.edits(3, [70, 1], None, 5.0, 64)
-  with pytest.raises(ValueError, match="one degree per component"):
+  with pytest.raises(ValueError, match="one degree per edit"):
     inpaint.edits(3, [0, 1], [1.0], 5.0, 64)
+
+
+# ---- checked before loading anything --------------------------------------------------------
+
+def test_cli_refuses_bad_output_and_inputs_before_importing_jax(tmp_path):
+  """One line each, no traceback, nothing written, and JAX never imported (so: fast)."""
+  Image.fromarray(_face(40, 50, 0)).save(tmp_path / "img.png")
+  _save_mask(tmp_path / "mask.png", _mask(40, 50, (5, 20, 5, 20)))
+  _save_mask(tmp_path / "small.png", _mask(20, 25, (2, 8, 2, 8)))
+  grey = _mask(40, 50, (5, 20, 5, 20)) * 255
+  grey[30, 30] = 100
+  Image.fromarray(grey.astype(np.uint8)).save(tmp_path / "grey.png")
+  (tmp_path / "a_file").write_text("x")
+  before = sorted(os.listdir(tmp_path))
+  common = ["--checkpoint", str(tmp_path / "no_run"), "--image", str(tmp_path / "img.png")]
+  out = ["--out", str(tmp_path / "out")]
+
+  proc = run_cli("difai_jax.inpaint", *common, "--mask", str(tmp_path / "mask.png"),
+                 "--out", str(tmp_path / "a_file" / "out"))
+  assert_one_line_error(proc, f"--out {tmp_path}/a_file/out cannot be created: "
+                        f"{tmp_path}/a_file is a file, not a folder")
+  assert proc.jax_imported is False
+
+  proc = run_cli("difai_jax.inpaint", *common, "--mask", str(tmp_path / "small.png"), *out)
+  assert_one_line_error(proc, f"mask file '{tmp_path}/small.png' is 25x20 (WxH) but its image "
+                        "is 50x40; supply a mask of the image's size or pass --resize_mask "
+                        "(nearest neighbour)")
+  assert proc.jax_imported is False
+
+  proc = run_cli("difai_jax.inpaint", *common, "--mask", str(tmp_path / "mask.png"), *out,
+                 "--num", "3", "--degrees", "1,2,3")
+  assert_one_line_error(proc, "--degrees has 3 values but there are 2 SeFa edits (K - 1 for "
+                        "K = 3 completions); give one degree per edit")
+  assert proc.jax_imported is False
+
+  proc = run_cli("difai_jax.inpaint", *common, "--mask", str(tmp_path / "grey.png"), *out,
+                 "--strict_mask")
+  assert "has values other than 0 and 1 (found 0.392157 at (30, 30)); pass a binary mask, or " \
+      "drop --strict_mask to threshold it at 0.5" in proc.stderr, proc.stderr
+  assert proc.returncode == 1 and proc.jax_imported is False
+  with open(inpaint.__file__, encoding="utf-8") as f:
+    defined = set(re.findall(r'DEFINE_\w+\("(\w+)"', f.read())) | {"compilation_cache"}
+  named = set(re.findall(r"--(\w+)", proc.stderr))
+  assert named and named <= defined, named - defined     # every flag a message names exists
+  assert sorted(os.listdir(tmp_path)) == before
+
+
+@pytest.fixture
+def no_model_loading(monkeypatch):
+  """Fails the test if the models are loaded."""
+  from difai_jax import checkpoints
+
+  def refuse(*args, **kwargs):
+    raise AssertionError("the models were loaded before the inputs were checked")
+  monkeypatch.setattr(checkpoints, "load_difai", refuse)
+
+
+def test_run_checks_needing_the_runs_metadata_before_loading_the_models(demo_run, tmp_path,
+                                                                         no_model_loading):
+  Image.fromarray(_face(40, 50, 0)).save(tmp_path / "img.png")
+  _save_mask(tmp_path / "mask.png", _mask(40, 50, (5, 20, 5, 20)))
+  info = inpaint.read_run_info(demo_run)
+  assert (info.image_size, info.n_directions, info.n_latent) == (64, 64, 10)
+  run = lambda **kw: inpaint.run(demo_run, str(tmp_path / "img.png"), str(tmp_path / "mask.png"),
+                                 str(tmp_path / "out"), verbose=False, **kw)
+  cases = [
+      (dict(num=70), "--num 70 asks for 69 SeFa edits, one per direction, but the generator "
+       "has 64 directions; use --num <= 65 or name directions with --components"),
+      (dict(layers=[99]), "--layers 99: layers [99] out of range; W+ has 10 layers (0..9)"),
+      (dict(layers=[0, 99]), "--layers 0,99: layers [99] out of range; W+ has 10 layers (0..9)"),
+      (dict(num=2, components=[64]), "SeFa components [64] out of range: the generator has 64 "
+       "directions (0..63)"),
+      (dict(walk=True, walk_component=-1), "--walk_component -1 out of range: the generator has "
+       "64 directions (0..63)"),
+  ]
+  for kwargs, message in cases:
+    with pytest.raises(ValueError) as e:
+      run(**kwargs)
+    assert str(e.value) == message
+  assert not (tmp_path / "out").exists()
+
+
+def test_folder_problems_are_all_reported_before_loading(tmp_path, no_model_loading):
+  images, masks = tmp_path / "images", tmp_path / "masks"
+  images.mkdir()
+  masks.mkdir()
+  Image.fromarray(_face(30, 30, 0)).save(images / "good.png")
+  _save_mask(masks / "good.png", _mask(30, 30, (5, 9, 5, 9)))
+  (images / "broken.png").write_bytes(b"not an image")
+  _save_mask(masks / "broken.png", _mask(30, 30, (5, 9, 5, 9)))
+  Image.fromarray(_face(30, 30, 1)).save(images / "holeless.png")
+  _save_mask(masks / "holeless.png", np.ones((30, 30), np.float32))
+  with pytest.raises(inpaint.InputError) as e:
+    inpaint.run(str(tmp_path / "no_run"), str(images), str(masks), str(tmp_path / "out"))
+  lines = str(e.value).splitlines()
+  assert lines[0] == "2 of 3 input(s) cannot be used:"
+  assert "broken.png" in lines[1] and "cannot read image file" in lines[1]
+  assert "holeless.png" in lines[2] and "has no hole" in lines[2]
+  assert not (tmp_path / "out").exists()
+
+
+def test_small_and_non_square_inputs_get_a_note(tmp_path):
+  Image.fromarray(_face(10, 10, 0)).save(tmp_path / "tiny.png")
+  _save_mask(tmp_path / "tiny_mask.png", _mask(10, 10, (3, 6, 3, 6)))
+  example = inpaint.load_example(str(tmp_path / "tiny.png"), str(tmp_path / "tiny_mask.png"), 64,
+                                 convention="known_is_white", resize_mask=False,
+                                 strict_mask=False)
+  assert example.notes == [f"note: {tmp_path}/tiny.png is 10x10, far smaller than the model's "
+                           "64 px: it is upscaled 6.4x, so expect a blurry completion"]
+  assert inpaint.size_notes("wide.png", (50, 70), 64) == [
+      "note: wide.png is 70x50, not square: the model sees it stretched to 64x64 (the outputs "
+      "keep 70x50); crop it to the face for best results"]
+  assert inpaint.size_notes("ok.png", (64, 64), 64) == []
+  assert inpaint.size_notes("half.png", (32, 32), 64) == []
+
+
+def test_rgba_mask_uses_its_alpha_channel(tmp_path):
+  Image.fromarray(_face(20, 20, 0)).save(tmp_path / "img.png")
+  rgba = np.zeros((20, 20, 4), np.uint8)
+  rgba[..., 3] = 255
+  rgba[5:10, 5:10, 3] = 0                      # transparent square = black = hole (ours)
+  Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+  example = inpaint.load_example(str(tmp_path / "img.png"), str(tmp_path / "rgba.png"), 64,
+                                 convention="known_is_white", resize_mask=False,
+                                 strict_mask=False)
+  assert example.mask[..., 0].sum() == 400 - 25 and example.mask[7, 7, 0] == 0

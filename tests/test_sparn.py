@@ -1,8 +1,17 @@
 """Tests of difai_jax.models.sparn: region norm, SPARN, the DiFAI generator, composite.
 
-Tiny shapes (32 px, widths 8-16); one compiled forward and one compiled gradient per norm mode.
-Region normalisation is checked against stated math and against RN-B's own algorithm written in
-PyTorch (mean fill + affine-free BatchNorm2d + sqrt(|r| / NHW) rescale, geekyutao/RN).
+Tiny shapes (32 px, widths 8-16); one compiled forward and one compiled gradient for region
+norm (the paper's) and one for BatchNorm ('batch'; 'spade' runs in the SPADE block fixture test).
+Parity with the reference code on fixtures made by running it (tests/fixtures, numbers only):
+
+* ``rn_batch.npz``: geekyutao/RN ``rn.py`` RN_binarylabel (RN-B's parameter-free part) on each
+  style variant's batch, on the whole folded batch and on each sample alone;
+* ``spade_encoder.npz``: NVlabs/SPADE ConvEncoder layers with ``norm_E='spectralinstance'``
+  (4-channel input, ngf 4, kept spatial), a training forward (one power iteration) then an
+  inference forward (stored u, v);
+* ``spade_resblock.npz``: SPADE's SPADEResnetBlock 8 -> 4 with ``norm_G='spectralspadebatch3x3'``
+  (label_nc 4, nhidden 128): training forwards of the whole batch and of two variants apart, the
+  updated running statistics and power-iteration vectors, then an inference forward.
 """
 
 import functools
@@ -15,14 +24,22 @@ import numpy as np
 import pytest
 import torch
 
+from difai_jax import pipeline
 from difai_jax.models import sparn
 
 SIZE = 32
-# The default depth (five levels, bottleneck image_size / 16) at narrow widths: shapes only.
-TINY = dict(encoder_widths=(8, 8, 16, 16, 16), decoder_widths=(16, 16, 16, 8, 8),
-            spade_hidden=8)
-# Three levels (bottleneck image_size / 4) for the compiled tests: same blocks, less to compile.
-SHALLOW = dict(encoder_widths=(8, 16, 16), decoder_widths=(16, 16, 8), spade_hidden=8)
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+# The default depth (four downsamplings, bottleneck image_size / 16) at narrow widths: shapes.
+TINY = dict(encoder_widths=(8, 16, 16, 16), decoder_widths=(16, 16, 16, 8, 8), spade_hidden=8)
+# One downsampling (bottleneck image_size / 2) for the compiled tests: the same blocks (an
+# identity and a learned shortcut), less to compile.
+SHALLOW = dict(encoder_widths=(16,), decoder_widths=(16, 8), spade_hidden=8)
+
+
+def _max_err(name, got, want):
+  err = float(np.abs(np.asarray(got, np.float64) - np.asarray(want, np.float64)).max())
+  print(f"{name}: max abs error {err:.2e}")
+  return err
 
 
 def numpy_init(module, *args, seed=0, **kwargs):
@@ -30,7 +47,8 @@ def numpy_init(module, *args, seed=0, **kwargs):
 
   XLA:CPU takes seconds to compile the PRNG ops of a real ``init``; tracing it with eval_shape
   and filling the leaves here keeps the tests fast. Kernels ~ N(0, 1 / fan_in), biases and
-  learned BatchNorm offsets ~ 0.1 N(0, 1), scales ~ 1 + 0.1 N(0, 1), running stats (0, 1).
+  learned BatchNorm offsets ~ 0.1 N(0, 1), scales ~ 1 + 0.1 N(0, 1), running stats (0, 1);
+  spectral-norm vectors one power iteration from random, as ``init`` leaves them.
   """
   shapes = jax.eval_shape(functools.partial(module.init, **kwargs), jax.random.key(0), *args)
   rng = np.random.default_rng(seed)
@@ -50,7 +68,30 @@ def numpy_init(module, *args, seed=0, **kwargs):
       value = 0.1 * value
     return jnp.asarray(value, leaf.dtype)
 
-  return jax.tree_util.tree_map_with_path(fill, shapes)
+  variables = jax.tree_util.tree_map_with_path(fill, shapes)
+  if "spectral" in variables:
+    variables["spectral"] = _power_iterated(variables["params"], variables["spectral"], rng)
+  return variables
+
+
+def _power_iterated(params, spectral, rng):
+  """The spectral state of each ``<conv>_sn`` module: one power iteration on the kernel of the
+  conv beside it (numpy, PyTorch's update order)."""
+  out = {}
+  for key, value in spectral.items():
+    if not key.endswith("_sn"):
+      out[key] = _power_iterated(params[key], value, rng)
+      continue
+    conv = key[:-len("_sn")]
+    w = np.asarray(params[conv]["kernel"], np.float64)
+    w = w.reshape(-1, w.shape[-1])
+    u = rng.normal(size=w.shape[1])
+    v = w @ u / np.linalg.norm(w @ u)
+    u = w.T @ v / np.linalg.norm(w.T @ v)
+    out[key] = {f"{conv}/kernel/u": jnp.asarray(u[None], jnp.float32),
+                f"{conv}/kernel/v": jnp.asarray(v[None], jnp.float32),
+                f"{conv}/kernel/sigma": jnp.asarray(v @ w @ u, jnp.float32)}
+  return out
 
 
 def _model_defaults():
@@ -124,33 +165,34 @@ def test_region_norm_instance_ignores_batch_mates_and_batch_does_not(features):
       assert np.abs(y0 - y1).max() > 0.1
 
 
-def _rnb_reference(x_nhwc, m_nhwc, eps):
-  """RN-B's parameter-free region normalisation, as geekyutao/RN computes it (PyTorch)."""
-  x = torch.from_numpy(x_nhwc).permute(0, 3, 1, 2).double()
-  m = torch.from_numpy(m_nhwc).permute(0, 3, 1, 2).double()
-  bn = torch.nn.BatchNorm2d(x.shape[1], affine=False, track_running_stats=False, eps=eps).double()
-
-  def rn(region, rmask):
-    n, _, h, w = region.shape
-    total = region.sum(dim=[0, 2, 3])
-    count = rmask.sum(dim=[0, 2, 3])
-    count[count == 0] = 1
-    mu = total / count
-    filled = region + (1 - rmask) * mu[None, :, None, None]
-    return bn(filled) * torch.sqrt(count / (n * h * w))[None, :, None, None]
-
-  out = rn(x * m, m) + rn(x * (1 - m), 1 - m)
-  return out.permute(0, 2, 3, 1).numpy()
+def _nhwc(a):
+  return np.transpose(np.asarray(a), (0, 2, 3, 1))
 
 
-def test_region_norm_batch_matches_rnb_reference(features):
+def test_region_norm_matches_rn_reference_per_variant():
+  """RN-B (geekyutao/RN) run on each style variant's batch alone = our 'batch' statistics with
+  num_variants = K on the folded batch, at RN-B's eps 1e-5 (fixture rn_batch.npz)."""
+  ref = np.load(os.path.join(FIXTURES, "rn_batch.npz"))
+  x, m, k = jnp.asarray(_nhwc(ref["x"])), jnp.asarray(_nhwc(ref["mask"])), int(ref["num_variants"])
+  per_variant = sparn.region_norm(x, m, "batch", num_variants=k)
+  pooled = sparn.region_norm(x, m, "batch")
+  per_sample = sparn.region_norm(x, m, "instance")
+  assert _max_err("RN-B per variant", per_variant, _nhwc(ref["out_per_variant"])) < 2e-5
+  assert _max_err("RN-B pooled over all variants", pooled, _nhwc(ref["out_pooled"])) < 2e-5
+  assert _max_err("RN-B per sample = 'instance'", per_sample, _nhwc(ref["out_per_sample"])) < 2e-5
+  # Pooling across the variants (what the folded batch did before) is a different result.
+  assert _max_err("per variant vs pooled", per_variant, pooled) > 1e-2
+
+
+def test_region_norm_variants_never_share_statistics(features):
   x, m = features
-  # RN-B adds eps to the variance of the filled map (eps * NHW / |r| on the region variance); with
-  # a negligible eps both forms agree.
-  eps = 1e-12
-  want = _rnb_reference(x, m, eps)
-  got = np.asarray(sparn.region_norm(jnp.asarray(x), jnp.asarray(m), "batch", eps=eps))
-  np.testing.assert_allclose(got, want, atol=2e-5)
+  x2 = np.concatenate([x, 5.0 * x[::-1] - 2.0])     # K = 2 variants of the 3 images
+  m2 = np.concatenate([m, m[::-1]])
+  both = np.asarray(sparn.region_norm(jnp.asarray(x2), jnp.asarray(m2), "batch", num_variants=2))
+  alone = np.asarray(sparn.region_norm(jnp.asarray(x), jnp.asarray(m), "batch"))
+  assert _max_err("variant 0 within K = 2 vs alone", both[:3], alone) < 1e-6
+  with pytest.raises(ValueError, match="num_variants = 4 equal blocks"):
+    sparn.region_norm(jnp.asarray(x2), jnp.asarray(m2), "batch", num_variants=4)
 
 
 def test_region_norm_empty_regions_are_finite_with_finite_gradients(features):
@@ -220,17 +262,31 @@ def test_sparn_layer_modes():
   y1 = layer.apply(variables, x, cond + 1.0, m)
   assert np.abs(np.asarray(y0 - y1)).max() > 1e-3
 
-  # 'spade' / 'batch': BatchNorm with torch defaults (momentum 0.1, eps 1e-5).
+  # 'spade' / 'batch': BatchNorm with torch defaults (momentum 0.1, eps 1e-5, unbiased
+  # variance into the running average).
   batch_mean = np.asarray(x).mean(axis=(0, 1, 2))
-  batch_var = np.asarray(x).var(axis=(0, 1, 2))
+  batch_var = np.asarray(x).var(axis=(0, 1, 2), ddof=1)
+  # K = 2 variants: the first is x, the second x shifted and scaled.
+  x2 = jnp.concatenate([x, 3.0 * x + 1.0])
+  cond2, m2 = jnp.concatenate([cond, cond]), jnp.concatenate([m, m])
   for norm, learned in (("spade", False), ("batch", True)):
     layer = sparn.SPARN(norm=norm, hidden=8)
     variables = numpy_init(layer, x, cond, m)
     assert ("batch_norm" in variables["params"]) == learned  # learned scale / bias or none
-    _, updates = layer.apply(variables, x, cond, m, train=True, mutable=["batch_stats"])
+    alone, updates = layer.apply(variables, x, cond, m, train=True, mutable=["batch_stats"])
     stats = updates["batch_stats"]["batch_norm"]
     np.testing.assert_allclose(np.asarray(stats["mean"]), 0.1 * batch_mean, atol=1e-6)
     np.testing.assert_allclose(np.asarray(stats["var"]), 0.9 + 0.1 * batch_var, atol=1e-5)
+    # Training statistics per variant: variant 0 of K = 2 is x alone; the running statistics
+    # move by the average of the two variants' statistics.
+    both, updates = layer.apply(variables, x2, cond2, m2, train=True, num_variants=2,
+                                mutable=["batch_stats"])
+    assert _max_err(f"{norm}: variant 0 of K = 2 vs alone", both[:2], alone) < 1e-5
+    stats = updates["batch_stats"]["batch_norm"]
+    np.testing.assert_allclose(np.asarray(stats["mean"]), 0.1 * (2.0 * batch_mean + 0.5),
+                               atol=1e-5)
+    np.testing.assert_allclose(np.asarray(stats["var"]), 0.9 + 0.1 * 5.0 * batch_var,
+                               rtol=1e-5)
     # Eval uses the running statistics: with the initial ones (0, 1) and the affines zeroed,
     # the layer is x / sqrt(1 + eps).
     zeroed = {"params": jax.tree.map(jnp.zeros_like, variables["params"]),
@@ -240,6 +296,108 @@ def test_sparn_layer_modes():
       zeroed["params"]["batch_norm"] = {"scale": jnp.ones_like(bn["scale"]), "bias": bn["bias"]}
     np.testing.assert_allclose(np.asarray(layer.apply(zeroed, x, cond, m, train=False)),
                                np.asarray(x) / np.sqrt(1 + 1e-5), atol=1e-6)
+
+
+# ------------------------------------------------------------------- SPADE parity (fixtures) ---
+
+def _kernel(weight):
+  """PyTorch conv weight (C_out, C_in, kh, kw) -> Flax kernel (kh, kw, C_in, C_out)."""
+  return jnp.asarray(np.transpose(weight, (2, 3, 1, 0)))
+
+
+def _spectral_state(conv, u, v, c_in, k):
+  """PyTorch weight_u (C_out,), weight_v (C_in * k * k, in (C_in, kh, kw) order) -> our state."""
+  v = np.transpose(np.reshape(v, (c_in, k, k)), (1, 2, 0)).reshape(1, -1)
+  return {f"{conv}_sn": {f"{conv}/kernel/u": jnp.asarray(u[None]),
+                         f"{conv}/kernel/v": jnp.asarray(v),
+                         f"{conv}/kernel/sigma": jnp.ones((), jnp.float32)}}
+
+
+def _check_spectral(name, got, conv, u, v, c_in, k):
+  want = _spectral_state(conv, u, v, c_in, k)[f"{conv}_sn"]
+  got = got[f"{conv}_sn"]
+  for leaf in ("u", "v"):
+    key = f"{conv}/kernel/{leaf}"
+    assert _max_err(f"{name} {leaf}", got[key], want[key]) < 1e-5
+
+
+def test_content_encoder_matches_spade_conv_encoder():
+  """SPADE's ConvEncoder layers (norm_E='spectralinstance', leaky ReLU 0.2, kept spatial) on a
+  4-channel input: a training forward (one power iteration per conv), the updated u and v, then
+  an inference forward with the stored u and v (fixture spade_encoder.npz)."""
+  ref = np.load(os.path.join(FIXTURES, "spade_encoder.npz"))
+  weights = [ref[f"layer{i + 1}_weight"] for i in range(4)]
+  module = sparn.ContentEncoder(widths=tuple(w.shape[0] for w in weights))
+
+  def state(tag):
+    spectral = {}
+    for i, w in enumerate(weights):
+      spectral.update(_spectral_state(f"down_{i}", ref[f"layer{i + 1}_u{tag}"],
+                                      ref[f"layer{i + 1}_v{tag}"], w.shape[1], 3))
+    return spectral
+
+  params = {f"down_{i}": {"kernel": _kernel(w)} for i, w in enumerate(weights)}
+  x = jnp.asarray(_nhwc(ref["x"]))
+  out, updates = jax.jit(functools.partial(module.apply, train=True, mutable=["spectral"]))(
+      {"params": params, "spectral": state(0)}, x)
+  assert _max_err("SPADE encoder, training forward", out, _nhwc(ref["out_train"])) < 5e-5
+  for i, w in enumerate(weights):
+    _check_spectral(f"SPADE encoder down_{i}", updates["spectral"], f"down_{i}",
+                    ref[f"layer{i + 1}_u1"], ref[f"layer{i + 1}_v1"], w.shape[1], 3)
+  out = jax.jit(functools.partial(module.apply, train=False))(
+      {"params": params, "spectral": state(1)}, x)
+  # (instance norm over the last 2 x 2 maps magnifies float32 rounding: 5e-5, not 1e-5)
+  assert _max_err("SPADE encoder, inference forward", out, _nhwc(ref["out_eval"])) < 5e-5
+
+
+def test_res_block_matches_spade_resnet_block():
+  """SPADE's SPADEResnetBlock 8 -> 4 (norm_G='spectralspadebatch3x3') = our block with
+  norm='spade': training forwards of one variant of 4 images and of K = 2 variants of 2 images
+  (the reference run on each variant alone), the running statistics and power-iteration vectors
+  after the first, and an inference forward with them (fixture spade_resblock.npz)."""
+  ref = np.load(os.path.join(FIXTURES, "spade_resblock.npz"))
+  s0 = lambda key: ref["state0." + key]
+  params, stats, spectral = {}, {}, {}
+  for conv in ("conv_0", "conv_1", "conv_s"):
+    w = s0(f"{conv}.weight_orig")
+    params[conv] = {"kernel": _kernel(w)}
+    if conv != "conv_s":
+      params[conv]["bias"] = jnp.asarray(s0(f"{conv}.bias"))
+    spectral.update(_spectral_state(conv, s0(f"{conv}.weight_u"), s0(f"{conv}.weight_v"),
+                                    w.shape[1], w.shape[2]))
+  for norm in ("norm_0", "norm_1", "norm_s"):
+    params[norm] = {name: {"kernel": _kernel(s0(f"{norm}.{key}.weight")),
+                           "bias": jnp.asarray(s0(f"{norm}.{key}.bias"))}
+                    for name, key in (("shared", "mlp_shared.0"), ("gamma", "mlp_gamma"),
+                                      ("beta", "mlp_beta"))}
+    stats[norm] = {"batch_norm": {
+        "mean": jnp.asarray(s0(f"{norm}.param_free_norm.running_mean")),
+        "var": jnp.asarray(s0(f"{norm}.param_free_norm.running_var"))}}
+  block = sparn.SPARNResBlock(features=4, norm="spade", hidden=128)
+  x, seg = jnp.asarray(_nhwc(ref["x"])), jnp.asarray(_nhwc(ref["seg"]))
+  mask = seg[..., 3:]
+  variables = {"params": params, "batch_stats": stats, "spectral": spectral}
+  train = jax.jit(functools.partial(block.apply, train=True, mutable=["batch_stats", "spectral"]),
+                  static_argnames="num_variants")
+
+  out, updates = train(variables, x, seg, mask)
+  assert _max_err("SPADE block, training forward", out, _nhwc(ref["out_train"])) < 1e-5
+  out_k2, _ = train(variables, x, seg, mask, num_variants=2)
+  assert _max_err("SPADE block, training forward per variant (K = 2)", out_k2,
+                  _nhwc(ref["out_train_variants"])) < 1e-5
+  s1 = lambda key: ref["state1." + key]
+  for norm in ("norm_0", "norm_1", "norm_s"):
+    got = updates["batch_stats"][norm]["batch_norm"]
+    assert _max_err(f"{norm} running mean", got["mean"],
+                    s1(f"{norm}.param_free_norm.running_mean")) < 1e-5
+    assert _max_err(f"{norm} running var", got["var"],
+                    s1(f"{norm}.param_free_norm.running_var")) < 1e-5
+  for conv in ("conv_0", "conv_1", "conv_s"):
+    w = s0(f"{conv}.weight_orig")
+    _check_spectral(f"SPADE block {conv}", updates["spectral"], conv, s1(f"{conv}.weight_u"),
+                    s1(f"{conv}.weight_v"), w.shape[1], w.shape[2])
+  out = block.apply({"params": params, **updates}, x, seg, mask, train=False)
+  assert _max_err("SPADE block, inference forward", out, _nhwc(ref["out_eval"])) < 1e-5
 
 
 # ------------------------------------------------------------------------------- generator ---
@@ -256,11 +414,15 @@ def batch():
                                                  i_style_prime=i_style_prime).items()}
 
 
-@pytest.fixture(scope="module", params=sparn.NORMS)
+@pytest.fixture(scope="module", params=("sparn", "batch"))
 def generator(request, batch):
-  """One tiny generator per norm mode with its compiled eval forward and train gradient."""
+  """A tiny generator with region norm (the paper) and with BatchNorm (paper defaults otherwise:
+  batch region statistics, SPADE encoder, spectral norm), with its compiled eval forward and
+  train gradient. norm='spade' is 'batch' without BatchNorm's affine: the SPADE block fixture
+  test runs it, test_generator_default_depth_shapes builds it."""
   module = sparn.from_config(dict(SHALLOW, norm=request.param))
   variables = numpy_init(module, batch["i_masked"], batch["i_style_prime"], batch["mask"])
+  collections = sorted(set(variables) - {"params"})
 
   @jax.jit
   def forward(variables, i_masked, i_style_prime, mask):
@@ -270,7 +432,7 @@ def generator(request, batch):
   def train_grad(variables, i_masked, i_style_prime, mask, i_gt):
     def loss_fn(params):
       out, updates = module.apply({**variables, "params": params}, i_masked, i_style_prime, mask,
-                                  train=True, mutable=["batch_stats"])
+                                  train=True, mutable=collections)
       return jnp.mean(jnp.square(out - i_gt)), updates
     (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(variables["params"])
     return loss, grads, updates
@@ -279,22 +441,40 @@ def generator(request, batch):
 
 
 def test_generator_default_depth_shapes(batch):
-  module = sparn.from_config(TINY)
   args = (batch["i_masked"], batch["i_style_prime"], batch["mask"])
+  module = sparn.from_config(TINY)
   variables = jax.eval_shape(module.init, jax.random.key(0), *args)
   out = jax.eval_shape(module.apply, variables, *args)
   assert out.shape == (2, SIZE, SIZE, 3) and out.dtype == jnp.float32
-  # Bottleneck at SIZE / 16 = 2 px: the last encoder conv and the first block are 16 wide.
-  assert variables["params"]["encoder"]["down_3"]["kernel"].shape == (3, 3, 16, 16)
+  # SPADE encoder: four bias-free stride-2 convs to SIZE / 16 = 2 px, each spectral-normalised.
+  encoder = variables["params"]["encoder"]
+  assert sorted(encoder) == [f"down_{i}" for i in range(4)]
+  assert encoder["down_3"] == {"kernel": jax.ShapeDtypeStruct((3, 3, 16, 16), jnp.float32)}
+  assert variables["spectral"]["encoder"]["down_0_sn"]["down_0/kernel/v"].shape == (1, 3 * 3 * 4)
   assert sorted(k for k in variables["params"] if k.startswith("block_")) == [
       f"block_{i}" for i in range(5)]
   assert "conv_s" in variables["params"]["block_3"]  # 16 -> 8: learned shortcut
   assert "conv_s" not in variables["params"]["block_1"]  # 16 -> 16: identity
+  assert sorted(variables["spectral"]["block_3"]) == ["conv_0_sn", "conv_1_sn", "conv_s_sn"]
+  # norm='spade': parameter-free BatchNorm, running statistics only.
+  module = sparn.from_config(dict(TINY, norm="spade"))
+  variables = jax.eval_shape(module.init, jax.random.key(0), *args)
+  assert set(variables) == {"params", "batch_stats", "spectral"}
+  assert "batch_norm" not in variables["params"]["block_0"]["norm_0"]
+  assert set(variables["batch_stats"]["block_0"]["norm_0"]["batch_norm"]) == {"mean", "var"}
+  assert jax.eval_shape(module.apply, variables, *args).shape == (2, SIZE, SIZE, 3)
+  # Options: the plain encoder (7x7 conv, biased stride-2 convs) and no spectral norm at all.
+  module = sparn.from_config(dict(TINY, encoder="plain", spectral_norm=False))
+  variables = jax.eval_shape(module.init, jax.random.key(0), *args)
+  assert set(variables) == {"params"}
+  assert variables["params"]["encoder"]["conv_in"]["kernel"].shape == (7, 7, 4, 8)
+  assert variables["params"]["encoder"]["down_0"]["bias"].shape == (8,)
+  assert jax.eval_shape(module.apply, variables, *args).shape == (2, SIZE, SIZE, 3)
 
 
 def test_generator_forward_shapes_and_range(generator, batch):
   norm, _, variables, forward, _ = generator
-  assert ("batch_stats" in variables) == (norm != "sparn")
+  assert set(variables) == {"params", "spectral"} | ({"batch_stats"} if norm != "sparn" else set())
   out = np.asarray(forward(variables, batch["i_masked"], batch["i_style_prime"], batch["mask"]))
   assert out.shape == (2, SIZE, SIZE, 3) and out.dtype == np.float32
   assert np.isfinite(out).all() and np.abs(out).max() <= 1.0
@@ -311,8 +491,12 @@ def test_generator_backward(generator, batch):
   kernels = [(jax.tree_util.keystr(p), np.abs(np.asarray(g)).max())
              for p, g in flat if "kernel" in jax.tree_util.keystr(p)]
   assert kernels and all(v > 0 for _, v in kernels), [k for k, v in kernels if v == 0]
+  # The power iteration moved u in training (one step from the state numpy_init left).
+  u_new = updates["spectral"]["block_0"]["conv_0_sn"]["conv_0/kernel/u"]
+  u_old = variables["spectral"]["block_0"]["conv_0_sn"]["conv_0/kernel/u"]
+  assert np.abs(np.asarray(u_new - u_old)).max() > 1e-6
   if norm == "sparn":
-    assert not updates
+    assert set(updates) == {"spectral"}
   else:  # running statistics moved away from their (0, 1) init
     means = [np.abs(np.asarray(v)).max() for p, v in
              jax.tree_util.tree_flatten_with_path(updates["batch_stats"])[0]
@@ -335,15 +519,45 @@ def test_generator_all_hole_and_no_hole_masks_stay_finite(generator, batch):
     assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grads))
 
 
-def test_generator_sample_does_not_depend_on_batch_mates(generator, batch):
+def test_generator_batch_mates(generator, batch):
+  """Batch region statistics (the paper's, RN-B) tie a sample to its batch-mates at inference
+  too; BatchNorm's running statistics in eval do not ('instance' region statistics neither: see
+  the region-norm tests)."""
   norm, _, variables, forward, _ = generator
   args = [batch["i_masked"], batch["i_style_prime"], batch["mask"]]
   other = [a.at[1].set(jnp.flip(a[1], axis=0)) for a in args]  # another second sample
   out_a = np.asarray(forward(variables, *args))
   out_b = np.asarray(forward(variables, *other))
-  # 'sparn' (instance statistics) always; 'spade' / 'batch' in eval (running statistics).
-  np.testing.assert_allclose(out_a[0], out_b[0], atol=1e-6)
   assert np.abs(out_a[1] - out_b[1]).max() > 1e-4, norm
+  change = _max_err(f"{norm}: sample 0 after its batch-mate changed", out_a[0], out_b[0])
+  assert change > 1e-4 if norm == "sparn" else change < 1e-6
+
+
+def test_completion_does_not_change_with_k(batch):
+  """The paper config (batch region statistics): pipeline.generate folds the K variants into
+  one batch, yet completion j is the same for K = 2 and K = 4 (same first two variants) and when
+  another variant changes; it still depends on its batch-mates, as RN-B. (BatchNorm's per-variant
+  training statistics: test_sparn_layer_modes and the SPADE block fixture.)"""
+  module = sparn.from_config(SHALLOW)   # module defaults = the paper's (see test_from_config)
+  assert (module.norm, module.rn_stats) == ("sparn", "batch")
+  i_masked, mask = batch["i_masked"], batch["mask"]
+  variables = numpy_init(module, i_masked, i_masked, mask)
+  rng = np.random.default_rng(6)
+  styles = jnp.asarray(rng.uniform(-1, 1, size=(4, 2, SIZE, SIZE, 3)).astype(np.float32))
+
+  @jax.jit
+  def generate(i_masked, i_style):
+    i_style_prime = pipeline.style_prime(i_masked, mask, i_style)
+    return pipeline.generate(module, variables, i_masked, i_style_prime, mask)
+
+  out_2 = generate(i_masked, styles[:2])
+  out_4 = generate(i_masked, styles)
+  assert _max_err("completions 0-1 with K = 2 vs K = 4", out_2, out_4[:2]) < 1e-5
+  other_variant = generate(i_masked, styles[:2].at[1].set(styles[3]))
+  assert _max_err("completion 0 after variant 1 changed", out_2[0], other_variant[0]) < 1e-6
+  mate = generate(i_masked.at[1].set(jnp.flip(i_masked[1], axis=0)), styles[:2])
+  assert _max_err("completion (j=0, image 0) after image 1 changed", out_2[0, 0],
+                  mate[0, 0]) > 1e-4
 
 
 def test_composite_keeps_known_pixels_bit_exact(generator, batch):
@@ -359,8 +573,13 @@ def test_composite_keeps_known_pixels_bit_exact(generator, batch):
 def test_generator_validates_inputs_and_config(batch):
   args = (batch["i_masked"], batch["i_style_prime"], batch["mask"])
   init = lambda module, *a: jax.eval_shape(module.init, jax.random.key(0), *a)
-  with pytest.raises(ValueError, match="same number of widths"):
+  with pytest.raises(ValueError, match="one more width than the encoder"):
     init(sparn.DiFAIGenerator(encoder_widths=(8, 8, 8), decoder_widths=(8, 8)), *args)
+  with pytest.raises(ValueError, match="encoder must be one of"):
+    init(sparn.from_config(dict(TINY, encoder="vae")), *args)
+  with pytest.raises(ValueError, match="num_variants = 3 equal blocks"):
+    jax.eval_shape(functools.partial(sparn.from_config(TINY).init, num_variants=3),
+                   jax.random.key(0), *args)
   with pytest.raises(ValueError, match="mask must have shape"):
     init(sparn.from_config(TINY), args[0], args[1], args[2][..., 0])
   with pytest.raises(ValueError, match="divisible by 16"):
@@ -370,7 +589,7 @@ def test_generator_validates_inputs_and_config(batch):
   with pytest.raises(ValueError, match="unknown fields"):
     sparn.from_config(dict(TINY, widths=(8,)))
   # Shallower decoders build too (bottleneck = image_size / 4 here).
-  shapes = init(sparn.DiFAIGenerator(encoder_widths=(8, 8, 8), decoder_widths=(8, 8, 8),
+  shapes = init(sparn.DiFAIGenerator(encoder_widths=(8, 8), decoder_widths=(8, 8, 8),
                                      spade_hidden=4), *args)
   assert shapes["params"]["conv_out"]["kernel"].shape == (3, 3, 8, 3)
 
@@ -379,6 +598,9 @@ def test_from_config_accepts_model_defaults_as_json():
   cfg = _model_defaults().generator_config()
   module = sparn.from_config(cfg)
   assert module.decoder_widths == (512, 512, 256, 128, 64) and module.norm == "sparn"
+  # The paper's reading: SPADE's encoder and spectral norm, RN-B's batch statistics.
+  assert (module.encoder, module.spectral_norm, module.rn_stats) == ("spade", True, "batch")
+  assert module.encoder_widths == (64, 128, 256, 512)
   as_json = {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.to_dict().items()}
   assert sparn.from_config(as_json) == module
 
@@ -388,23 +610,28 @@ def _conv(k, c_in, c_out, bias=True):
 
 
 def test_summary_256px_parameter_counts_match_the_design():
-  from difai_jax.models import summary  # pylint: disable=import-outside-toplevel
+  from difai_jax import summary  # pylint: disable=import-outside-toplevel
   rows = {name: (n, others) for name, n, others in
           summary.parameter_table(_model_defaults().get_config())}
 
-  # Generator (DESIGN "DiFAI generator"): encoder 7x7 conv + stride-2 convs, SPARN res-blocks.
-  enc = (64, 128, 256, 512, 512)
-  want = _conv(7, 4, 64) + sum(_conv(3, a, b) for a, b in zip(enc[:-1], enc[1:]))
+  # Generator (DESIGN "DiFAI generator"): SPADE encoder of bias-free stride-2 convs, SPARN
+  # res-blocks; spectral state u (C_out) + v (fan_in) + sigma per normalised conv.
+  enc = (4, 64, 128, 256, 512)
+  want = sum(_conv(3, a, b, bias=False) for a, b in zip(enc[:-1], enc[1:]))
+  spectral = sum(b + 9 * a + 1 for a, b in zip(enc[:-1], enc[1:]))
   sparn_layer = lambda c: _conv(3, 4, 128) + 2 * _conv(3, 128, c)
   c_in = 512
   for c_out in (512, 512, 256, 128, 64):
     c_mid = min(c_in, c_out)
     want += sparn_layer(c_in) + _conv(3, c_in, c_mid) + sparn_layer(c_mid) + _conv(3, c_mid, c_out)
+    spectral += (c_mid + 9 * c_in + 1) + (c_out + 9 * c_mid + 1)
     if c_in != c_out:
       want += sparn_layer(c_in) + _conv(1, c_in, c_out, bias=False)
+      spectral += c_out + c_in + 1
     c_in = c_out
   want += _conv(3, 64, 3)
-  assert rows["generator"] == (want, {})
+  assert rows["generator"] == (want, {"spectral": spectral})
+  print(f"generator at 256 px: {want:,} params, {spectral:,} spectral-norm entries")
 
   # Coarse net: 5x5 stem, 3 stride-2 convs, 4 dilated res-blocks, 3 up levels with RGB heads.
   want = _conv(5, 4, 64) + _conv(3, 64, 128) + _conv(3, 128, 256) + _conv(3, 256, 256)

@@ -315,7 +315,7 @@ def test_bad_workdir_and_missing_data_fail_first_and_write_nothing(tmp_path):
   proc = subprocess.run(_train_cmd(blocker / "run"), capture_output=True, text=True,
                         env=_env(), cwd=ROOT, timeout=120)
   assert proc.returncode == 1
-  assert f"{blocker} is a file, not a directory" in proc.stderr
+  assert f"{blocker} is a file, not a folder" in proc.stderr
   assert "Traceback" not in proc.stderr
   workdir = tmp_path / "run"
   proc = subprocess.run(_train_cmd(workdir, "--config.stages=('coarse',)",

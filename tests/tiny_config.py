@@ -10,9 +10,10 @@ from configs import demo
 def get_config():
   config = demo.get_config()
   config.image_size = 32
-  config.coarse.widths = (8, 8, 16, 16)
-  config.coarse.dilations = (2,)
-  config.generator.encoder_widths = (8, 16, 16)
+  config.coarse.widths = (4, 8, 12, 16)
+  config.coarse.floor_stride = 4                     # floors at 8, 4, 2 px
+  config.coarse.ms_ssim_weights = (0.1356, 0.8644)   # 2 scales fit 32 px
+  config.generator.encoder_widths = (8, 16)
   config.generator.decoder_widths = (16, 16, 8)
   config.generator.spade_hidden = 8
   config.critic.widths = (8, 16)

@@ -8,6 +8,10 @@ grain workers can hold them):
   * `ToyFaces` (toy_faces.py): procedural faces, no files.
 Every image is converted to RGB (grayscale, palette, RGBA composited on white), centre-cropped
 to a square when it is not one, and resized with a Lanczos filter to the configured size.
+
+A source that cannot be used (missing or empty folder, bad split file, tfds not prepared)
+raises :class:`DataError`, whose message is complete on its own: entry points print it without
+a traceback.
 """
 
 from __future__ import annotations
@@ -26,6 +30,12 @@ from difai_jax.data.toy_faces import ToyFaces
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 SPLITS = ("train", "test")
+
+
+class DataError(ValueError):
+  """A data source cannot be used; the one-line message says which and what to do."""
+
+
 _SPLIT_LABELS = {"train": "train", "test": "test", "val": "val", "valid": "val",
                  "validation": "val", "0": "train", "1": "val", "2": "test"}
 
@@ -38,9 +48,10 @@ def natural_key(path: str):
 def list_image_files(root: str) -> List[str]:
   """Relative paths of the images under `root` (recursive), in natural order."""
   if not root:
-    raise ValueError("image folder source needs a path (config.data.path)")
+    raise DataError("image folder source needs a path: set --config.data.path=DIR")
   if not os.path.isdir(root):
-    raise ValueError(f"image folder not found: {root!r}")
+    what = "is a file, not a folder" if os.path.exists(root) else "does not exist"
+    raise DataError(f"image folder not found: {root!r} {what} (config.data.path)")
   files = []
   for dirpath, dirnames, names in os.walk(root):
     dirnames[:] = [d for d in dirnames if not d.startswith(".")]
@@ -48,8 +59,8 @@ def list_image_files(root: str) -> List[str]:
       if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith("."):
         files.append(os.path.relpath(os.path.join(dirpath, n), root))
   if not files:
-    raise ValueError(f"image folder {root!r} holds no images ({', '.join(IMAGE_EXTENSIONS)}), "
-                     "searched recursively")
+    raise DataError(f"image folder {root!r} holds no images ({', '.join(IMAGE_EXTENSIONS)}), "
+                    "searched recursively (config.data.path)")
   return sorted(files, key=natural_key)
 
 
@@ -60,7 +71,7 @@ def num_test_for(total: int, num_train: int = 28000, num_test: int = 2000) -> in
   At least one image goes to each split (total >= 2 required).
   """
   if total < 2:
-    raise ValueError(f"need at least 2 images to split into train and test; got {total}")
+    raise DataError(f"need at least 2 images to split into train and test; got {total}")
   share = num_test / float(num_train + num_test)
   return int(min(num_test, max(1, round(total * share)), total - 1))
 
@@ -72,7 +83,7 @@ def read_split_file(path: str) -> Dict[str, str]:
   (label train / test / val, or CelebA's 0 / 1 / 2 = train / val / test; '#' starts a comment).
   """
   if not os.path.isfile(path):
-    raise ValueError(f"split file not found: {path!r}")
+    raise DataError(f"split file not found: {path!r} (config.data.split_file)")
   with open(path, encoding="utf-8") as f:
     text = f.read()
   out = {}
@@ -80,7 +91,7 @@ def read_split_file(path: str) -> Dict[str, str]:
     data = json.loads(text)
     for label, names in data.items():
       if label not in _SPLIT_LABELS:
-        raise ValueError(f"split file {path!r}: unknown split {label!r}")
+        raise DataError(f"split file {path!r}: unknown split {label!r}")
       for n in names:
         out[str(n)] = _SPLIT_LABELS[label]
     return out
@@ -90,8 +101,8 @@ def read_split_file(path: str) -> Dict[str, str]:
       continue
     parts = line.rsplit(None, 1)
     if len(parts) != 2 or parts[1].lower() not in _SPLIT_LABELS:
-      raise ValueError(f"split file {path!r} line {lineno}: expected "
-                       f"'<name> <train|test|val|0|1|2>', got {line!r}")
+      raise DataError(f"split file {path!r} line {lineno}: expected "
+                      f"'<name> <train|test|val|0|1|2>', got {line!r}")
     out[parts[0]] = _SPLIT_LABELS[parts[1].lower()]
   return out
 
@@ -117,7 +128,7 @@ class FolderSource:
     if split not in SPLITS:
       raise ValueError(f"split must be one of {SPLITS}; got {split!r}")
     if on_corrupt not in ("skip", "raise"):
-      raise ValueError(f"on_corrupt must be 'skip' or 'raise'; got {on_corrupt!r}")
+      raise DataError(f"config.data.on_corrupt must be 'skip' or 'raise'; got {on_corrupt!r}")
     self.root = root
     self.size = int(size)
     self.split = split
@@ -133,7 +144,8 @@ class FolderSource:
           good.append(rel)
         except Exception as e:  # pylint: disable=broad-except
           if on_corrupt == "raise":
-            raise ValueError(f"cannot read image file {os.path.join(root, rel)!r}: {e}") from e
+            raise DataError(f"cannot read image file {os.path.join(root, rel)!r}: {e} "
+                            "(config.data.on_corrupt='skip' skips such files)") from e
           self.skipped.append(rel)
     else:
       good = files
@@ -156,8 +168,8 @@ class FolderSource:
         elif rel not in skipped:  # unreadable files are already counted and reported
           chosen.append(rel)
       if missing:
-        raise ValueError(f"split file {split_file!r} names {len(missing)} {split} images not found "
-                         f"under {root!r}, e.g. {missing[:3]}")
+        raise DataError(f"split file {split_file!r} names {len(missing)} {split} images not found "
+                        f"under {root!r}, e.g. {missing[:3]}")
       self.files = sorted(set(chosen), key=natural_key)
       rule = f"split file {split_file}"
     else:
@@ -166,13 +178,20 @@ class FolderSource:
       rule = (f"default rule: natural order of relative paths, last {n_test} of {len(good)} = "
               "test, the rest = train")
     if not self.files:
-      raise ValueError(f"image folder {root!r} has no {split} images ({rule})")
+      raise DataError(f"image folder {root!r} has no {split} images ({rule})")
     examples = f" {self.skipped[:3]}" if self.skipped else ""
     self.summary = (f"folder source {root}: {len(files)} image files, {len(self.skipped)} "
                     f"unreadable skipped{examples}; {rule}; {split} = {len(self.files)} images")
     if verbose:
       print(self.summary)
-    self.load_failures = 0  # counted per process at load time
+    # Files found unreadable at load time, by index: counted and reported once per process
+    # (each grain worker holds its own copy), then skipped without being read again.
+    self.unreadable: set[int] = set()
+
+  @property
+  def load_failures(self) -> int:
+    """How many files this process found unreadable at load time."""
+    return len(self.unreadable)
 
   def __len__(self) -> int:
     return len(self.files)
@@ -187,13 +206,16 @@ class FolderSource:
     if self.on_corrupt == "raise":
       return self.load(index)
     for k in range(min(len(self.files), 16)):
+      i = (index + k) % len(self.files)
+      if i in self.unreadable:
+        continue
       try:
-        return self.load((index + k) % len(self.files))
+        return self.load(i)
       except ValueError as e:
-        self.load_failures += 1
-        warnings.warn(f"skipping unreadable image ({self.load_failures} so far in this "
-                      f"process): {e}")
-    raise ValueError(f"16 consecutive unreadable images in {self.root!r} from index {index}")
+        self.unreadable.add(i)
+        warnings.warn(f"skipping unreadable image ({len(self.unreadable)} found so far in this "
+                      f"process, each reported once; using the next image instead): {e}")
+    raise DataError(f"16 consecutive unreadable images in {self.root!r} from index {index}")
 
   def __repr__(self) -> str:
     return f"FolderSource({self.root!r}, size={self.size}, split={self.split!r}, n={len(self)})"
@@ -230,8 +252,8 @@ class TfdsSource:
       try:
         import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
       except ImportError as e:
-        raise ValueError("data.source='tfds' needs tensorflow-datasets: "
-                         "pip install 'difai-jax[tfds]'") from e
+        raise DataError("data.source='tfds' needs tensorflow-datasets: "
+                        "pip install 'difai-jax[tfds]'") from e
       manual = (" CelebA-HQ needs a manual download: put its files in the manual folder "
                 "(~/tensorflow_datasets/downloads/manual, or --manual_dir) and run `tfds build "
                 f"{self.name} --file_format=array_record"
@@ -247,10 +269,10 @@ class TfdsSource:
         except Exception:  # pylint: disable=broad-except
           prepared = False
         if not prepared:
-          raise ValueError(f"tensorflow-datasets {self.name!r} is not prepared in {where}."
-                           + manual) from e
-        raise ValueError(f"cannot open tensorflow-datasets {self.name!r} in {where} as a data "
-                         f"source ({type(e).__name__}: {e})." + manual) from e
+          raise DataError(f"tensorflow-datasets {self.name!r} is not prepared in {where}."
+                          + manual) from e
+        raise DataError(f"cannot open tensorflow-datasets {self.name!r} in {where} as a data "
+                        f"source ({type(e).__name__}: {e})." + manual) from e
     return self._ds
 
   def __getstate__(self):
@@ -296,8 +318,9 @@ def make_source(config, split: str, image_size: int, verbose: bool = True):
   if config.source == "tfds":
     return TfdsSource(config.tfds_name, image_size, split, data_dir=config.path,
                       num_train=config.num_train, num_test=config.num_test, verbose=verbose)
-  raise ValueError(f"unknown data source {config.source!r}; expected 'toy', 'folder' or 'tfds'")
+  raise DataError(f"unknown data source {config.source!r} (config.data.source); expected 'toy', "
+                  "'folder' or 'tfds'")
 
 
-__all__ = ["FolderSource", "TfdsSource", "ToyFaces", "make_source", "list_image_files",
+__all__ = ["DataError", "FolderSource", "TfdsSource", "ToyFaces", "make_source", "list_image_files",
            "num_test_for", "read_split_file", "natural_key"]

@@ -13,6 +13,11 @@ differ meaningfully (beard or not, smile or not, glasses or not, ...).
 Faces are drawn with Pillow on a supersampled canvas (2x-8x) and reduced with a Lanczos filter,
 which is the anti-aliasing; soft shading is a numpy multiply. Output: uint8 RGB (size, size, 3)
 for any size from 32 to 256.
+
+Each face's categorical attributes (`ATTRIBUTES`: hair style and colour, skin tone, beard,
+moustache, glasses, mouth, lipstick, earrings) are read off the same draws that render it
+(`face_attributes`, `render_face_with_attributes`); recording them changes no pixel. They train
+the toy-face recognizer behind the toy-domain measures (`difai_jax/metrics/toy.py`).
 """
 
 from __future__ import annotations
@@ -56,10 +61,11 @@ def _ellipse_pts(cx, cy, a, b, t0, t1, n=40):
 
 
 def _skin_tone(rng):
+  """(RGB tone, position t in 0..6 along the light-to-dark ramp)."""
   t = rng.beta(1.3, 1.6) * (len(_SKIN_RAMP) - 1)
   i = min(int(t), len(_SKIN_RAMP) - 2)
   tone = _mix(_SKIN_RAMP[i], _SKIN_RAMP[i + 1], t - i)
-  return tone + rng.normal(0, 6, 3) + np.array([rng.normal(0, 4), 0, 0])
+  return tone + rng.normal(0, 6, 3) + np.array([rng.normal(0, 4), 0, 0]), float(t)
 
 
 class _Face:
@@ -80,8 +86,9 @@ class _Face:
     self.jaw = r.uniform(0.0, 1.0)                   # 0 = round chin, 1 = square jaw
     self.yaw = r.normal(0, 0.025)                    # feature shift along x
     self.roll = float(np.clip(r.normal(0, 5.0), -14, 14))  # degrees
-    self.skin = _skin_tone(r)
+    self.skin, self.skin_t = _skin_tone(r)
     hair_i = r.choice(len(_HAIR), p=_HAIR_P)
+    self.hair_index = int(hair_i)
     self.hair = _HAIR[hair_i] * r.uniform(0.85, 1.15) + r.normal(0, 5, 3)
     self.hair_style = _HAIR_STYLES[r.choice(len(_HAIR_STYLES), p=_HAIR_STYLE_P)]
     self.masculine = r.uniform() < 0.5
@@ -89,6 +96,15 @@ class _Face:
     self.bg = (r.uniform(20, 235, 3), r.uniform(20, 235, 3))
     self.clothes = r.uniform(10, 240, 3)
     self.light = r.normal(0, 1, 2) * np.array([0.6, 0.4]) + np.array([0, -0.3])
+    # What the drawing methods decide, recorded for `face_attributes` (no draws of their own).
+    self.earrings = [False, False]
+    self.beard = "none"
+    self.moustache = False
+    self.smile = 0.0
+    self.mouth_open = 0.0
+    self.lipstick = False
+    self.locks = False
+    self.glasses = "none"
 
   # -- coordinates -----------------------------------------------------------------------------
   def p(self, x, y):
@@ -202,6 +218,7 @@ class _Face:
       x = self.cx + sgn * self.a * 0.97
       d.ellipse(self.box(x, ey, self.a * 0.14, self.b * 0.16), fill=_rgb(ear))
       if self.rng.uniform() < 0.18 and not self.masculine:
+        self.earrings[(sgn + 1) // 2] = True
         col = [230, 200, 80] if self.rng.uniform() < 0.6 else [220, 220, 230]
         d.ellipse(self.box(x, ey + self.b * 0.17, 0.012, 0.012), fill=_rgb(col))
 
@@ -238,6 +255,7 @@ class _Face:
     if not self.masculine or self.hair_style == "bald" and r.uniform() < 0.3:
       return
     kind = r.choice(["none", "stubble", "beard", "goatee"], p=[0.45, 0.2, 0.25, 0.1])
+    self.beard = str(kind)
     color = _mix(self.hair, [30, 25, 20], 0.2)
     if kind == "stubble":
       alpha, top = int(r.uniform(40, 80)), 0.3
@@ -293,6 +311,7 @@ class _Face:
     uh = self.b * r.uniform(0.035, 0.06)
     lh = self.b * r.uniform(0.05, 0.085)
     lipstick = (not self.masculine) and r.uniform() < 0.4
+    self.smile, self.mouth_open, self.lipstick = float(smile), float(open_), bool(lipstick)
     lip = _mix(self.skin, [170, 60, 70], 0.35) if not lipstick else _mix(
         [180, 30, 50], [120, 20, 40], r.uniform())
     t = np.linspace(0, 1, 25)
@@ -315,7 +334,8 @@ class _Face:
     d.polygon(self.poly(list(zip(x, low_mid)) + list(zip(x[::-1], lower[::-1]))), fill=_rgb(lip))
     d.line(self.poly(list(zip(x, mid))), fill=_rgb(_mix(lip, [0, 0, 0], 0.5), 200),
            width=max(1, int(self.s(0.004))))
-    if self.has_moustache and r.uniform() < 0.7:
+    self.moustache = bool(self.has_moustache and r.uniform() < 0.7)
+    if self.moustache:
       col = _mix(self.hair, [30, 25, 20], 0.2)
       mt = upper - self.b * 0.045 * (0.6 + 0.4 * bump)
       d.polygon(self.poly(list(zip(x * 1.0, upper + 0.004)) + list(zip(x[::-1], mt[::-1]))),
@@ -421,8 +441,9 @@ class _Face:
     pts = cap + [(self.cx + self.a * 1.03, temple)] + list(zip(xs, line)) + [
         (self.cx - self.a * 1.03, temple)]
     d.polygon(self.poly(pts), fill=hair)
-    if st in ("long", "curly") and r.uniform() < 0.7:
-      # Locks falling in front of the ears.
+    self.locks = bool(st in ("long", "curly") and r.uniform() < 0.7)
+    if self.locks:
+      # Locks falling in front of the ears (and over any earrings).
       for sgn in (-1, 1):
         x = self.cx + sgn * self.a * 0.98
         d.polygon(self.poly([(x - sgn * 0.05, hairline + 0.05), (x + sgn * 0.035, temple - 0.1),
@@ -435,6 +456,7 @@ class _Face:
     if u > 0.26:
       return
     sun = u < 0.06
+    self.glasses = "sunglasses" if sun else "glasses"
     frame = _rgb(r.choice([0, 1, 2]) == 0 and [30, 30, 30] or r.uniform(20, 200, 3))
     width = max(1, int(self.s(r.uniform(0.006, 0.013))))
     rnd = r.uniform() < 0.5
@@ -466,21 +488,24 @@ def _background(rng, bg, size):
   return small.resize((size, size), Image.BILINEAR)
 
 
-def render_face(seed: int, index: int, size: int = 64) -> np.ndarray:
-  """Draws toy face `index` of stream `seed` as uint8 RGB (size, size, 3).
+def _draw_face(seed: int, index: int, canvas: int):
+  """(RGB layer, face) of toy face `index` of stream `seed` drawn on a `canvas`-px canvas.
 
-  The same (seed, index) always gives the same face, whatever else was drawn before; `size`
-  (32..256) only changes the resolution it is rendered at.
+  The random draws do not depend on `canvas`: any canvas gives the same face parameters.
   """
+  rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, int(index)])
+  face = _Face(rng, canvas)
+  return face.draw(_background(rng, face.bg, face.layer_size)), face
+
+
+def _render(seed: int, index: int, size: int) -> tuple[np.ndarray, _Face]:
   if not MIN_SIZE <= int(size) <= MAX_SIZE:
     raise ValueError(f"toy faces come in sizes {MIN_SIZE}..{MAX_SIZE}; got {size}")
   if index < 0:
     raise ValueError(f"toy face index must be >= 0; got {index}")
-  rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, int(index)])
   canvas = _canvas_size(int(size))
-  face = _Face(rng, canvas)
   # The whole scene is drawn on a larger square and rolled, then the centre is cropped: no gaps.
-  img = face.draw(_background(rng, face.bg, face.layer_size))
+  img, face = _draw_face(seed, index, canvas)
   # Reduce first (Lanczos: the anti-aliasing), then roll at output resolution.
   scale = size / canvas
   big = int(round(face.layer_size * scale))
@@ -490,8 +515,86 @@ def render_face(seed: int, index: int, size: int = 64) -> np.ndarray:
   m = (big - size) // 2
   img = img.crop((m, m, m + size, m + size))
   arr = np.asarray(img).astype(np.float32)
-  arr += rng.normal(0, 1.5, arr.shape).astype(np.float32)  # faint sensor noise
-  return np.clip(np.round(arr), 0, 255).astype(np.uint8)
+  arr += face.rng.normal(0, 1.5, arr.shape).astype(np.float32)  # faint sensor noise
+  return np.clip(np.round(arr), 0, 255).astype(np.uint8), face
+
+
+def render_face(seed: int, index: int, size: int = 64) -> np.ndarray:
+  """Draws toy face `index` of stream `seed` as uint8 RGB (size, size, 3).
+
+  The same (seed, index) always gives the same face, whatever else was drawn before; `size`
+  (32..256) only changes the resolution it is rendered at.
+  """
+  return _render(seed, index, size)[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# Attributes: categorical labels of what each face shows, from the draws that render it
+# ----------------------------------------------------------------------------------------------
+
+# name -> class names; a face's label for `name` indexes into its tuple.
+ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "hair_style": _HAIR_STYLES,
+    # The nine hair colours of _HAIR bucketed by what a viewer would call them.
+    "hair_colour": ("black", "brown", "blond", "red", "grey"),
+    # Position on the 7-step skin ramp (0 = lightest .. 6 = darkest) in thirds.
+    "skin_tone": ("light", "medium", "dark"),
+    "beard": ("none", "stubble", "beard", "goatee"),
+    "moustache": ("no", "yes"),
+    "glasses": ("none", "glasses", "sunglasses"),
+    # "smile": corners up by the renderer's own open-mouth threshold (smile >= 0.4); "open":
+    # an open smile with teeth, at least 3% of the head height open (thinner reads as closed).
+    "mouth": ("neutral", "smile", "open"),
+    "lipstick": ("no", "yes"),
+    # Earrings that show: drawn on either ear and not hidden under locks of long / curly hair.
+    "earrings": ("no", "yes"),
+}
+ATTRIBUTE_NAMES: tuple[str, ...] = tuple(ATTRIBUTES)
+_HAIR_COLOUR_BUCKET = (0, 1, 1, 1, 2, 2, 3, 4, 4)   # _HAIR index -> hair_colour class
+# Canvas of the label-only draw: any canvas makes the same draws, hence the same labels; this is
+# the one every render of 32..64 px uses (much smaller canvases can break Pillow shapes).
+_DRY_RUN_CANVAS = _canvas_size(MIN_SIZE)
+
+
+def _labels(face: _Face) -> dict[str, int]:
+  if face.mouth_open >= 0.03 * face.b:
+    mouth = 2
+  else:
+    mouth = int(face.smile >= 0.4)
+  return {
+      "hair_style": _HAIR_STYLES.index(face.hair_style),
+      "hair_colour": _HAIR_COLOUR_BUCKET[face.hair_index],
+      "skin_tone": min(int(face.skin_t / 2.0), 2),
+      "beard": ATTRIBUTES["beard"].index(face.beard),
+      "moustache": int(face.moustache),
+      "glasses": ATTRIBUTES["glasses"].index(face.glasses),
+      "mouth": mouth,
+      "lipstick": int(face.lipstick),
+      "earrings": int(any(face.earrings) and not face.locks),
+  }
+
+
+def face_attributes(seed: int, index: int) -> dict[str, int]:
+  """Labels (class indices into `ATTRIBUTES`) of toy face `index` of stream `seed`.
+
+  Computed from the same random draws that render the face (drawn once, not reduced), so they
+  hold at every size `render_face` gives.
+  """
+  if index < 0:
+    raise ValueError(f"toy face index must be >= 0; got {index}")
+  return _labels(_draw_face(seed, index, _DRY_RUN_CANVAS)[1])
+
+
+def render_face_with_attributes(seed: int, index: int,
+                                size: int = 64) -> tuple[np.ndarray, dict[str, int]]:
+  """`(render_face(seed, index, size), face_attributes(seed, index))` from one drawing."""
+  image, face = _render(seed, index, size)
+  return image, _labels(face)
+
+
+def attribute_vector(labels: dict[str, int]) -> np.ndarray:
+  """int32 (len(ATTRIBUTES),) of a labels dict, in `ATTRIBUTE_NAMES` order."""
+  return np.array([labels[name] for name in ATTRIBUTE_NAMES], np.int32)
 
 
 class ToyFaces:

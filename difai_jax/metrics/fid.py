@@ -75,7 +75,7 @@ class BasicConv2d(nn.Module):
   stride: int = 1
   padding: tuple[int, int] = (0, 0)
   dtype: Any = jnp.float32
-  precision: Any = jax.lax.Precision.HIGHEST
+  precision: Any = None   # None: the run's precision policy (difai_jax.precision)
 
   @nn.compact
   def __call__(self, x):
@@ -101,7 +101,7 @@ def _max_pool_3x3_s2(x):
 class _Block(nn.Module):
   """Base: ``self.conv(name, features, kernel, stride, padding)`` builds a named BasicConv2d."""
   dtype: Any = jnp.float32
-  precision: Any = jax.lax.Precision.HIGHEST
+  precision: Any = None   # None: the run's precision policy (difai_jax.precision)
 
   def conv(self, name, features, kernel=(1, 1), stride=1, padding=(0, 0)):
     if isinstance(kernel, int):
@@ -204,11 +204,12 @@ class FIDInceptionV3(nn.Module):
   Attributes:
     resize_input: resize to 299x299 first (pytorch-fid's default; leave on for FID).
     dtype: compute dtype (params and BatchNorm statistics stay float32).
-    precision: conv precision; ``HIGHEST`` keeps full float32 on every accelerator.
+    precision: conv precision; None follows the precision policy (``difai_jax.precision``,
+      ``highest`` in evaluate by default so numbers match pytorch-fid on every accelerator).
   """
   resize_input: bool = True
   dtype: Any = jnp.float32
-  precision: Any = jax.lax.Precision.HIGHEST
+  precision: Any = None   # None: the run's precision policy (difai_jax.precision)
 
   @nn.compact
   def __call__(self, images: jax.Array) -> jax.Array:

@@ -107,7 +107,7 @@ class LPIPSBackbone(nn.Module):
   """
   net: str = "alex"
   dtype: Any = jnp.float32
-  precision: Any = jax.lax.Precision.HIGHEST
+  precision: Any = None   # None: the run's precision policy (difai_jax.precision)
 
   @nn.compact
   def __call__(self, x: jax.Array) -> list[jax.Array]:
@@ -140,12 +140,13 @@ class LPIPS(nn.Module):
   Attributes:
     net: backbone, ``"alex"`` (the lpips package's default) or ``"vgg"`` (VGG-16).
     dtype: compute dtype (params stay float32).
-    precision: conv precision; the metric defaults to full float32 (``HIGHEST``) so that numbers
+    precision: conv precision; None follows the precision policy (``difai_jax.precision``;
+      evaluate defaults to ``highest``, full float32) so that numbers
       match the PyTorch package on every accelerator.
   """
   net: str = "alex"
   dtype: Any = jnp.float32
-  precision: Any = jax.lax.Precision.HIGHEST
+  precision: Any = None   # None: the run's precision policy (difai_jax.precision)
 
   @nn.compact
   def __call__(self, x: jax.Array, y: jax.Array) -> jax.Array:

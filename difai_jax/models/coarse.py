@@ -1,19 +1,39 @@
-"""Coarse inpainting network (the paper's customised MLGN) and its loss.
+"""Coarse inpainting network: the customised MLGN of DiFAI, and its loss.
 
-DiFAI (Yoon et al.) first completes the masked face with a coarse network whose adversarial
-weight ("lambda") is turned down so that the completion is deliberately smooth: a blurry
-completion leaves pSp room to find diverse codes. DESIGN.md "Coarse net (cMLGN)" fixes the
-architecture re-expressed here:
+DiFAI (Yoon et al.) first completes the masked face with MLGN (Liu & Jung, "Facial image
+inpainting using multi-level generative network", ICME 2019) trained with a customised
+adversarial weight ("lambda") so that the completion is deliberately smooth: a blurry completion
+leaves pSp room to find diverse codes. This module re-expresses the generator of MLGN's public
+code (JieLiu95/MLGN, ``Models/models_gd.py``, class ``Generator``) and the generator loss of its
+``Models/inpainting_model.py`` (DESIGN.md "Coarse net (cMLGN)"):
 
-* an encoder-decoder on concat(I_masked, mask): conv 5x5, 3 stride-2 downsamplings, dilated
-  residual blocks at 1/8 resolution, 3 x2 upsamplings;
-* RGB outputs (tanh) at 1/4, 1/2 and full resolution (multi-level supervision, MLGN's
-  "multi-level"); the full-resolution one is the completion;
-* the loss: multi-scale L1, hole weighted, plus an optional WGAN generator term whose weight
-  ``lambda_adv`` defaults to 0 (the customised lambda).
+* input concat(I_masked, hole) (4 channels, hole = 1 - mask, as MLGN feeds its mask);
+* every conv reflection-pads by ``kernel // 2`` and has a bias; InstanceNorm without affine
+  parameters (PyTorch ``InstanceNorm2d`` defaults: eps 1e-5, biased variance, no running stats)
+  after every conv but the first and the last; leaky ReLU 0.2; ResnetBlocks (pad-conv-IN-lrelu-
+  pad-conv-IN plus identity); upsampling by ``ConvTranspose2d(4, stride 2, padding 1)`` + IN +
+  lrelu;
+* a stem of four stride-2 convs (7x7, 5x5, 3x3, two ResnetBlocks, 3x3) down to floor 0 (H/16);
+  floor 1 (H/32) branches from floor 0, floor 2 (H/64) from floor 1, each through a 5x5 stride-2
+  conv, a 3x3 conv and three ResnetBlocks, then climbs back by x2 steps (each a transposed conv
+  and a conv + ResnetBlock);
+* fusion by concatenation: floor 0 (up to H/8) with floor 2 (up to H/8), up to H/4, with floor 1
+  (up to H/4), then two more x2 steps to full resolution and one 5x5 conv + tanh: the single
+  RGB output.
 
-No normalisation layers: the net has no batch state and a sample's output never depends on its
-batch-mates. Conventions: NHWC, images in [-1, 1], ``mask`` (N, H, W, 1), 1 = known, 0 = hole.
+Layer names follow the reference's attributes (``down_0_0`` ... ``conv_2_3``), so its state dict
+maps onto these params by a table (``weights_conversion/mlgn.py``). Channel widths are the
+reference's four (64, 128, 192, 256) by default and configurable (narrow for tests and the demo).
+``floor_stride`` (16 in MLGN) lets small images keep useful floors: at 8 or 4 the outermost one
+or two stem convs run at stride 1 and their mirrored transposed convs become 3x3 convs (an
+addition of ours; the reference only runs at 16).
+
+The loss (``Models/inpainting_model.py``, ``backward_G``) scores the composite
+``I_masked + hole * out``: SmoothL1 of the hole region averaged over all pixels, MS-SSIM of the
+composite in [0, 1], and an adversarial term whose weight is the customised lambda (0 here).
+
+InstanceNorm is per sample: a sample's output never depends on its batch-mates. Conventions: NHWC,
+images in [-1, 1], ``mask`` (N, H, W, 1), 1 = known, 0 = hole.
 """
 
 from __future__ import annotations
@@ -24,44 +44,164 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from difai_jax.models.sparn import downsample_area, module_kwargs
+from difai_jax.metrics import ssim as ssim_lib
+from difai_jax.models.sparn import module_kwargs
 
 LEAKY_SLOPE = 0.2
+IN_EPS = 1e-5            # PyTorch InstanceNorm2d default
+FLOOR_STRIDES = (4, 8, 16)
 
 
 class CoarseOutputs(NamedTuple):
-  """The coarse net's three RGB predictions, each (N, h, w, 3) in [-1, 1].
+  """The coarse net's prediction: ``full`` (N, H, W, 3) in [-1, 1], the raw tanh output.
 
-  ``full`` (H x W) is the coarse completion I_coarse; ``half`` (H/2) and ``quarter`` (H/4) are
-  the multi-level side outputs, used only by :func:`coarse_loss`.
+  The pipeline composites it with the known pixels (eq. 2) to form I_coarse.
   """
   full: jax.Array
-  half: jax.Array
-  quarter: jax.Array
+
+
+def instance_norm(x: jax.Array, eps: float = IN_EPS) -> jax.Array:
+  """PyTorch ``InstanceNorm2d(affine=False)``: per sample and channel over H, W (NHWC).
+
+  Statistics in float32 (biased variance); the result has the input's dtype.
+  """
+  x32 = x.astype(jnp.float32)
+  mean = jnp.mean(x32, axis=(1, 2), keepdims=True)
+  var = jnp.mean(jnp.square(x32 - mean), axis=(1, 2), keepdims=True)
+  return ((x32 - mean) * jax.lax.rsqrt(var + eps)).astype(x.dtype)
+
+
+def reflect_pad(x: jax.Array, pad: int) -> jax.Array:
+  """PyTorch ``ReflectionPad2d(pad)`` in NHWC (the edge pixel is not repeated)."""
+  return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+
+
+def lrelu(x: jax.Array) -> jax.Array:
+  return nn.leaky_relu(x, LEAKY_SLOPE)
+
+
+class ConvBlock(nn.Module):
+  """Reflection pad ``kernel // 2`` -> conv (bias) -> [InstanceNorm] -> [leaky ReLU 0.2].
+
+  The reference's ``Sequential(ReflectionPad2d, Conv2d, InstanceNorm2d, LeakyReLU)``.
+  """
+  features: int
+  kernel: int = 3
+  stride: int = 1
+  norm: bool = True
+  act: bool = True
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = reflect_pad(x, self.kernel // 2)
+    x = nn.Conv(self.features, (self.kernel, self.kernel), strides=(self.stride, self.stride),
+                padding="VALID", dtype=self.dtype, name="conv")(x)
+    if self.norm:
+      x = instance_norm(x)
+    return lrelu(x) if self.act else x
+
+
+class ResnetBlock(nn.Module):
+  """MLGN's ResnetBlock: ``x + IN(conv(lrelu(IN(conv(x)))))``, 3x3 reflect-padded convs."""
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    c = x.shape[-1]
+    y = ConvBlock(c, dtype=self.dtype, name="conv_0")(x)
+    y = ConvBlock(c, act=False, dtype=self.dtype, name="conv_1")(y)
+    return x + y
+
+
+class ResStack(nn.Module):
+  """``num_blocks`` ResnetBlocks at the input's width (the reference's ``res_*`` blocks)."""
+  num_blocks: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    for i in range(self.num_blocks):
+      x = ResnetBlock(dtype=self.dtype, name=f"res_{i}")(x)
+    return x
+
+
+class ConvRes(nn.Module):
+  """A 3x3 :class:`ConvBlock` to ``features`` then ``num_blocks`` ResnetBlocks (``conv_*``)."""
+  features: int
+  num_blocks: int = 1
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = ConvBlock(self.features, dtype=self.dtype, name="conv")(x)
+    for i in range(self.num_blocks):
+      x = ResnetBlock(dtype=self.dtype, name=f"res_{i}")(x)
+    return x
+
+
+class UpBlock(nn.Module):
+  """x2 upsampling: ``ConvTranspose2d(4, stride 2, padding 1)`` -> IN -> leaky ReLU (``up_*``).
+
+  PyTorch's transposed conv equals a stride-2 dilation of the input, a zero pad of
+  ``kernel - 1 - padding = 2`` per side and a correlation with the spatially flipped kernel:
+  Flax's ``ConvTranspose`` with explicit padding (2, 2) and its kernel (4, 4, in, out) holding
+  the flipped PyTorch weight (the converter flips it). With ``upsample=False`` (``floor_stride``
+  < 16) the step keeps the resolution: a reflect-padded 3x3 :class:`ConvBlock` instead.
+  """
+  features: int
+  upsample: bool = True
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    if self.upsample:
+      # (N, h, w, C) -> (N, 2h, 2w, features)
+      x = nn.ConvTranspose(self.features, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)),
+                           dtype=self.dtype, name="conv_t")(x)
+      return lrelu(instance_norm(x))
+    return ConvBlock(self.features, dtype=self.dtype, name="conv")(x)
+
+
+class Head(nn.Module):
+  """The reference's ``conv_0_0``: two 3x3 ConvBlocks, then a 5x5 conv to RGB and tanh."""
+  features: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = ConvBlock(self.features, dtype=self.dtype, name="conv_0")(x)
+    x = ConvBlock(self.features, dtype=self.dtype, name="conv_1")(x)
+    x = ConvBlock(3, kernel=5, norm=False, act=False, dtype=self.dtype, name="to_rgb")(x)
+    return jnp.tanh(x)
 
 
 class CoarseNet(nn.Module):
-  """Encoder-decoder coarse inpainting net: (I_masked, mask) -> :class:`CoarseOutputs`.
+  """MLGN's generator (JieLiu95/MLGN ``Generator``): (I_masked, mask) -> :class:`CoarseOutputs`.
 
   Attributes:
-    widths: feature widths at full, 1/2, 1/4 and 1/8 resolution (exactly four: three stride-2
-      downsamplings); the decoder mirrors them (1/4, 1/2, full).
-    dilations: one dilated residual block (two 3x3 convs with that dilation) per entry, at 1/8.
-    dtype: compute dtype (params are float32).
+    widths: the reference's four channel counts (64, 128, 192, 256); every layer uses one of
+      them (``widths[0]``: full to H/4 resolution and floor 1's top; ``widths[1]``: floors 1-2 and
+      the H/8 level; ``widths[2]``: the stem at H/8; ``widths[3]``: floor 0).
+    floor_stride: input size / floor 0 size. 16 is MLGN (floors at 16, 8, 4 px for a 256 px
+      input); 8 or 4 run the outermost one or two stem convs at stride 1 and replace their
+      mirrored transposed convs by 3x3 convs (for small images: at 64 px, 4 keeps the floors at
+      16, 8, 4 px). Image sides must be multiples of ``4 * floor_stride`` with floor 2 at least
+      2 px (InstanceNorm of a 1-pixel map is 0).
+    dtype: compute dtype (params are float32; InstanceNorm statistics are float32).
   """
-  widths: Sequence[int] = (64, 128, 256, 256)
-  dilations: Sequence[int] = (2, 4, 8, 16)
+  widths: Sequence[int] = (64, 128, 192, 256)
+  floor_stride: int = 16
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, i_masked: jax.Array, mask: jax.Array) -> CoarseOutputs:
     """Args:
-      i_masked: (N, H, W, 3) ``image * mask`` in [-1, 1]; H, W divisible by 8.
+      i_masked: (N, H, W, 3) ``image * mask`` in [-1, 1].
       mask: (N, H, W, 1), 1 = known, 0 = hole.
 
     Returns:
-      CoarseOutputs(full (N, H, W, 3), half (N, H/2, W/2, 3), quarter (N, H/4, W/4, 3)), raw
-      network outputs in [-1, 1] (composite with the known pixels in the pipeline).
+      CoarseOutputs(full (N, H, W, 3) float32 in [-1, 1]), the raw network output.
     """
     if i_masked.ndim != 4 or i_masked.shape[-1] != 3:
       raise ValueError(f"CoarseNet: i_masked must be (N, H, W, 3); got {i_masked.shape}")
@@ -69,95 +209,150 @@ class CoarseNet(nn.Module):
     if mask.shape != (n, h, w, 1):
       raise ValueError(f"CoarseNet: mask must be (N, H, W, 1) = {(n, h, w, 1)} "
                        f"(1 = known, 0 = hole); got {mask.shape}")
-    if h % 8 or w % 8:
-      raise ValueError(f"CoarseNet: image size {h}x{w} must be divisible by 8 "
-                       "(three stride-2 downsamplings)")
     if len(self.widths) != 4:
-      raise ValueError(f"CoarseNet: widths must hold 4 entries (full, 1/2, 1/4, 1/8 "
-                       f"resolution); got {tuple(self.widths)}")
-    lrelu = lambda x: nn.leaky_relu(x, LEAKY_SLOPE)
+      raise ValueError(f"CoarseNet: widths must hold MLGN's 4 channel counts (64, 128, 192, "
+                       f"256 in the reference); got {tuple(self.widths)}")
+    if self.floor_stride not in FLOOR_STRIDES:
+      raise ValueError(f"CoarseNet: floor_stride must be one of {FLOOR_STRIDES} (16 is MLGN); "
+                       f"got {self.floor_stride}")
+    deepest = 4 * self.floor_stride   # floor 2 is H / (4 * floor_stride)
+    if h % deepest or w % deepest or min(h, w) < 2 * deepest:
+      raise ValueError(
+          f"CoarseNet: image size {h}x{w} does not fit floor_stride {self.floor_stride}: the "
+          f"sides must be multiples of {deepest} and at least {2 * deepest} (floor 2 at "
+          f">= 2 px); lower floor_stride for small images")
+    w0, w1, w2, w3 = self.widths
+    outer_0 = self.floor_stride >= 16   # down_0_0 / up_0_0 change the resolution
+    outer_1 = self.floor_stride >= 8    # down_0_1 / up_0_1 change the resolution
+    kw = dict(dtype=self.dtype)
+    hole = 1.0 - mask.astype(i_masked.dtype)
+    x = jnp.concatenate([i_masked, hole], axis=-1).astype(self.dtype)   # (N, H, W, 4)
 
-    def conv(features, kernel, name, strides=1, dilation=1):
-      pad = dilation * (kernel - 1) // 2  # symmetric, as PyTorch padding=pad
-      return nn.Conv(features, (kernel, kernel), strides=(strides, strides),
-                     padding=((pad, pad), (pad, pad)), kernel_dilation=(dilation, dilation),
-                     dtype=self.dtype, name=name)
+    # Stem to floor 0: (N, H, W, 4) -> (N, H/16, W/16, w3) at floor_stride 16.
+    x = ConvBlock(w0, 7, 2 if outer_0 else 1, norm=False, name="down_0_0", **kw)(x)
+    x = ConvBlock(w1, 5, 2 if outer_1 else 1, name="down_0_1", **kw)(x)
+    x = ConvBlock(w2, 3, 2, name="down_0_2", **kw)(x)                   # H/8
+    x = ResStack(2, name="res_0_0", **kw)(x)
+    floor_0 = ConvBlock(w3, 3, 2, name="down_0_3", **kw)(x)            # H/16
+    out_0_1 = ResStack(3, name="res_0_1", **kw)(floor_0)
+    out_0_1 = ConvRes(w1, name="conv_0_3", **kw)(UpBlock(w3, name="up_0_3", **kw)(out_0_1))
 
-    x = jnp.concatenate([i_masked, mask.astype(i_masked.dtype)], axis=-1).astype(self.dtype)
-    x = lrelu(conv(self.widths[0], 5, "conv_in")(x))
-    for i, width in enumerate(self.widths[1:]):
-      x = lrelu(conv(width, 3, f"down_{i}", strides=2)(x))  # (N, h, w, C) -> (N, h/2, w/2, C')
-    for i, d in enumerate(self.dilations):
-      # Pre-activation residual block with dilated 3x3 convs: large receptive field at 1/8.
-      dx = conv(self.widths[3], 3, f"res_{i}_conv_0", dilation=d)(lrelu(x))
-      dx = conv(self.widths[3], 3, f"res_{i}_conv_1", dilation=d)(lrelu(dx))
-      x = x + dx
-    x = lrelu(x)
-    rgb = []
-    for i, width in enumerate(reversed(self.widths[:3])):  # 1/4, 1/2, full resolution
-      x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)  # (N, h, w, C) -> (N, 2h, 2w, C)
-      x = lrelu(conv(width, 3, f"up_{i}_conv_0")(x))
-      x = lrelu(conv(width, 3, f"up_{i}_conv_1")(x))
-      rgb.append(jnp.tanh(conv(3, 3, f"to_rgb_{i}")(x)).astype(jnp.float32))
-    quarter, half, full = rgb
-    return CoarseOutputs(full=full, half=half, quarter=quarter)
+    # Floor 1: H/16 -> H/32, back up to H/4 with width w0.
+    floor_1 = ConvBlock(w1, 5, 2, name="down_1_0", **kw)(floor_0)      # H/32
+    floor_1 = ConvBlock(w1, 3, name="conv_1_0", **kw)(floor_1)
+    y = ResStack(3, name="res_1_0", **kw)(floor_1)
+    y = ConvRes(w1, name="conv_1_1", **kw)(UpBlock(w1, name="up_1_0", **kw)(y))    # H/16
+    y = ConvRes(w0, name="conv_1_2", **kw)(UpBlock(w0, name="up_1_1", **kw)(y))    # H/8
+    out_1 = ConvRes(w0, name="conv_1_3", **kw)(UpBlock(w0, name="up_1_2", **kw)(y))  # H/4
+
+    # Floor 2: H/32 -> H/64 (from floor 1 before its ResnetBlocks), back up to H/8, width w1.
+    z = ConvBlock(w1, 5, 2, name="down_2_0", **kw)(floor_1)            # H/64
+    z = ResStack(3, name="res_2_0", **kw)(ConvBlock(w1, 3, name="conv_2_0", **kw)(z))
+    z = ConvRes(w1, name="conv_2_1", **kw)(UpBlock(w1, name="up_2_0", **kw)(z))    # H/32
+    z = ConvRes(w1, name="conv_2_2", **kw)(UpBlock(w1, name="up_2_1", **kw)(z))    # H/16
+    out_2 = ConvRes(w1, name="conv_2_3", **kw)(UpBlock(w1, name="up_2_2", **kw)(z))  # H/8
+
+    # Fusion by concatenation, then up to full resolution.
+    x = jnp.concatenate([out_0_1, out_2], axis=-1)                     # (N, H/8, W/8, 2 w1)
+    x = ConvRes(w0, name="conv_0_2", **kw)(UpBlock(w1, name="up_0_2", **kw)(x))    # H/4
+    x = jnp.concatenate([x, out_1], axis=-1)                           # (N, H/4, W/4, 2 w0)
+    x = UpBlock(w0, upsample=outer_1, name="up_0_1", **kw)(x)          # H/2
+    x = ConvRes(w0, num_blocks=2, name="conv_0_1", **kw)(x)
+    x = UpBlock(w0, upsample=outer_0, name="up_0_0", **kw)(x)          # H
+    full = Head(w0, name="conv_0_0", **kw)(x)                          # (N, H, W, 3)
+    return CoarseOutputs(full=full.astype(jnp.float32))
 
 
-def coarse_loss(outputs: CoarseOutputs, i_gt: jax.Array, mask: jax.Array, *,
-                hole_weight: float = 6.0, valid_weight: float = 1.0,
-                scale_weights: Sequence[float] = (1.0, 1.0, 1.0),
-                lambda_adv: float = 0.0, fake_scores: jax.Array | None = None) -> jax.Array:
-  """Multi-scale hole-weighted L1 plus an optional WGAN generator term.
+# ----------------------------------------------------------------------------------------------
+# Loss (MLGN's backward_G)
+# ----------------------------------------------------------------------------------------------
 
-  For each scale s in (full, half, quarter), the ground truth and the mask are area-downsampled
-  to the output's size (so a low-resolution pixel straddling the hole boundary is weighted by
-  its known fraction) and
+def smooth_l1(x: jax.Array, beta: float = 1.0) -> jax.Array:
+  """Elementwise PyTorch ``SmoothL1Loss`` (beta 1): ``0.5 x^2 / beta`` if ``|x| < beta``."""
+  ax = jnp.abs(x)
+  return jnp.where(ax < beta, 0.5 * jnp.square(x) / beta, ax - 0.5 * beta)
 
-      L1_s = mean_{pixels, channels} (valid_weight * mask_s + hole_weight * (1 - mask_s))
-                                     * |out_s - gt_s|.
 
-  Total = sum_s scale_weights[s] * L1_s - lambda_adv * mean(fake_scores).
+def coarse_loss_terms(outputs: CoarseOutputs, i_gt: jax.Array, mask: jax.Array, *,
+                      ms_ssim_weights: Sequence[float] = ssim_lib.MS_SSIM_WEIGHTS,
+                      fake_scores: jax.Array | None = None) -> dict[str, jax.Array]:
+  """The unweighted terms of MLGN's generator loss on the composite.
+
+  With ``I_comp = I_gt * mask + hole * out`` (the reference's ``fake_B``):
+
+  * ``rec``: ``SmoothL1(I_comp * hole, I_gt * hole)`` averaged over all N*H*W*3 values (PyTorch
+    ``SmoothL1Loss()``, beta 1), i.e. the hole error weighted by the hole's share of the image;
+  * ``ms_ssim``: ``1 - MS-SSIM((I_comp + 1) / 2, (I_gt + 1) / 2)``, data range 1, batch mean
+    (pytorch-msssim ``MS_SSIM(data_range=1)``; ``ms_ssim_weights`` sets the scales);
+  * ``adversarial``: ``-mean(fake_scores)`` when scores are given: the WGAN generator term of
+    the project's critic (the reference uses an LSGAN critic; see ``coarse_loss``).
 
   Args:
     outputs: :class:`CoarseOutputs` of the coarse net.
     i_gt: (N, H, W, 3) ground truth in [-1, 1].
     mask: (N, H, W, 1), 1 = known, 0 = hole.
-    hole_weight, valid_weight: per-region L1 weights (6 and 1 as in the partial-convolution loss
-      of Liu et al. 2018, from which the hole / valid terms descend).
-    scale_weights: weights of the (full, half, quarter) terms.
-    lambda_adv: weight of the adversarial term; 0 (default) is the paper's customised lambda
-      that keeps the completion smooth.
-    fake_scores: critic scores (N,) of the coarse completions; required when lambda_adv != 0.
+    ms_ssim_weights: MS-SSIM scale exponents, finest first (5 for 256 px, fewer for small
+      images: the smaller side must exceed ``10 * 2 ** (scales - 1)``).
+    fake_scores: critic scores (N,) of the composites, or None.
+
+  Returns:
+    ``{"rec", "ms_ssim"}`` (+ ``"adversarial"``) float32 scalars.
+  """
+  if i_gt.shape != outputs.full.shape:
+    raise ValueError(f"coarse_loss: i_gt {i_gt.shape} and the coarse output "
+                     f"{outputs.full.shape} differ")
+  if mask.shape != i_gt.shape[:3] + (1,):
+    raise ValueError(f"coarse_loss: mask must be (N, H, W, 1) matching i_gt; got {mask.shape}")
+  mask = mask.astype(jnp.float32)
+  hole = 1.0 - mask
+  i_gt = i_gt.astype(jnp.float32)
+  out = outputs.full.astype(jnp.float32)
+  comp = i_gt * mask + hole * out
+  terms = {
+      "rec": jnp.mean(smooth_l1(comp * hole - i_gt * hole)),
+      "ms_ssim": 1.0 - jnp.mean(ssim_lib.ms_ssim((comp + 1.0) * 0.5, (i_gt + 1.0) * 0.5,
+                                                 data_range=1.0,
+                                                 weights=tuple(ms_ssim_weights))),
+  }
+  if fake_scores is not None:
+    terms["adversarial"] = -jnp.mean(fake_scores.astype(jnp.float32))
+  return terms
+
+
+def coarse_loss(outputs: CoarseOutputs, i_gt: jax.Array, mask: jax.Array, *,
+                lambda_rec: float = 100.0, lambda_ms_ssim: float = 5.0,
+                lambda_adv: float = 0.0,
+                ms_ssim_weights: Sequence[float] = ssim_lib.MS_SSIM_WEIGHTS,
+                fake_scores: jax.Array | None = None) -> jax.Array:
+  """MLGN's generator loss with DiFAI's customised adversarial weight.
+
+  ``lambda_rec * rec + lambda_ms_ssim * ms_ssim + lambda_adv * adversarial`` over the terms of
+  :func:`coarse_loss_terms`. MLGN's ``backward_G`` reads
+  ``5 * GAN + lambda_l1 * SmoothL1 + 5 * (1 - MS-SSIM)`` with ``lambda_l1`` commented as 100
+  (its options file is not public). DiFAI customises the adversarial weight so that the coarse
+  face stays blurry: ``lambda_adv`` 0 by default (MLGN: 5). When it is non-zero the project's
+  WGAN-GP critic scores the composite and the term is ``-mean(D(composite))``, not MLGN's LSGAN.
+
+  Args:
+    outputs, i_gt, mask, ms_ssim_weights: as :func:`coarse_loss_terms`.
+    lambda_rec, lambda_ms_ssim, lambda_adv: term weights.
+    fake_scores: critic scores (N,) of the composites; required when ``lambda_adv != 0``.
 
   Returns:
     Scalar float32 loss.
   """
-  if i_gt.shape != outputs.full.shape:
-    raise ValueError(f"coarse_loss: i_gt {i_gt.shape} and the full-resolution output "
-                     f"{outputs.full.shape} differ")
-  if mask.shape != i_gt.shape[:3] + (1,):
-    raise ValueError(f"coarse_loss: mask must be (N, H, W, 1) matching i_gt; got {mask.shape}")
-  if len(scale_weights) != 3:
-    raise ValueError(f"coarse_loss: scale_weights must give (full, half, quarter); got "
-                     f"{tuple(scale_weights)}")
-  mask = mask.astype(jnp.float32)
-  i_gt = i_gt.astype(jnp.float32)
-  total = jnp.float32(0.0)
-  for out, weight in zip((outputs.full, outputs.half, outputs.quarter), scale_weights):
-    size = out.shape[1:3]
-    gt_s = downsample_area(i_gt, size)
-    mask_s = downsample_area(mask, size)
-    pixel_weight = valid_weight * mask_s + hole_weight * (1.0 - mask_s)
-    total = total + weight * jnp.mean(pixel_weight * jnp.abs(out.astype(jnp.float32) - gt_s))
+  if lambda_adv and fake_scores is None:
+    raise ValueError("coarse_loss: lambda_adv is non-zero but no fake_scores were given")
+  terms = coarse_loss_terms(outputs, i_gt, mask, ms_ssim_weights=ms_ssim_weights,
+                            fake_scores=fake_scores if lambda_adv else None)
+  total = lambda_rec * terms["rec"] + lambda_ms_ssim * terms["ms_ssim"]
   if lambda_adv:
-    if fake_scores is None:
-      raise ValueError("coarse_loss: lambda_adv is non-zero but no fake_scores were given")
-    total = total - lambda_adv * jnp.mean(fake_scores.astype(jnp.float32))
+    total = total + lambda_adv * terms["adversarial"]
   return total
 
 
 # Fields of config.coarse that configure the loss, not the module.
-NON_ARCHITECTURE_FIELDS = ("hole_weight", "valid_weight", "scale_weights", "lambda_adv")
+NON_ARCHITECTURE_FIELDS = ("lambda_rec", "lambda_ms_ssim", "lambda_adv", "ms_ssim_weights")
 
 
 def from_config(cfg: Any) -> CoarseNet:

@@ -96,7 +96,7 @@ def adaptive_avg_pool_matrix(n_out: int, n_in: int) -> np.ndarray:
 
 def _resize_with_matrices(x: jax.Array, mh: np.ndarray, mw: np.ndarray) -> jax.Array:
   """(N, H, W, C) -> (N, H', W', C) with row matrix ``mh`` (H', H) and column matrix ``mw``."""
-  hi = jax.lax.Precision.HIGHEST
+  hi = None   # the run's precision policy (difai_jax.precision)
   x = jnp.einsum("oh,nhwc->nowc", jnp.asarray(mh, x.dtype), x, precision=hi)
   return jnp.einsum("pw,nowc->nopc", jnp.asarray(mw, x.dtype), x, precision=hi)
 
@@ -232,11 +232,13 @@ class GradualStyleBlock(nn.Module):
   """Stride-2 conv3x3 + LeakyReLU(0.01) until 1x1, then an equalized linear (lr_mul 1).
 
   ``(N, S, S, C) -> (N, features)`` with log2(S) convs ``conv_{k}`` (pSp's ``convs.{2k}``) and
-  ``linear``. S must be a power of two (16 / 32 / 64 for a 256 px pSp input).
+  ``linear``. S must be a power of two (16 / 32 / 64 for a 256 px pSp input). The convs are
+  ``width`` wide (default ``features``, as pSp's blocks).
   """
   features: int
   dtype: Dtype = jnp.float32
   precision: Any = "highest"
+  width: int | None = None
 
   @nn.compact
   def __call__(self, x):
@@ -245,9 +247,10 @@ class GradualStyleBlock(nn.Module):
     if h != w or num_pools < 1 or 2 ** num_pools != h:
       raise ValueError(f"GradualStyleBlock needs a square power-of-two feature map, got {h}x{w}")
     for k in range(num_pools):
-      x = _conv(self.features, 3, 2, 1, True, self.dtype, self.precision, f"conv_{k}")(x)
+      x = _conv(self.width or self.features, 3, 2, 1, True, self.dtype, self.precision,
+                f"conv_{k}")(x)
       x = nn.leaky_relu(x, 0.01)
-    x = x.reshape(n, self.features)  # (N, 1, 1, C) -> (N, C)
+    x = x.reshape(n, x.shape[-1])  # (N, 1, 1, C) -> (N, C)
     return layers.EqualLinear(self.features, lr_mul=1.0, dtype=self.dtype, name="linear")(x)
 
 
@@ -265,6 +268,8 @@ class GradualStyleEncoder(nn.Module):
     style_dim: width of each code (the decoder's style_dim, 512).
     coarse_ind, middle_ind: styles [0, coarse_ind) read c3, [coarse_ind, middle_ind) p2, the
       rest p1 (pSp: 3 and 7).
+    block_width: width of the style blocks' convs (None: ``style_dim``, as pSp). Narrower
+      blocks keep small encoders small: the blocks hold most of the parameters.
     dtype: compute dtype; precision: conv / matmul precision (``"highest"`` for parity).
   """
   unit_counts: tuple[int, ...] = IR_UNIT_COUNTS[50]
@@ -278,6 +283,7 @@ class GradualStyleEncoder(nn.Module):
   middle_ind: int = 7
   dtype: Dtype = jnp.float32
   precision: Any = "highest"
+  block_width: int | None = None
 
   @property
   def taps(self) -> tuple[int, int, int]:
@@ -300,7 +306,7 @@ class GradualStyleEncoder(nn.Module):
     width = c3.shape[-1]
 
     def style(j, x):
-      return GradualStyleBlock(self.style_dim, self.dtype, self.precision,
+      return GradualStyleBlock(self.style_dim, self.dtype, self.precision, self.block_width,
                                name=f"styles_{j}")(x)
 
     latents = [style(j, c3) for j in range(min(self.coarse_ind, self.n_styles))]
@@ -384,7 +390,7 @@ class PSP(nn.Module):
 # ---- construction from config.json ----
 
 _ENCODER_FIELDS = ("unit_counts", "widths", "input_width", "mode", "se_reduction", "n_styles",
-                   "style_dim", "coarse_ind", "middle_ind", "precision")
+                   "style_dim", "coarse_ind", "middle_ind", "precision", "block_width")
 _BACKBONE_FIELDS = ("unit_counts", "widths", "input_width", "mode", "se_reduction", "precision")
 
 

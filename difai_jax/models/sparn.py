@@ -1,25 +1,41 @@
 """DiFAI generator G(I_masked, I_style', M) with SPARN (spatially adaptive region normalisation).
 
 Re-expresses the paper's generator (DiFAI, Yoon et al., section "SPARN" and Table 3) as described
-in DESIGN.md "DiFAI generator":
+in DESIGN.md "DiFAI generator", with SPADE's parts as NVlabs/SPADE has them (Park et al. 2019):
 
-* a SPADE-style content encoder on concat(I_masked, mask): conv 7x7, then stride-2 convs, plain
-  leaky ReLU, no normalisation, down to image_size / 16;
-* a decoder of residual blocks (SPADE's ResnetBlock layout, Park et al. 2019) whose
-  normalisation layers are SPARN: region normalisation (the parameter-free part of RN-B, Yu et
-  al. 2020, geekyutao/RN) followed by a SPADE affine predicted from concat(I_style', mask);
-* an output head lrelu -> conv 3x3 -> tanh.
+* the content encoder is SPADE's ConvEncoder (``models/networks/encoder.py``) on
+  concat(I_masked, mask): 3x3 stride-2 convs, each spectral-normalised and followed by a
+  parameter-free instance norm (SPADE's default ``norm_E='spectralinstance'``, whose convs lose
+  their bias) and leaky ReLU 0.2; kept spatial (no fc_mu / fc_var), down to image_size / 16;
+* a decoder of SPADE's ResnetBlocks (``architecture.py`` SPADEResnetBlock, spectral norm on
+  ``conv_0``, ``conv_1``, ``conv_s`` as SPADE's ``norm_G='spectral...'``) whose normalisation
+  layers are SPARN: region normalisation (the parameter-free part of RN-B, Yu et al. 2020,
+  geekyutao/RN ``rn.py``) followed by a SPADE affine predicted from concat(I_style', mask);
+* an output head lrelu -> conv 3x3 -> tanh (SPADE's conv_img, no spectral norm).
 
 ``norm`` selects the three columns of the paper's Table 3:
 
-* ``'sparn'`` (default): region normalisation, statistics per sample (``rn_stats='instance'``)
-  or over the batch (``rn_stats='batch'``, as RN-B);
+* ``'sparn'`` (default): region normalisation with batch statistics (``rn_stats='batch'``, as
+  RN-B, whose BatchNorm keeps no running statistics: batch statistics in training and inference)
+  or per-sample statistics (``rn_stats='instance'``, an option);
 * ``'spade'``: parameter-free BatchNorm (plain SPADE decoder);
 * ``'batch'``: BatchNorm with a learned affine, no region split ("w/o RN").
-  Both BatchNorm variants keep running statistics in the ``batch_stats`` collection (PyTorch
-  defaults: momentum 0.1, i.e. Flax ``momentum=0.9``, eps 1e-5) and use them when
-  ``train=False``. (Flax averages the biased batch variance into the running variance where
-  PyTorch uses the unbiased one: a factor N*H*W / (N*H*W - 1), negligible at these sizes.)
+  Both BatchNorm variants keep running statistics in the ``batch_stats`` collection (PyTorch's
+  BatchNorm2d: momentum 0.1, eps 1e-5, the unbiased batch variance averaged into the running
+  variance) and use them when ``train=False``.
+
+Batch statistics and the K style variants. The pipeline folds the K = 1 + alpha completions of
+a batch of N images into one generator batch of K * N, variant-major (``num_variants=K``). Every
+batch statistic (RN with ``rn_stats='batch'``, the BatchNorm of 'spade' / 'batch' in training)
+is pooled over the N images of one variant j, never across variants: completion j depends on
+its batch-mates (as RN-B) but not on K nor on the other style images, exactly as if each variant
+had been a separate forward. A training step updates the running statistics once, with the
+average over variants of the per-variant statistics.
+
+Spectral norm (Miyato et al. 2018) with PyTorch's ``torch.nn.utils.spectral_norm`` semantics,
+:class:`SpectralNorm`: the power-iteration vectors ``u`` and ``v`` live in the ``'spectral'``
+collection; a training forward (``train=True``, apply with ``mutable=['spectral']``) does one
+power iteration and stores the vectors, an inference forward uses the stored ones as they are.
 
 Resizing the condition to a block's resolution (a choice the paper leaves open): the style image
 I_style' is area-downsampled (exact average pooling; the resolutions are the image size divided by
@@ -34,6 +50,7 @@ Conventions: NHWC, images in [-1, 1], ``mask`` (N, H, W, 1) with 1 = known, 0 = 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -43,10 +60,15 @@ import numpy as np
 
 NORMS = ("sparn", "spade", "batch")
 RN_STATS = ("instance", "batch")
+ENCODERS = ("spade", "plain")
 LEAKY_SLOPE = 0.2
 # PyTorch BatchNorm2d defaults expressed for Flax (Flax momentum = 1 - torch momentum).
 BN_MOMENTUM = 0.9
 BN_EPS = 1e-5
+# torch.nn.utils.spectral_norm defaults: one power iteration per training forward, eps 1e-12.
+SPECTRAL_COLLECTION = "spectral"
+SN_STEPS = 1
+SN_EPS = 1e-12
 
 
 # ----------------------------------------------------------------------------------------------
@@ -134,27 +156,138 @@ def _upsample2x(x: jax.Array) -> jax.Array:
   return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
 
 
+def _variant_blocks(x: jax.Array, num_variants: int, where: str) -> jax.Array:
+  """(K * N, ...) -> (K, N, ...): the batch as ``num_variants`` consecutive blocks (variant-major,
+  as ``pipeline.generate`` folds the K style variants into the batch)."""
+  if num_variants < 1 or x.shape[0] % num_variants:
+    raise ValueError(f"{where}: the batch of {x.shape[0]} is not num_variants = {num_variants} "
+                     "equal blocks (K style variants folded variant-major into the batch)")
+  return x.reshape((num_variants, x.shape[0] // num_variants) + x.shape[1:])
+
+
+# ----------------------------------------------------------------------------------------------
+# Spectral norm and instance norm (SPADE's 'spectral' and 'instance' norm_E / norm_G parts).
+# ----------------------------------------------------------------------------------------------
+
+def _l2_normalize(v: jax.Array, eps: float) -> jax.Array:
+  """``v / max(||v||, eps)``, PyTorch's ``F.normalize``."""
+  return v / jnp.maximum(jnp.sqrt(jnp.sum(jnp.square(v))), eps)
+
+
+class SpectralNorm(nn.Module):
+  """Spectral normalisation of a wrapped layer's kernels, as ``torch.nn.utils.spectral_norm``.
+
+  The kernel (kh, kw, C_in, C_out) is read as the matrix W (kh * kw * C_in, C_out) and divided
+  by ``sigma = u . W^T v`` (u in output space, v in input space, both no-gradient). A training
+  forward (``update_stats=True``) first does ``n_steps`` power iterations
+  ``v = normalize(W u)``, ``u = normalize(W^T v)`` from the stored u and stores the new u and v
+  (and sigma, for monitoring); an inference forward uses the stored u and v as they are, without
+  an iteration (PyTorch's ``module.eval()``). ``flax.linen.SpectralNorm`` instead iterates on
+  every call and keeps no v, so its inference output differs from PyTorch's until the iteration
+  has converged.
+
+  At initialisation u and v are unit vectors drawn from the ``'params'`` rng (as PyTorch) and one
+  round of ``n_steps`` iterations is applied, as if a training forward had run: a network
+  evaluated before its first training step then sees ``sigma = ||W v|| > 0`` instead of a random
+  ``u . W^T v`` of either sign.
+
+  Same interface as ``flax.linen.SpectralNorm`` (``layer_instance``, ``update_stats``; variables
+  ``'<layer>/kernel/u'`` (1, C_out), ``'<layer>/kernel/v'`` (1, kh * kw * C_in) and
+  ``'<layer>/kernel/sigma'`` in ``collection_name``). Biases and other vectors are left as they
+  are. A PyTorch ``weight_v`` (C_in * kh * kw, in (C_in, kh, kw) order) maps to v by permuting it
+  to (kh, kw, C_in) order; ``weight_u`` maps to u unchanged.
+  """
+  layer_instance: nn.Module
+  n_steps: int = SN_STEPS
+  epsilon: float = SN_EPS
+  collection_name: str = SPECTRAL_COLLECTION
+
+  @nn.compact
+  def __call__(self, *args, update_stats: bool, **kwargs):
+    iterate = update_stats or self.is_initializing()
+
+    def normalize(path, value):
+      if value.ndim < 2:
+        return value
+      name = "/".join([self.layer_instance.name] + [k.key for k in path[1:]])
+      w = jnp.asarray(value, jnp.float32).reshape(-1, value.shape[-1])  # (fan_in, C_out)
+      unit_normal = lambda rng, n: _l2_normalize(jax.random.normal(rng, (1, n)), self.epsilon)
+      first = not self.has_variable(self.collection_name, f"{name}/u")
+      u_var = self.variable(self.collection_name, f"{name}/u", unit_normal,
+                            self.make_rng("params") if first else None, w.shape[1])
+      v_var = self.variable(self.collection_name, f"{name}/v", unit_normal,
+                            self.make_rng("params") if first else None, w.shape[0])
+      sigma_var = self.variable(self.collection_name, f"{name}/sigma", jnp.ones, (),
+                                jnp.float32)
+      u, v = u_var.value, v_var.value
+      if iterate:
+        for _ in range(self.n_steps):
+          v = _l2_normalize(u @ w.T, self.epsilon)   # (1, C_out) -> (1, fan_in)
+          u = _l2_normalize(v @ w, self.epsilon)     # (1, fan_in) -> (1, C_out)
+        u, v = jax.lax.stop_gradient(u), jax.lax.stop_gradient(v)
+      sigma = jnp.sum((v @ w) * u)
+      if iterate:
+        u_var.value, v_var.value = u, v
+        sigma_var.value = jax.lax.stop_gradient(sigma)
+      return (w / sigma).reshape(value.shape).astype(value.dtype)
+
+    return nn.map_variables(
+        lambda layer: layer(*args, **kwargs), "params",
+        trans_in_fn=lambda vs: jax.tree_util.tree_map_with_path(normalize, vs),
+        init=self.is_initializing(), mutable=True)(self.layer_instance)
+
+
+def _conv(features: int, kernel: int, name: str, *, spectral_norm: bool, dtype: Any,
+          strides: int = 1, use_bias: bool = True):
+  """A conv with PyTorch's symmetric padding (kernel - 1) // 2, spectral-normalised or not.
+
+  Returns ``f(x, train)``. The params stay at ``name`` either way; the spectral state lives at
+  ``name + '_sn'`` in the ``'spectral'`` collection.
+  """
+  pad = (kernel - 1) // 2
+  conv = nn.Conv(features, (kernel, kernel), strides=(strides, strides),
+                 padding=((pad, pad), (pad, pad)), use_bias=use_bias, dtype=dtype, name=name)
+  if not spectral_norm:
+    return lambda x, train: conv(x)
+  wrapped = SpectralNorm(conv, name=f"{name}_sn")
+  return lambda x, train: wrapped(x, update_stats=train)
+
+
+def instance_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
+  """Parameter-free instance norm (PyTorch ``InstanceNorm2d(affine=False)``): per sample and
+  channel over (H, W), biased variance. (N, H, W, C) -> (N, H, W, C) in x's dtype."""
+  x32 = x.astype(jnp.float32)
+  mean = jnp.mean(x32, axis=(1, 2), keepdims=True)
+  var = jnp.mean(jnp.square(x32 - mean), axis=(1, 2), keepdims=True)
+  return ((x32 - mean) * jax.lax.rsqrt(var + eps)).astype(x.dtype)
+
+
 # ----------------------------------------------------------------------------------------------
 # Region normalisation and SPARN.
 # ----------------------------------------------------------------------------------------------
 
-def region_norm(x: jax.Array, mask: jax.Array, stats: str = "instance",
-                eps: float = 1e-5) -> jax.Array:
-  """Region normalisation (parameter-free part of RN-B, Yu et al. 2020).
+def region_norm(x: jax.Array, mask: jax.Array, stats: str = "batch", eps: float = 1e-5,
+                num_variants: int = 1) -> jax.Array:
+  """Region normalisation (parameter-free part of RN-B, Yu et al. 2020, geekyutao/RN).
 
   Per channel, the known region (mask = 1) and the hole (mask = 0) are each normalised with their
-  own mean and (biased) variance: ``(x - mu_r) / sqrt(var_r + eps)`` inside region r.
-  RN-B computes this by filling the other region with the region mean and running a batch norm
-  rescaled by sqrt(|r| / NHW); that equals the direct form above up to where eps enters
-  (RN-B's effective eps is eps * NHW / |r|). We use the direct form.
+  own mean and (biased) variance: ``(x - mu_r) / sqrt(var_r + eps * T / |r|)`` inside region r,
+  where T is the number of pixels the statistics pool over and |r| those of region r. This is
+  RN-B's result written directly: RN-B fills the other region with the region mean, runs an
+  affine-free BatchNorm (eps on the filled map's variance ``|r| / T * var_r``) and rescales by
+  ``sqrt(|r| / T)``, which puts ``eps * T / |r|`` on the region variance.
 
   Args:
-    x: (N, H, W, C) features.
+    x: (N, H, W, C) features; with ``num_variants = K``, N = K * n holds K style variants of n
+      images, variant-major.
     mask: (N, H, W, 1) binary at x's resolution, 1 = known, 0 = hole.
-    stats: ``'instance'``: statistics per sample over (H, W) within each region, so a sample's
-      output never depends on its batch-mates; ``'batch'``: over (N, H, W) within each region, as
-      the original RN.
-    eps: added to the variance.
+    stats: ``'batch'``: statistics over the n images, H and W of each variant, as RN-B
+      (completion j depends on its batch-mates, never on the other variants nor on K);
+      ``'instance'``: per sample over (H, W), so a sample never depends on its batch-mates
+      (equal to ``'batch'`` applied to each sample alone).
+    eps: added to the variance (RN-B's BatchNorm eps, 1e-5).
+    num_variants: K, the number of consecutive equal blocks of the batch that never share
+      statistics.
 
   Returns:
     (N, H, W, C) in x's dtype. An empty region (no pixel of that kind, e.g. a small hole that
@@ -164,28 +297,70 @@ def region_norm(x: jax.Array, mask: jax.Array, stats: str = "instance",
   if stats not in RN_STATS:
     raise ValueError(f"region_norm: stats must be one of {RN_STATS}; got {stats!r}")
   _check_mask(mask, x.shape, "region_norm")
-  axes = (1, 2) if stats == "instance" else (0, 1, 2)
-  x32 = x.astype(jnp.float32)
-  known = mask.astype(jnp.float32)
+  # (K * n, H, W, C) -> (K, n, H, W, C); statistics over (n, H, W) or (H, W) of each block.
+  x32 = _variant_blocks(x.astype(jnp.float32), num_variants, "region_norm")
+  known = _variant_blocks(mask.astype(jnp.float32), num_variants, "region_norm")
+  axes = (2, 3) if stats == "instance" else (1, 2, 3)
+  total = float(np.prod([x32.shape[a] for a in axes]))
   out = jnp.zeros_like(x32)
   for region in (known, 1.0 - known):
     # Pixel count of the region; max(., 1) keeps empty regions finite (their mask is zero, so
-    # their contribution below is zero whatever the statistics are).
+    # their contribution below is zero whatever the statistics are), as RN-B's Sr[Sr == 0] = 1.
     count = jnp.maximum(jnp.sum(region, axis=axes, keepdims=True), 1.0)
     mean = jnp.sum(x32 * region, axis=axes, keepdims=True) / count
     var = jnp.sum(jnp.square(x32 - mean) * region, axis=axes, keepdims=True) / count
-    out = out + region * (x32 - mean) * jax.lax.rsqrt(var + eps)
-  return out.astype(x.dtype)
+    out = out + region * (x32 - mean) * jax.lax.rsqrt(var + eps * total / count)
+  return out.reshape(x.shape).astype(x.dtype)
 
 
 class RegionNorm(nn.Module):
   """Module wrapper of :func:`region_norm` (no parameters, no state)."""
-  stats: str = "instance"
+  stats: str = "batch"
   eps: float = 1e-5
 
   @nn.compact
-  def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
-    return region_norm(x, mask, self.stats, self.eps)
+  def __call__(self, x: jax.Array, mask: jax.Array, *, num_variants: int = 1) -> jax.Array:
+    return region_norm(x, mask, self.stats, self.eps, num_variants)
+
+
+class VariantBatchNorm(nn.Module):
+  """PyTorch's BatchNorm2d with the batch statistics of each style variant kept apart.
+
+  Training (``train=True``): x is normalised with the mean and biased variance of its own
+  variant block (see :func:`region_norm`'s ``num_variants``) and the running statistics (the
+  ``batch_stats`` collection, ``mean`` and ``var``) move once, by momentum 0.1, towards the
+  average over variants of the block mean and unbiased block variance (PyTorch's update when
+  K = 1). Inference: the running statistics. Variables are named as ``flax.linen.BatchNorm``'s
+  (``scale`` / ``bias`` params when ``learned``).
+  """
+  learned: bool
+  eps: float = BN_EPS
+  momentum: float = BN_MOMENTUM
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool, num_variants: int = 1) -> jax.Array:
+    c = x.shape[-1]
+    ra_mean = self.variable("batch_stats", "mean", jnp.zeros, (c,), jnp.float32)
+    ra_var = self.variable("batch_stats", "var", jnp.ones, (c,), jnp.float32)
+    x32 = x.astype(jnp.float32)
+    if train:
+      blocks = _variant_blocks(x32, num_variants, "VariantBatchNorm")  # (K, n, H, W, C)
+      mean = jnp.mean(blocks, axis=(1, 2, 3), keepdims=True)
+      var = jnp.mean(jnp.square(blocks - mean), axis=(1, 2, 3), keepdims=True)
+      y = ((blocks - mean) * jax.lax.rsqrt(var + self.eps)).reshape(x.shape)
+      if not self.is_initializing():
+        n = blocks.shape[1] * blocks.shape[2] * blocks.shape[3]
+        unbiased = var * (n / max(n - 1, 1))
+        ra_mean.value = (self.momentum * ra_mean.value
+                         + (1.0 - self.momentum) * jnp.mean(mean, axis=(0, 1, 2, 3)))
+        ra_var.value = (self.momentum * ra_var.value
+                        + (1.0 - self.momentum) * jnp.mean(unbiased, axis=(0, 1, 2, 3)))
+    else:
+      y = (x32 - ra_mean.value) * jax.lax.rsqrt(ra_var.value + self.eps)
+    if self.learned:
+      y = y * self.param("scale", nn.initializers.ones, (c,), jnp.float32)
+      y = y + self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
+    return y
 
 
 class SPARN(nn.Module):
@@ -199,31 +374,33 @@ class SPARN(nn.Module):
 
   Attributes:
     norm: ``'sparn'`` | ``'spade'`` | ``'batch'``.
-    rn_stats: ``'instance'`` | ``'batch'`` (only for ``norm='sparn'``), see :func:`region_norm`.
+    rn_stats: ``'batch'`` | ``'instance'`` (only for ``norm='sparn'``), see :func:`region_norm`.
     hidden: width of the shared conv (128 in SPADE and the paper).
     eps: normalisation epsilon (1e-5 as PyTorch's BatchNorm).
     dtype: compute dtype; params are float32.
   """
   norm: str = "sparn"
-  rn_stats: str = "instance"
+  rn_stats: str = "batch"
   hidden: int = 128
   eps: float = 1e-5
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, cond: jax.Array, mask: jax.Array, *,
-               train: bool = False) -> jax.Array:
-    """x (N, h, w, C); cond (N, h, w, Cc); mask (N, h, w, 1) binary -> (N, h, w, C)."""
+               train: bool = False, num_variants: int = 1) -> jax.Array:
+    """x (N, h, w, C); cond (N, h, w, Cc); mask (N, h, w, 1) binary -> (N, h, w, C).
+
+    ``num_variants``: the batch holds that many style variants (variant-major) whose batch
+    statistics are kept apart (see the module docstring).
+    """
     if cond.shape[:3] != x.shape[:3]:
       raise ValueError(f"SPARN: condition {cond.shape} is not at the features' resolution "
                        f"{x.shape}; resize it first (see condition_pyramid)")
     if self.norm == "sparn":
-      normalized = region_norm(x, mask, self.rn_stats, self.eps)
+      normalized = region_norm(x, mask, self.rn_stats, self.eps, num_variants)
     elif self.norm in ("spade", "batch"):
-      learned = self.norm == "batch"
-      normalized = nn.BatchNorm(
-          use_running_average=not train, momentum=BN_MOMENTUM, epsilon=self.eps,
-          use_scale=learned, use_bias=learned, dtype=self.dtype, name="batch_norm")(x)
+      normalized = VariantBatchNorm(self.norm == "batch", self.eps, name="batch_norm")(
+          x, train=train, num_variants=num_variants)
     else:
       raise ValueError(f"SPARN: norm must be one of {NORMS}; got {self.norm!r}")
     conv = lambda f, name: nn.Conv(f, (3, 3), padding="SAME", dtype=self.dtype, name=name)
@@ -237,51 +414,70 @@ class SPARNResBlock(nn.Module):
   """SPADE's ResnetBlock with SPARN: ``shortcut(x) + conv(lrelu(SPARN(conv(lrelu(SPARN(x))))))``.
 
   The middle width is ``min(C_in, features)`` (SPADE); when ``C_in != features`` the shortcut is
-  SPARN -> conv 1x1 without bias, otherwise identity.
+  SPARN -> conv 1x1 without bias, otherwise identity. With ``spectral_norm`` the convs
+  ``conv_0``, ``conv_1``, ``conv_s`` are spectral-normalised (SPADE's ``norm_G='spectral...'``).
   """
   features: int
   norm: str = "sparn"
-  rn_stats: str = "instance"
+  rn_stats: str = "batch"
   hidden: int = 128
   eps: float = 1e-5
+  spectral_norm: bool = True
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, cond: jax.Array, mask: jax.Array, *,
-               train: bool = False) -> jax.Array:
+               train: bool = False, num_variants: int = 1) -> jax.Array:
     """(N, h, w, C_in) -> (N, h, w, features)."""
-    sparn = lambda name: SPARN(self.norm, self.rn_stats, self.hidden, self.eps, self.dtype,
-                               name=name)
-    conv = lambda f, k, name, bias=True: nn.Conv(f, (k, k), padding="SAME", use_bias=bias,
-                                                 dtype=self.dtype, name=name)
+    def sparn(name, y):
+      return SPARN(self.norm, self.rn_stats, self.hidden, self.eps, self.dtype, name=name)(
+          y, cond, mask, train=train, num_variants=num_variants)
+
+    conv = functools.partial(_conv, spectral_norm=self.spectral_norm, dtype=self.dtype)
     f_in = x.shape[-1]
     f_mid = min(f_in, self.features)
-    dx = conv(f_mid, 3, "conv_0")(_lrelu(sparn("norm_0")(x, cond, mask, train=train)))
-    dx = conv(self.features, 3, "conv_1")(_lrelu(sparn("norm_1")(dx, cond, mask, train=train)))
+    dx = conv(f_mid, 3, "conv_0")(_lrelu(sparn("norm_0", x)), train)
+    dx = conv(self.features, 3, "conv_1")(_lrelu(sparn("norm_1", dx)), train)
     if f_in != self.features:
-      x = conv(self.features, 1, "conv_s", bias=False)(
-          sparn("norm_s")(x, cond, mask, train=train))
+      x = conv(self.features, 1, "conv_s", use_bias=False)(sparn("norm_s", x), train)
     return x + dx
 
 
 class ContentEncoder(nn.Module):
-  """SPADE-style encoder of concat(I_masked, mask): conv 7x7 then stride-2 3x3 convs.
+  """The content encoder of concat(I_masked, mask): one 3x3 stride-2 conv per width.
 
-  ``widths[0]`` is the 7x7 conv (full resolution); each further width is a stride-2 conv
-  (3x3, symmetric padding 1 as PyTorch's ``padding=1``), all followed by leaky ReLU 0.2, no
-  normalisation. (N, H, W, 4) -> (N, H / 2^(len(widths) - 1), ..., widths[-1]).
+  ``kind='spade'``: SPADE's ConvEncoder layers with ``norm_E='spectralinstance'``: each conv
+  (padding 1, no bias) is spectral-normalised (``spectral_norm``; ``False`` gives SPADE's
+  ``norm_E='instance'``), then instance norm and leaky ReLU 0.2; kept spatial (SPADE's fc_mu /
+  fc_var on a 4x4 map are not used: DiFAI needs the spatial content feature).
+  ``kind='plain'``: the encoder before issue 12 in form: a 7x7 conv to ``widths[0]`` at full
+  resolution, then the stride-2 convs with bias, leaky ReLU 0.2, no normalisation, no spectral
+  norm.
+
+  (N, H, W, C) -> (N, H / 2^len(widths), W / 2^len(widths), widths[-1]).
   """
-  widths: Sequence[int] = (64, 128, 256, 512, 512)
+  widths: Sequence[int] = (64, 128, 256, 512)
+  kind: str = "spade"
+  spectral_norm: bool = True
+  eps: float = 1e-5
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    x = _lrelu(nn.Conv(self.widths[0], (7, 7), padding="SAME", dtype=self.dtype,
-                       name="conv_in")(x.astype(self.dtype)))
-    for i, width in enumerate(self.widths[1:]):
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    if self.kind not in ENCODERS:
+      raise ValueError(f"ContentEncoder: kind must be one of {ENCODERS}; got {self.kind!r}")
+    spade = self.kind == "spade"
+    x = x.astype(self.dtype)
+    if not spade:
+      x = _lrelu(nn.Conv(self.widths[0], (7, 7), padding="SAME", dtype=self.dtype,
+                         name="conv_in")(x))
+    for i, width in enumerate(self.widths):
       # (N, h, w, C) -> (N, h/2, w/2, width)
-      x = _lrelu(nn.Conv(width, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
-                         dtype=self.dtype, name=f"down_{i}")(x))
+      x = _conv(width, 3, f"down_{i}", strides=2, use_bias=not spade,
+                spectral_norm=spade and self.spectral_norm, dtype=self.dtype)(x, train)
+      if spade:
+        x = instance_norm(x, self.eps)
+      x = _lrelu(x)
     return x
 
 
@@ -305,38 +501,50 @@ def condition_pyramid(i_style_prime: jax.Array, mask: jax.Array,
 class DiFAIGenerator(nn.Module):
   """G(I_masked, I_style', mask) -> I_out (raw, in [-1, 1]).
 
-  The decoder has one SPARN res-block per width in ``decoder_widths`` (16, 32, 64, 128, 256 px
-  at 256 px input), each followed by x2 nearest upsampling except the last. The encoder
-  downsamples ``len(encoder_widths) - 1`` times and the decoder upsamples
-  ``len(decoder_widths) - 1`` times; both must agree so that I_out has the input's size (with
-  the default five widths the bottleneck is image_size / 16).
+  The encoder downsamples once per entry of ``encoder_widths``; the decoder has one SPARN
+  res-block per width in ``decoder_widths`` (16, 32, 64, 128, 256 px at 256 px input), each
+  followed by x2 nearest upsampling except the last, so it upsamples
+  ``len(decoder_widths) - 1`` times. Both must agree so that I_out has the input's size (with
+  the default widths the bottleneck is image_size / 16).
 
   Attributes:
-    encoder_widths: content encoder widths (first = 7x7 conv, then one stride-2 conv each).
+    encoder: ``'spade'`` (SPADE's ConvEncoder, spectral + instance norm) | ``'plain'`` (7x7 conv
+      then plain stride-2 convs), see :class:`ContentEncoder`.
+    encoder_widths: widths of the encoder's stride-2 3x3 convs.
     decoder_widths: res-block widths from the bottleneck up to full resolution.
     norm: ``'sparn'`` | ``'spade'`` | ``'batch'`` (Table 3), see :class:`SPARN`.
-    rn_stats: ``'instance'`` | ``'batch'``, region statistics (norm='sparn' only).
+    rn_stats: ``'batch'`` | ``'instance'``, region statistics (norm='sparn' only).
+    spectral_norm: spectral norm on the 'spade' encoder's convs and on the res-blocks' conv_0,
+      conv_1, conv_s (SPADE's ``'spectral'`` prefix of norm_E and norm_G).
     spade_hidden: width of SPARN's shared conv.
     eps: normalisation epsilon.
     dtype: compute dtype (params are float32).
   """
-  encoder_widths: Sequence[int] = (64, 128, 256, 512, 512)
+  encoder: str = "spade"
+  encoder_widths: Sequence[int] = (64, 128, 256, 512)
   decoder_widths: Sequence[int] = (512, 512, 256, 128, 64)
   norm: str = "sparn"
-  rn_stats: str = "instance"
+  rn_stats: str = "batch"
+  spectral_norm: bool = True
   spade_hidden: int = 128
   eps: float = 1e-5
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, i_masked: jax.Array, i_style_prime: jax.Array, mask: jax.Array, *,
-               train: bool = False) -> jax.Array:
+               train: bool = False, num_variants: int = 1) -> jax.Array:
     """Args:
       i_masked: (N, H, W, 3) ``image * mask`` in [-1, 1].
       i_style_prime: (N, H, W, 3) ``I_masked + hole * I_style`` in [-1, 1].
       mask: (N, H, W, 1), 1 = known, 0 = hole.
-      train: BatchNorm statistics (norm 'spade' / 'batch'): batch statistics and running-average
-        updates (pass ``mutable=['batch_stats']``) when True, running averages when False.
+      train: training forward: BatchNorm (norm 'spade' / 'batch') uses batch statistics and
+        updates its running averages (``mutable=['batch_stats']``), spectral norm does its power
+        iteration (``mutable=['spectral']``); pass ``mutable=list(collections)``. When False,
+        running averages and the stored power-iteration vectors, nothing changes. Region norm
+        with ``rn_stats='batch'`` uses batch statistics either way, as RN-B.
+      num_variants: K when the batch is K style variants of the same N / K images, folded
+        variant-major (``pipeline.generate``): batch statistics are pooled within each variant,
+        never across, so completion j does not depend on K.
 
     Returns:
       I_out (N, H, W, 3) in [-1, 1] (tanh), not yet composited (see :func:`composite`).
@@ -352,27 +560,33 @@ class DiFAIGenerator(nn.Module):
       raise ValueError(f"{where}: norm must be one of {NORMS}; got {self.norm!r}")
     if self.rn_stats not in RN_STATS:
       raise ValueError(f"{where}: rn_stats must be one of {RN_STATS}; got {self.rn_stats!r}")
-    n_down = len(self.encoder_widths) - 1
+    if self.encoder not in ENCODERS:
+      raise ValueError(f"{where}: encoder must be one of {ENCODERS}; got {self.encoder!r}")
+    n_down = len(self.encoder_widths)
     if len(self.decoder_widths) - 1 != n_down:
       raise ValueError(
-          f"{where}: the encoder downsamples {n_down} times (encoder_widths "
+          f"{where}: the encoder downsamples {n_down} times (one per encoder_widths entry, "
           f"{tuple(self.encoder_widths)}) but the decoder upsamples "
-          f"{len(self.decoder_widths) - 1} times (decoder_widths {tuple(self.decoder_widths)}); "
-          "give both the same number of widths")
+          f"{len(self.decoder_widths) - 1} times (one less than its widths, "
+          f"{tuple(self.decoder_widths)}); give the decoder one more width than the encoder")
     _, h, w, _ = i_masked.shape
     factor = 2 ** n_down
     if h % factor or w % factor:
       raise ValueError(f"{where}: image size {h}x{w} must be divisible by {factor} "
                        f"({n_down} stride-2 downsamplings)")
+    _variant_blocks(mask, num_variants, where)
 
     mask = mask.astype(self.dtype)
-    x = ContentEncoder(tuple(self.encoder_widths), self.dtype, name="encoder")(
-        jnp.concatenate([i_masked.astype(self.dtype), mask], axis=-1))
+    x = ContentEncoder(tuple(self.encoder_widths), self.encoder, self.spectral_norm, self.eps,
+                       self.dtype, name="encoder")(
+                           jnp.concatenate([i_masked.astype(self.dtype), mask], axis=-1),
+                           train=train)
     sizes = [(h // 2 ** (n_down - i), w // 2 ** (n_down - i)) for i in range(n_down + 1)]
     pyramid = condition_pyramid(i_style_prime.astype(self.dtype), mask, sizes)
     for i, (width, (cond, mask_hw)) in enumerate(zip(self.decoder_widths, pyramid)):
       x = SPARNResBlock(width, self.norm, self.rn_stats, self.spade_hidden, self.eps,
-                        self.dtype, name=f"block_{i}")(x, cond, mask_hw, train=train)
+                        self.spectral_norm, self.dtype, name=f"block_{i}")(
+                            x, cond, mask_hw, train=train, num_variants=num_variants)
       if i < n_down:
         x = _upsample2x(x)  # (N, h, w, C) -> (N, 2h, 2w, C)
     x = nn.Conv(3, (3, 3), padding="SAME", dtype=self.dtype, name="conv_out")(_lrelu(x))

@@ -102,6 +102,7 @@ def _difai_frozen(config, workdir: str, previous):
   frozen["coarse"] = {"params": coarse_params}
   psp, frozen["psp"] = checkpoints.load_pretrained(config, "psp")
   vgg, frozen["vgg"] = checkpoints.load_pretrained(config, "vgg19")
+  os.makedirs(workdir, exist_ok=True)
   factors = sefa_lib.cached(os.path.join(workdir, "sefa.npz"),
                             frozen["psp"]["params"]["decoder"], config.sefa.method,
                             config.sefa.factor_layers)

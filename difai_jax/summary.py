@@ -1,7 +1,7 @@
 """Parameter counts of DiFAI's trainable networks for a config.
 
-    python -m difai_jax.models.summary --config configs/celebahq.py
-    python -m difai_jax.models.summary --config configs/model_defaults.py
+    python -m difai_jax.summary --config configs/celebahq.py
+    python -m difai_jax.summary --config configs/model_defaults.py
 
 The config file's ``get_config()`` must return a ConfigDict with ``image_size`` and the sections
 ``coarse``, ``generator`` and ``critic`` (see configs/model_defaults.py). Shapes come from
@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import config_flags
 
+from difai_jax import cli
 from difai_jax.models import coarse
 from difai_jax.models import critic
 from difai_jax.models import sparn
@@ -87,4 +88,4 @@ def define_flags() -> None:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

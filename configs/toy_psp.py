@@ -1,0 +1,71 @@
+"""pSp on the procedural toy faces at 64 px against the frozen toy StyleGAN2 (the shipped
+`toy-psp`).
+
+    python -m difai_jax.train --config configs/toy_psp.py --workdir runs/toy_psp
+    python -m difai_jax.export --workdir runs/toy_psp --out difai_jax/assets/toy/psp
+    python -m difai_jax.stages.psp --psp toy-psp --num_images 256
+
+(--config.pretrained.stylegan2=DIR trains against another converted generator.)
+
+pSp's ffhq_encode recipe (eladrich/pixel2style2pixel: L2 1.0, LPIPS 0.8, codes relative to
+latent_avg, frozen decoder, batch 8) with what this project can run without downloaded
+weights (difai_jax/stages/psp.py says why each differs): the perceptual term uses the toy-face
+recognizer's features instead of ImageNet LPIPS, the identity loss (ArcFace) is left out, the
+encoder starts from random weights instead of the ArcFace backbone, and the optimizer is Adam
+instead of Ranger. The StyleGAN2 may also be trained in the same run: config.stages =
+("stylegan2", "psp") with a stylegan2 section (configs/toy_stylegan2.py).
+"""
+
+import os
+
+import ml_collections
+
+from difai_jax import pretrained
+from difai_jax.data import config as data_config
+from difai_jax.stages import psp as psp_stage
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.stages = ("psp",)
+  config.seed = 0
+  config.image_size = 64
+  config.data = data_config.default_data_config()
+  config.data.source = "toy"
+  config.data.verify_files = False
+  config.data.num_workers = 0
+
+  config.pretrained = ml_collections.ConfigDict()
+  # The frozen generator: a converted directory of kind stylegan2 (the shipped toy one).
+  config.pretrained.stylegan2 = "toy-stylegan2"
+
+  config.psp = psp_stage.config_defaults()
+  config.psp_train = psp_stage.train_defaults()
+  # Adam at 5x pSp's 1e-4: pSp trains 500k steps from an ArcFace-initialised body; this
+  # encoder starts from random weights and gets a few thousand steps on 2 CPU cores.
+  config.psp_train.lr = 5e-4
+  # The perceptual term: the toy-face recognizer's features in LPIPS's parameter-free form
+  # (no ImageNet LPIPS here). Without it, "ms_ssim" or "" (L2 + w-norm only).
+  shipped = os.path.join(pretrained.ASSETS_DIR, pretrained.SHORT_NAMES["toy-recognizer"])
+  config.psp_train.perceptual = "toy-recognizer" if os.path.isdir(shipped) else "ms_ssim"
+  # pSp weighs LPIPS 0.8 against L2 1.0, which makes the perceptual term several times the L2
+  # term on a blurry reconstruction. The recognizer's distance runs larger than LPIPS (its taps'
+  # channel-normalised differences are summed without LPIPS's learned, small weights): a face
+  # blurred through 16 px scores 1.28 against an L2 of 0.018, so 0.1 keeps the perceptual term
+  # about 7x the L2 term there, pSp's balance. (With "ms_ssim", 1 - MS-SSIM is on LPIPS's
+  # scale: pSp's 0.8.)
+  config.psp_train.lambda_perceptual = 0.1 if config.psp_train.perceptual != "ms_ssim" else 0.8
+  config.psp_train.lambda_l2 = 1.0
+  # pSp's value for its image-to-image tasks: keeps codes near latent_avg, where DiFAI's SeFa
+  # edits of the (blurry) coarse completion's codes stay plausible faces.
+  config.psp_train.lambda_wnorm = 0.005
+
+  config.train = ml_collections.ConfigDict()
+  config.train.batch_size = 8             # pSp's ffhq_encode batch size
+  config.train.num_steps = ml_collections.ConfigDict({"psp": 6_000})
+  config.train.ema_decay = 0.0            # unused: psp_train.ema_decay (pSp keeps no EMA)
+  config.train.log_every = 50
+  config.train.sample_every = 500
+  config.train.checkpoint_every = 250
+  config.train.keep_checkpoints = 2
+  return config

@@ -1,0 +1,186 @@
+"""Evaluation reports: ``results.{md,csv,json}`` and ``chart.png`` from an evaluation's report.
+
+A report is the JSON-able dict that :func:`difai_jax.evaluate.evaluate` returns: run facts
+(title, step, scored weights, image size, K), the protocol it was measured under, ``metrics``
+(their order), ``results`` ``{bucket: {metric: value, "n_images", "hole_ratio", ...}}`` and the
+paper's column (``paper`` ``{bucket: {metric: value}}``, ``paper_citations`` ``{metric: "Yoon et
+al., Table N"}``). Every table shows each of our cells beside the paper's ("n/a" where the paper
+gives none). No JAX here: ``difai_jax.compare`` reads reports without loading any network.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from typing import Any, Mapping, Sequence
+
+RANDOM_TITLE = "RANDOM METRIC WEIGHTS - not comparable"
+METRICS = ("ssim", "ms_ssim", "lpips", "fid", "diversity")
+METRIC_LABELS = {"ssim": "SSIM", "ms_ssim": "MS-SSIM", "lpips": "LPIPS", "fid": "FID",
+                 "diversity": "diversity"}
+HIGHER_IS_BETTER = {"ssim": True, "ms_ssim": True, "lpips": False, "fid": False,
+                    "diversity": True}
+
+
+def label(metric: str) -> str:
+  return METRIC_LABELS.get(metric, metric)
+
+
+def arrow(metric: str) -> str:
+  # Plugged-in feature metrics are Frechet distances: lower is better.
+  return "↑" if HIGHER_IS_BETTER.get(metric, False) else "↓"
+
+
+def title(workdir: str, step: int, random: bool) -> str:
+  base = f"DiFAI evaluation of {os.path.basename(os.path.abspath(workdir))} (step {step})"
+  return f"{base} - {RANDOM_TITLE}" if random else base
+
+
+def fmt(value) -> str:
+  return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) \
+      else f"{value:.4f}"
+
+
+def fmt_paper(value) -> str:
+  """A paper number as printed (0.777, 34.55, 0.0849)."""
+  return "n/a" if value is None else f"{value:g}"
+
+
+def reported_metrics(report: Mapping[str, Any]) -> list[str]:
+  """The report's metrics in table order (``report["metrics"]``; older reports: detected)."""
+  if "metrics" in report:
+    return list(report["metrics"])
+  present = set()
+  for row in report["results"].values():
+    present.update(m for m in METRICS if m in row)
+  return [m for m in METRICS if m in present]
+
+
+def paper_value(report: Mapping[str, Any], bucket: str, metric: str):
+  return report.get("paper", {}).get(bucket, {}).get(metric)
+
+
+def result_line(bucket: str, row: Mapping[str, Any], metrics: Sequence[str]) -> str:
+  """One bucket's numbers on one line (the CLI's log)."""
+  return f"[{bucket}] " + " ".join(f"{label(m)}={row[m]:.4f}" for m in metrics if m in row)
+
+
+def protocol_text(report: Mapping[str, Any]) -> str:
+  """One sentence per reading: which completions Table 1 and the diversity score read."""
+  p = report["protocol"]
+  table1 = ("completion 0 (the unperturbed code w, as the paper)" if p["table1_completions"]
+            == "first" else f"all K = {report['num_completions']} completions per input")
+  if p["diversity_pairs"] == "paper":
+    diversity = (f"mean LPIPS over {p['pairs_per_image']} seeded pairs of perturbed completions "
+                 f"(w_delta, never completion 0) per image, on {p['diversity_images']} images "
+                 "per bucket (the paper: 4K pairs from 1K images)")
+  else:
+    diversity = "mean LPIPS over every pair of the K completions per input, completion 0 included"
+  return f"SSIM / MS-SSIM / LPIPS / FID on {table1}; diversity = {diversity}."
+
+
+def write_reports(report: Mapping[str, Any], out_dir: str) -> None:
+  """``results.md`` / ``results.csv`` / ``results.json`` and ``chart.png`` in ``out_dir``."""
+  os.makedirs(out_dir, exist_ok=True)
+  with open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as f:
+    json.dump(report, f, indent=1)
+  with open(os.path.join(out_dir, "results.md"), "w", encoding="utf-8") as f:
+    f.write(markdown(report))
+  write_csv(report, os.path.join(out_dir, "results.csv"))
+  draw_chart(report, reported_metrics(report), os.path.join(out_dir, "chart.png"))
+
+
+def markdown(report: Mapping[str, Any]) -> str:
+  metrics = reported_metrics(report)
+  header = ["bucket"]
+  for m in metrics:
+    header += [f"{label(m)} {arrow(m)}", f"{label(m)} (paper)"]
+  header += ["images", "mean hole"]
+  cites = sorted({c for m, c in report.get("paper_citations", {}).items() if m in metrics})
+  lines = [f"# {report['title']}", "",
+           f"Scored: {report.get('weights', 'generator params')}. {report['num_images']} test "
+           f"images per bucket, {report['image_size']} px, K = {report['num_completions']} "
+           "completions per input.", "",
+           f"Protocol: {protocol_text(report)}", "",
+           f"Paper: {report.get('paper_label', 'DiFAI')} as printed ({'; '.join(cites) or '-'}); "
+           "n/a where the paper gives no number.",
+           "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  for b, row in report["results"].items():
+    cells = [b]
+    for m in metrics:
+      cells += [fmt(row.get(m)), fmt_paper(paper_value(report, b, m))]
+    cells += [str(row["n_images"]), f"{row['hole_ratio']:.1%}"]
+    lines.append("| " + " | ".join(cells) + " |")
+  if report["notes"]:
+    lines += ["", "Notes:", ""] + [f"* {n}" for n in report["notes"]]
+  return "\n".join(lines) + "\n"
+
+
+def write_csv(report: Mapping[str, Any], path: str) -> None:
+  """One row per (bucket, metric): ours, the paper's and where the paper's comes from."""
+  cites = report.get("paper_citations", {})
+  weights = "random (not comparable)" if report["random_metric_weights"] else "converted"
+  with open(path, "w", encoding="utf-8", newline="") as f:
+    f.write(f"# {report['title']}\n")
+    writer = csv.writer(f)
+    writer.writerow(["bucket", "metric", "ours", "paper", "paper_source", "n_images",
+                     "metric_weights"])
+    for b, row in report["results"].items():
+      for m in reported_metrics(report):
+        value, paper = row.get(m), paper_value(report, b, m)
+        writer.writerow([b, m, "" if value is None else f"{value:.6g}",
+                         "" if paper is None else paper, cites.get(m, "") if paper is not None
+                         else "", row["n_images"], weights])
+
+
+def draw_chart(report: Mapping[str, Any], metrics: Sequence[str], path: str) -> None:
+  """One bar panel per metric: each bucket's value, ours (blue) beside the paper's (orange)."""
+  from PIL import Image, ImageDraw, ImageFont  # pylint: disable=import-outside-toplevel
+  font = ImageFont.load_default()
+  buckets = list(report["results"])
+  panel_w, panel_h, top = 760, 230, 50
+  width, height = panel_w + 40, top + panel_h * max(len(metrics), 1) + 30
+  img = Image.new("RGB", (width, height), "white")
+  draw = ImageDraw.Draw(img)
+  draw.text((20, 10), report["title"], fill="red" if report["random_metric_weights"] else "black",
+            font=font)
+  cites = "; ".join(sorted(set(report.get("paper_citations", {}).values()))) or "-"
+  draw.text((20, 28), f"blue: ours   orange: paper ({cites}; n/a: no published number)",
+            fill="gray", font=font)
+  for p, m in enumerate(metrics):
+    values = [report["results"][b].get(m) for b in buckets]
+    papers = [paper_value(report, b, m) for b in buckets]
+    _draw_panel(draw, font, top + p * panel_h, panel_w, panel_h, m, buckets, values, papers)
+  img.save(path, format="PNG")
+
+
+def _draw_panel(draw, font, y0, panel_w, panel_h, metric, buckets, values, papers) -> None:
+  ours_colour, paper_colour = (52, 101, 164), (245, 121, 0)
+  x0, plot_w, plot_h = 70, panel_w - 80, panel_h - 70
+  better = "higher is better" if HIGHER_IS_BETTER.get(metric, False) else "lower is better"
+  draw.text((x0, y0 + 4), f"{label(metric)} per mask bucket ({better})", fill="black", font=font)
+  finite = [v for v in values + papers if v is not None and math.isfinite(v)]
+  vmax = max(finite + [1e-12]) * 1.15
+  vmin = min(finite + [0.0])
+  base_y = y0 + 24 + plot_h
+  draw.line((x0, y0 + 24, x0, base_y), fill="black")
+  draw.line((x0, base_y, x0 + plot_w, base_y), fill="black")
+  scale = lambda v: base_y - (v - vmin) / (vmax - vmin) * plot_h
+  for i in range(4):
+    tick = vmin + (vmax - vmin) * i / 3
+    draw.text((5, scale(tick) - 5), f"{tick:.3g}", fill="gray", font=font)
+  group = plot_w / max(len(buckets), 1)
+  bar = group * 0.3
+  for i, b in enumerate(buckets):
+    gx = x0 + i * group + group * 0.15
+    for j, (v, colour) in enumerate(((values[i], ours_colour), (papers[i], paper_colour))):
+      bx = gx + j * (bar + 4)
+      if v is None or not math.isfinite(v):
+        draw.text((bx, base_y - 14), "n/a", fill=colour, font=font)
+        continue
+      draw.rectangle((bx, scale(v), bx + bar, base_y), fill=colour)
+      draw.text((bx, scale(v) - 12), f"{v:.3g}" if j == 0 else fmt_paper(v), fill="black",
+                font=font)
+    draw.text((gx, base_y + 6), b, fill="black", font=font)

@@ -1,0 +1,65 @@
+"""One precision policy: no network hard-codes a matmul precision, so the training config's
+policy ("default": the fastest float32 of each backend) reaches every conv and dot, and the
+parity policy ("highest") reaches them too. Checked in each network's lowered HLO."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from configs import celebahq
+from difai_jax import checkpoints
+from difai_jax import precision
+from difai_jax.metrics import fid
+from difai_jax.metrics import lpips
+from difai_jax.models import coarse as coarse_lib
+from difai_jax.models import critic as critic_lib
+from difai_jax.models import sparn as sparn_lib
+from difai_jax.models import stylegan2
+from difai_jax.models import vgg
+from tests import tiny_config
+
+
+def _networks():
+  tiny = tiny_config.get_config()
+  img = lambda s: jnp.zeros((1, s, s, 3))
+  mask = jnp.ones((1, 32, 32, 1))
+  psp, _ = checkpoints.random_psp(tiny, 0)
+  return {
+      "stylegan2": (stylegan2.Generator(size=16, style_dim=16, n_mlp=1, channels=(16, 16, 16)),
+                    ([jnp.zeros((1, 16))],)),
+      "stylegan2_discriminator": (stylegan2.Discriminator(size=16, channels=(16, 16, 16)),
+                                  (img(16),)),
+      "psp": (psp, (img(32),)),
+      "vgg19": (vgg.VGG19Features(width_divisor=16), (img(32),)),
+      "coarse": (coarse_lib.from_config(tiny.coarse), (img(32), mask)),
+      "generator": (sparn_lib.from_config(tiny.generator), (img(32), img(32), mask)),
+      "critic": (critic_lib.from_config(tiny.critic), (img(32),)),
+      "lpips": (lpips.LPIPS(net="alex"), (img(32), img(32))),
+      "inception": (fid.FIDInceptionV3(), (img(75),)),
+  }
+
+
+NETWORKS = _networks()
+
+
+def _hlo(name, policy):
+  module, inputs = NETWORKS[name]
+  with precision.scope(policy):
+    variables = jax.eval_shape(module.init, jax.random.key(0), *inputs)
+    return jax.jit(lambda v, *x: module.apply(v, *x)).lower(variables, *inputs).as_text()
+
+
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_policy_reaches_every_conv_and_dot(name):
+  training = celebahq.get_config().precision
+  assert training == "default"
+  fast = _hlo(name, training)
+  exact = _hlo(name, "highest")
+  assert "convolution" in fast or "dot_general" in fast
+  assert "HIGHEST" not in fast, f"{name}: a hard-coded HIGHEST precision is left"
+  assert "HIGHEST" in exact, f"{name}: the highest policy does not reach it"
+
+
+def test_unknown_policy_is_refused():
+  with pytest.raises(ValueError, match="precision must be one of"):
+    precision.scope("fp8")

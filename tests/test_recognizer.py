@@ -1,0 +1,249 @@
+"""Toy-face attributes, the recognizer stage (loss, exact resume), the toy-domain measures and
+the shipped recognizer (loads, pinned outputs, test accuracy)."""
+
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import toy_recognizer
+from difai_jax import checkpoints
+from difai_jax import pretrained
+from difai_jax import steps
+from difai_jax import train
+from difai_jax.data import toy_faces
+from difai_jax.metrics import toy
+from difai_jax.stages import recognizer as stage_lib
+
+
+# ---- attributes ----
+
+@pytest.fixture(scope="module")
+def labelled_faces():
+  """(uint8 (120, 64, 64, 3), labels int32 (120, A)) of the first toy faces of seed 0."""
+  images, labels = [], []
+  for i in range(120):
+    image, label = toy_faces.render_face_with_attributes(0, i, 64)
+    images.append(image)
+    labels.append(toy_faces.attribute_vector(label))
+  return np.stack(images), np.stack(labels)
+
+
+def test_attributes_are_deterministic_in_range_and_match_the_render(labelled_faces):
+  images, labels = labelled_faces
+  assert tuple(toy_faces.ATTRIBUTES) == toy_faces.ATTRIBUTE_NAMES
+  for i in (0, 7, 31):
+    attrs = toy_faces.face_attributes(0, i)
+    assert attrs == toy_faces.face_attributes(0, i)           # deterministic
+    np.testing.assert_array_equal(toy_faces.attribute_vector(attrs), labels[i])
+    image32, attrs32 = toy_faces.render_face_with_attributes(0, i, 32)
+    assert attrs32 == attrs                                     # size-independent
+    np.testing.assert_array_equal(image32, toy_faces.render_face(0, i, 32))
+    np.testing.assert_array_equal(images[i], toy_faces.render_face(0, i, 64))
+  assert toy_faces.face_attributes(1, 0) != toy_faces.face_attributes(0, 0) or (
+      toy_faces.face_attributes(1, 1) != toy_faces.face_attributes(0, 1))
+  for a, (name, classes) in enumerate(toy_faces.ATTRIBUTES.items()):
+    assert labels[:, a].min() >= 0 and labels[:, a].max() < len(classes), name
+    assert len(np.unique(labels[:, a])) >= 2, name               # every attribute varies
+  with pytest.raises(ValueError, match=">= 0"):
+    toy_faces.face_attributes(0, -1)
+
+
+def test_rendering_is_unchanged_by_the_attributes():
+  # Per-channel means of faces rendered before the attributes were recorded: any change to a
+  # random draw moves them by far more than the tolerance.
+  pinned = {0: [129.5063, 157.1826, 152.3892], 1: [123.7168, 87.8755, 122.5237],
+            28000: [102.8315, 101.6982, 62.1755]}
+  for index, means in pinned.items():
+    got = toy_faces.render_face(0, index, 64).reshape(-1, 3).mean(axis=0)
+    np.testing.assert_allclose(got, means, atol=0.02, err_msg=str(index))
+
+
+def test_sunglasses_darken_the_eyes_and_beards_the_chin(labelled_faces):
+  images, labels = labelled_faces
+  gray = images.astype(np.float32).mean(axis=-1)
+  names = toy_faces.ATTRIBUTE_NAMES
+  glasses = labels[:, names.index("glasses")]
+  # Share of dark pixels in the band of the eyes: the lenses (~15 px each at 64 px) are dark.
+  dark_eyes = (gray[:, 27:35, 22:42] < 45).mean(axis=(1, 2))
+  assert (glasses == 2).sum() >= 3 and (glasses == 0).sum() >= 30
+  assert dark_eyes[glasses == 2].min() > 0.1
+  assert dark_eyes[glasses == 2].mean() > 5 * dark_eyes[glasses == 0].mean()
+  beard = labels[:, names.index("beard")]
+  skin = labels[:, names.index("skin_tone")]
+  chin = gray[:, 46:54, 24:40].mean(axis=(1, 2))
+  light_bearded, light_shaven = (beard == 2) & (skin == 0), (beard == 0) & (skin == 0)
+  assert light_bearded.sum() >= 2
+  assert chin[light_bearded].mean() < chin[light_shaven].mean() - 20
+
+
+# ---- the stage ----
+
+def _tiny_config(num_steps=4):
+  config = toy_recognizer.get_config()
+  config.image_size = 32
+  config.recognizer.input_size = 32
+  config.recognizer.widths = (8, 16, 16)
+  config.recognizer.groups = 4
+  config.recognizer.feature_dim = 16
+  config.recognizer.bottleneck = 8
+  config.recognizer.num_train_faces = 12
+  config.recognizer.warmup_steps = 1
+  config.train.batch_size = 8
+  config.train.num_steps = {"recognizer": num_steps}
+  config.train.log_every = 1
+  config.train.checkpoint_every = 2
+  return config
+
+
+def test_batches_are_a_function_of_seed_host_and_step():
+  cache = stage_lib.FaceCache(0, 32)
+  kw = dict(seed=0, host=0, batch_size=4, num_faces=12, max_shift=2)
+  a = stage_lib.make_batch(cache, step=3, **kw)
+  assert a["image"].shape == (4, 32, 32, 3) and a["image"].dtype == np.float32
+  assert a["labels"].shape == (4, len(toy_faces.ATTRIBUTES)) and a["labels"].dtype == np.int32
+  assert -1.0 <= a["image"].min() and a["image"].max() <= 1.0
+  it = stage_lib.batch_iterator(stage_lib.FaceCache(0, 32), 2, **kw)
+  next(it)
+  b = next(it)                                                   # step 3, from a fresh cache
+  for k in a:
+    np.testing.assert_array_equal(a[k], b[k])
+  c = stage_lib.make_batch(cache, step=3, **{**kw, "host": 1})
+  assert not np.array_equal(a["image"], c["image"])
+  np.testing.assert_array_equal(stage_lib.shift_image(np.arange(9).reshape(3, 3, 1), 1, 0)[:, :, 0],
+                                [[0, 1, 2], [0, 1, 2], [3, 4, 5]])
+
+
+def test_step_lowers_the_loss_on_a_fixed_batch():
+  config = _tiny_config(num_steps=100)     # the cosine schedule stays near its peak
+  config.recognizer.lr = 5e-3
+  stage = stage_lib.build(config, "", {})
+  batch = {k: jnp.asarray(v) for k, v in next(stage.batches(0)).items()}
+  state = jax.jit(stage.init)(steps.prng_key(0))
+  step = jax.jit(stage.step)
+  losses = []
+  for _ in range(20):
+    state, metrics = step(state, batch, {}, steps.prng_key(1))
+    losses.append(float(metrics["recognizer/loss"]))
+  print("recognizer loss first/last:", losses[0], losses[-1])
+  assert set(metrics) >= {"recognizer/loss", "recognizer/accuracy"}
+  assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3])
+  assert int(state.step) == 20
+
+
+def test_interrupted_run_resumes_bit_identically_and_exports(tmp_path, monkeypatch):
+  config = _tiny_config(num_steps=4)
+  train.run(config, str(tmp_path / "straight"))
+  # The same run stopped after step 2 (as by SIGTERM), then started again.
+
+  def stop_at_2(self, step):
+    self.requested = "SIGTERM" if step == 2 else self.requested
+    return step == 2
+
+  with monkeypatch.context() as m:
+    m.setattr(train._Interruption, "reached", stop_at_2)
+    (result,) = train.run(config, str(tmp_path / "resumed"))
+  assert result.preempted and result.final_step == 2
+  (result,) = train.run(config, str(tmp_path / "resumed"))
+  assert not result.preempted and result.final_step == 4
+  a, _ = checkpoints.load_stage_params(str(tmp_path / "straight"))
+  b, _ = checkpoints.load_stage_params(str(tmp_path / "resumed"))
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  # Export, load, predict.
+  from difai_jax import export  # pylint: disable=import-outside-toplevel
+  written = export.export(str(tmp_path / "resumed"), str(tmp_path / "exported"))
+  assert written["kind"] == "toy_recognizer"
+  module, variables = toy.load_toy_recognizer(tmp_path / "exported")
+  pred = toy.predict_attributes(module, variables, np.zeros((2, 3, 48, 48, 3), np.float32))
+  assert pred.labels.shape == (2, 3, len(toy_faces.ATTRIBUTES))
+  assert pred.embedding.shape == (2, 3, 16) and pred.names == toy_faces.ATTRIBUTE_NAMES
+  assert np.all((pred.confidence > 0) & (pred.confidence <= 1))
+
+
+# ---- the toy-domain measures ----
+
+def test_toy_fid_is_zero_on_itself_and_grows_with_a_shift():
+  rng = np.random.default_rng(0)
+  a = rng.normal(size=(400, 8))
+  b = rng.normal(size=(400, 8))
+  assert abs(toy.toy_fid(a, a)) < 1e-6
+  same, half, one = toy.toy_fid(a, b), toy.toy_fid(a, b + 0.5), toy.toy_fid(a, b + 1.0)
+  assert same < 0.5 < half < one
+  np.testing.assert_allclose(one - same, 8.0, rtol=0.2)          # |shift|^2 = 8 * 1^2
+
+
+def test_attribute_diversity_counts_differing_completions():
+  labels = np.array([[0, 1, 2], [0, 1, 2], [1, 1, 2], [0, 0, 0]])   # K = 4, A = 3
+  d = toy.attribute_diversity(labels, names=("a", "b", "c"))
+  assert d["differ_from_first"] == 2 and d["distinct"] == 3
+  assert d["pairwise"] == pytest.approx(5 / 6)                   # only (0, 1) agree
+  assert d["per_attribute"] == pytest.approx({"a": 3 / 6, "b": 3 / 6, "c": 3 / 6})
+  batched = toy.attribute_diversity(np.stack([labels, np.zeros_like(labels)]))
+  np.testing.assert_array_equal(batched["differ_from_first"], [2, 0])
+  assert batched["distinct_mean"] == 2.0
+  with pytest.raises(ValueError, match="K >= 2"):
+    toy.attribute_diversity(labels[:1])
+
+
+def test_plausible_fraction_of_real_and_shifted_features():
+  rng = np.random.default_rng(1)
+  model = toy.RealFeatureModel.fit(rng.normal(size=(2000, 8)), quantile=0.95)
+  assert 0.9 < toy.plausible_fraction(model, rng.normal(size=(1000, 8))) < 0.99
+  assert toy.plausible_fraction(model, rng.normal(size=(1000, 8)) + 3.0) < 0.05
+  assert "toy-domain" in toy.DISPLAY_NAMES["toy_fid"]
+  assert all(name.startswith("toy-domain") for name in toy.DISPLAY_NAMES.values())
+
+
+# ---- the shipped recognizer ----
+
+@pytest.fixture(scope="module")
+def shipped():
+  return toy.load_toy_recognizer()
+
+
+def _pattern_images():
+  """Two fixed (64, 64) images in [-1, 1] from numpy alone (no renderer in the pin)."""
+  yy, xx = np.mgrid[0:64, 0:64] / 63.0
+  a = np.stack([np.sin(6 * xx), np.cos(4 * yy), xx * yy * 2 - 1], axis=-1)
+  b = np.stack([1 - 2 * yy, np.sin(3 * (xx + yy)), np.cos(5 * xx * yy)], axis=-1)
+  return np.stack([a, b]).astype(np.float32)
+
+
+# Pinned from the shipped weights (update together with difai_jax/assets/toy/recognizer).
+PINNED_EMBEDDING = None
+PINNED_LABELS = None
+
+
+def test_shipped_recognizer_gives_its_pinned_output(shipped):
+  module, variables = shipped
+  config = pretrained.read_config(toy.DEFAULT_RECOGNIZER)
+  assert config["kind"] == "toy_recognizer"
+  assert {k: tuple(v) for k, v in config["attributes"]} == toy_faces.ATTRIBUTES
+  assert [k for k, _ in config["attributes"]] == list(toy_faces.ATTRIBUTE_NAMES)
+  size = sum(os.path.getsize(os.path.join(d, f))
+             for d, _, files in os.walk(toy.DEFAULT_RECOGNIZER) for f in files)
+  assert size < 2 * 2**20
+  assert sum(x.size for x in jax.tree.leaves(variables)) * 4 < 2**20
+  pred = toy.predict_attributes(module, variables, _pattern_images())
+  print("embedding[:, :6]", np.array2string(pred.embedding[:, :6], precision=5,
+                                            separator=", "))
+  print("labels", pred.labels.tolist())
+  np.testing.assert_allclose(pred.embedding[:, :6], PINNED_EMBEDDING, atol=2e-4, rtol=1e-4)
+  np.testing.assert_array_equal(pred.labels, PINNED_LABELS)
+
+
+# Measured on the 2,000 test faces (see README of the asset); bounds leave room for the
+# 300-face sample used here.
+ACCURACY_BOUNDS = None
+
+
+def test_shipped_recognizer_accuracy_on_test_faces(shipped):
+  module, variables = shipped
+  acc = toy.evaluate_recognizer(module, variables, num_faces=300)
+  print("accuracy", {k: round(v, 3) for k, v in acc.items()})
+  for name, bound in ACCURACY_BOUNDS.items():
+    assert acc[name] > bound, (name, acc[name], bound)

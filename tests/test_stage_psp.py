@@ -1,0 +1,192 @@
+"""Stage ``psp``: the step lowers its loss, a run resumes bit-identically, and the exported
+directory loads as a pSp that reconstructs exactly as the stage does.
+
+Everything runs against a tiny random StyleGAN2 (32 px, width 16) saved as a converted
+directory, with a tiny IR-SE encoder; one stage (one compiled step) is shared by the tests.
+"""
+
+import functools
+import os
+
+from absl import flags
+import jax
+import jax.numpy as jnp
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+import ml_collections
+import numpy as np
+import pytest
+
+from difai_jax import checkpoints
+from difai_jax import export
+from difai_jax import pretrained
+from difai_jax import stages
+from difai_jax import steps
+from difai_jax import train
+from difai_jax.data import config as data_config
+from difai_jax.data import pipeline as data_pipeline
+from difai_jax.models import psp as psp_lib
+from difai_jax.models import stylegan2
+from difai_jax.stages import psp as psp_stage
+
+SIZE = 32
+
+
+def _tiny_config(stylegan2_dir: str, perceptual: str = "") -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.stages = ("psp",)
+  config.seed = 0
+  config.image_size = SIZE
+  config.data = data_config.default_data_config()
+  config.data.verify_files = False
+  config.data.read_threads = 1
+  config.pretrained = ml_collections.ConfigDict({"stylegan2": stylegan2_dir})
+  config.psp = psp_stage.config_defaults()
+  config.psp.unit_counts = (1, 1, 1, 1)
+  config.psp.widths = (16, 16, 16, 16)    # >= 16: SE reduction 16
+  config.psp.input_width = 8
+  config.psp.block_width = 8
+  config.psp_train = psp_stage.train_defaults()
+  config.psp_train.lr = 3e-3
+  config.psp_train.perceptual = perceptual
+  config.psp_train.latent_avg_samples = 2000
+  config.train = ml_collections.ConfigDict()
+  config.train.batch_size = 4
+  config.train.num_steps = ml_collections.ConfigDict({"psp": 4})
+  config.train.ema_decay = 0.0
+  config.train.log_every = 1
+  config.train.sample_every = 4           # the preview grid (input | reconstruction) at the end
+  config.train.checkpoint_every = 2
+  config.train.keep_checkpoints = 3
+  return config
+
+
+def _random_stylegan2(directory: str, seed: int = 3) -> None:
+  """A random 32 px StyleGAN2 as a converted directory, filled as rosinality initialises it
+  (weights N(0, 1) under equalized lr, biases 0, modulation biases 1) without compiling init."""
+  config = {"size": SIZE, "style_dim": 16, "n_mlp": 2, "channels": [16] * 4, "lr_mlp": 0.01}
+  generator = stylegan2.from_config(config)
+  shapes = jax.eval_shape(generator.init, jax.random.key(0), [jnp.zeros((1, 16))])
+  rng = np.random.default_rng(seed)
+
+  def fill(path, leaf):
+    name = jax.tree_util.keystr(path)
+    if "modulation']['bias" in name:
+      return np.ones(leaf.shape, np.float32)
+    if name.endswith("['bias']"):
+      return np.zeros(leaf.shape, np.float32)
+    scale = 0.1 if "noise_weight" in name else 1.0
+    return (scale * rng.standard_normal(leaf.shape)).astype(np.float32)
+
+  pretrained.save(directory, "stylegan2", config,
+                  jax.tree_util.tree_map_with_path(fill, shapes))
+
+
+@pytest.fixture(scope="module")
+def compilation_cache(tmp_path_factory):
+  """A persistent compilation cache for this module: the three training runs and the fixed-batch
+  test compile the same step, init and latent average; later ones load them (saves ~2/3 of the
+  file's time). Restored to the session's setting afterwards."""
+  from jax.experimental.compilation_cache import compilation_cache as cc
+  previous = {k: getattr(jax.config, k) for k in (
+      "jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+      "jax_persistent_cache_min_entry_size_bytes")}
+  jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+  cc.reset_cache()
+  yield
+  for key, value in previous.items():
+    jax.config.update(key, value)
+  cc.reset_cache()
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, compilation_cache):
+  """The stage built on a tiny random StyleGAN2, its step jitted as train.py jits it, and a
+  fixed batch."""
+  del compilation_cache
+  flags.FLAGS.mark_as_parsed()
+  root = tmp_path_factory.mktemp("psp_stage")
+  sg_dir = str(root / "stylegan2")
+  _random_stylegan2(sg_dir)
+  config = _tiny_config(sg_dir)
+  stage = stages.build("psp", config, str(root / "unused"), {})
+  batch = next(data_pipeline.make_train_iterator(
+      config.data, image_size=SIZE, global_batch_size=4, seed=0, process_index=0,
+      process_count=1, verbose=False, with_masks=False))
+  # Shardings as train.train_stage uses them, so that its runs find these executables cached.
+  mesh = train.make_mesh()
+  replicated, batch_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+  state_sharding = jax.tree.map(lambda _: replicated,
+                                jax.eval_shape(stage.init, steps.prng_key(0)))
+  init = jax.jit(stage.init, out_shardings=state_sharding)
+  step = jax.jit(stage.step, in_shardings=(state_sharding, batch_sharding, replicated,
+                                           replicated),
+                 out_shardings=(state_sharding, replicated), donate_argnums=(0,))
+  return {"root": root, "config": config, "stage": stage, "init": init, "step": step,
+          "batch": {k: jax.device_put(np.asarray(v), batch_sharding) for k, v in batch.items()},
+          "frozen": jax.device_put(stage.frozen, replicated)}
+
+
+def test_step_lowers_its_loss_and_leaves_the_decoder_alone(setup):
+  stage = setup["stage"]
+  state = setup["init"](steps.prng_key(0))
+  decoder_before = jax.device_get(state.g_collections[psp_stage.FROZEN_PARAMS])
+  assert stage.architecture["psp"]["encoder"]["n_styles"] == 8
+  losses = []
+  for _ in range(25):   # one batch, one noise draw: a fixed objective
+    state, metrics = setup["step"](state, setup["batch"], setup["frozen"], steps.prng_key(1))
+    losses.append(float(metrics["g/loss"]))
+  print("psp loss first/last:", losses[:3], losses[-3:])
+  assert np.all(np.isfinite(losses))
+  assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3])
+  assert int(state.step) == 25
+  decoder_after = jax.device_get(state.g_collections[psp_stage.FROZEN_PARAMS])
+  jax.tree.map(np.testing.assert_array_equal, decoder_before, decoder_after)
+  avg = np.asarray(state.g_collections["constants"]["latent_avg"])
+  assert avg.shape == (8, 16) and np.all(avg == avg[0])   # one mean w for every style
+
+
+def _run(config, workdir, num_steps):
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.train.num_steps = ml_collections.ConfigDict({"psp": num_steps})
+  return train.run(config, workdir)
+
+
+def test_resume_is_bit_identical_and_export_loads(setup):
+  config, root = setup["config"], setup["root"]
+  straight, resumed = str(root / "straight"), str(root / "resumed")
+  _run(config, straight, 4)
+  _run(config, resumed, 2)
+  _run(config, resumed, 4)
+  a_params, a_cols = checkpoints.load_stage_params(straight)
+  b_params, b_cols = checkpoints.load_stage_params(resumed)
+  jax.tree.map(np.testing.assert_array_equal, (a_params, a_cols), (b_params, b_cols))
+  assert checkpoints.latest_meta(resumed)["step"] == 4
+  assert os.path.isfile(os.path.join(straight, "samples", "psp_0000004.png"))
+  # The checkpoint carries its decoder: resuming against another StyleGAN2 is refused.
+  other = str(root / "other_stylegan2")
+  _random_stylegan2(other, seed=4)
+  with pytest.raises(checkpoints.WorkdirMismatchError, match="stylegan2_sha256"):
+    _run(_tiny_config(other), resumed, 6)
+
+  # The exported directory is a kind-psp model: encode gives W+, reconstruction as the stage's.
+  out = str(root / "exported")
+  written = export.export(straight, out)
+  assert written["kind"] == "psp" and written["pool_size"] == SIZE
+  module, variables = pretrained.load(out)
+  images = setup["batch"]["image"]
+  w_plus = jax.jit(functools.partial(module.apply, method="encode"))(variables, images)
+  assert w_plus.shape == (4, 8, 16) and np.all(np.isfinite(w_plus))
+  recon = psp_stage.reconstruct(module, variables, images)
+  # The stage's own forward (its preview's) on the checkpoint's variables.
+  own = psp_stage.reconstruct(psp_lib.from_config(setup["stage"].architecture["psp"]),
+                              psp_stage.psp_variables(a_params, a_cols), images)
+  np.testing.assert_array_equal(np.asarray(recon), np.asarray(own))
+  np.testing.assert_array_equal(variables["constants"]["latent_avg"],
+                                a_cols["constants"]["latent_avg"])
+
+  quality = psp_stage.reconstruction_quality(module, variables, data_config=config.data,
+                                             num_images=8, batch_size=4)
+  assert quality["num_images"] == 8 and quality["l2"] > 0 and np.isfinite(quality["psnr"])
