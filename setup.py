@@ -51,6 +51,10 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["difai_jax", "difai_jax.*", "configs", "weights_conversion",
                                     "weights_conversion.*"]),
+    # The networks trained on the toy faces (difai_jax/assets/toy/*: converted directories and
+    # the DiFAI workdir), loadable by short name (pretrained.SHORT_NAMES).
+    package_data={"difai_jax": ["assets/**/*"]},
+    include_package_data=True,
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
     license="Apache-2.0",

@@ -181,8 +181,9 @@ class CoarseNet(nn.Module):
 
   Attributes:
     widths: the reference's four channel counts (64, 128, 192, 256); every layer uses one of
-      them (``widths[0]``: full to H/4 resolution and floor 1's top; ``widths[1]``: floors 1-2 and
-      the H/8 level; ``widths[2]``: the stem at H/8; ``widths[3]``: floor 0).
+      them (``widths[0]``: full to H/4 resolution and floor 1's climb from H/8; ``widths[1]``:
+      the stem at H/4, floors 1 and 2, the H/8 fusion; ``widths[2]``: the stem at H/8;
+      ``widths[3]``: floor 0). Any four values work (Flax infers input widths).
     floor_stride: input size / floor 0 size. 16 is MLGN (floors at 16, 8, 4 px for a 256 px
       input); 8 or 4 run the outermost one or two stem convs at stride 1 and replace their
       mirrored transposed convs by 3x3 convs (for small images: at 64 px, 4 keeps the floors at
@@ -228,7 +229,8 @@ class CoarseNet(nn.Module):
     hole = 1.0 - mask.astype(i_masked.dtype)
     x = jnp.concatenate([i_masked, hole], axis=-1).astype(self.dtype)   # (N, H, W, 4)
 
-    # Stem to floor 0: (N, H, W, 4) -> (N, H/16, W/16, w3) at floor_stride 16.
+    # Resolutions in the comments are MLGN's (floor_stride 16).
+    # Stem to floor 0: (N, H, W, 4) -> (N, H/16, W/16, w3).
     x = ConvBlock(w0, 7, 2 if outer_0 else 1, norm=False, name="down_0_0", **kw)(x)
     x = ConvBlock(w1, 5, 2 if outer_1 else 1, name="down_0_1", **kw)(x)
     x = ConvBlock(w2, 3, 2, name="down_0_2", **kw)(x)                   # H/8
