@@ -1,13 +1,14 @@
-"""The embedded default: both stages on procedurally drawn toy faces, tiny networks, random
-frozen pSp / StyleGAN2 / VGG-19, on 2 CPU cores in a few minutes.
+"""The embedded default: both stages on procedurally drawn toy faces with the shipped toy
+networks, on 2 CPU cores in a few minutes.
 
     python -m difai_jax.train --config configs/demo.py --workdir runs/demo
 
-Ends with WORKDIR/difai/samples/difai_*.png: masked input, coarse, I_style, the alpha + 1
-completions, ground truth. The frozen StyleGAN2 is random, so the style images are colourful
-textures rather than faces; the completions still differ in the hole because each one follows
-its own SeFa-perturbed style image (set --config.pretrained.psp / vgg19 to converted weights to
-use real ones).
+The frozen pSp and its StyleGAN2 decoder are the ones trained on the toy faces by this repo
+(``toy-psp``, difai_jax/assets/toy/psp; README "Shipped toy networks" gives the commands), so
+the style images are toy faces and the completions differ in the hole as their SeFa-perturbed
+style images do. VGG-19 stays random (no ImageNet weights can be shipped; set
+--config.pretrained.vgg19 to a converted one). Ends with WORKDIR/difai/samples/difai_*.png:
+masked input, coarse, I_style, the alpha + 1 completions, ground truth.
 """
 
 from configs import celebahq
@@ -33,7 +34,8 @@ def get_config():
   config.generator.spade_hidden = 32
   config.critic.widths = (16, 32, 64, 64)
 
-  config.pretrained.random_init = True
+  config.pretrained.psp = "toy-psp"        # shipped: trained on toy faces (README)
+  config.pretrained.random_init = True     # VGG-19 only: random frozen features
   config.pretrained.random_vgg_width_divisor = 8
 
   config.sefa.top_k = 4

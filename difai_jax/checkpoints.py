@@ -194,6 +194,7 @@ def load_difai(workdir: str) -> Inference:
   ``pretrained.coarse_workdir``); pSp from the config's converted directory (or the same random
   weights the run trained with, when it used ``pretrained.random_init``).
   """
+  workdir = pretrained.resolve(workdir)            # short names: toy-difai
   difai_dir = find_stage_dir(workdir, "difai")
   meta = latest_meta(difai_dir)
   config = ml_collections.ConfigDict(meta["config"])

@@ -303,8 +303,10 @@ def read_run_info(checkpoint: str) -> RunInfo:
   """The model size, SeFa directions and W+ layers of a trained run, without its weights."""
   from difai_jax import checkpoints  # pylint: disable=import-outside-toplevel
   from difai_jax import pretrained  # pylint: disable=import-outside-toplevel
+  checkpoint = pretrained.resolve(checkpoint)      # short names: toy-difai
   if not os.path.isdir(checkpoint):
-    raise FileNotFoundError(f"--checkpoint {checkpoint!r} is not a folder (a trained DiFAI run)")
+    raise FileNotFoundError(f"--checkpoint {checkpoint!r} is not a folder (a trained DiFAI run) "
+                            f"nor a shipped one ({', '.join(pretrained.SHORT_NAMES)})")
   difai_dir = checkpoints.find_stage_dir(checkpoint, "difai")
   meta = checkpoints.latest_meta(difai_dir)
   config = meta["config"]

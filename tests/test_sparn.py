@@ -633,17 +633,14 @@ def test_summary_256px_parameter_counts_match_the_design():
   assert rows["generator"] == (want, {"spectral": spectral})
   print(f"generator at 256 px: {want:,} params, {spectral:,} spectral-norm entries")
 
-  # Coarse net: 5x5 stem, 3 stride-2 convs, 4 dilated res-blocks, 3 up levels with RGB heads.
-  want = _conv(5, 4, 64) + _conv(3, 64, 128) + _conv(3, 128, 256) + _conv(3, 256, 256)
-  want += 4 * 2 * _conv(3, 256, 256)
-  c_in = 256
-  for width in (256, 128, 64):
-    want += _conv(3, c_in, width) + _conv(3, width, width) + _conv(3, width, 3)
-    c_in = width
-  assert rows["coarse"] == (want, {})
+  # Coarse net: MLGN at its reference widths; the reference PyTorch generator has 15,054,659
+  # parameters (counted with the public code when making tests/fixtures/mlgn_small.npz).
+  assert rows["coarse"] == (15_054_659, {})
 
-  # Critic: 4x4 stride-2 convs and a 3x3 conv to one channel; one u per conv output + sigma.
+  # Critic: 4x4 stride-2 convs and a 3x3 conv to one channel; spectral state u (C_out) +
+  # v (fan_in) + sigma per conv.
   widths = (3, 64, 128, 256, 512, 512)
   want = sum(_conv(4, a, b) for a, b in zip(widths[:-1], widths[1:])) + _conv(3, 512, 1)
-  assert rows["critic"] == (want, {"spectral": sum(widths[1:]) + 1 + 6})
+  spectral = sum(b + 16 * a + 1 for a, b in zip(widths[:-1], widths[1:])) + (1 + 9 * 512 + 1)
+  assert rows["critic"] == (want, {"spectral": spectral})
   assert "total" in summary.format_table(list((k,) + v for k, v in rows.items()), 256)

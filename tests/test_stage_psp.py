@@ -83,25 +83,6 @@ def _random_stylegan2(directory: str, seed: int = 3) -> None:
 
 
 @pytest.fixture(scope="module")
-def compilation_cache(tmp_path_factory):
-  """A persistent compilation cache for this module: the three training runs and the fixed-batch
-  test compile the same step, init and latent average; later ones load them (saves ~2/3 of the
-  file's time). Restored to the session's setting afterwards."""
-  from jax.experimental.compilation_cache import compilation_cache as cc
-  previous = {k: getattr(jax.config, k) for k in (
-      "jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-      "jax_persistent_cache_min_entry_size_bytes")}
-  jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-  jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-  cc.reset_cache()
-  yield
-  for key, value in previous.items():
-    jax.config.update(key, value)
-  cc.reset_cache()
-
-
-@pytest.fixture(scope="module")
 def setup(tmp_path_factory, compilation_cache):
   """The stage built on a tiny random StyleGAN2, its step jitted as train.py jits it, and a
   fixed batch."""

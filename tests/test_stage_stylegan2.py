@@ -38,7 +38,8 @@ def _tiny_config(num_steps=4):
 
 
 @pytest.fixture(scope="module")
-def built():
+def built(compilation_cache):
+  del compilation_cache
   config = _tiny_config()
   stage = stage_lib.build(config, "", {})
   batch = next(stage.batches(0))
@@ -89,7 +90,8 @@ def test_diff_augment_keeps_shapes_and_gradients():
   assert np.isin(np.round(t, 6), np.append(np.round(np.asarray(x), 6), 0.0)).all()
 
 
-def test_resume_is_bit_identical_and_export_loads(tmp_path):
+def test_resume_is_bit_identical_and_export_loads(tmp_path, compilation_cache):
+  del compilation_cache
   straight = tmp_path / "straight"
   train.run(_tiny_config(4), str(straight))
   resumed = tmp_path / "resumed"

@@ -17,6 +17,7 @@ def get_config():
   config.generator.decoder_widths = (16, 16, 8)
   config.generator.spade_hidden = 8
   config.critic.widths = (8, 16)
+  config.pretrained.psp = ""                 # a random tiny pSp (below), not the shipped one
   config.pretrained.random_psp.decoder_size = 32
   config.pretrained.random_psp.decoder_channels = (16,) * 4
   config.pretrained.random_psp.style_dim = 16

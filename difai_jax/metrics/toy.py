@@ -20,7 +20,9 @@ runs with each other, never with the paper's CelebA-HQ numbers. Printed names ca
   :class:`RealFeatureModel` / :func:`plausible_fraction` (the share of faces whose embedding lies
   inside the real faces' feature distribution: Mahalanobis distance to the real faces' mean below
   the ``quantile`` of held-out real faces' own distances, so real faces score ~``quantile``).
-* :func:`evaluate_recognizer`: per-attribute accuracy on toy test-split faces.
+* :func:`evaluate_recognizer`: per-attribute accuracy on toy test-split faces; the shipped
+  recognizer's is in ``quality.json`` beside its weights (:func:`recognizer_quality`), with the
+  attributes it names reliably (:func:`reliable_attributes`: not the mouth nor earrings).
 
     python -m difai_jax.metrics.toy [--recognizer DIR] [--num_faces 2000]
 """
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import os
 from typing import Any, Mapping, NamedTuple, Sequence
 
@@ -68,6 +71,30 @@ def load_toy_recognizer(path: str | os.PathLike | None = None):
   if kind != "toy_recognizer":
     raise ValueError(f"{path} holds a {kind!r} model, not a toy_recognizer")
   return pretrained.load(path)
+
+
+def recognizer_quality(path: str | os.PathLike | None = None) -> dict | None:
+  """The measured quality (``quality.json``: test accuracy per attribute, majority-class rates,
+  the training command) beside a recognizer directory; None if it has none."""
+  path = os.fspath(path) if path is not None else DEFAULT_RECOGNIZER
+  quality = os.path.join(path, "quality.json")
+  if not os.path.isfile(quality):
+    return None
+  with open(quality, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def reliable_attributes(path: str | os.PathLike | None = None) -> tuple[str, ...]:
+  """Attributes the recognizer at ``path`` (the shipped one by default) names reliably: test
+  accuracy at least 5 points above always guessing the most common class. The shipped 64 px
+  recognizer does not tell the mouth (neutral / smile / open: a few pixels at 64 px) or earrings
+  (a pixel) apart, so :func:`attribute_diversity` should not count them. All attributes when the
+  directory has no ``quality.json``."""
+  quality = recognizer_quality(path)
+  if quality is None:
+    from difai_jax.data import toy_faces  # pylint: disable=import-outside-toplevel
+    return toy_faces.ATTRIBUTE_NAMES
+  return tuple(quality["reliable_attributes"])
 
 
 @functools.lru_cache(maxsize=8)
@@ -133,7 +160,8 @@ def toy_fid(features_a, features_b) -> float:
                                    np.asarray(features_b, np.float64))
 
 
-def attribute_diversity(labels, names: Sequence[str] | None = None) -> dict[str, Any]:
+def attribute_diversity(labels, names: Sequence[str] | None = None,
+                        attributes: Sequence[str] | None = None) -> dict[str, Any]:
   """Toy-domain diversity of the K completions of one input (or of each of N inputs).
 
   Args:
@@ -141,6 +169,8 @@ def attribute_diversity(labels, names: Sequence[str] | None = None) -> dict[str,
       code's), or (N, K, A) for N inputs.
     names: the A attribute names (for the per-attribute shares), e.g.
       ``AttributePredictions.names``.
+    attributes: count differences in these attributes only (needs ``names``), e.g.
+      :func:`reliable_attributes` so that a head near chance level adds no noise.
 
   Returns (per input, shape (N,) for (N, K, A) labels; averaged in ``*_mean`` keys):
     ``differ_from_first``: how many of completions 1..K-1 differ from completion 0 in at least
@@ -151,6 +181,14 @@ def attribute_diversity(labels, names: Sequence[str] | None = None) -> dict[str,
       (averaged over inputs).
   """
   labels = np.asarray(labels)
+  if attributes is not None:
+    if names is None:
+      raise ValueError("attribute_diversity(attributes=...) needs the column names (names=...)")
+    unknown = sorted(set(attributes) - set(names))
+    if unknown:
+      raise ValueError(f"unknown attributes {unknown}; the labels have {list(names)}")
+    columns = [list(names).index(a) for a in attributes]
+    labels, names = labels[..., columns], list(attributes)
   single = labels.ndim == 2
   if single:
     labels = labels[None]
@@ -266,9 +304,11 @@ def main(argv):
   acc = evaluate_recognizer(module, variables, faces=(images, labels))
   print(f"{DISPLAY_NAMES['recognizer_accuracy']} on {f.num_faces} test faces "
         f"(toy seed {f.toy_seed}, indices {TEST_START}..{TEST_START + f.num_faces - 1}, "
-        f"{f.size} px):")
-  for name, value in acc.items():
-    print(f"  {name:12s} {value:.4f}")
+        f"{f.size} px), beside always guessing the most common class:")
+  for i, (name, value) in enumerate(acc.items()):
+    majority = (f"{np.bincount(labels[:, i]).max() / len(labels):.4f}" if name != "mean"
+                else "")
+    print(f"  {name:12s} {value:.4f}  {majority}")
   pred = predict_attributes(module, variables, images)
   half = len(images) // 2
   print(f"{DISPLAY_NAMES['toy_fid']} between the two halves of these real faces (the floor): "

@@ -3,13 +3,14 @@
 A stack of 4x4 stride-2 convs (64-128-256-512-512 at 256 px) with leaky ReLU 0.2 and no
 normalisation layers (a gradient penalty needs per-sample gradients, which batch statistics would
 couple), then a 3x3 conv to one channel averaged to one score per image. Every conv is wrapped in
-``flax.linen.SpectralNorm`` (Miyato et al. 2018): its power-iteration state ``u`` and ``sigma``
-lives in the ``'spectral'`` variable collection and is updated only when ``train=True`` (apply
-with ``mutable=['spectral']``); with ``train=False`` the same stored ``u`` gives the same
-normalised weights, so evaluation is deterministic.
+the project's one spectral norm (``sparn.SpectralNorm``, PyTorch's semantics, Miyato et al.
+2018): its power-iteration state ``u``, ``v`` and ``sigma`` lives in the ``'spectral'`` variable
+collection and advances only when ``train=True`` (apply with ``mutable=['spectral']``); with
+``train=False`` the stored vectors give the same normalised weights without iterating, so
+evaluation is deterministic.
 
-Conventions: NHWC images in [-1, 1]; the critic sees composites ``I_masked + hole * I_out`` and
-real images.
+Conventions: NHWC images in [-1, 1]; the critic scores the raw outputs I_out (eq. 9-10; the
+composite is the option ``critic.input``) and real images.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from difai_jax.models.sparn import SpectralNorm
 from difai_jax.models.sparn import module_kwargs
 
 LEAKY_SLOPE = 0.2
@@ -61,8 +63,8 @@ class Critic(nn.Module):
     def sn_conv(features, kernel, strides, pad, name):
       conv = nn.Conv(features, (kernel, kernel), strides=(strides, strides),
                      padding=((pad, pad), (pad, pad)), dtype=self.dtype, name=name)
-      return nn.SpectralNorm(conv, n_steps=self.sn_steps, epsilon=self.sn_eps,
-                             collection_name=SPECTRAL_COLLECTION, name=f"{name}_sn")
+      return SpectralNorm(conv, n_steps=self.sn_steps, epsilon=self.sn_eps,
+                          collection_name=SPECTRAL_COLLECTION, name=f"{name}_sn")
 
     x = images.astype(self.dtype)
     for i, width in enumerate(self.widths):

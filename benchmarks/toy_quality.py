@@ -1,0 +1,56 @@
+"""Quality of the shipped toy networks, measured with toy-domain measures (no downloaded weights).
+
+    python -m benchmarks.toy_quality [--num 2000]
+
+- StyleGAN2 (``toy-stylegan2``): toy FID (Frechet distance in the toy recognizer's feature
+  space) of ``num`` samples (truncation 1) against ``num`` real toy test faces, beside the toy
+  FID of a second set of real faces (the floor) and the share of samples inside the real
+  faces' feature distribution (``plausible_fraction``; real faces: ~0.99).
+- pSp (``toy-psp``): mean L2 and PSNR of reconstructions of 256 toy test faces.
+- recognizer (``toy-recognizer``): accuracy per attribute on 2,000 toy test faces.
+Prints one JSON object.
+"""
+
+import argparse
+import json
+
+import jax
+import numpy as np
+
+from difai_jax import pretrained
+from difai_jax.metrics import toy
+from difai_jax.stages import psp as psp_stage
+
+
+def stylegan2_quality(num: int) -> dict:
+  module, variables = pretrained.load("toy-stylegan2")
+  rec, rec_vars = toy.load_toy_recognizer()
+  apply = jax.jit(lambda z: module.apply(variables, [z]))
+  samples = np.concatenate([np.asarray(apply(jax.random.normal(jax.random.key(i), (250, module.style_dim))))
+                            for i in range(-(-num // 250))])[:num]
+  real, _ = toy.toy_test_faces(num)
+  real2, _ = toy.toy_test_faces(num, start=toy.TEST_START - num)      # train-split faces
+  f_fake = toy.recognizer_features(rec, rec_vars, samples)
+  f_real = toy.recognizer_features(rec, rec_vars, real)
+  f_real2 = toy.recognizer_features(rec, rec_vars, real2)
+  model = toy.RealFeatureModel.fit(f_real2)
+  return {"toy_fid_samples": toy.toy_fid(f_fake, f_real),
+          "toy_fid_real_vs_real": toy.toy_fid(f_real2, f_real),
+          "plausible_fraction_samples": toy.plausible_fraction(model, f_fake),
+          "plausible_fraction_real": toy.plausible_fraction(model, f_real)}
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--num", type=int, default=2000)
+  args = parser.parse_args()
+  result = {"stylegan2": stylegan2_quality(args.num)}
+  psp, psp_vars = pretrained.load("toy-psp")
+  result["psp"] = psp_stage.reconstruction_quality(psp, psp_vars, num_images=256)
+  rec, rec_vars = toy.load_toy_recognizer()
+  result["recognizer_accuracy"] = toy.evaluate_recognizer(rec, rec_vars, num_faces=2000)
+  print(json.dumps(result, indent=2, default=float))
+
+
+if __name__ == "__main__":
+  main()
