@@ -12,7 +12,7 @@ from configs import demo
 
 def get_config():
   config = demo.get_config()
-  config.train.num_steps = {"coarse": 150, "difai": 400}
+  config.train.num_steps = {"coarse": 150, "difai": 200}
   config.train.sample_every = 100
   config.train.checkpoint_every = 100
   config.train.keep_checkpoints = 1

@@ -8,7 +8,14 @@
 
 Not a paper component: a small attribute classifier (`difai_jax/models/recognizer.py`) whose
 embedding and predictions give the toy domain its measures (`difai_jax/metrics/toy.py`). Sized
-to train in well under 30 minutes on 2 shared CPU cores.
+to train in under 30 minutes on 2 shared CPU cores (25 min measured, at nice 10 beside other
+trainings).
+
+Measured (`quality.json` beside the weights; 2,000 test faces, toy-domain): mean accuracy
+0.889; hair style 0.83, hair colour 0.96, skin tone 0.94, beard 0.95, moustache 0.91, glasses
+0.96, lipstick 1.00. Mouth (0.57, majority class 0.56) and earrings (0.87, majority 0.88) are
+not learned: at 64 px a smile is a ~1 px bend and an earring one pixel, and this network (stride-2
+stem) never picks them up within these steps; `metrics.toy.reliable_attributes()` leaves them out.
 """
 
 import ml_collections

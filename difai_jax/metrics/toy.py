@@ -33,7 +33,7 @@ import functools
 import itertools
 import json
 import os
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -59,9 +59,10 @@ TEST_SIZE = 2000
 
 
 def load_toy_recognizer(path: str | os.PathLike | None = None):
-  """``(module, variables)`` of a toy recognizer directory; the shipped one by default."""
+  """``(module, variables)`` of a toy recognizer directory (or short name ``toy-recognizer``);
+  the shipped one by default."""
   from difai_jax import pretrained  # pylint: disable=import-outside-toplevel
-  path = os.fspath(path) if path is not None else DEFAULT_RECOGNIZER
+  path = pretrained.resolve(path) if path is not None else DEFAULT_RECOGNIZER
   if not os.path.isfile(os.path.join(path, "config.json")):
     raise FileNotFoundError(
         f"no toy recognizer in {path} (no config.json). Train and export one: python -m "
@@ -76,7 +77,8 @@ def load_toy_recognizer(path: str | os.PathLike | None = None):
 def recognizer_quality(path: str | os.PathLike | None = None) -> dict | None:
   """The measured quality (``quality.json``: test accuracy per attribute, majority-class rates,
   the training command) beside a recognizer directory; None if it has none."""
-  path = os.fspath(path) if path is not None else DEFAULT_RECOGNIZER
+  from difai_jax import pretrained  # pylint: disable=import-outside-toplevel
+  path = pretrained.resolve(path) if path is not None else DEFAULT_RECOGNIZER
   quality = os.path.join(path, "quality.json")
   if not os.path.isfile(quality):
     return None

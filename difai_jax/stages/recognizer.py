@@ -3,7 +3,7 @@
 Not a paper component (see ``difai_jax/models/recognizer.py``). Trains
 :class:`~difai_jax.models.recognizer.Recognizer` on procedural toy faces with the labels the
 renderer knows (``toy_faces.ATTRIBUTES``): the loss is the cross-entropy summed over the
-attribute heads (mean over the batch), Adam with a linear warm-up and a cosine decay.
+attribute heads (mean over the batch), AdamW with a linear warm-up and a cosine decay.
 
 Data: faces of the toy train split (indices ``[0, recognizer.num_train_faces)`` of stream
 ``data.toy_seed``, inside the train split ``[0, data.num_train)``; the test split is the next
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import json
 from typing import Any, Iterator, Mapping
 
 import jax
@@ -58,10 +59,6 @@ def config_defaults() -> ml_collections.ConfigDict:
 def architecture(config) -> dict:
   """The converted ``config.json`` fields of ``config.recognizer``."""
   return recognizer_lib.architecture(config.recognizer, toy_faces.ATTRIBUTES)
-
-
-def build_model(config) -> recognizer_lib.Recognizer:
-  return recognizer_lib.from_config(architecture(config))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -182,8 +179,21 @@ def init_state(rng, *, module: recognizer_lib.Recognizer, tx) -> steps.TrainStat
 def optimizer(c: ml_collections.ConfigDict, num_steps: int) -> optax.GradientTransformation:
   """AdamW with a linear warm-up to ``lr`` and a cosine decay to 0 at the last step."""
   warmup = max(1, min(int(c.warmup_steps), num_steps - 1))
-  schedule = optax.warmup_cosine_decay_schedule(0.0, float(c.lr), warmup, max(num_steps, warmup + 1))
+  schedule = optax.warmup_cosine_decay_schedule(0.0, float(c.lr), warmup,
+                                                 max(num_steps, warmup + 1))
   return optax.adamw(schedule, weight_decay=float(c.weight_decay))
+
+
+@functools.lru_cache(maxsize=4)
+def _functions(architecture_json: str, lr: float, warmup_steps: int, weight_decay: float,
+               num_steps: int):
+  """(module, init, step) for these settings: the same function objects every time, so that
+  runs in one process (a resumed run, tests) reuse JAX's traced and compiled step."""
+  module = recognizer_lib.from_config(json.loads(architecture_json))
+  tx = optimizer(ml_collections.ConfigDict(
+      {"lr": lr, "warmup_steps": warmup_steps, "weight_decay": weight_decay}), num_steps)
+  return (module, functools.partial(init_state, module=module, tx=tx),
+          functools.partial(train_step, module=module, tx=tx))
 
 
 def build(config, workdir: str, previous) -> Stage:
@@ -198,9 +208,9 @@ def build(config, workdir: str, previous) -> Stage:
   if not 0 < num_faces <= int(config.data.num_train):
     raise ValueError(f"recognizer.num_train_faces {num_faces} must be in (0, data.num_train = "
                      f"{config.data.num_train}]: the train split")
-  module = build_model(config)
   num_steps = int(config.train.num_steps["recognizer"])
-  tx = optimizer(c, num_steps)
+  module, init, step = _functions(json.dumps(architecture(config)), float(c.lr),
+                                  int(c.warmup_steps), float(c.weight_decay), num_steps)
   batch_size = int(config.train.batch_size)
   if batch_size % jax.process_count():
     raise ValueError(f"train.batch_size {batch_size} is not divisible by the "
@@ -220,9 +230,7 @@ def build(config, workdir: str, previous) -> Stage:
             + f"; {num_faces} train faces of toy seed {config.data.toy_seed} at {size} px")
 
   arch = {"stage": "recognizer", "image_size": size, "recognizer": architecture(config)}
-  return Stage(name="recognizer", architecture=arch,
-               init=functools.partial(init_state, module=module, tx=tx),
-               step=functools.partial(train_step, module=module, tx=tx), batches=batches,
+  return Stage(name="recognizer", architecture=arch, init=init, step=step, batches=batches,
                log_prefixes=(PREFIX,), describe=describe)
 
 
