@@ -1,0 +1,66 @@
+"""The networks shipped in difai_jax/assets/toy load by short name and give pinned outputs on
+fixed inputs (values recorded when they were exported; a changed file, layer or converter shows
+up here), and the shipped DiFAI inpaints a toy face keeping every known pixel."""
+
+import numpy as np
+import jax.numpy as jnp
+import pytest
+
+from difai_jax import checkpoints
+from difai_jax import image_io
+from difai_jax import pipeline
+from difai_jax import pretrained
+from difai_jax.data import toy_faces
+
+
+def _faces(n=2):
+  return image_io.uint8_to_float(np.stack([toy_faces.render_face(0, 28000 + i, 64)
+                                           for i in range(n)]))
+
+
+def test_toy_stylegan2_pinned():
+  module, variables = pretrained.load("toy-stylegan2")
+  assert (module.size, module.style_dim) == (64, 64)
+  z = jnp.asarray(np.random.default_rng(0).standard_normal((2, 64)), jnp.float32)
+  images = np.asarray(module.apply(variables, [z]))
+  np.testing.assert_allclose(images[0, 32, 32], [0.4376416, 0.23317452, 0.05215167], atol=1e-4)
+  np.testing.assert_allclose(images[1, 10, 50], [0.55485547, 0.4723214, -0.1564225], atol=1e-4)
+  assert images.mean() == pytest.approx(0.053397607, abs=1e-5)
+
+
+def test_toy_psp_pinned_and_reconstructs():
+  module, variables = pretrained.load("toy-psp")
+  faces = _faces()
+  w_plus = np.asarray(module.apply(variables, jnp.asarray(faces), method="encode"))
+  assert w_plus.shape == (2, 10, 64)
+  np.testing.assert_allclose(w_plus[0, 0, :3], [1.5826411, 0.75679564, -0.20725638], atol=1e-4)
+  recon = module.apply(variables, jnp.asarray(faces))
+  recon = np.asarray(recon[0] if isinstance(recon, tuple) else recon)
+  error = float(np.abs(recon - faces).mean())
+  print(f"toy pSp mean |reconstruction - face| on 2 test faces: {error:.4f}")
+  assert error == pytest.approx(0.19216828, abs=1e-4)
+  # A reconstruction is closer to its own face than to the other one.
+  other = float(np.abs(recon - faces[::-1]).mean())
+  assert error < other
+
+
+def test_toy_difai_inpaints_keeping_known_pixels():
+  inference = checkpoints.load_difai("toy-difai")
+  assert inference.config.image_size == 64 and inference.step == 200
+  faces = _faces()
+  mask = np.ones((2, 64, 64, 1), np.float32)
+  mask[:, 36:54, 18:46] = 0.0
+  k = 3
+  components = jnp.broadcast_to(jnp.arange(k, dtype=jnp.int32), (2, k))
+  degrees = jnp.broadcast_to(jnp.asarray([4.0, -4.0, 6.0]), (2, k))
+  out = pipeline.inpaint(inference.models, inference.variables, jnp.asarray(faces),
+                         jnp.asarray(mask), components, degrees)
+  completions = np.asarray(out["completions"])             # (K + 1, N, 64, 64, 3)
+  assert completions.shape == (k + 1, 2, 64, 64, 3)
+  known = np.broadcast_to(mask > 0, completions.shape[1:])
+  for c in completions:
+    np.testing.assert_array_equal(c[known], (faces * mask)[known])
+  hole = ~known
+  spread = float(np.mean([np.abs(completions[0][hole] - c[hole]).mean() for c in completions[1:]]))
+  print(f"toy DiFAI: mean |completion j - completion 0| in the hole: {spread:.4f}")
+  assert spread > 0.01                                      # the completions differ
