@@ -320,10 +320,10 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from absl import app  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
   flags.DEFINE_string("recognizer", "", "toy recognizer directory (default: the shipped one)")
   flags.DEFINE_integer("num_faces", 2000, "test-split faces to score")
   flags.DEFINE_integer("size", 64, "render size")
   flags.DEFINE_integer("toy_seed", 0, "toy face stream (config.data.toy_seed)")
-  app.run(main)
+  from difai_jax import cli  # pylint: disable=g-import-not-at-top
+  cli.run(main, user_errors=(FileNotFoundError, ValueError))

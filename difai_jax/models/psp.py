@@ -148,7 +148,7 @@ class SEModule(nn.Module):
   """
   reduction: int = 16
   dtype: Dtype = jnp.float32
-  precision: Any = "highest"
+  precision: Any = None   # the run's precision policy (difai_jax.precision)
 
   @nn.compact
   def __call__(self, x):
@@ -173,7 +173,7 @@ class IRUnit(nn.Module):
   use_se: bool = True
   se_reduction: int = 16
   dtype: Dtype = jnp.float32
-  precision: Any = "highest"
+  precision: Any = None   # the run's precision policy (difai_jax.precision)
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -206,7 +206,7 @@ class IRBackbone(nn.Module):
   mode: str = "ir_se"
   se_reduction: int = 16
   dtype: Dtype = jnp.float32
-  precision: Any = "highest"
+  precision: Any = None   # the run's precision policy (difai_jax.precision)
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -237,7 +237,7 @@ class GradualStyleBlock(nn.Module):
   """
   features: int
   dtype: Dtype = jnp.float32
-  precision: Any = "highest"
+  precision: Any = None   # the run's precision policy (difai_jax.precision)
   width: int | None = None
 
   @nn.compact
@@ -282,7 +282,7 @@ class GradualStyleEncoder(nn.Module):
   coarse_ind: int = 3
   middle_ind: int = 7
   dtype: Dtype = jnp.float32
-  precision: Any = "highest"
+  precision: Any = None   # the run's precision policy (difai_jax.precision)
   block_width: int | None = None
 
   @property
