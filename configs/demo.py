@@ -51,7 +51,8 @@ def get_config():
   config.optim.b1 = 0.5
   config.optim.b2 = 0.99
   config.train.batch_size = 8
-  # ~25 s + ~3 min on 2 CPU cores (compiles included): the demo's 5-minute budget.
+  # Measured on 2 CPU cores under load 8: coarse 96 s, DiFAI ~0.5 step/s plus its compile,
+  # about 5-7 min in all (a quiet machine is faster); the MLGN coarse net is the slow part.
   config.train.num_steps = {"coarse": 150, "difai": 120}
   config.train.ema_decay = 0.0
   config.train.log_every = 25
