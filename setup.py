@@ -26,6 +26,9 @@ EXTRAS = {
     "train": [],
     # Optional CelebA-HQ source through tensorflow-datasets.
     "tfds": ["tensorflow-datasets>=4.9.10"],
+    # The browser demo (python -m difai_jax.app); not needed by the tests. gradio 6.31 pins
+    # pillow < 13, so this extra may move Pillow back to 12.x.
+    "app": ["gradio>=6.31.0"],
 }
 EXTRAS["test"] = sorted(set(
     EXTRAS["convert"] + EXTRAS["train"] + EXTRAS["tfds"] + [

@@ -72,6 +72,7 @@ class EvalSpec:
   sampling: pipeline.SefaSampling           # how the alpha edits are drawn
   n_directions: int
   seed: int
+  completions: str = "difai"                # "difai" | "coarse" (evaluate.COMPLETION_SOURCES)
 
 
 def edits_for(index: jax.Array, spec: EvalSpec) -> tuple[jax.Array, jax.Array]:
@@ -96,10 +97,15 @@ def eval_batch(variables, metric_variables, image, mask, index, *, models: pipel
   image: (N, H, W, 3) ground truth in [-1, 1]; mask (N, H, W, 1), 1 = known; index (N,) int32.
   """
   components, degrees = edits_for(index, spec)
-  out = pipeline.inpaint(models, variables, image, mask, components, degrees,
-                         spec.sampling.layers)
-  return eval_metrics.score_completions(out["completions"], image, index, metric_variables,
-                                        scorer)
+  if spec.completions == "coarse":
+    i_masked = pipeline.masked_image(image, mask)
+    i_coarse = pipeline.coarse_completion(models.coarse, variables["coarse"], i_masked, mask)
+    coarse = pipeline.composite(i_masked, i_coarse, mask)
+    completions = jnp.broadcast_to(coarse[None], (spec.num_completions,) + coarse.shape)
+  else:
+    completions = pipeline.inpaint(models, variables, image, mask, components, degrees,
+                                   spec.sampling.layers)["completions"]
+  return eval_metrics.score_completions(completions, image, index, metric_variables, scorer)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -146,7 +152,7 @@ def completion_spec(inference: checkpoints.Inference, opts) -> EvalSpec:
                                    max_degree=float(sc.max_degree),
                                    layers=tuple(sc.layers) if sc.layers else None)
   return EvalSpec(num_completions=k, sampling=sampling, n_directions=n_directions,
-                  seed=opts.seed)
+                  seed=opts.seed, completions=opts.completions)
 
 
 def make_scorer(opts, nets: eval_metrics.MetricNets, k: int, size: int,

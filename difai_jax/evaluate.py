@@ -53,6 +53,9 @@ RANDOM_TITLE = eval_report.RANDOM_TITLE
 METRICS = eval_report.METRICS
 # Table 1 rows: the Quickdraw irregular masks and the four hole-ratio buckets.
 TABLE1_BUCKETS = ("quickdraw", "10-20", "20-30", "30-40", "40-50")
+# What is scored: the DiFAI completions, or the coarse net's composite alone (a baseline: its K
+# "completions" are K copies of I_masked + hole * I_coarse, so its diversity is 0 by construction).
+COMPLETION_SOURCES = {"difai": "DiFAI completions", "coarse": "coarse net alone (baseline)"}
 # Table 2: "4K pairs synthesized from a sampling of 1K images" (Yoon et al., section 3.3).
 DIVERSITY_IMAGES = 1000
 
@@ -65,6 +68,15 @@ PAPER_NUMBERS: dict[str, dict[str, float]] = {
     "30-40": {"ssim": 0.709, "lpips": 0.124, "fid": 46.87, "diversity": 0.1313},
     "40-50": {"ssim": 0.633, "lpips": 0.170, "fid": 64.86},
 }
+# MLGN's column of Yoon et al., Table 1: the paper's number for our coarse net (the public MLGN,
+# which the paper customises) scored alone, ``--completions coarse``.
+PAPER_MLGN: dict[str, dict[str, float]] = {
+    "quickdraw": {"ssim": 0.832, "lpips": 0.063, "fid": 28.45},
+    "10-20": {"ssim": 0.839, "lpips": 0.065, "fid": 26.73},
+    "20-30": {"ssim": 0.777, "lpips": 0.103, "fid": 38.34},
+    "30-40": {"ssim": 0.706, "lpips": 0.148, "fid": 52.54},
+    "40-50": {"ssim": 0.624, "lpips": 0.201, "fid": 73.07},
+}
 PAPER_CITATIONS = {"ssim": "Yoon et al., Table 1", "lpips": "Yoon et al., Table 1",
                    "fid": "Yoon et al., Table 1", "diversity": "Yoon et al., Table 2"}
 # Yoon et al., Table 3 (Quickdraw masks), by config.generator.norm: (the paper's name, numbers).
@@ -75,9 +87,14 @@ PAPER_ABLATIONS = {
 }
 
 
-def paper_column(norm: str) -> tuple[str, dict, dict]:
+def paper_column(norm: str, completions: str = "difai") -> tuple[str, dict, dict]:
   """(label, {bucket: {metric: value}}, {metric: citation}) of the paper's numbers for a run
-  whose generator uses ``norm``: DiFAI's Tables 1-2, or its Table 3 row for an ablation."""
+  whose generator uses ``norm``: DiFAI's Tables 1-2, or its Table 3 row for an ablation; for
+  the coarse net alone, MLGN's column of Table 1 (the paper's MLGN is not customised: a
+  reference point, not the same network)."""
+  if completions == "coarse":
+    return ("MLGN", PAPER_MLGN, {m: "Yoon et al., Table 1 (MLGN)" for m in ("ssim", "lpips",
+                                                                           "fid")})
   if norm == "sparn":
     return "DiFAI", PAPER_NUMBERS, PAPER_CITATIONS
   if norm in PAPER_ABLATIONS:
@@ -101,6 +118,7 @@ class EvalOptions:
   diversity_images: int = DIVERSITY_IMAGES   # the paper's sample (paper pairs only)
   fid_exact: bool = False
   seed: int = 0                          # the per-image SeFa edits and diversity pairs
+  completions: str = "difai"             # "difai" | "coarse": the coarse net alone (a baseline)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -118,6 +136,9 @@ def check_options(opts: EvalOptions, out_dir: str, flag: str = "--eval_dir",
   if opts.table1_completions not in ("first", "all"):
     raise cli.CliError("--table1_completions must be first or all, not "
                        f"{opts.table1_completions}")
+  if opts.completions not in COMPLETION_SOURCES:
+    raise cli.CliError(f"--completions must be one of {list(COMPLETION_SOURCES)}, not "
+                       f"{opts.completions}")
   if opts.diversity_pairs not in ("paper", "all"):
     raise cli.CliError(f"--diversity_pairs must be paper or all, not {opts.diversity_pairs}")
   for name in ("batch_size", "diversity_images", "max_images"):
@@ -201,11 +222,12 @@ def make_report(workdir: str, opts: EvalOptions, ev, results: dict, metrics: lis
                 seconds: float) -> dict:
   """The JSON-able report ``eval_report`` writes (and ``difai_jax.compare`` reads)."""
   norm = str(ev.config.generator.get("norm", "sparn"))
-  paper_label, paper, citations = paper_column(norm)
+  paper_label, paper, citations = paper_column(norm, opts.completions)
   n_div = int(ev.diversity_images.sum()) if ev.diversity_images is not None else ev.n_images
   random = ev.random_metric_weights
   return {
-      "title": eval_report.title(workdir, ev.step_count, random),
+      "title": eval_report.title(workdir, ev.step_count, random)
+               + ("" if opts.completions == "difai" else " - coarse net alone"),
       "workdir": os.path.abspath(workdir), "step": ev.step_count,
       "weights": weights_description(ev.config, ev.step_count), "generator_norm": norm,
       "image_size": int(ev.config.image_size), "num_images": ev.n_images,
@@ -219,6 +241,7 @@ def make_report(workdir: str, opts: EvalOptions, ev, results: dict, metrics: lis
                    "pairs_per_image": ev.scorer.pairs_per_image, "diversity_images": n_div},
       "fid": {"real_statistics": ev.real_paths.get("fid"),
               "distance": "pytorch-fid sqrtm" if opts.fid_exact else "eigenvalues"},
+      "completions": opts.completions, "scored": COMPLETION_SOURCES[opts.completions],
       "sefa_edits": dataclasses.asdict(ev.spec.sampling), "seed": opts.seed,
       "seconds": round(seconds, 1), "notes": ev.notes, "metrics": metrics,
       "results": results, "paper_label": paper_label, "paper_citations": citations,
@@ -262,6 +285,9 @@ def _define_flags():
   flags.DEFINE_boolean("fid_exact", False, "Frechet distance by pytorch-fid's scipy sqrtm "
                        "(slow on CPU) instead of eigenvalues")
   flags.DEFINE_integer("seed", 0, "seed of the per-image SeFa edits and diversity pairs")
+  flags.DEFINE_enum("completions", "difai", list(COMPLETION_SOURCES), "what is scored: difai = "
+                    "the K DiFAI completions; coarse = the run's coarse net alone, composited "
+                    "(a baseline; K identical copies, so diversity 0)")
   flags.DEFINE_string("eval_dir", None, "output directory, also for the bucket masks and the "
                       "real-image FID statistics (default WORKDIR/eval)")
   flags.DEFINE_string("feature_probes", None, "module:function returning more feature probes, "
@@ -298,7 +324,8 @@ def main(argv):
       num_completions=FLAGS.num_completions, lpips_dir=FLAGS.lpips,
       inception_dir=FLAGS.inception, random_metric_weights=FLAGS.random_metric_weights,
       table1_completions=FLAGS.table1_completions, diversity_pairs=FLAGS.diversity_pairs,
-      diversity_images=FLAGS.diversity_images, fid_exact=FLAGS.fid_exact, seed=FLAGS.seed)
+      diversity_images=FLAGS.diversity_images, fid_exact=FLAGS.fid_exact, seed=FLAGS.seed,
+      completions=FLAGS.completions)
   check_options(opts, FLAGS.eval_dir or os.path.join(FLAGS.workdir, "eval"),
                 "--eval_dir" if FLAGS.eval_dir else "--eval_dir (default WORKDIR/eval)")
   probes, data_config = _run_inputs(FLAGS)

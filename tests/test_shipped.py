@@ -2,6 +2,8 @@
 fixed inputs (values recorded when they were exported; a changed file, layer or converter shows
 up here), and the shipped DiFAI inpaints a toy face keeping every known pixel."""
 
+import os
+
 import numpy as np
 import jax.numpy as jnp
 import pytest
@@ -64,3 +66,23 @@ def test_toy_difai_inpaints_keeping_known_pixels():
   spread = float(np.mean([np.abs(completions[0][hole] - c[hole]).mean() for c in completions[1:]]))
   print(f"toy DiFAI: mean |completion j - completion 0| in the hole: {spread:.4f}")
   assert spread > 0.01                                      # the completions differ
+
+
+def test_difai_run_exports_for_inference_only(tmp_path):
+  from difai_jax import export  # pylint: disable=import-outside-toplevel
+  import jax  # pylint: disable=import-outside-toplevel
+  out = str(tmp_path / "slim")
+  written = export.export(pretrained.resolve("toy-difai"), out)
+  full, slim = checkpoints.load_difai("toy-difai"), checkpoints.load_difai(out)
+  assert written["difai"] == slim.step == full.step and slim.config == full.config
+  for part in ("coarse", "generator", "sefa"):
+    same = jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), full.variables[part],
+                        slim.variables[part])
+    assert all(jax.tree.leaves(same)), part
+  size = lambda root: sum(os.path.getsize(os.path.join(d, f))
+                          for d, _, files in os.walk(root) for f in files)
+  print(f"toy DiFAI run {size(pretrained.resolve('toy-difai')) / 2**20:.2f} MiB -> inference "
+        f"export {size(out) / 2**20:.2f} MiB")
+  assert size(out) < 0.5 * size(pretrained.resolve("toy-difai"))
+  with pytest.raises(FileExistsError, match="is not empty"):
+    export.export(pretrained.resolve("toy-difai"), out)

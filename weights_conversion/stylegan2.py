@@ -1,8 +1,12 @@
-"""rosinality StyleGAN2 checkpoint -> difai_jax converted model directory.
+"""rosinality StyleGAN2 checkpoint (or NVIDIA StyleGAN2-ADA pickle) -> converted model directory.
 
 Usage::
 
     python -m weights_conversion.stylegan2 SRC.pt DST_DIR [--which g_ema|g|d] [--lr_mlp 0.01]
+    python -m weights_conversion.stylegan2 network-snapshot.pkl DST_DIR [--which g_ema|g]
+
+A file that is not a ``torch.save`` checkpoint is read as NVIDIA's network pickle, safely (no
+pickled code runs; ``nvidia_pickle``), and its generator mapped by ``nvidia_stylegan2``.
 
 Reads a rosinality training checkpoint (``{"g", "d", "g_ema", "args"}``) or a bare generator or
 discriminator state dict, infers the architecture (size, style_dim, n_mlp, channel table) from
@@ -40,8 +44,10 @@ Discriminator key map (``--which d``; ConvLayer = [Blur,] EqualConv2d[, FusedLea
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
+import zipfile
 
 import numpy as np
 
@@ -271,10 +277,27 @@ def select_generator(checkpoint: dict, which: str = "g_ema") -> dict:
   return checkpoint[which]
 
 
+def is_torch_checkpoint(path: str) -> bool:
+  """True for ``torch.save`` files (zip, or the legacy layout that starts with the pickled
+  magic number), False for other pickles such as NVIDIA's ``network-snapshot-*.pkl``."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"checkpoint file not found: {path}")
+  if zipfile.is_zipfile(path):
+    return True
+  with open(path, "rb") as f:
+    return f.read(4) == b"\x80\x02\x8a\x0a"   # PROTO 2, LONG1 of 10 bytes: the magic number
+
+
 def convert_file(src: str, dst: str, which: str = "g_ema", lr_mlp: float = 0.01,
                  stddev_group: int = 4) -> dict:
-  """Converts ``src`` (.pt) and writes the model directory ``dst``; returns the config."""
+  """Converts ``src`` (rosinality .pt, or NVIDIA .pkl: generators only, ``lr_mlp`` read from
+  the pickle) and writes the model directory ``dst``; returns the config."""
   from difai_jax import pretrained  # pylint: disable=import-outside-toplevel
+  if not is_torch_checkpoint(src):
+    from weights_conversion import nvidia_stylegan2  # pylint: disable=import-outside-toplevel
+    config, variables = nvidia_stylegan2.convert_pickle(src, which)
+    pretrained.save(dst, "stylegan2", config, variables)
+    return config
   checkpoint = torch_io.load_checkpoint(src)
   if which == "d":
     sd = StateDict(select_discriminator(checkpoint), source=f"{src}[d]")
@@ -290,15 +313,18 @@ def convert_file(src: str, dst: str, which: str = "g_ema", lr_mlp: float = 0.01,
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(
       prog="python -m weights_conversion.stylegan2",
-      description="Convert a rosinality StyleGAN2 checkpoint to a difai_jax model directory.")
-  parser.add_argument("src", help="rosinality .pt checkpoint (training checkpoint or state dict)")
+      description="Convert a rosinality StyleGAN2 checkpoint or an NVIDIA StyleGAN2-ADA network "
+      "pickle to a difai_jax model directory.")
+  parser.add_argument("src", help="rosinality .pt checkpoint (training checkpoint or state dict) "
+                      "or NVIDIA network-snapshot .pkl (read without running pickled code)")
   parser.add_argument("dst", help="output directory (must not hold a converted model yet)")
   parser.add_argument("--which", default="g_ema", choices=("g_ema", "g", "d"),
                       help="which network of a training checkpoint: a generator (g_ema, the "
                       "default, or g) or the discriminator (d)")
   parser.add_argument("--lr_mlp", type=float, default=0.01,
                       help="mapping-network lr multiplier the model was trained with "
-                      "(not stored in checkpoints; rosinality's default is 0.01)")
+                      "(not stored in rosinality checkpoints; its default is 0.01; NVIDIA "
+                      "pickles store theirs)")
   parser.add_argument("--stddev_group", type=int, default=4,
                       help="discriminator minibatch-stddev group size (not stored in "
                       "checkpoints; rosinality's is 4)")
@@ -312,8 +338,10 @@ def main(argv=None) -> int:
     print(f"converted {args.src} [d] -> {args.dst}: size {config['size']}, "
           f"channels {config['channels']}")
     return 0
+  clamp = f", conv_clamp {config['conv_clamp']}" if config.get("conv_clamp") else ""
   print(f"converted {args.src} [{args.which}] -> {args.dst}: size {config['size']}, "
-        f"style_dim {config['style_dim']}, n_mlp {config['n_mlp']}, channels {config['channels']}")
+        f"style_dim {config['style_dim']}, n_mlp {config['n_mlp']}, channels {config['channels']}"
+        f"{clamp}")
   return 0
 
 

@@ -8,10 +8,16 @@ injection, ToRGB layers whose skip is upsampled with the same filter, ``n_latent
 Differences in form only: NHWC; explicit rngs; the modulated conv demodulates activations
 (see ``layers.ModulatedConv2d``); ``randomize_noise`` defaults to False (stored buffers).
 
+One addition for networks converted from NVIDIA's StyleGAN2-ADA (``conv_clamp``, off by
+default): every conv layer's and ToRGB's output is clamped to +-conv_clamp after its bias and
+activation, as NVIDIA's ``bias_act(..., clamp=conv_clamp)``.
+
 Variables:
   params: ``style/dense_{i}``, ``input``, ``conv1``, ``to_rgb1``, ``convs_{i}``, ``to_rgbs_{i}``
   noises: ``noise_{i}`` of shape (1, H, W, 1), the stored noise buffers (rosinality
           ``noises.noise_{i}``), used when ``noise`` is None and ``randomize_noise`` is False.
+  constants (optional): ``latent_avg`` (1, style_dim), a stored truncation centre (NVIDIA's
+          ``w_avg``), used when ``truncation < 1`` and no ``truncation_latent`` is given.
 """
 
 from __future__ import annotations
@@ -63,12 +69,19 @@ class MappingNetwork(nn.Module):
     return x
 
 
+def _clamp(x, conv_clamp: float | None):
+  """NVIDIA's ``conv_clamp``: limits activations to +-conv_clamp (no-op for None)."""
+  return x if conv_clamp is None else jnp.clip(x, -conv_clamp, conv_clamp)
+
+
 class StyledConv(nn.Module):
-  """Modulated conv -> noise injection -> fused leaky ReLU (rosinality ``StyledConv``)."""
+  """Modulated conv -> noise injection -> fused leaky ReLU [-> clamp] (rosinality
+  ``StyledConv``; the clamp is NVIDIA's ``conv_clamp``)."""
   features: int
   upsample: bool = False
   blur_kernel: Sequence[float] = (1, 3, 3, 1)
   dtype: Dtype = jnp.float32
+  conv_clamp: float | None = None
 
   @nn.compact
   def __call__(self, x, style, noise):
@@ -78,19 +91,21 @@ class StyledConv(nn.Module):
     weight = self.param("noise_weight", nn.initializers.zeros, (1,))
     x = x + (weight * noise).astype(x.dtype)
     bias = self.param("bias", nn.initializers.zeros, (self.features,))
-    return layers.fused_leaky_relu(x, bias)
+    return _clamp(layers.fused_leaky_relu(x, bias), self.conv_clamp)
 
 
 class ToRGB(nn.Module):
-  """1x1 modulated conv to RGB without demodulation, plus the upsampled skip if given."""
+  """1x1 modulated conv to RGB without demodulation [, clamped], plus the upsampled skip."""
   upsample: bool = True
   blur_kernel: Sequence[float] = (1, 3, 3, 1)
   dtype: Dtype = jnp.float32
+  conv_clamp: float | None = None
 
   @nn.compact
   def __call__(self, x, style, skip=None):
     out = layers.ModulatedConv2d(3, 1, demodulate=False, dtype=self.dtype, name="conv")(x, style)
     out = out + self.param("bias", nn.initializers.zeros, (3,)).astype(out.dtype)
+    out = _clamp(out, self.conv_clamp)
     if skip is not None:
       out = out + layers.upsample(skip, self.blur_kernel)
     return out
@@ -109,6 +124,8 @@ class Generator(nn.Module):
     blur_kernel: FIR taps of the up-sampling filter.
     lr_mlp: learning-rate multiplier of the mapping network.
     dtype: compute dtype (params stay float32).
+    conv_clamp: clamp every conv and ToRGB output to +-conv_clamp (NVIDIA StyleGAN2-ADA's
+      ``conv_clamp``, 256 in its configs); None (rosinality) disables it.
   """
   size: int
   style_dim: int = 512
@@ -118,6 +135,7 @@ class Generator(nn.Module):
   blur_kernel: tuple[float, ...] = (1, 3, 3, 1)
   lr_mlp: float = 0.01
   dtype: Dtype = jnp.float32
+  conv_clamp: float | None = None
 
   @property
   def log_size(self) -> int:
@@ -144,14 +162,18 @@ class Generator(nn.Module):
     widths = self.widths
     self.style = MappingNetwork(self.style_dim, self.n_mlp, self.lr_mlp)
     self.input = self.param("input", nn.initializers.normal(1.0), (1, 4, 4, widths[0]))
-    self.conv1 = StyledConv(widths[0], blur_kernel=self.blur_kernel, dtype=self.dtype)
-    self.to_rgb1 = ToRGB(upsample=False, blur_kernel=self.blur_kernel, dtype=self.dtype)
+    clamp = self.conv_clamp
+    self.conv1 = StyledConv(widths[0], blur_kernel=self.blur_kernel, dtype=self.dtype,
+                            conv_clamp=clamp)
+    self.to_rgb1 = ToRGB(upsample=False, blur_kernel=self.blur_kernel, dtype=self.dtype,
+                         conv_clamp=clamp)
     convs, to_rgbs = [], []
     for width in widths[1:]:
       convs.append(StyledConv(width, upsample=True, blur_kernel=self.blur_kernel,
-                              dtype=self.dtype))
-      convs.append(StyledConv(width, blur_kernel=self.blur_kernel, dtype=self.dtype))
-      to_rgbs.append(ToRGB(blur_kernel=self.blur_kernel, dtype=self.dtype))
+                              dtype=self.dtype, conv_clamp=clamp))
+      convs.append(StyledConv(width, blur_kernel=self.blur_kernel, dtype=self.dtype,
+                              conv_clamp=clamp))
+      to_rgbs.append(ToRGB(blur_kernel=self.blur_kernel, dtype=self.dtype, conv_clamp=clamp))
     self.convs = convs
     self.to_rgbs = to_rgbs
 
@@ -206,7 +228,8 @@ class Generator(nn.Module):
       input_is_latent: styles are w / W+ (skip the mapping network).
       noise: optional list of ``num_layers`` arrays (1 or N, H, W, 1).
       randomize_noise: draw fresh noise from the ``noise`` rng (else the stored buffers).
-      truncation, truncation_latent: ``w <- w_avg + truncation * (w - w_avg)`` when < 1.
+      truncation, truncation_latent: ``w <- w_avg + truncation * (w - w_avg)`` when < 1;
+        ``truncation_latent`` defaults to the stored ``constants/latent_avg`` when present.
       inject_index: style-mixing crossover layer; drawn from the ``mixing`` rng when None.
       return_latents: also return the W+ latent used.
 
@@ -218,6 +241,8 @@ class Generator(nn.Module):
     if not input_is_latent:
       styles = [self.style(s) for s in styles]
     if truncation < 1:
+      if truncation_latent is None and self.has_variable("constants", "latent_avg"):
+        truncation_latent = self.get_variable("constants", "latent_avg")
       if truncation_latent is None:
         raise ValueError("truncation < 1 needs truncation_latent (e.g. Generator.mean_latent)")
       styles = [truncation_latent + truncation * (s - truncation_latent) for s in styles]
@@ -256,7 +281,7 @@ def from_config(config: dict) -> Generator:
   """Builds a Generator from a converted model's ``config.json`` fields."""
   config = dict(config)
   known = {"size", "style_dim", "n_mlp", "channels", "channel_multiplier", "blur_kernel",
-           "lr_mlp"}
+           "lr_mlp", "conv_clamp"}
   unknown = set(config) - known
   if unknown:
     raise ValueError(f"unknown stylegan2 config fields: {sorted(unknown)}")

@@ -1,0 +1,344 @@
+"""End-to-end check of the browser demo (``difai_jax/app.py``) in headless Chromium.
+
+  python -m benchmarks.browser_app_check [--checkpoint toy-difai] [--chromedriver PATH]
+      [--screenshot benchmarks/figures/app_screenshot.png] [--timeout 600]
+
+Needs what the test suite cannot assume (so it is a command here, not a test): the ``app`` extra
+and a browser, e.g. ``pip install -e ".[app]" selenium`` and ``apt-get install -y chromium
+chromium-driver`` (Debian; chromedriver at /usr/bin/chromedriver).
+
+What it does, as a user would:
+  1. starts ``python -m difai_jax.app`` on a free port in a subprocess (fresh compilation cache,
+     so the first click pays the compile, as on a new machine) and waits until it serves;
+  2. opens the page through selenium, picks a toy example face, draws a hole with the editor's
+     brush (a mouse drag on the canvas), sets K = 3 and presses "Inpaint";
+  3. waits for the gallery, downloads the three completions and the mask the app used (PNG, the
+     files the page shows), and asserts: each completion keeps every known pixel of the example
+     face exactly (the face rendered here, so the browser round trip is checked too), the
+     completions differ from each other inside the hole, and the hole is the drawn stroke;
+  4. sets K = 4 and runs again (no compile; completions 0..2 unchanged), then presses "Edit" (direction 0, degree +d: the same edit as completion 1) and "Walk" (its
+     middle frame is degree 0: completion 0), and checks both against the completions;
+  5. saves a screenshot (palette PNG, < 300 KB) and prints the timings.
+
+Exit status 0 when every check passes, 1 otherwise (the app's log tail is printed then).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import numpy as np
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_SCREENSHOT = os.path.join(ROOT, "benchmarks", "figures", "app_screenshot.png")
+SCREENSHOT_LIMIT = 300 * 1024
+EXAMPLE = 1            # which toy example face to pick (index into app.EXAMPLE_INDICES)
+K = 3
+MIN_HOLE_DIFF = 1.0    # mean |a - b| (uint8 levels) between two completions inside the hole
+
+
+class CheckFailed(Exception):
+  """A check did not hold; the message says which."""
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def start_app(checkpoint: str, port: int, cache: str, log_path: str,
+              timeout: float) -> subprocess.Popen:
+  """``python -m difai_jax.app`` in a subprocess, returned once the page answers."""
+  env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
+  log = open(log_path, "w", encoding="utf-8")  # pylint: disable=consider-using-with
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "difai_jax.app", "--checkpoint", checkpoint, "--port", str(port),
+       "--compilation_cache", cache], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    if proc.poll() is not None:
+      raise CheckFailed(f"the app exited with status {proc.returncode} before serving")
+    try:
+      with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+        if r.status == 200:
+          return proc
+    except OSError:
+      pass
+    time.sleep(1)
+  raise CheckFailed(f"the app did not serve within {timeout:.0f} s")
+
+
+def fetch_png(url: str) -> np.ndarray:
+  with urllib.request.urlopen(url, timeout=30) as r:
+    data = r.read()
+  with Image.open(io.BytesIO(data)) as img:
+    if img.format != "PNG":
+      raise CheckFailed(f"{url} is {img.format}, not a lossless PNG")
+    return np.asarray(img.convert("RGB"))
+
+
+def _page_error(driver) -> str:
+  """The text of gradio's error toast, if one shows."""
+  from selenium.webdriver.common.by import By  # pylint: disable=import-outside-toplevel
+  toasts = driver.find_elements(By.CSS_SELECTOR, "[data-testid='toast-body']")
+  return " | ".join(t.text.replace("\n", " ") for t in toasts if "rror" in t.text)
+
+
+def wait_for(driver, what: str, condition, timeout: float, poll: float = 0.5):
+  """Polls ``condition()`` until truthy; fails early when the page shows an error."""
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    value = condition()
+    if value:
+      return value
+    error = _page_error(driver)
+    if error:
+      raise CheckFailed(f"waiting for {what}: the page shows an error: {error}")
+    time.sleep(poll)
+  raise CheckFailed(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def image_srcs(driver, selector: str) -> list[str]:
+  from selenium.webdriver.common.by import By  # pylint: disable=import-outside-toplevel
+  return [e.get_attribute("src") for e in driver.find_elements(By.CSS_SELECTOR, selector)
+          if e.get_attribute("src")]
+
+
+def save_screenshot(driver, path: str) -> int:
+  """The page as a palette PNG (< 300 KB: the README shows it); returns its size in bytes."""
+  shot = Image.open(io.BytesIO(driver.get_screenshot_as_png())).convert("RGB")
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  for scale in (1.0, 0.8, 0.65, 0.5):
+    img = shot if scale == 1.0 else shot.resize(
+        (int(shot.width * scale), int(shot.height * scale)), Image.LANCZOS)
+    img.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    if os.path.getsize(path) < SCREENSHOT_LIMIT:
+      break
+  return os.path.getsize(path)
+
+
+def check_known(name: str, image: np.ndarray, face: np.ndarray, known: np.ndarray) -> None:
+  if image.shape != face.shape:
+    raise CheckFailed(f"{name} is {image.shape}, the example face {face.shape}")
+  changed = int((image[known] != face[known]).any(axis=-1).sum())
+  if changed:
+    raise CheckFailed(f"{name}: {changed} known pixels differ from the example face")
+
+
+def run_check(args, timings: dict) -> list[str]:
+  """The whole check; returns the lines of its report (raises CheckFailed)."""
+  from selenium import webdriver  # pylint: disable=import-outside-toplevel
+  from selenium.webdriver.chrome.service import Service  # pylint: disable=import-outside-toplevel
+  from selenium.webdriver.common.action_chains import ActionChains  # pylint: disable=import-outside-toplevel
+  from selenium.webdriver.common.by import By  # pylint: disable=import-outside-toplevel
+  from selenium.webdriver.common.keys import Keys  # pylint: disable=import-outside-toplevel
+  sys.path.insert(0, ROOT)
+  from difai_jax import app  # pylint: disable=import-outside-toplevel
+  report = []
+  face = app.example_faces()[EXAMPLE]
+
+  work = tempfile.mkdtemp(prefix="difai_browser_check_")
+  port = free_port()
+  log_path = os.path.join(work, "app.log")
+  args.log_path = log_path
+  t0 = time.time()
+  proc = start_app(args.checkpoint, port, os.path.join(work, "jax_cache"), log_path,
+                   args.timeout)
+  args.proc = proc
+  timings["app start (load models, serve)"] = time.time() - t0
+
+  options = webdriver.ChromeOptions()
+  for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+               "--window-size=1320,1680", "--hide-scrollbars"):
+    options.add_argument(flag)
+  if args.chromium:
+    options.binary_location = args.chromium
+  driver = webdriver.Chrome(service=Service(args.chromedriver), options=options)
+  args.driver = driver
+  t0 = time.time()
+  driver.get(f"http://127.0.0.1:{port}/")
+  items = wait_for(driver, "the example faces", lambda: driver.find_elements(
+      By.CSS_SELECTOR, "#toy_examples button.gallery-item img"), 120)
+  timings["page load"] = time.time() - t0
+  if len(items) < len(app.EXAMPLE_INDICES):
+    raise CheckFailed(f"{len(items)} example faces on the page, expected "
+                      f"{len(app.EXAMPLE_INDICES)}")
+
+  # Pick a toy face; draw a hole with the brush.
+  items[EXAMPLE].click()
+  wait_for(driver, "the face in the editor", lambda: driver.find_elements(
+      By.CSS_SELECTOR, "#face_editor button[aria-label=Color]"), 60)
+  time.sleep(1.0)
+  brush = driver.find_element(By.CSS_SELECTOR, "#face_editor button[aria-label=Brush]")
+  if "highlight" not in (brush.get_attribute("class") or ""):
+    brush.click()
+  canvas = driver.find_elements(By.CSS_SELECTOR, "#face_editor canvas")[-1]
+  stroke = ActionChains(driver).move_to_element_with_offset(canvas, -60, 15).click_and_hold()
+  for _ in range(12):                      # a horizontal stroke, 120 screen px
+    stroke = stroke.move_by_offset(10, 0)
+  stroke.release().perform()
+  report.append("mask: drawn with the brush (a mouse drag on the editor's canvas)")
+
+  k_box = driver.find_element(By.CSS_SELECTOR, "#k_slider input[type=number]")
+  k_box.send_keys(Keys.CONTROL, "a")
+  k_box.send_keys(str(K), Keys.TAB)
+  time.sleep(0.5)
+
+  t0 = time.time()
+  driver.find_element(By.ID, "run_button").click()
+  srcs = wait_for(driver, f"{K} completions in the gallery", lambda: (
+      image_srcs(driver, "#completions img") if len(image_srcs(driver, "#completions img")) >= K
+      and image_srcs(driver, "#mask_used img") else None), args.timeout)
+  timings[f"first Inpaint, K = {K} (compiles)"] = time.time() - t0
+  if len(srcs) != K:
+    raise CheckFailed(f"the gallery shows {len(srcs)} images, expected {K}")
+  completions = [fetch_png(s) for s in srcs]
+  mask = fetch_png(image_srcs(driver, "#mask_used img")[0])
+  known = mask[..., 0] > 127
+  hole = ~known
+  fraction = hole.mean()
+  if not 0.005 < fraction < 0.5:
+    raise CheckFailed(f"the hole covers {100 * fraction:.2f}% of the face; the stroke should "
+                      "give a band of a few percent")
+  rows, cols = np.nonzero(hole)
+  report.append(f"hole: {hole.sum()} px ({100 * fraction:.1f}%), rows {rows.min()}..{rows.max()}"
+                f", columns {cols.min()}..{cols.max()} of {face.shape[1]}x{face.shape[0]}")
+  for j, completion in enumerate(completions):
+    check_known(f"completion {j}", completion, face, known)
+  report.append(f"known pixels: all {int(known.sum())} equal the example face in each of the "
+                f"{K} completions")
+  diffs = []
+  for a in range(K):
+    for b in range(a + 1, K):
+      diff = float(np.abs(completions[a][hole].astype(np.int16) - completions[b][hole]).mean())
+      diffs.append(diff)
+      if diff < MIN_HOLE_DIFF:
+        raise CheckFailed(f"completions {a} and {b} differ by only {diff:.2f} levels in the hole")
+  report.append("completions differ in the hole: mean |a - b| = "
+                + ", ".join(f"{d:.1f}" for d in diffs) + " levels (pairs 01, 02, 12)")
+
+  # K = 4: the same compiled program (the app pads every call to one number of edits), and
+  # the first three completions do not change with K.
+  k_box.send_keys(Keys.CONTROL, "a")
+  k_box.send_keys(str(K + 1), Keys.TAB)
+  time.sleep(0.5)
+  t0 = time.time()
+  driver.find_element(By.ID, "run_button").click()
+  srcs = wait_for(driver, f"{K + 1} completions", lambda: (
+      image_srcs(driver, "#completions img")
+      if len(image_srcs(driver, "#completions img")) == K + 1 else None),
+                  args.timeout, poll=0.1)
+  timings[f"second Inpaint, K = {K + 1} (compiled)"] = time.time() - t0
+  more = [fetch_png(s) for s in srcs]
+  gap = max(int(np.abs(a.astype(np.int16) - b).max()) for a, b in zip(completions, more))
+  if gap > 2:
+    raise CheckFailed(f"completions 0..{K - 1} changed by {gap} levels with K = {K + 1}")
+  report.append(f"K = {K + 1}: completions 0..{K - 1} unchanged (max gap {gap}), no recompile")
+
+  if not args.skip_sefa:
+    t0 = time.time()
+    driver.find_element(By.ID, "edit_button").click()
+    edited_src = wait_for(driver, "the edited completion",
+                          lambda: image_srcs(driver, "#edited img"), args.timeout)
+    timings["Edit"] = time.time() - t0
+    edited = fetch_png(edited_src[0])
+    check_known("the edited completion", edited, face, known)
+    # Default sliders: direction 0, degree +d = completion 1's edit.
+    gap = int(np.abs(edited.astype(np.int16) - completions[1]).max())
+    if gap > 2:
+      raise CheckFailed(f"Edit (direction 0, +d) differs from completion 1 by {gap} levels")
+    report.append(f"Edit (direction 0, +d): known pixels exact, max |edit - completion 1| = {gap}")
+    t0 = time.time()
+    driver.find_element(By.ID, "walk_button").click()
+    walk_srcs = wait_for(driver, "the walk", lambda: (
+        image_srcs(driver, "#walk_strip img") if image_srcs(driver, "#walk_strip img")
+        and image_srcs(driver, "#walk_gif img") else None), args.timeout)
+    timings["Walk (9 frames)"] = time.time() - t0
+    strip = fetch_png(walk_srcs[0])
+    size, pad, steps = face.shape[0], 2, 9
+    if strip.shape[:2] != (size + 2 * pad, steps * (size + pad) + pad):
+      raise CheckFailed(f"the walk strip is {strip.shape[1]}x{strip.shape[0]}, expected "
+                        f"{steps} frames of {size} px")
+    frames = [strip[pad:pad + size, pad + i * (size + pad):pad + i * (size + pad) + size]
+              for i in range(steps)]
+    for i, frame in enumerate(frames):
+      check_known(f"walk frame {i}", frame, face, known)
+    gap = int(np.abs(frames[steps // 2].astype(np.int16) - completions[0]).max())
+    if gap > 2:
+      raise CheckFailed(f"the walk's degree-0 frame differs from completion 0 by {gap} levels")
+    report.append(f"Walk: {steps} frames, known pixels exact, max |frame 4 (degree 0) - "
+                  f"completion 0| = {gap}; GIF shown")
+
+  driver.execute_script("window.scrollTo(0, 0)")
+  time.sleep(0.5)
+  nbytes = save_screenshot(driver, args.screenshot)
+  report.append(f"screenshot: {os.path.relpath(args.screenshot, ROOT)} ({nbytes / 1024:.0f} KB)")
+  return report
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(prog="python -m benchmarks.browser_app_check",
+                                   description=__doc__.split("\n", maxsplit=1)[0])
+  parser.add_argument("--checkpoint", default="toy-difai")
+  parser.add_argument("--chromedriver", default="/usr/bin/chromedriver")
+  parser.add_argument("--chromium", default=None,
+                      help="browser binary (default: the one chromedriver finds)")
+  parser.add_argument("--screenshot", default=DEFAULT_SCREENSHOT)
+  parser.add_argument("--timeout", type=float, default=600.0,
+                      help="seconds to wait for the app to start and for each click's result")
+  parser.add_argument("--skip_sefa", "--skip-sefa", action="store_true",
+                      help="stop after the K completions (no Edit / Walk)")
+  args = parser.parse_args(argv)
+  if not os.path.exists(args.chromedriver):
+    print(f"error: no chromedriver at {args.chromedriver} (apt-get install -y chromium "
+          "chromium-driver, or pass --chromedriver)", file=sys.stderr)
+    return 1
+  try:
+    import gradio  # pylint: disable=import-outside-toplevel,unused-import
+    import selenium  # pylint: disable=import-outside-toplevel,unused-import
+  except ImportError as e:
+    print(f"error: {e.name} is missing: pip install -e \".[app]\" selenium", file=sys.stderr)
+    return 1
+  args.proc = args.driver = args.log_path = None
+  timings: dict[str, float] = {}
+  t_all = time.time()
+  status = 0
+  try:
+    report = run_check(args, timings)
+  except CheckFailed as e:
+    report, status = [f"FAILED: {e}"], 1
+  except Exception as e:  # pylint: disable=broad-except
+    report, status = [f"FAILED: {type(e).__name__}: {e}"], 1
+  finally:
+    if args.driver is not None:
+      args.driver.quit()
+    if args.proc is not None:
+      args.proc.terminate()
+      try:
+        args.proc.wait(timeout=20)
+      except subprocess.TimeoutExpired:
+        args.proc.kill()
+  timings["total"] = time.time() - t_all
+  for line in report:
+    print(line)
+  for name, seconds in timings.items():
+    print(f"  {name:38s} {seconds:7.1f} s")
+  if status and args.log_path and os.path.exists(args.log_path):
+    with open(args.log_path, encoding="utf-8") as f:
+      print("app log (tail):\n" + "".join(f.readlines()[-30:]), file=sys.stderr)
+  print("browser check: " + ("PASSED" if status == 0 else "FAILED"))
+  return status
+
+
+if __name__ == "__main__":
+  sys.exit(main())

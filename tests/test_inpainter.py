@@ -1,0 +1,126 @@
+"""difai_jax.inpainter (the browser demo's model class) on the shipped toy DiFAI, 64 px.
+
+One compilation serves the module: ``pad_edits=2`` runs K = 3, an edit and a 2-step walk as the
+same program (2 SeFa edits). Also the editor value -> (image, mask) conversion of the app.
+"""
+
+import numpy as np
+import pytest
+
+from difai_jax import app
+from difai_jax.data import toy_faces
+from difai_jax.inpainter import Inpainter
+
+K = 3
+
+
+@pytest.fixture(scope="module")
+def inpainter(compilation_cache):  # pylint: disable=unused-argument
+  return Inpainter("toy-difai", degree=5.0, pad_edits=K - 1)
+
+
+@pytest.fixture(scope="module")
+def face_and_known():
+  face = toy_faces.render_face(0, 28000, 64)
+  known = np.ones((64, 64), bool)
+  known[30:50, 16:48] = False           # mouth and chin
+  known[8:12, 50:56] = False            # a second, small hole
+  return face, known
+
+
+@pytest.fixture(scope="module")
+def completions(inpainter, face_and_known):
+  face, known = face_and_known
+  return inpainter.complete(face, known, K)
+
+
+def test_completions_keep_known_pixels_and_differ_in_the_hole(completions, face_and_known):
+  face, known = face_and_known
+  assert len(completions) == K
+  for completion in completions:
+    assert completion.shape == face.shape and completion.dtype == np.uint8
+    np.testing.assert_array_equal(completion[known], face[known])
+  hole = ~known
+  for a in range(K):
+    for b in range(a + 1, K):
+      diff = np.abs(completions[a][hole].astype(np.int16) - completions[b][hole]).mean()
+      assert diff > 5.0, (a, b, diff)
+  # The hole is filled, not left as the input's pixels.
+  assert np.abs(completions[0][hole].astype(np.int16) - face[hole]).mean() > 5.0
+
+
+def test_edit_and_walk_match_the_completions(inpainter, completions, face_and_known):
+  face, known = face_and_known
+  # Default edits: completion 1 = direction 0 at +5, completion 2 = direction 1 at -5.
+  assert inpainter.default_edits(K) == ([0, 1], [5.0, -5.0])
+  edited = inpainter.edit(face, known, component=0, degree=5.0)
+  assert np.abs(edited.astype(np.int16) - completions[1]).max() <= 1
+  frames = inpainter.walk(face, known, component=1, max_degree=5.0, steps=2)   # -5, +5
+  assert len(frames) == 2
+  assert np.abs(frames[0].astype(np.int16) - completions[2]).max() <= 1
+  np.testing.assert_array_equal(frames[1][known], face[known])
+  assert inpainter.is_compiled(1) and inpainter.is_compiled(K - 1)
+
+
+def test_seeded_edits_are_drawn_and_reproducible(inpainter, completions, face_and_known):
+  face, known = face_and_known
+  components, degrees = inpainter.default_edits(K, seed=7)
+  assert components == inpainter.default_edits(K, seed=7)[0] and len(set(components)) == K - 1
+  top_k, low, high = inpainter.sampling
+  assert all(0 <= c < top_k for c in components)
+  assert all(low <= abs(d) <= high for d in degrees)
+  seeded = inpainter.complete(face, known, K, seed=7)
+  again = inpainter.complete(face, known, K, seed=7)
+  for a, b in zip(seeded, again):
+    np.testing.assert_array_equal(a, b)
+  # Completion 0 is the unperturbed style image's, whatever the edits.
+  assert np.abs(seeded[0].astype(np.int16) - completions[0]).max() <= 1
+
+
+@pytest.mark.parametrize("image_shape, known_shape, known_value, k, match", [
+    ((64, 64, 3), (32, 32), None, K, r"mask has shape \(32, 32\) but the image is 64x64"),
+    ((64, 64, 3), (64, 64, 2), None, K, r"mask has shape \(64, 64, 2\)"),
+    ((64, 64), (64, 64), None, K, r"image must be \(H, W, 3\) uint8 RGB; got shape \(64, 64\)"),
+    ((64, 64, 3), (64, 64), 1.0, K, "mask has no hole"),
+    ((64, 64, 3), (64, 64), 0.0, K, "mask is all hole"),
+    ((64, 64, 3), (64, 64), 0.5, K, "mask has values other than 0 and 1"),
+    ((64, 64, 3), (64, 64), None, 0, "K must be at least 1"),
+    ((64, 64, 3), (64, 64), None, 66, "K = 66 asks for 65 SeFa edits"),
+])
+def test_bad_inputs_raise_clear_errors(inpainter, image_shape, known_shape, known_value, k,
+                                       match):
+  image = np.zeros(image_shape, np.uint8)
+  if known_value is None:
+    known = np.ones(known_shape, bool)
+    known[..., 10:20, 10:20] = False
+  else:
+    known = np.full(known_shape, known_value, np.float32)
+  with pytest.raises(ValueError, match=match):
+    inpainter.complete(image, known, k)
+
+
+def test_edit_direction_out_of_range(inpainter, face_and_known):
+  with pytest.raises(ValueError, match=r"SeFa direction 64 out of range.*\(0\.\.63\)"):
+    inpainter.edit(*face_and_known, component=64, degree=1.0)
+
+
+def test_editor_value_to_image_and_mask():
+  background = np.zeros((6, 8, 4), np.uint8)
+  background[..., :3] = 100
+  background[..., 3] = 255
+  background[0, 0, 3] = 0                           # transparent: composited on white
+  layer = np.zeros((6, 8, 4), np.uint8)
+  layer[2:4, 3:6] = (255, 0, 255, 255)
+  layer[5, 7, 3] = 40                               # a soft brush edge counts as hole
+  image, known = app.editor_inputs({"background": background, "layers": [layer],
+                                    "composite": None})
+  assert image.shape == (6, 8, 3) and image.dtype == np.uint8
+  assert tuple(image[0, 0]) == (255, 255, 255) and tuple(image[1, 1]) == (100, 100, 100)
+  expected = np.ones((6, 8), bool)
+  expected[2:4, 3:6] = False
+  expected[5, 7] = False
+  np.testing.assert_array_equal(known, expected)
+  with pytest.raises(ValueError, match="brush the hole first"):
+    app.editor_inputs({"background": background, "layers": [], "composite": None})
+  with pytest.raises(ValueError, match="upload a face or pick a toy face first"):
+    app.editor_inputs(None)
