@@ -16,7 +16,10 @@ import statistics
 import time
 from typing import Callable, Sequence
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
+# Where --write_results writes: RESULTS.md beside this file, or $DIFAI_BENCH_RESULTS
+# (benchmarks/device_suite.sh collects the sections of one machine's run in a file of its own).
+RESULTS = (os.environ.get("DIFAI_BENCH_RESULTS")
+           or os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md"))
 
 
 def cpu_model() -> str:

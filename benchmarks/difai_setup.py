@@ -80,8 +80,22 @@ def build(config: ml_collections.ConfigDict, psp: str = "config") -> Networks:
   factors = sefa_lib.factorize(psp_vars["params"]["decoder"], config.sefa.method,
                                config.sefa.factor_layers)
   models = pipeline.Models(coarse=coarse, psp=psp_module,
-                           generator=sparn_lib.from_config(config.generator), image_size=size)
+                           generator=sparn_lib.from_config(config.generator), image_size=size,
+                           psp_decode_size=config.pretrained.get("psp_decode_size", 0))
   frozen = {"coarse": {"params": coarse_vars["params"]}, "psp": psp_vars, "vgg": vgg_vars,
             "sefa": factors.directions}
   critic = critic_lib.from_config(config.critic)
   return Networks(models, frozen, critic, vgg, psp_text)
+
+
+def build_abstract(config: ml_collections.ConfigDict, psp: str = "config") -> Networks:
+  """``build`` without computing anything: the frozen variables are ``jax.ShapeDtypeStruct``s
+  (every initialiser and the SeFa factorisation only traced, under ``jax.eval_shape``)."""
+  built = []
+
+  def frozen():
+    built.append(build(config, psp))
+    return built[0].frozen
+
+  shapes = jax.eval_shape(frozen)
+  return dataclasses.replace(built[0], frozen=shapes)

@@ -62,17 +62,36 @@ def cpu_peak_flops() -> tuple[float, str]:
                 f"({isa}, 2 FMA units)")
 
 
-def device_peak_flops() -> tuple[float, str]:
-  """(peak FLOP/s, description) for the default device (all local devices together)."""
+# What a step computes in -> the column of PEAKS_TFLOPS it is compared with.
+COMPUTE = {"float32": 0, "float32_matmul": 1, "bfloat16": 2}
+
+
+def compute_kind(policy: str, dtype: str) -> str:
+  """The ``COMPUTE`` key of a run: ``dtype`` 'bfloat16' -> bfloat16; float32 with the
+  'highest' / 'float32' matmul policy -> plain float32; else the fast float32 matmuls."""
+  if dtype == "bfloat16":
+    return "bfloat16"
+  return "float32" if policy in ("highest", "float32") else "float32_matmul"
+
+
+def device_peak_flops(compute: str = "float32_matmul") -> tuple[float, str]:
+  """(peak FLOP/s, description) for the default device (all local devices together).
+
+  ``compute``: a ``COMPUTE`` key, the column of the table to use (the CPU estimate is the same
+  for all three).
+  """
   import jax  # pylint: disable=import-outside-toplevel
   dev = jax.devices()[0]
   if dev.platform == "cpu":
     return cpu_peak_flops()
   kind = dev.device_kind
-  for name, (_, fp32_matmul, _) in PEAKS_TFLOPS.items():
+  for name, peaks in PEAKS_TFLOPS.items():
     if name.lower() in kind.lower():
+      peak = peaks[COMPUTE[compute]]
+      if peak is None:        # TPUs have no separate float32 unit: float32 runs as bf16 passes
+        peak = peaks[COMPUTE["float32_matmul"]]
       n = jax.local_device_count()
-      return n * fp32_matmul * 1e12, f"{n} x {kind}, {fp32_matmul:g} TFLOP/s float32-matmul peak"
+      return n * peak * 1e12, f"{n} x {kind}, {peak:g} TFLOP/s {compute} peak"
   return float("nan"), f"{kind}: not in benchmarks/peaks.py (add its datasheet peak)"
 
 

@@ -25,15 +25,14 @@ or TPU is present.
 from __future__ import annotations
 
 import argparse
-import functools
 import resource
 import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+from difai_jax import precision
 from difai_jax.stages import inpainting
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -47,26 +46,16 @@ SECTION = "DiFAI train step"
 
 def build_step(config, psp: str):
   """(jitted step, state, frozen, shardings, networks) as difai_jax.train builds them."""
-  from difai_jax import steps  # pylint: disable=import-outside-toplevel
   from difai_jax import train  # pylint: disable=import-outside-toplevel
   nets = difai_setup.build(config, psp)
   mesh = train.make_mesh()
   replicated = NamedSharding(mesh, P())
   batch_sharding = NamedSharding(mesh, P("data"))
-  size = config.image_size
-  cfg = inpainting.step_config(config)
-  g_tx = steps.adam(config.optim.g_lr, config.optim.b1, config.optim.b2, config.optim.grad_clip)
-  d_tx = steps.adam(config.optim.d_lr, config.optim.b1, config.optim.b2, config.optim.grad_clip)
-  image_shape = (1, size, size, 3)
-  g_inputs = (jnp.zeros(image_shape), jnp.zeros(image_shape), jnp.ones(image_shape[:3] + (1,)))
-  init_fn = functools.partial(steps.init_state, nets.models.generator, g_inputs, nets.critic,
-                              image_shape, g_tx, d_tx, use_ema=bool(config.train.ema_decay))
+  init_fn, step_fn = inpainting.difai_step_functions(config, nets.models, nets.critic, nets.vgg)
   abstract = jax.eval_shape(init_fn, jax.random.key(0))
-  state_sharding = jax.tree.map(lambda _: replicated, abstract)
+  state_sharding = train.state_shardings(abstract, mesh, config.train.get("fsdp", False))
   state = jax.jit(init_fn, out_shardings=state_sharding)(jax.random.key(config.seed))
   frozen = jax.device_put(nets.frozen, replicated)
-  step_fn = functools.partial(steps.difai_train_step, models=nets.models, critic=nets.critic,
-                              vgg=nets.vgg, g_tx=g_tx, d_tx=d_tx, cfg=cfg)
   jitted = jax.jit(step_fn, in_shardings=(state_sharding, batch_sharding, replicated,
                                           replicated),
                    out_shardings=(state_sharding, replicated), donate_argnums=(0,))
@@ -109,6 +98,12 @@ def main(argv=None) -> int:
   parser.add_argument("--pipeline_seconds", type=float, default=5.0)
   parser.add_argument("--workers", type=int, default=None,
                       help="input-pipeline workers (default: the config's)")
+  parser.add_argument("--precision", default=None, choices=precision.POLICIES,
+                      help="matmul / conv precision policy (default: the config's, 'default': "
+                      "TF32 on NVIDIA GPUs, bf16 passes on TPU; 'highest': true float32)")
+  parser.add_argument("--dtype", default="float32", choices=precision.DTYPES,
+                      help="compute dtype of every network, frozen ones included (weights and "
+                      "optimizer state stay float32)")
   parser.add_argument("--quick", action="store_true",
                       help="demo config, batch 4, 2 timed steps, 2 s of pipeline (< 1 min)")
   parser.add_argument("--write_results", "--write-results", action="store_true")
@@ -120,8 +115,14 @@ def main(argv=None) -> int:
   with config.unlocked():
     if args.batch:
       config.train.batch_size = args.batch
+    for section in (config.coarse, config.generator, config.critic):
+      section.dtype = args.dtype
+    config.pretrained.dtype.psp = config.pretrained.dtype.vgg19 = args.dtype
+  policy = args.precision or config.precision
+  compute = peaks.compute_kind(policy, args.dtype)
   batch_size, size = config.train.batch_size, config.image_size
-  print(f"{common.machine()}; config {args.config} ({size} px), batch {batch_size}", flush=True)
+  print(f"{common.machine()}; config {args.config} ({size} px), batch {batch_size}, precision "
+        f"{policy}, dtype {args.dtype}", flush=True)
 
   jitted, state, frozen, batch_sharding, nets = build_step(config, args.psp)
   from difai_jax.data import pipeline as data_pipeline  # pylint: disable=import-outside-toplevel
@@ -134,7 +135,8 @@ def main(argv=None) -> int:
   rng = jax.random.key(1)
 
   t0 = time.perf_counter()
-  compiled = jitted.lower(state, batches[0], frozen, rng).compile()
+  with precision.scope(policy):       # as difai_jax.train traces its step
+    compiled = jitted.lower(state, batches[0], frozen, rng).compile()
   compile_s = time.perf_counter() - t0
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
@@ -156,7 +158,7 @@ def main(argv=None) -> int:
   step_s = common.median(times)
   step_rate = batch_size / step_s
   achieved = flops / step_s
-  peak, peak_text = peaks.device_peak_flops()
+  peak, peak_text = peaks.device_peak_flops(compute)
   observed_mem, mem_text = device_peak_memory()
   pipe_rate = pipeline_rate(config, batch_size, args.pipeline_seconds, args.workers)
   workers = config.data.num_workers if args.workers is None else args.workers
@@ -169,8 +171,8 @@ def main(argv=None) -> int:
         flush=True)
 
   device = jax.devices()[0]
-  rows = [[f"{args.config} ({size} px), {device.platform}", batch_size, f"{step_s * 1e3:.0f}",
-           common.fmt(step_rate), f"{compile_s:.1f}", f"{flops / 1e9:,.1f}",
+  rows = [[f"{args.config} ({size} px), {device.platform}, {policy} / {args.dtype}", batch_size,
+           f"{step_s * 1e3:.0f}", common.fmt(step_rate), f"{compile_s:.1f}", f"{flops / 1e9:,.1f}",
            common.fmt(achieved / 1e9), f"{100 * achieved / peak:.1f}%",
            f"{xla_peak / 2**20:,.0f}", f"{observed_mem / 2**20:,.0f}",
            f"{pipe_rate:.1f} ({workers} workers)", f"**{pipe_rate / step_rate:.1f}x**"]]
@@ -180,6 +182,7 @@ def main(argv=None) -> int:
   cmd = "python -m benchmarks.train_step " + ("--quick" if args.quick else
                                               f"--config {args.config} --batch {batch_size} "
                                               f"--steps {args.steps} --psp {args.psp}")
+  cmd += f" --precision {policy} --dtype {args.dtype}"
   body = "\n".join([
       common.header(), "",
       f"`{cmd}`: `steps.difai_train_step` (n_critic {config.optim.n_critic} critic update + one "
@@ -192,7 +195,9 @@ def main(argv=None) -> int:
       "", table])
   print(body)
   if args.write_results:
-    common.write_section(SECTION, body)
+    # One section per precision; the config's own (float32 weights, its policy) keeps the name.
+    default = policy == config.precision and args.dtype == "float32"
+    common.write_section(SECTION if default else f"{SECTION} ({policy} / {args.dtype})", body)
   return 0
 
 

@@ -44,6 +44,19 @@ def get_config() -> ml_collections.ConfigDict:
   config.pretrained.psp = ""               # pSp FFHQ encoder + its StyleGAN2 decoder
   config.pretrained.vgg19 = ""             # torchvision VGG-19 (perceptual / style losses)
   config.pretrained.coarse_workdir = ""    # workdir of the coarse stage
+  # Start a new run's trained networks (coarse net, generator) from another DiFAI run of the
+  # same architecture (a workdir or a short name: toy-difai) instead of random weights; the
+  # optimizers and the critic start fresh. "" = random init (the paper).
+  config.pretrained.init_from = ""
+  # Compute dtype of each frozen network (difai_jax/precision.py); its weights stay float32.
+  # "bfloat16" halves their activation memory on GPU / TPU; what it costs in accuracy is in
+  # benchmarks/RESULTS.md ("bfloat16 tolerance").
+  config.pretrained.dtype = ml_collections.ConfigDict({"psp": "float32", "vgg19": "float32"})
+  # NOT the paper (speed option, off): stop the StyleGAN2 decode of the 1 + alpha style images
+  # at this resolution (its ToRGB skip image) instead of decoding at 1024 px and pooling to 256.
+  # 0 = full resolution (paper); 256 skips the 512 / 1024 px layers. Its cost in image
+  # difference and its FLOP saving: benchmarks/RESULTS.md ("frozen path cost").
+  config.pretrained.psp_decode_size = 0
   # Random frozen pSp / VGG instead of converted ones: demos and tests only.
   config.pretrained.random_init = False
   config.pretrained.random_vgg_width_divisor = 1
@@ -100,6 +113,9 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 8              # global, over all devices and hosts
+  # Shard params, EMA and optimizer state over the devices (FSDP) instead of replicating them:
+  # same numbers, less memory per device (python -m benchmarks.tpu_compile shows when it helps).
+  config.train.fsdp = False
   config.train.num_steps = ml_collections.ConfigDict({"coarse": 200_000, "difai": 300_000})
   # The paper mentions no EMA. We keep one (decay 0.999) for sampling and evaluation, as
   # StyleGAN2 and most GAN codebases do; evaluate prints which weights it scored, and 0 turns

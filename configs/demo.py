@@ -3,6 +3,12 @@ networks, on 2 CPU cores in a few minutes.
 
     python -m difai_jax.train --config configs/demo.py --workdir runs/demo
 
+It continues training the shipped toy DiFAI (``pretrained.init_from = "toy-difai"``: coarse net
+and generator start from its weights, the optimizers and critic fresh) for a few steps, so that
+its sample grid shows what the method does within minutes; from random weights DiFAI needs
+~1,000 steps (~30 min here) before the completions look like faces (configs/toy_difai.py, which
+made the shipped checkpoint). ``--config.pretrained.init_from=`` trains from scratch.
+
 The frozen pSp and its StyleGAN2 decoder are the ones trained on the toy faces by this repo
 (``toy-psp``, difai_jax/assets/toy/psp; README "Shipped toy networks" gives the commands), so
 the style images are toy faces and the completions differ in the hole as their SeFa-perturbed
@@ -39,8 +45,10 @@ def get_config():
   config.pretrained.random_vgg_width_divisor = 8
 
   config.sefa.top_k = 4
-  config.sefa.min_degree = 4.0
-  config.sefa.max_degree = 8.0
+  # SeFa degrees: beyond about +-4 the toy StyleGAN2's style images stop being faces.
+  config.sefa.min_degree = 2.0
+  config.sefa.max_degree = 4.0
+  config.pretrained.init_from = "toy-difai"   # shipped: see the docstring
 
   # 64 px allows three MS-SSIM scales (pytorch-msssim's first three weights, renormalised).
   config.loss.ms_ssim_weights = (0.0710, 0.4529, 0.4761)
@@ -51,11 +59,11 @@ def get_config():
   config.optim.b1 = 0.5
   config.optim.b2 = 0.99
   config.train.batch_size = 8
-  # Measured on 2 CPU cores under load 8: coarse 96 s, DiFAI ~0.5 step/s plus its compile,
-  # about 5-7 min in all (a quiet machine is faster); the MLGN coarse net is the slow part.
-  config.train.num_steps = {"coarse": 150, "difai": 120}
+  # A few steps on top of toy-difai (timings: README quick start). From scratch (init_from
+  # unset) the shipped recipe is 150 coarse + 1,000 DiFAI steps (configs/toy_difai.py).
+  config.train.num_steps = {"coarse": 20, "difai": 40}
   config.train.ema_decay = 0.0
-  config.train.log_every = 25
-  config.train.sample_every = 120
-  config.train.checkpoint_every = 50
+  config.train.log_every = 10
+  config.train.sample_every = 40
+  config.train.checkpoint_every = 20
   return config

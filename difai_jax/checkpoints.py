@@ -19,6 +19,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from difai_jax import pipeline
+from difai_jax import precision
 from difai_jax import pretrained
 from difai_jax import sefa as sefa_lib
 from difai_jax import steps
@@ -70,8 +71,15 @@ def load_pretrained(config: ml_collections.ConfigDict, kind: str):
   """(module, variables) of the frozen network ``kind`` ('psp' | 'vgg19') of a config.
 
   A converted directory from ``config.pretrained.<kind>``; random weights (deterministic in
-  ``config.seed``) only with ``config.pretrained.random_init``.
+  ``config.seed``) only with ``config.pretrained.random_init``. The module computes in
+  ``config.pretrained.dtype.<kind>`` (float32 when unset).
   """
+  module, variables = _load_pretrained(config, kind)
+  dtype = (config.pretrained.get("dtype") or {}).get(kind, "float32")
+  return precision.with_dtype(module, dtype), variables
+
+
+def _load_pretrained(config: ml_collections.ConfigDict, kind: str):
   directory = config.pretrained.get(kind, "")
   if directory:
     return pretrained.load(directory)
@@ -210,7 +218,8 @@ def load_difai(workdir: str) -> Inference:
                             config.sefa.factor_layers)
   models = pipeline.Models(coarse=coarse_lib.from_config(config.coarse), psp=psp,
                            generator=sparn_lib.from_config(config.generator),
-                           image_size=config.image_size)
+                           image_size=config.image_size,
+                           psp_decode_size=config.pretrained.get("psp_decode_size", 0))
   variables = {"coarse": {"params": coarse_params}, "psp": psp_variables,
                "generator": {"params": g_params, **g_collections},
                "sefa": factors.directions}

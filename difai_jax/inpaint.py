@@ -15,9 +15,21 @@ hole counted as hole;
 each completion is resized back to the input's size and composited there in uint8 with the
 ORIGINAL known pixels (``where(mask == 1, input, completion)``), so known pixels stay bit-exact.
 
+Photos (``--align``, :mod:`difai_jax.face`): the shipped MTCNN finds the face and its five
+landmarks, the model sees the face's FFHQ crop (eyes level, as FFHQ / CelebA-HQ faces are
+framed) with the photo-space mask warped along (a crop pixel that any hole pixel reaches is
+hole), and each completion is warped back into the photo's hole pixels only; every other pixel
+of the photo is bit-exact. ``--align auto`` (the default) aligns every image that is not
+already a square of the model's size, and falls back to the plain resize, with a note, when no
+face is found; ``on`` requires a face; ``off`` never aligns. Several faces stop with a list of
+them (box, score); ``--face N`` picks one (0 = the largest). The hole must lie inside the crop.
+The detector looks at the photo as given, hole pixels included (the face is where it is); the
+model never sees them.
+
 Writes, per image (OUTDIR itself, or OUTDIR/<stem>/ in folder mode):
   * ``completion_00.png`` ... ``completion_{K-1}.png`` (00 = the unperturbed style image's);
   * ``grid.png``: masked input | mask | coarse | I_style | the K completions (one row);
+  * for an aligned photo, ``aligned.png``: the same row at the model's resolution, in the crop;
   * with ``--walk``: ``walk.png`` (a strip) and ``walk.gif``: SeFa direction ``--walk_component``
     walked from ``-walk_max_degree`` to ``+walk_max_degree`` in ``--walk_steps`` (Fig. 4).
 
@@ -31,9 +43,10 @@ runs them in batches; ``--mask FILE`` with ``--image DIR`` uses one mask for all
 
 Everything that can be checked without the models is checked first, in this order: the output
 folder (in the first second, before JAX is imported), the flags and every input file, then the
-run's metadata (model size, SeFa directions, W+ layers); only then are the models loaded. The
-compiled pipeline is kept in JAX's persistent compilation cache (``--compilation_cache``,
-default ``~/.cache/difai_jax/jax_cache``), so a second call of the same shapes skips compiling.
+run's metadata (model size, SeFa directions, W+ layers) and the faces (``--align``); only then
+are the models loaded. The compiled pipeline (and MTCNN) is kept in JAX's persistent
+compilation cache (``--compilation_cache``, default ``~/.cache/difai_jax/jax_cache``), so a
+second call of the same shapes skips compiling.
 """
 
 from __future__ import annotations
@@ -78,6 +91,7 @@ class Example:
   model_image: np.ndarray   # (S, S, 3) float32 in [-1, 1]
   model_mask: np.ndarray    # (S, S, 1) float32 {0, 1}
   notes: list[str] = dataclasses.field(default_factory=list)   # size notes for the user
+  alignment: Any = None     # face.align.Alignment: the model sees this crop of the photo
 
 
 def load_mask_file(path: str, image_size: tuple[int, int], *, convention: str,
@@ -177,12 +191,19 @@ def read_input(image_path: str, mask_path: str, *, convention: str, resize_mask:
 
 
 def make_example(image_path: str, mask_path: str, image: np.ndarray, mask: np.ndarray,
-                 size: int, name: str | None = None) -> Example:
-  """An input read by :func:`read_input`, brought to the model's ``size``."""
-  model_image, model_mask = to_model_resolution(image, mask, size, name=f"mask file {mask_path!r}")
+                 size: int, name: str | None = None, alignment: Any = None,
+                 notes: Sequence[str] = ()) -> Example:
+  """An input read by :func:`read_input`, brought to the model's ``size``: resized, or the
+  face crop of ``alignment`` (see :func:`find_alignment`)."""
   stem = name or os.path.splitext(os.path.basename(image_path))[0]
-  return Example(stem, image_path, mask_path, image, mask, model_image, model_mask,
-                 size_notes(image_path, image.shape[:2], size))
+  if alignment is None:
+    model_image, model_mask = to_model_resolution(image, mask, size,
+                                                  name=f"mask file {mask_path!r}")
+    notes = list(notes) + size_notes(image_path, image.shape[:2], size)
+  else:
+    model_image, model_mask = aligned_model_inputs(image_path, mask_path, image, mask, alignment)
+  return Example(stem, image_path, mask_path, image, mask, model_image, model_mask, list(notes),
+                 alignment)
 
 
 def load_example(image_path: str, mask_path: str, size: int, *, convention: str,
@@ -190,6 +211,76 @@ def load_example(image_path: str, mask_path: str, size: int, *, convention: str,
   image, mask = read_input(image_path, mask_path, convention=convention, resize_mask=resize_mask,
                            strict_mask=strict_mask)
   return make_example(image_path, mask_path, image, mask, size, name)
+
+
+# ----------------------------------------------------------------------------------------------
+# Photos: the face's FFHQ crop (--align)
+# ----------------------------------------------------------------------------------------------
+
+ALIGN_MODES = ("auto", "on", "off")
+
+
+def find_alignment(image_path: str, image: np.ndarray, size: int, *, mode: str = "auto",
+                   face: int | None = None, detector: Any = None) -> tuple[Any, list[str]]:
+  """(the face's ``align.Alignment`` or None, notes): where the model's crop of ``image`` lies.
+
+  ``mode``: ``off`` never aligns; ``auto`` aligns unless the image is already a square of the
+  model's ``size``, and uses the image as it is when no face is found; ``on`` requires a face.
+  ``detector``: an ``mtcnn.Detector`` (default: the shipped weights).
+
+  Raises:
+    InputError: no face (``on``), several faces without ``face``, ``face`` out of range.
+  """
+  if mode not in ALIGN_MODES:
+    raise ValueError(f"--align must be one of {', '.join(ALIGN_MODES)}; got {mode!r}")
+  h, w = image.shape[:2]
+  if mode == "off" or (mode == "auto" and (h, w) == (size, size)):
+    return None, []
+  from difai_jax.face import align  # pylint: disable=import-outside-toplevel
+  from difai_jax.face import mtcnn  # pylint: disable=import-outside-toplevel
+  detector = detector or mtcnn.load_detector()
+  faces = detector.detect(image)
+  if not faces and mode == "auto":
+    return None, [f"note: no face found in {image_path}; it is used as it is (a face crop), "
+                  f"resized to {size}x{size} (--align off skips the search)"]
+  try:
+    index = align.select_face(faces, face, image_path)
+  except ValueError as e:
+    hint = ("; pass --align off to use the image as it is (a face crop)" if not faces else "")
+    raise InputError(f"{e}{hint}") from None
+  alignment = align.from_landmarks(faces[index].landmarks, size)
+  notes = [f"note: {image_path}: face {index} ({faces[index].describe()}) -> "
+           f"{align.describe(alignment)}"]
+  if alignment.scale * SMALL_INPUT_FACTOR < 1:
+    notes.append(f"note: the face in {image_path} is small: the model's {size} px crop "
+                 f"enlarges it {1 / alignment.scale:.1f}x, so expect a blurry completion")
+  return alignment, notes
+
+
+def aligned_model_inputs(image_path: str, mask_path: str, image: np.ndarray, mask: np.ndarray,
+                         alignment: Any) -> tuple[np.ndarray, np.ndarray]:
+  """The model's (S, S, 3) image and (S, S, 1) mask from the face crop ``alignment``.
+
+  Raises:
+    InputError: the hole reaches outside the crop (no completion covers it), or no hole /
+      no known pixel is left in the crop.
+  """
+  from difai_jax.face import align  # pylint: disable=import-outside-toplevel
+  outside = align.hole_outside(mask, alignment)
+  if outside:
+    raise InputError(
+        f"mask file {mask_path!r}: {outside} hole pixel{'s' * (outside != 1)} of {image_path} "
+        f"lie outside the face crop the model sees ({align.describe(alignment)}, corners "
+        f"{np.round(alignment.quad).astype(int).tolist()}); keep the hole on the face, or pass "
+        "--align off")
+  model_image, model_mask = align.crop_inputs(image, mask, alignment)
+  size = alignment.size
+  if model_mask.min() == 1.0:
+    raise InputError(f"mask file {mask_path!r}: no hole left in the {size} px face crop")
+  if model_mask.max() == 0.0:
+    raise InputError(f"mask file {mask_path!r}: the hole covers the whole {size} px face crop; "
+                     "use a mask with larger known areas")
+  return model_image, model_mask
 
 
 def _list_images(folder: str) -> list[str]:
@@ -386,17 +477,24 @@ def run(checkpoint: str, image: str, mask: str, out_dir: str, *, num: int = 8,
         walk_component: int = 0, walk_steps: int = 9, walk_max_degree: float = 10.0,
         gif_ms: int = 150, mask_convention: str = "known_is_white", resize_mask: bool = False,
         strict_mask: bool = False, batch_size: int = 8, skip_bad: bool = False,
+        align: str = "auto", face: int | None = None,
         compilation_cache: str | None = "off", verbose: bool = True) -> list[dict]:
   """Inpaints every (image, mask) pair; returns, per input, the paths written.
 
   Every check that needs no weights runs before the models are loaded (see the module
-  docstring); with ``skip_bad`` unusable inputs are reported on stderr and left out.
+  docstring), the face search of ``align`` (:func:`find_alignment`) included; with ``skip_bad``
+  unusable inputs are reported on stderr and left out.
   ``compilation_cache`` is a folder for :func:`cli.enable_compilation_cache` (None: the user
   cache folder; "off": none, the default of this function; the CLI turns it on).
   """
   log = (lambda *a: print(*a, flush=True)) if verbose else (lambda *a: None)
   if mask_convention not in image_io.MASK_CONVENTIONS:
     raise ValueError(f"--mask_convention must be one of {image_io.MASK_CONVENTIONS}")
+  if align not in ALIGN_MODES:
+    raise ValueError(f"--align must be one of {', '.join(ALIGN_MODES)}; got {align!r}")
+  if face is not None and (align == "off" or face < 0):
+    raise ValueError(f"--face {face}: " + ("faces are numbered from 0" if face < 0 else
+                                           "picking a face needs --align on or auto"))
   cli.check_output_dir(out_dir, "--out")
   edits(num, components, degrees, degree)   # the counts now; the ranges need the run
   pairs = pair_inputs(image, mask)
@@ -424,10 +522,14 @@ def run(checkpoint: str, image: str, mask: str, out_dir: str, *, num: int = 8,
     layers = check_layers(layers, info.n_latent)
   else:
     layers = check_layers(info.config_layers, info.n_latent, source="config.sefa.layers")
+  cache = cli.enable_compilation_cache(compilation_cache)   # MTCNN's shapes are kept too
   examples = []
   for image_path, mask_path, image_uint8, known in inputs:
     try:
-      examples.append(make_example(image_path, mask_path, image_uint8, known, info.image_size))
+      alignment, notes = find_alignment(image_path, image_uint8, info.image_size, mode=align,
+                                        face=face)
+      examples.append(make_example(image_path, mask_path, image_uint8, known, info.image_size,
+                                   alignment=alignment, notes=notes))
     except InputError as e:
       problems.append(str(e))
   if problems:
@@ -442,7 +544,6 @@ def run(checkpoint: str, image: str, mask: str, out_dir: str, *, num: int = 8,
       log(note)
 
   # 3. The models.
-  cache = cli.enable_compilation_cache(compilation_cache)
   import jax  # pylint: disable=import-outside-toplevel
   from jax.sharding import NamedSharding  # pylint: disable=import-outside-toplevel
   from jax.sharding import PartitionSpec as P  # pylint: disable=import-outside-toplevel
@@ -482,28 +583,59 @@ def run(checkpoint: str, image: str, mask: str, out_dir: str, *, num: int = 8,
   return written
 
 
+def to_photo(ex: Example, image: np.ndarray, replace: np.ndarray | None = None) -> np.ndarray:
+  """A model-resolution (S, S, 3) image in [-1, 1] brought back to ``ex``'s photo as uint8.
+
+  ``replace``: (H, W) bool, the photo pixels it may change (default: the hole); all others are
+  the photo's own, bit-exact. Aligned inputs are pasted back through their face crop,
+  others resized to the photo's size.
+  """
+  if replace is None:
+    replace = ex.mask[..., 0] < 0.5
+  if ex.alignment is not None:
+    from difai_jax.face import align  # pylint: disable=import-outside-toplevel
+    return align.paste(ex.image_uint8, replace, (image + 1.0) * 127.5, ex.alignment)
+  filled = resize_back(image, ex.image_uint8.shape[:2])
+  return np.where(replace[..., None], filled, ex.image_uint8).astype(np.uint8)
+
+
 def write_outputs(ex: Example, target: str, out: dict, walk_frames, gif_ms: int) -> dict:
-  """Writes one input's completions, grid and (optionally) walk; returns the paths."""
+  """Writes one input's completions, grid and (optionally) walk; returns the paths.
+
+  For an aligned photo also ``aligned.png``: what the model saw and made, at its resolution
+  (the masked crop | mask | coarse | I_style | completions).
+  """
   os.makedirs(target, exist_ok=True)
   hw = ex.image_uint8.shape[:2]
   paths: dict[str, Any] = {"completions": []}
   finals = []
   for j, completion in enumerate(out["completions"]):
-    final = composite_uint8(ex.image_uint8, ex.mask, resize_back(completion, hw))
+    final = to_photo(ex, completion)
     path = os.path.join(target, f"completion_{j:02d}.png")
     image_io.save_png(path, final)
     paths["completions"].append(path)
     finals.append(final)
   masked = composite_uint8(ex.image_uint8, ex.mask, np.full_like(ex.image_uint8, HOLE_GREY))
   mask_tile = np.repeat((ex.mask * 255).astype(np.uint8), 3, axis=-1)
-  coarse = composite_uint8(ex.image_uint8, ex.mask, resize_back(out["i_coarse"], hw))
-  style = resize_back(out["i_style"], hw)
+  coarse = to_photo(ex, out["i_coarse"])
+  if ex.alignment is None:
+    style = resize_back(out["i_style"], hw)
+  else:   # the style image over the whole crop, in the photo
+    from difai_jax.face import align  # pylint: disable=import-outside-toplevel
+    style = to_photo(ex, out["i_style"], align.inside(hw, ex.alignment))
   tiles = np.stack([masked, mask_tile, coarse, style] + finals)
   paths["grid"] = os.path.join(target, "grid.png")
   image_io.save_png(paths["grid"], image_io.make_grid(tiles, ncol=len(tiles)))
+  if ex.alignment is not None:
+    model_masked = np.where(ex.model_mask > 0.5, ex.model_image, HOLE_GREY / 127.5 - 1.0)
+    model_tiles = [model_masked, ex.model_mask * 2.0 - 1.0, out["i_coarse"], out["i_style"],
+                   *out["completions"]]
+    paths["aligned"] = os.path.join(target, "aligned.png")
+    image_io.save_png(paths["aligned"], image_io.make_grid(
+        image_io.to_uint8(np.stack([np.broadcast_to(t, ex.model_image.shape)
+                                    for t in model_tiles])), ncol=len(model_tiles)))
   if walk_frames is not None:
-    frames = np.stack([composite_uint8(ex.image_uint8, ex.mask, resize_back(f, hw))
-                       for f in walk_frames])
+    frames = np.stack([to_photo(ex, f) for f in walk_frames])
     paths["walk"] = os.path.join(target, "walk.png")
     paths["walk_gif"] = os.path.join(target, "walk.gif")
     image_io.save_png(paths["walk"], image_io.make_grid(frames, ncol=len(frames)))
@@ -546,6 +678,12 @@ def _define_flags():
   flags.DEFINE_integer("batch_size", 8, "images per batch in folder mode")
   flags.DEFINE_boolean("skip_bad", False, "folder mode: report unusable images / masks and "
                        "go on with the rest instead of stopping")
+  flags.DEFINE_enum("align", "auto", list(ALIGN_MODES), "find the face (MTCNN) and give the "
+                    "model its FFHQ crop, pasting completions back into the photo: auto = for "
+                    "images that are not a square of the model's size, falling back to a plain "
+                    "resize when no face is found; on = a face is required; off = never")
+  flags.DEFINE_integer("face", None, "with several faces in a photo: the one to inpaint (0 = "
+                       "the largest; the message listing them gives the numbers)", lower_bound=0)
   cli.define_cache_flag()
 
 
@@ -581,10 +719,11 @@ def main(argv):
                 walk_steps=FLAGS.walk_steps, walk_max_degree=FLAGS.walk_max_degree,
                 gif_ms=FLAGS.gif_ms, mask_convention=FLAGS.mask_convention,
                 resize_mask=FLAGS.resize_mask, strict_mask=FLAGS.strict_mask,
-                batch_size=FLAGS.batch_size, skip_bad=FLAGS.skip_bad,
-                compilation_cache=FLAGS.compilation_cache)
+                batch_size=FLAGS.batch_size, skip_bad=FLAGS.skip_bad, align=FLAGS.align,
+                face=FLAGS.face, compilation_cache=FLAGS.compilation_cache)
   for paths in written:
     print(f"{os.path.dirname(paths['grid'])}: {len(paths['completions'])} completions, grid.png"
+          + (", aligned.png" if "aligned" in paths else "")
           + (", walk.png, walk.gif" if "walk" in paths else ""))
   return 0
 

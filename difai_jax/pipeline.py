@@ -54,6 +54,10 @@ class Models:
   psp: psp_lib.PSP
   generator: sparn_lib.DiFAIGenerator
   image_size: int
+  # Resolution at which the StyleGAN2 decode of the style images stops (its ToRGB skip image
+  # there); 0 = the decoder's full resolution, as the paper. A non-paper speed option
+  # (config.pretrained.psp_decode_size).
+  psp_decode_size: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,11 +127,18 @@ def sefa_latents(w_plus: jax.Array, directions: jax.Array, components: jax.Array
   return jnp.concatenate([w_plus[None], jnp.moveaxis(moved, 1, 0)], axis=0)
 
 
-def style_images(psp: psp_lib.PSP, variables, latents: jax.Array, image_size: int) -> jax.Array:
-  """StyleGAN2 decoding of (K, N, L, D) W+ codes -> (K, N, image_size, image_size, 3)."""
+def style_images(psp: psp_lib.PSP, variables, latents: jax.Array, image_size: int,
+                 decode_size: int = 0) -> jax.Array:
+  """StyleGAN2 decoding of (K, N, L, D) W+ codes -> (K, N, image_size, image_size, 3).
+
+  All K * N codes go through one decoder batch. ``decode_size`` > 0 stops the decoder at that
+  resolution (its ToRGB skip image, then resized) instead of decoding at full resolution and
+  pooling: a non-paper approximation (``config.pretrained.psp_decode_size``).
+  """
   k, n = latents.shape[:2]
   flat = latents.reshape((k * n,) + latents.shape[2:])
-  images = psp.apply(variables, flat, resize=False, return_latents=False, method="decode")
+  images = psp.apply(variables, flat, resize=False, return_latents=False, method="decode",
+                     stop_at=decode_size or None)
   images = resize(images, image_size)
   return images.reshape((k, n) + images.shape[1:])
 
@@ -166,7 +177,8 @@ def style_conditions(models: Models, variables: Mapping[str, Any], image: jax.Ar
   i_coarse = coarse_completion(models.coarse, variables["coarse"], i_masked, mask)
   w_plus = invert(models.psp, variables["psp"], i_coarse)
   latents = sefa_latents(w_plus, variables["sefa"], components, degrees, layers)
-  i_style = style_images(models.psp, variables["psp"], latents, models.image_size)
+  i_style = style_images(models.psp, variables["psp"], latents, models.image_size,
+                         models.psp_decode_size)
   out = {"i_masked": i_masked, "i_coarse": i_coarse, "w_plus": w_plus, "i_style": i_style,
          "i_style_prime": style_prime(i_masked, mask, i_style)}
   return jax.tree.map(jax.lax.stop_gradient, out)
@@ -201,20 +213,49 @@ def generate(generator: sparn_lib.DiFAIGenerator, variables, i_masked: jax.Array
 
 def inpaint(models: Models, variables: Mapping[str, Any], image: jax.Array, mask: jax.Array,
             components: jax.Array, degrees: jax.Array,
-            layers: tuple[int, ...] | None = None) -> dict[str, jax.Array]:
+            layers: tuple[int, ...] | None = None, *,
+            variants_per_call: int | None = None) -> dict[str, jax.Array]:
   """The whole pipeline at inference: eq. 1-5 plus the composite.
+
+  The coarse net and the pSp encoder run once per image, whatever K; the K style variants then
+  go through the StyleGAN2 decoder and the generator ``variants_per_call`` at a time (a
+  ``lax.map`` over groups of variants). The numbers do not depend on it (each variant's batch
+  statistics are its own, see :func:`generate`); the working set does: one variant of the
+  1024 px decoder holds ~0.27 GiB of activations per image.
 
   Args:
     image: (N, H, W, 3) in [-1, 1] (only its known pixels are used); mask (N, H, W, 1).
     components, degrees: (N, alpha) SeFa edits (alpha may be 0: only I_style itself).
+    variants_per_call: variants per decoder / generator call, a divisor of K = 1 + alpha.
+      None: one on CPU (the working set of one variant; measured faster there, benchmarks/
+      RESULTS.md "Inference"), all K at once on accelerators.
 
   Returns:
     the :func:`style_conditions` dict plus ``i_out`` (K, N, H, W, 3) raw outputs and
     ``completions`` (K, N, H, W, 3) = ``I_masked + hole * I_out_j``.
   """
-  out = style_conditions(models, variables, image, mask, components, degrees, layers)
-  i_out = generate(models.generator, variables["generator"], out["i_masked"],
-                   out["i_style_prime"], mask)
-  out["i_out"] = i_out
-  out["completions"] = composite(out["i_masked"], i_out, mask)
-  return out
+  k = 1 + components.shape[-1]
+  if variants_per_call is None:
+    variants_per_call = 1 if jax.default_backend() == "cpu" else k
+  if variants_per_call < 1 or k % variants_per_call:
+    raise ValueError(f"variants_per_call must divide K = {k}; got {variants_per_call}")
+  i_masked = masked_image(image, mask)
+  i_coarse = coarse_completion(models.coarse, variables["coarse"], i_masked, mask)
+  w_plus = invert(models.psp, variables["psp"], i_coarse)
+  latents = sefa_latents(w_plus, variables["sefa"], components, degrees, layers)
+
+  def variants(latents):          # eq. 3-5 for (c, N, L, D) codes -> (c, N, H, W, C) each
+    i_style = style_images(models.psp, variables["psp"], latents, models.image_size,
+                           models.psp_decode_size)
+    i_style_prime = style_prime(i_masked, mask, i_style)
+    i_out = generate(models.generator, variables["generator"], i_masked, i_style_prime, mask)
+    return {"i_style": i_style, "i_style_prime": i_style_prime, "i_out": i_out,
+            "completions": composite(i_masked, i_out, mask)}
+
+  if variants_per_call == k:
+    out = variants(latents)
+  else:
+    groups = latents.reshape((k // variants_per_call, variants_per_call) + latents.shape[1:])
+    out = {name: x.reshape((k,) + x.shape[2:])
+           for name, x in jax.lax.map(variants, groups).items()}
+  return {"i_masked": i_masked, "i_coarse": i_coarse, "w_plus": w_plus, **out}

@@ -32,17 +32,21 @@ _BUILDERS: dict[str, str] = {
     "difai_generator": "difai_jax.models.sparn:from_config",
     "critic": "difai_jax.models.critic:from_config",
     "toy_recognizer": "difai_jax.models.recognizer:from_config",
+    "mtcnn": "difai_jax.face.mtcnn:from_config",
 }
 
 
-# Networks shipped with the package (trained on the toy faces by the commands in README.md),
-# loadable by short name wherever a converted directory is asked for.
+# Networks shipped with the package (the toy ones trained on the toy faces by the commands in
+# README.md, MTCNN converted from facenet-pytorch), loadable by short name wherever a converted
+# directory is asked for.
 ASSETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 SHORT_NAMES = {
     "toy-stylegan2": "toy/stylegan2",
     "toy-psp": "toy/psp",
     "toy-recognizer": "toy/recognizer",
     "toy-difai": "toy/difai",          # a training workdir (coarse + difai stages), not a model
+    # facenet-pytorch's MTCNN face detector (MIT; weights_conversion/mtcnn.py), for --align.
+    "mtcnn": "mtcnn",
 }
 
 

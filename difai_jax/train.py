@@ -82,11 +82,45 @@ def maybe_initialize_distributed(coordinator: str | None = None, num_processes: 
     jax.distributed.initialize()   # TPU pod slices / cluster environments auto-detect
 
 
-def make_mesh() -> jax.sharding.Mesh:
+def make_mesh(devices=None) -> jax.sharding.Mesh:
   """A 1-d mesh with axis ``data`` over every device of every host (GSPMD ``Auto`` axis: the
-  compiler propagates the batch sharding through the model)."""
-  return jax.make_mesh((jax.device_count(),), ("data",),
-                       axis_types=(jax.sharding.AxisType.Auto,))
+  compiler propagates the batch sharding through the model). ``devices``: another set, e.g.
+  the compile-only devices of a TPU topology (``benchmarks.tpu_compile``)."""
+  n = jax.device_count() if devices is None else len(devices)
+  return jax.make_mesh((n,), ("data",), axis_types=(jax.sharding.AxisType.Auto,),
+                       devices=devices)
+
+
+# Under FSDP, arrays smaller than this (elements) stay replicated: splitting them saves little
+# memory and costs one all-gather each.
+FSDP_MIN_SIZE = 2 ** 12
+
+
+def state_shardings(abstract_state, mesh: jax.sharding.Mesh, fsdp: bool = False,
+                    min_size: int = FSDP_MIN_SIZE):
+  """Shardings of the train state over the ``data`` axis of ``mesh``.
+
+  Default (``config.train.fsdp = False``): everything replicated, plain data parallelism.
+  ``fsdp``: each parameter, EMA and optimizer-state array of at least ``min_size`` elements is
+  split along its largest dimension divisible by the number of devices (ZeRO-3 / FSDP); the
+  compiler all-gathers parameters where the step uses them and reduce-scatters their
+  gradients. Same numbers either way, less memory per device for the state.
+  """
+  replicated = NamedSharding(mesh, P())
+  n = mesh.shape["data"]
+
+  def leaf(x):
+    shape = tuple(getattr(x, "shape", ()))
+    if not fsdp or n == 1 or int(np.prod(shape)) < min_size:
+      return replicated
+    dims = [d for d in sorted(range(len(shape)), key=lambda d: -shape[d]) if shape[d] % n == 0]
+    if not dims:
+      return replicated
+    spec = [None] * len(shape)
+    spec[dims[0]] = "data"
+    return NamedSharding(mesh, P(*spec))
+
+  return jax.tree.map(leaf, abstract_state)
 
 
 def check_workdir(path: str) -> str:
@@ -157,12 +191,13 @@ class StageResult:
 def _restore_or_init(stage: stages.Stage, workdir: str, config, replicated):
   """(state, start step, checkpoint manager or None); creates nothing on disk."""
   abstract = jax.eval_shape(stage.init, steps.prng_key(0))
-  state_sharding = jax.tree.map(lambda _: replicated, abstract)
+  state_sharding = state_shardings(abstract, replicated.mesh, config.train.get("fsdp", False))
   state, meta, manager = None, None, None
   if os.path.isdir(os.path.join(workdir, "checkpoints")):
     manager = checkpoints.checkpoint_manager(workdir, config.train.keep_checkpoints)
     abstract_restore = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract)
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract,
+        state_sharding)
     state, meta = checkpoints.restore_checkpoint(manager, abstract_restore, stage.architecture)
   if state is None:
     state = jax.jit(stage.init, out_shardings=state_sharding)(steps.prng_key(config.seed))
@@ -277,9 +312,14 @@ def train_stage(config: ml_collections.ConfigDict, name: str, workdir: str,
 
 
 def params_checksum(params) -> float:
-  """Sum of |p| over this process's copy of replicated params (float64): a cheap fingerprint
-  that lets processes, devices and resumed runs be compared from their logs."""
-  return float(sum(np.abs(np.asarray(x.addressable_shards[0].data, np.float64)).sum()
+  """Sum of |p| over the params (float64): a cheap fingerprint that lets processes, devices
+  and resumed runs be compared from their logs. Replicated arrays are read from this process's
+  copy; FSDP-sharded ones are gathered (a collective: every process calls this)."""
+  def full(x):
+    if x.is_fully_replicated:
+      return x.addressable_shards[0].data
+    return multihost_utils.process_allgather(x, tiled=True)
+  return float(sum(np.abs(np.asarray(full(x), np.float64)).sum()
                    for x in jax.tree.leaves(params)))
 
 

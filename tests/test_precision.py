@@ -11,6 +11,7 @@ from difai_jax import checkpoints
 from difai_jax import precision
 from difai_jax.metrics import fid
 from difai_jax.metrics import lpips
+from difai_jax.metrics import toy
 from difai_jax.models import coarse as coarse_lib
 from difai_jax.models import critic as critic_lib
 from difai_jax.models import sparn as sparn_lib
@@ -63,3 +64,48 @@ def test_policy_reaches_every_conv_and_dot(name):
 def test_unknown_policy_is_refused():
   with pytest.raises(ValueError, match="precision must be one of"):
     precision.scope("fp8")
+
+
+# ---- compute dtypes of the frozen networks ----
+
+def _image(size):
+  return jnp.zeros((1, size, size, 3))
+
+
+def _conv_dtypes(module, inputs):
+  """(number of convolutions, how many compute in bfloat16) in the lowered forward."""
+  variables = jax.eval_shape(module.init, jax.random.key(0), *inputs)
+  text = jax.jit(lambda v, *x: module.apply(v, *x)).lower(variables, *inputs).as_text()
+  convs = [line for line in text.splitlines() if "convolution" in line]
+  return len(convs), sum("xbf16>" in line for line in convs)
+
+
+def test_frozen_networks_compute_in_the_config_dtype():
+  config = tiny_config.get_config()
+  assert config.pretrained.dtype.to_dict() == {"psp": "float32", "vgg19": "float32"}
+  config.pretrained.psp = "toy-psp"          # the shipped one: restored, not initialised
+  config.pretrained.dtype.psp = "bfloat16"
+  config.pretrained.dtype.vgg19 = "bfloat16"
+  psp, psp_vars = checkpoints.load_pretrained(config, "psp")
+  vgg, _ = checkpoints.load_pretrained(config, "vgg19")
+  # every conv of pSp's encoder and StyleGAN2 decoder, and of VGG-19, computes in bfloat16
+  assert psp.encoder.dtype == psp.decoder.dtype == vgg.dtype == jnp.bfloat16
+  for module in (psp, vgg):
+    n_convs, n_bf16 = _conv_dtypes(module, (_image(64),))
+    assert n_convs > 0 and n_bf16 == n_convs, (module.__class__.__name__, n_convs, n_bf16)
+  # the weights stay float32; the W+ codes come back in float32, close to float32's
+  f32 = precision.with_dtype(psp, "float32")
+  assert f32.encoder.dtype == f32.decoder.dtype == jnp.float32
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(psp_vars))
+  face = jnp.asarray(toy.toy_test_faces(2, size=64)[0])
+  encode = jax.jit(lambda v, x, m: m.apply(v, x, method="encode"), static_argnums=2)
+  w16, w32 = encode(psp_vars, face, psp), encode(psp_vars, face, f32)
+  assert w16.dtype == jnp.float32
+  err = float(jnp.max(jnp.abs(w16 - w32)))
+  spread = float(jnp.max(jnp.abs(w32 - psp_vars["constants"]["latent_avg"])))
+  assert 0.0 < err < 0.05 * spread, (err, spread)
+
+
+def test_unknown_dtype_is_refused():
+  with pytest.raises(ValueError, match="compute dtype must be one of"):
+    precision.with_dtype(vgg.VGG19Features(), "fp8")

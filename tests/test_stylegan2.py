@@ -186,3 +186,21 @@ def test_jit_compiles_once_for_fixed_shapes(stylegan2_small, io):
   fn = jax.jit(lambda v, w: module.apply(v, [w], input_is_latent=True))
   a = fn(variables, jnp.asarray(io["b_wplus"]))
   np.testing.assert_allclose(a, nchw_to_nhwc(io["b_image"]), atol=TOL)
+
+
+def test_stop_at_returns_the_skip_image_of_the_full_forward(stylegan2_small, io):
+  module, variables, _ = stylegan2_small
+  full, state = module.apply(variables, [io["b_wplus"]], input_is_latent=True,
+                             capture_intermediates=lambda mdl, _: isinstance(mdl, stylegan2.ToRGB))
+  skips = state["intermediates"]
+  # to_rgb1 gives the 4 px skip image, to_rgbs_{b} the 8 * 2^b px one.
+  for stop_at, name in ((4, "to_rgb1"), (16, "to_rgbs_1"), (32, "to_rgbs_2")):
+    image = module.apply(variables, [io["b_wplus"]], input_is_latent=True, stop_at=stop_at)
+    expected = skips[name]["__call__"][0]
+    assert image.shape == (io["b_wplus"].shape[0], stop_at, stop_at, 3)
+    np.testing.assert_array_equal(np.asarray(image), np.asarray(expected))
+  top = module.apply(variables, [io["b_wplus"]], input_is_latent=True, stop_at=64)
+  np.testing.assert_array_equal(np.asarray(top), np.asarray(full))
+  for bad in (2, 24, 128):
+    with pytest.raises(ValueError, match="stop_at must be a power of two"):
+      module.apply(variables, [io["b_wplus"]], input_is_latent=True, stop_at=bad)

@@ -18,6 +18,7 @@ def get_config():
   config.generator.spade_hidden = 8
   config.critic.widths = (8, 16)
   config.pretrained.psp = ""                 # a random tiny pSp (below), not the shipped one
+  config.pretrained.init_from = ""           # random init (the demo starts from toy-difai)
   config.pretrained.random_psp.decoder_size = 32
   config.pretrained.random_psp.decoder_channels = (16,) * 4
   config.pretrained.random_psp.style_dim = 16

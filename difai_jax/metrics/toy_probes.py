@@ -7,7 +7,10 @@ difai_jax.metrics.toy_probes:probes``): the shipped toy recognizer inside the ev
   ``toy_attributes_<bucket>.npz`` (``values`` (n, K, A)) so that
   ``metrics.toy.attribute_diversity`` can count how many of the K completions of one face
   differ in some attribute (beard, glasses, mouth, hair, ...).
-Both are toy-domain measures: they say nothing about real faces.
+- ``toy_embedding``: per completion, the recognizer's embedding, saved as
+  ``toy_embedding_<bucket>.npz`` (``values`` (n, K, D)), for ``metrics.toy.plausible_fraction``
+  (the share of completions inside the real faces' feature distribution).
+All are toy-domain measures: they say nothing about real faces.
 """
 
 from __future__ import annotations
@@ -33,4 +36,6 @@ def probes(image_size: int):
 
   return [(FeatureProbe("toy_fid", embedding, cache_tag="_toy_recognizer"), variables),
           (FeatureProbe("toy_attributes", attributes, frechet=False, per_completion=True),
+           variables),
+          (FeatureProbe("toy_embedding", embedding, frechet=False, per_completion=True),
            variables)]

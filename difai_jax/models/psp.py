@@ -362,15 +362,18 @@ class PSP(nn.Module):
     return codes
 
   def decode(self, codes, *, resize: bool = True, randomize_noise: bool = False,
-             return_latents: bool = True, noise=None):
+             return_latents: bool = True, noise=None, stop_at: int | None = None):
     """W+ codes (N, n_styles, style_dim) -> image (N, S, S, 3) in about [-1, 1].
 
-    ``S`` is ``pool_size`` when ``resize`` (pSp's face pool) else the decoder size. Noise: the
-    stored buffers, an explicit list, or fresh noise from the ``noise`` rng with
-    ``randomize_noise``. Returns ``(image, latents)`` when ``return_latents``.
+    ``S`` is ``pool_size`` when ``resize`` (pSp's face pool) else the decoder size, or
+    ``stop_at`` when given: the decoder's ToRGB skip image at that resolution (not pSp's: a
+    cheaper, approximate decode; see ``stylegan2.Generator.synthesis``). Noise: the stored
+    buffers, an explicit list, or fresh noise from the ``noise`` rng with ``randomize_noise``.
+    Returns ``(image, latents)`` when ``return_latents``.
     """
     image, latents = self.decoder([codes], input_is_latent=True, noise=noise,
-                                  randomize_noise=randomize_noise, return_latents=True)
+                                  randomize_noise=randomize_noise, return_latents=True,
+                                  stop_at=stop_at)
     if resize:
       image = adaptive_avg_pool(image, self.pool_size, self.pool_size)
     return (image, latents) if return_latents else image

@@ -203,14 +203,21 @@ class Generator(nn.Module):
     z = jax.random.normal(rng, (n_latent, self.style_dim))
     return jnp.mean(self.style(z), axis=0, keepdims=True)
 
-  def synthesis(self, latent, noise: Sequence[jax.Array]):
-    """W+ (N, n_latent, style_dim) and per-layer noise -> image (N, size, size, 3)."""
+  def synthesis(self, latent, noise: Sequence[jax.Array], stop_at: int | None = None):
+    """W+ (N, n_latent, style_dim) and per-layer noise -> image (N, size, size, 3).
+
+    ``stop_at`` (a power of two in [4, size]; None = size): return the ToRGB skip image at that
+    resolution, (N, stop_at, stop_at, 3), without running the layers above it.
+    """
+    stop_at = self.size if stop_at is None else stop_at
+    if stop_at < 4 or stop_at > self.size or stop_at & (stop_at - 1):
+      raise ValueError(f"stop_at must be a power of two in [4, {self.size}], got {stop_at}")
     n = latent.shape[0]
     x = jnp.broadcast_to(self.input, (n,) + self.input.shape[1:]).astype(self.dtype)
     x = self.conv1(x, latent[:, 0], noise[0])
     skip = self.to_rgb1(x, latent[:, 1])
     i = 1
-    for b, to_rgb in enumerate(self.to_rgbs):
+    for b, to_rgb in enumerate(self.to_rgbs[:int(math.log2(stop_at)) - 2]):
       x = self.convs[2 * b](x, latent[:, i], noise[2 * b + 1])
       x = self.convs[2 * b + 1](x, latent[:, i + 1], noise[2 * b + 2])
       skip = to_rgb(x, latent[:, i + 2], skip)
@@ -219,7 +226,8 @@ class Generator(nn.Module):
 
   def __call__(self, styles, *, input_is_latent: bool = False, noise=None,
                randomize_noise: bool = False, truncation: float = 1.0, truncation_latent=None,
-               inject_index: int | None = None, return_latents: bool = False):
+               inject_index: int | None = None, return_latents: bool = False,
+               stop_at: int | None = None):
     """rosinality's ``Generator.forward`` (see the module docstring).
 
     Args:
@@ -232,9 +240,12 @@ class Generator(nn.Module):
         ``truncation_latent`` defaults to the stored ``constants/latent_avg`` when present.
       inject_index: style-mixing crossover layer; drawn from the ``mixing`` rng when None.
       return_latents: also return the W+ latent used.
+      stop_at: stop synthesis at this resolution and return its ToRGB skip image (see
+        :meth:`synthesis`; not part of rosinality's forward).
 
     Returns:
-      image (N, size, size, 3), or (image, latent (N, n_latent, style_dim)).
+      image (N, size, size, 3) ((N, stop_at, stop_at, 3) with ``stop_at``), or (image, latent
+      (N, n_latent, style_dim)).
     """
     if not isinstance(styles, (list, tuple)) or not 1 <= len(styles) <= 2:
       raise ValueError("styles must be a list of 1 or 2 arrays (as in rosinality's Generator)")
@@ -273,7 +284,7 @@ class Generator(nn.Module):
     elif len(noise) != self.num_layers:
       raise ValueError(f"noise must be a list of {self.num_layers} arrays, got {len(noise)}")
 
-    image = self.synthesis(latent, noise)
+    image = self.synthesis(latent, noise, stop_at)
     return (image, latent) if return_latents else image
 
 

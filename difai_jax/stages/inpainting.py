@@ -19,6 +19,7 @@ import numpy as np
 
 from difai_jax import checkpoints
 from difai_jax import pipeline
+from difai_jax import pretrained
 from difai_jax import sefa as sefa_lib
 from difai_jax import steps
 from difai_jax.data import pipeline as data_pipeline
@@ -66,6 +67,30 @@ def _describe(use_critic: bool):
   return describe
 
 
+def warm_started(init, config, stage: str):
+  """``init`` whose trained network starts from ``config.pretrained.init_from`` (a DiFAI run's
+  workdir or a short name such as ``toy-difai``), this stage's latest weights, instead of random
+  ones; the optimizer and the critic start fresh. Unset (""): ``init`` itself. Only a new run
+  calls ``init``: a resumed one restores its own checkpoint."""
+  source = config.pretrained.get("init_from", "")
+  if not source:
+    return init
+  stage_dir = checkpoints.find_stage_dir(pretrained.resolve(source), stage)
+  params, collections = checkpoints.load_stage_params(stage_dir)
+
+  def warm(rng):
+    state = init(rng)
+    fresh = jax.tree.map(lambda x: (x.shape, x.dtype), (state.g_params, state.g_collections))
+    given = jax.tree.map(lambda x: (x.shape, x.dtype), (params, collections))
+    if fresh != given:
+      raise ValueError(f"config.pretrained.init_from={source!r}: its '{stage}' network "
+                       f"({stage_dir}) does not have this config's shapes; init_from needs the "
+                       "same architecture")
+    ema = None if state.ema_params is None else params
+    return state.replace(g_params=params, g_collections=collections, ema_params=ema)
+  return warm
+
+
 def build_coarse(config, workdir: str, previous) -> Stage:
   del workdir, previous
   size = config.image_size
@@ -77,6 +102,7 @@ def build_coarse(config, workdir: str, previous) -> Stage:
   init = functools.partial(steps.init_state, coarse,
                            (jnp.zeros(image_shape), jnp.ones(image_shape[:3] + (1,))), critic,
                            image_shape, g_tx, d_tx, use_ema=bool(config.train.ema_decay))
+  init = warm_started(init, config, "coarse")
   step = functools.partial(steps.coarse_train_step, coarse=coarse, critic=critic, g_tx=g_tx,
                            d_tx=d_tx, cfg=step_config(config))
 
@@ -112,21 +138,31 @@ def _difai_frozen(config, workdir: str, previous):
   return frozen, psp, vgg
 
 
+def difai_step_functions(config, models: pipeline.Models, critic, vgg):
+  """(init, step) of the DiFAI stage: ``init(rng) -> TrainState`` and the pure
+  ``step(state, batch, frozen, rng)`` that ``train.py`` jits (also used by the benchmarks)."""
+  size = config.image_size
+  g_tx, d_tx = _optimizers(config)
+  image_shape = (1, size, size, 3)
+  g_inputs = (jnp.zeros(image_shape), jnp.zeros(image_shape), jnp.ones(image_shape[:3] + (1,)))
+  init = functools.partial(steps.init_state, models.generator, g_inputs, critic, image_shape,
+                           g_tx, d_tx, use_ema=bool(config.train.ema_decay))
+  step = functools.partial(steps.difai_train_step, models=models, critic=critic, vgg=vgg,
+                           g_tx=g_tx, d_tx=d_tx, cfg=step_config(config))
+  return init, step
+
+
 def build_difai(config, workdir: str, previous) -> Stage:
   size = config.image_size
   generator = sparn_lib.from_config(config.generator)
   critic = critic_lib.from_config(config.critic)
-  g_tx, d_tx = _optimizers(config)
   frozen, psp, vgg = _difai_frozen(config, workdir, previous)
   models = pipeline.Models(coarse=coarse_lib.from_config(config.coarse), psp=psp,
-                           generator=generator, image_size=size)
+                           generator=generator, image_size=size,
+                           psp_decode_size=config.pretrained.get("psp_decode_size", 0))
   cfg = step_config(config)
-  image_shape = (1, size, size, 3)
-  g_inputs = (jnp.zeros(image_shape), jnp.zeros(image_shape), jnp.ones(image_shape[:3] + (1,)))
-  init = functools.partial(steps.init_state, generator, g_inputs, critic, image_shape, g_tx,
-                           d_tx, use_ema=bool(config.train.ema_decay))
-  step = functools.partial(steps.difai_train_step, models=models, critic=critic, vgg=vgg,
-                           g_tx=g_tx, d_tx=d_tx, cfg=cfg)
+  init, step = difai_step_functions(config, models, critic, vgg)
+  init = warm_started(init, config, "difai")
   alpha = cfg.sefa.num_edits
 
   def preview(g_params, g_collections, frozen, batch):

@@ -1,0 +1,191 @@
+"""The paper's claims measured on the toy domain: Tables 1-3 with baselines, and a picture.
+
+    python -m benchmarks.toy_tables --run DiFAI=runs/toy_difai \\
+        --run "random frozen"=runs/toy_difai_random --run SPADE=runs/toy_difai_spade \\
+        --run "batch norm"=runs/toy_difai_batch --coarse_of DiFAI --max_images 500 \\
+        --out runs/toy_tables --figure benchmarks/figures/toy_difai_completions.png
+
+Each run is scored by ``difai_jax.evaluate`` under the paper's protocol (Table 1 from completion
+0, Table 2 from 4 seeded pairs of perturbed completions per image) on the first ``--max_images``
+toy test faces of every mask bucket, with the toy recognizer's probes
+(``difai_jax.metrics.toy_probes``): the toy FID and, per completion, attributes and embeddings.
+``--coarse_of NAME`` adds the coarse net of that run alone (``--completions coarse``: the
+baseline "coarse net", diversity 0 by construction). No LPIPS / Inception weights exist here,
+so the LPIPS columns (perceptual distance and the paper's diversity) use a *random* AlexNet
+saved as ``<out>/random_lpips_alex_seed0`` (Zhang et al. 2018 report random features as a
+weaker but working perceptual distance): these are not comparable with the paper's LPIPS. The
+Inception FID is not reported; the toy FID stands in for it. Toy-domain measures added from the saved per-completion
+outputs, over all K completions of each input:
+
+- attribute diversity: how many of the perturbed completions 1..K-1 differ from completion 0 in
+  a reliably recognised attribute (``metrics.toy.reliable_attributes``), and the share of the
+  K(K-1)/2 pairs that differ;
+- plausibility: the share of completions whose recognizer embedding lies inside the real toy
+  faces' feature distribution (``metrics.toy.plausible_fraction``; real test faces ~0.99).
+
+Evaluations already written under ``--out`` are reused (delete a run's folder to redo it).
+Writes ``--out``/compare.md (Tables 1-3 beside the paper's numbers), ``toy_measures.md`` and,
+with ``--figure``, a picture: per row a masked input, its K completions and the ground truth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+
+import numpy as np
+
+TOY_MEASURES_BUCKETS = ("quickdraw", "10-20", "20-30", "30-40", "40-50")
+
+
+def slug(name: str) -> str:
+  return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def parse_runs(items: list[str]) -> dict[str, str]:
+  runs = {}
+  for item in items:
+    name, sep, workdir = item.partition("=")
+    if not sep or not name or not workdir:
+      raise SystemExit(f"error: --run takes NAME=WORKDIR, got {item!r}")
+    runs[name] = workdir
+  return runs
+
+
+def evaluate_runs(runs: dict[str, str], coarse_of: str | None, out: str, max_images: int,
+                  buckets: tuple[str, ...]) -> dict[str, str]:
+  """{name: eval_dir}: one evaluation per run (and the coarse baseline), reused when present."""
+  from difai_jax import checkpoints  # pylint: disable=import-outside-toplevel
+  from difai_jax import evaluate  # pylint: disable=import-outside-toplevel
+  from difai_jax import pretrained  # pylint: disable=import-outside-toplevel
+  from difai_jax.metrics import toy_probes  # pylint: disable=import-outside-toplevel
+  lpips_dir = random_lpips(out)
+  jobs = [(name, workdir, "difai") for name, workdir in runs.items()]
+  if coarse_of:
+    jobs.insert(0, ("coarse net", runs[coarse_of], "coarse"))
+  eval_dirs = {}
+  for name, workdir, completions in jobs:
+    eval_dir = os.path.join(out, slug(name))
+    eval_dirs[name] = eval_dir
+    if os.path.isfile(os.path.join(eval_dir, "results.json")):
+      print(f"[{name}] reusing {eval_dir}/results.json", flush=True)
+      continue
+    size = int(checkpoints.latest_meta(checkpoints.find_stage_dir(
+        pretrained.resolve(workdir), "difai"))["config"]["image_size"])
+    print(f"[{name}] evaluating {workdir} ({completions})", flush=True)
+    evaluate.evaluate(workdir, evaluate.EvalOptions(
+        buckets=buckets, max_images=max_images, diversity_images=max_images,
+        lpips_dir=lpips_dir, completions=completions),
+        eval_dir=eval_dir, probes=toy_probes.probes(size))
+  return eval_dirs
+
+
+def random_lpips(out: str) -> str:
+  """A randomly initialised LPIPS (AlexNet + lin layers, seed 0) saved as a converted directory
+  whose name says so: the perceptual distance of these tables (no Inception: FID is the toy
+  FID, and a random Inception at 299 px would dominate the time)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from difai_jax import eval_metrics, pretrained  # pylint: disable=import-outside-toplevel,multiple-imports
+  from difai_jax.metrics import lpips as lpips_lib  # pylint: disable=import-outside-toplevel
+  path = os.path.join(out, "random_lpips_alex_seed0")
+  if not os.path.isfile(os.path.join(path, "config.json")):
+    x = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)
+    variables = eval_metrics.random_variables(lpips_lib.LPIPS(net="alex"), x, x, seed=0)
+    pretrained.save(path, "lpips", {"net": "alex"}, variables)
+  return path
+
+
+def toy_measures(eval_dirs: dict[str, str], buckets: tuple[str, ...]) -> str:
+  """Markdown: toy FID, attribute diversity and plausibility per run and bucket."""
+  from difai_jax.metrics import toy  # pylint: disable=import-outside-toplevel
+  attributes = toy.reliable_attributes()
+  module, variables = toy.load_toy_recognizer()
+  names = [name for name, _ in module.attributes]
+  real, _ = toy.toy_test_faces(2000, start=toy.TEST_START - 2000)      # train-split faces
+  model = toy.RealFeatureModel.fit(toy.recognizer_features(module, variables, real))
+  lines = ["| run | bucket | toy FID | completions differing from completion 0 (of K-1) | "
+           "pairs differing | plausible completions |", "|---|---|---:|---:|---:|---:|"]
+  for name, eval_dir in eval_dirs.items():
+    with open(os.path.join(eval_dir, "results.json"), encoding="utf-8") as f:
+      report = json.load(f)
+    k = int(report["num_completions"])
+    for bucket in buckets:
+      labels = np.load(os.path.join(eval_dir, f"toy_attributes_{bucket}.npz"))["values"]
+      embeddings = np.load(os.path.join(eval_dir, f"toy_embedding_{bucket}.npz"))["values"]
+      div = toy.attribute_diversity(labels.astype(np.int32), names, attributes)
+      plausible = toy.plausible_fraction(model, embeddings.reshape(-1, embeddings.shape[-1]))
+      fid = report["results"][bucket].get("toy_fid")
+      lines.append(f"| {name} | {bucket} | {fid:.2f} | {div['differ_from_first_mean']:.2f} "
+                   f"/ {k - 1} | {div['pairwise_mean']:.3f} | {plausible:.3f} |")
+  real_test, _ = toy.toy_test_faces(2000)
+  floor = toy.plausible_fraction(model, toy.recognizer_features(module, variables, real_test))
+  lines += ["", f"Attributes counted: {', '.join(attributes)} (the recognizer's reliable "
+            f"ones). Plausible: real toy test faces give {floor:.3f}."]
+  return "\n".join(lines) + "\n"
+
+
+def figure(workdir: str, path: str, bucket: str = "30-40", rows: int = 6) -> None:
+  """Per row: masked input, coarse, the K completions, ground truth (toy test faces)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from difai_jax import checkpoints, eval_loop, evaluate, image_io, pipeline  # pylint: disable=import-outside-toplevel,multiple-imports
+  from difai_jax.data import pipeline as data_pipeline  # pylint: disable=import-outside-toplevel
+  inference = checkpoints.load_difai(workdir)
+  spec = eval_loop.completion_spec(inference, evaluate.EvalOptions())
+  data = eval_loop.eval_data_config(inference.config, os.path.dirname(path) or ".")
+  data.bucket_dir = os.path.join(os.path.dirname(os.path.abspath(path)), ".toy_tables_masks")
+  size = int(inference.config.image_size)
+  batch = data_pipeline.make_eval_dataset(data, bucket=bucket, image_size=size,
+                                          batch_size=rows, process_index=0, process_count=1,
+                                          num_images=rows, verbose=False)[0]
+  index = jnp.asarray(batch["index"])
+  components, degrees = eval_loop.edits_for(index, spec)
+  out = jax.jit(lambda v, i, m, c, d: pipeline.inpaint(inference.models, v, i, m, c, d,
+                                                       spec.sampling.layers))(
+      inference.variables, jnp.asarray(batch["image"]), jnp.asarray(batch["mask"]),
+      components, degrees)
+  columns = [np.asarray(out["i_masked"]), np.asarray(out["i_coarse"])] + list(np.asarray(out["completions"]))
+  columns.append(np.asarray(batch["image"]))
+  pad = 2
+  sheet = np.ones((rows * (size + pad), len(columns) * (size + pad), 3), np.float32)
+  for r in range(rows):
+    for c, col in enumerate(columns):
+      sheet[r * (size + pad):r * (size + pad) + size,
+            c * (size + pad):c * (size + pad) + size] = col[r]
+  image_io.save_png(path, image_io.to_uint8(sheet))
+  print(f"wrote {path}: rows of masked input ({bucket} masks), coarse, "
+        f"{spec.num_completions} completions, ground truth")
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--run", action="append", default=[], help="NAME=WORKDIR (repeat)")
+  parser.add_argument("--coarse_of", default=None, help="also score this run's coarse net alone")
+  parser.add_argument("--max_images", type=int, default=500)
+  parser.add_argument("--buckets", default=",".join(TOY_MEASURES_BUCKETS))
+  parser.add_argument("--out", required=True)
+  parser.add_argument("--figure", default=None, help="PNG of the first run's completions")
+  args = parser.parse_args(argv)
+  runs = parse_runs(args.run)
+  if not runs:
+    raise SystemExit("error: give at least one --run NAME=WORKDIR")
+  if args.coarse_of and args.coarse_of not in runs:
+    raise SystemExit(f"error: --coarse_of {args.coarse_of!r} is not one of {list(runs)}")
+  buckets = tuple(b for b in args.buckets.split(",") if b)
+  from difai_jax import compare  # pylint: disable=import-outside-toplevel
+  eval_dirs = evaluate_runs(runs, args.coarse_of, args.out, args.max_images, buckets)
+  compare.run(list(eval_dirs.values()), list(eval_dirs), buckets, args.out)
+  measures = toy_measures(eval_dirs, buckets)
+  with open(os.path.join(args.out, "toy_measures.md"), "w", encoding="utf-8") as f:
+    f.write(measures)
+  print(measures, end="")
+  if args.figure:
+    figure(next(iter(runs.values())), args.figure)
+  return 0
+
+
+if __name__ == "__main__":
+  raise SystemExit(main())

@@ -1,0 +1,47 @@
+"""``config.pretrained.init_from``: a new run's coarse net and generator start from another
+run's trained weights (the demo starts from the shipped toy DiFAI); shapes must match."""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from difai_jax import checkpoints
+from difai_jax import stages
+from difai_jax import steps
+from tests import tiny_config
+from tests.test_evaluate import trained_tiny_run
+
+
+def _equal(a, b) -> bool:
+  return jax.tree.structure(a) == jax.tree.structure(b) and all(
+      np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_init_from_starts_both_stages_from_a_trained_run(tmp_path_factory, tmp_path):
+  run = trained_tiny_run(tmp_path_factory)
+  config = tiny_config.get_config()
+  config.pretrained.init_from = run
+  previous = {"coarse": os.path.join(run, "coarse")}
+  for name in ("coarse", "difai"):
+    stage = stages.build(name, config, str(tmp_path / name), previous)
+    state = stage.init(steps.prng_key(1))
+    params, collections = checkpoints.load_stage_params(
+        checkpoints.find_stage_dir(run, name))
+    assert _equal(state.g_params, params) and _equal(state.g_collections, collections), name
+    # Without init_from the same seed gives other (random) weights.
+    config.pretrained.init_from = ""
+    fresh = stages.build(name, config, str(tmp_path / f"{name}_fresh"), previous)
+    assert not _equal(fresh.init(steps.prng_key(1)).g_params, params), name
+    config.pretrained.init_from = run
+
+
+def test_init_from_refuses_another_architecture(tmp_path_factory, tmp_path):
+  run = trained_tiny_run(tmp_path_factory)
+  config = tiny_config.get_config()
+  config.pretrained.init_from = run
+  config.coarse.widths = (4, 8, 12, 20)
+  stage = stages.build("coarse", config, str(tmp_path / "coarse"))
+  with pytest.raises(ValueError, match="does not have this config's shapes"):
+    stage.init(steps.prng_key(0))
