@@ -18,6 +18,7 @@ import ml_collections
 
 from difai_jax import checkpoints
 from difai_jax import pipeline
+from difai_jax import precision
 from difai_jax import sefa as sefa_lib
 from difai_jax.models import coarse as coarse_lib
 from difai_jax.models import critic as critic_lib
@@ -71,6 +72,9 @@ def build(config: ml_collections.ConfigDict, psp: str = "config") -> Networks:
                                      jnp.ones((1, size, size, 1)))
   if psp == "ffhq":
     psp_module, psp_vars = ffhq_psp(config.seed)
+    # The compute dtype load_pretrained would give a converted pSp.
+    psp_module = precision.with_dtype(psp_module,
+                                      (config.pretrained.get("dtype") or {}).get("psp", "float32"))
     psp_text = "random pSp of FFHQ shape (IR-SE50, 1024 px decoder)"
   else:
     psp_module, psp_vars = checkpoints.load_pretrained(config, "psp")

@@ -3,8 +3,8 @@
   python -m benchmarks.frozen_cost [--config celebahq] [--psp ffhq] [--batch 8]
       [--decode_size 256] [--psnr_samples 4] [--write_results]
 
-XLA's cost analysis (``jax.jit(f).lower(...).cost_analysis()``: the traced program's FLOPs,
-nothing compiled or run) of the whole step (``stages.inpainting.difai_step_functions``, as
+XLA's cost analysis (``jax.jit(f).lower(...).compile().cost_analysis()`` on this CPU; nothing
+runs) of the whole step (``stages.inpainting.difai_step_functions``, as
 ``difai_jax.train`` runs it) and of the pieces it is made of, each lowered alone at the shapes
 the step gives it (batch N, K = 1 + alpha style images):
 
@@ -41,9 +41,13 @@ from benchmarks import difai_setup
 SECTION = "Frozen path cost"
 
 
-def lowered_flops(fn, *args) -> float:
-  """FLOPs of ``fn(*args)`` from XLA's cost analysis of the lowered (not compiled) program."""
-  cost = jax.jit(fn).lower(*args).cost_analysis()
+def compiled_flops(fn, *args) -> float:
+  """FLOPs of ``fn(*args)`` from XLA's cost analysis of the program compiled for this CPU.
+
+  The compiled program, not the lowered one: what XLA's simplifications (common
+  subexpressions, algebraic rewrites) leave is what a device computes.
+  """
+  cost = jax.jit(fn).lower(*args).compile().cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   return float(cost["flops"])
 
@@ -68,15 +72,18 @@ def piece_flops(config, nets: difai_setup.Networks, batch: int,
   init_fn, step_fn = inpainting.difai_step_functions(config, models, nets.critic, nets.vgg)
   state = jax.eval_shape(init_fn, steps.prng_key(0))
   rng = jax.eval_shape(lambda: steps.prng_key(0))
-  out = {"step": lowered_flops(step_fn, state, {"image": image, "mask": mask}, frozen, rng)}
-  out["coarse net"] = lowered_flops(
+  batch_spec = {"image": image, "mask": mask}
+  out = {"step": compiled_flops(step_fn, state, batch_spec, frozen, rng)}
+  lowered = jax.jit(step_fn).lower(state, batch_spec, frozen, rng).cost_analysis()
+  out["step, lowered"] = float((lowered[0] if isinstance(lowered, list) else lowered)["flops"])
+  out["coarse net"] = compiled_flops(
       lambda v, x, m: pipeline.coarse_completion(models.coarse, v, x, m), frozen["coarse"],
       image, mask)
-  out["pSp encoder"] = lowered_flops(lambda v, x: pipeline.invert(psp, v, x), frozen["psp"],
+  out["pSp encoder"] = compiled_flops(lambda v, x: pipeline.invert(psp, v, x), frozen["psp"],
                                      image)
-  out["StyleGAN2 decode"] = lowered_flops(
+  out["StyleGAN2 decode"] = compiled_flops(
       lambda v, w: pipeline.style_images(psp, v, w, size), frozen["psp"], latents)
-  out["decode stopped"] = lowered_flops(
+  out["decode stopped"] = compiled_flops(
       lambda v, w: pipeline.style_images(psp, v, w, size, decode_size), frozen["psp"], latents)
 
   def vgg_losses(v, targets, outputs):
@@ -85,7 +92,7 @@ def piece_flops(config, nets: difai_setup.Networks, batch: int,
     total = lambda x: sum(jnp.sum(f) for f in losses.stacked_features(feature_fn, x).values())
     return fixed, jax.grad(total)(outputs)
 
-  out["VGG-19"] = lowered_flops(vgg_losses, frozen["vgg"], spec((k + 1, batch, size, size, 3)),
+  out["VGG-19"] = compiled_flops(vgg_losses, frozen["vgg"], spec((k + 1, batch, size, size, 3)),
                                 spec((k, batch, size, size, 3)))
   return out
 
@@ -134,6 +141,7 @@ def main(argv=None) -> int:
   config = difai_setup.load_config(args.config)
   batch = args.batch or config.train.batch_size
   from difai_jax import precision  # pylint: disable=import-outside-toplevel
+  from difai_jax import steps  # pylint: disable=import-outside-toplevel
   from difai_jax.models import stylegan2  # pylint: disable=import-outside-toplevel
   nets = difai_setup.build_abstract(config, args.psp)
   decoder = nets.models.psp.decoder
@@ -143,7 +151,7 @@ def main(argv=None) -> int:
   t0 = time.perf_counter()
   with precision.scope(config.get("precision")):
     flops = piece_flops(config, nets, batch, args.decode_size)
-  print(f"cost analysis of 7 lowered programs in {time.perf_counter() - t0:.1f} s", flush=True)
+  print(f"cost analysis of 7 programs compiled in {time.perf_counter() - t0:.1f} s", flush=True)
 
   k = 1 + config.sefa.num_edits
   step = flops["step"]
@@ -163,9 +171,10 @@ def main(argv=None) -> int:
                f"{frozen_total / 1e9:,.0f}", f"**{100 * frozen_total / step:.1f}%**"])
   rows.append(["generator + critic", "the rest: fwd + bwd, gradient penalty, losses, Adam",
                f"{rest / 1e9:,.0f}", f"{100 * rest / step:.1f}%"])
-  rows.append(["whole step", f"batch {batch}, n_critic {config.optim.n_critic}",
+  rows.append(["whole step", f"batch {batch}, n_critic {config.optim.n_critic} (the lowered, "
+               f"unsimplified program: {flops['step, lowered'] / 1e9:,.0f})",
                f"{step / 1e9:,.0f}", "100%"])
-  table = common.markdown_table(["piece", "what", "GFLOP / step", "share"], rows)
+  table = common.markdown_table(["piece", "what", "GFLOP / step", "share"], rows, "llrr")
   saving = flops["StyleGAN2 decode"] - flops["decode stopped"]
   print(table)
   print(f"decode stopped at {args.decode_size} px: {flops['decode stopped'] / 1e9:,.0f} GFLOP "
@@ -177,7 +186,7 @@ def main(argv=None) -> int:
     module = stylegan2.Generator(size=decoder.size, style_dim=decoder.style_dim,
                                  n_mlp=decoder.n_mlp, channels=decoder.channels,
                                  channel_multiplier=decoder.channel_multiplier)
-    variables = jax.jit(module.init)(jax.random.key(config.seed),
+    variables = jax.jit(module.init)(steps.prng_key(config.seed),
                                      [jnp.zeros((1, decoder.style_dim))])
     t0 = time.perf_counter()
     mean, low = stopped_decode_psnr(module, variables, args.decode_size, args.psnr_samples)
@@ -196,8 +205,8 @@ def main(argv=None) -> int:
          f"--batch {batch} --decode_size {args.decode_size} --psnr_samples {args.psnr_samples}")
   body = [
       common.header(), "",
-      f"`{cmd}`: FLOPs from XLA's cost analysis of the lowered programs (nothing compiled or "
-      f"run) of the whole DiFAI step and of its pieces at the step's shapes; {args.config} "
+      f"`{cmd}`: FLOPs from XLA's cost analysis of the whole DiFAI step and of its pieces, "
+      f"each compiled for this CPU at the step's shapes (nothing runs); {args.config} "
       f"config ({config.image_size} px), frozen pSp: {nets.description}; precision "
       f"'{config.precision}'.", "", table, "",
       "Levers that keep the method (what the step already does, and what is left):", "",
@@ -219,7 +228,7 @@ def main(argv=None) -> int:
       f"the step's FLOPs. The style images it gives differ from the paper's:"]
   if psnr_rows:
     body += ["", common.markdown_table(
-        ["decoder", "stopped at", "PSNR mean dB", "PSNR min dB"], psnr_rows),
+        ["decoder", "stopped at", "PSNR mean dB", "PSNR min dB"], psnr_rows, "llrr"),
              "", "PSNR of the stopped decode against the full decode average-pooled to the same "
              "size (images clipped to [-1, 1], range 1 after mapping to [0, 1]); codes "
              "w = mapping(z), z ~ N(0, I), one per image. Random weights say little about a "

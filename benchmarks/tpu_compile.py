@@ -1,8 +1,8 @@
 """Compiles the real DiFAI train step for a TPU pod this machine does not have.
 
   python -m benchmarks.tpu_compile --topology v5e:4x4 [--config celebahq] [--psp ffhq]
-      [--batch_per_chip N | --find_max_batch] [--fsdp [on|off|both]] [--mfu 0.4]
-      [--write_results]
+      [--batch_per_chip N | --find_max_batch] [--probe_only] [--variant KEY=VALUE,...]
+      [--mfu 0.4] [--write_results]
 
 ``--topology`` takes one or several TPU topologies separated by commas (``v5e:4x4``,
 ``v5e:16x16``, ``v4:2x2x2``, ``v5p:4x4x4``, ``v6e:4x4``, ...). For each, libtpu (the version
@@ -16,7 +16,7 @@ What is compiled is what ``difai_jax.train`` runs for the ``difai`` stage:
 ``stages.inpainting.difai_step_functions`` (``steps.difai_train_step``: frozen coarse net, pSp
 encoder, 1 + alpha StyleGAN2 decodes, n_critic critic updates and one generator update with
 VGG-19 losses) jitted over ``train.make_mesh`` of all the topology's chips (axis ``data``, batch
-split, state sharded as ``train.state_shardings`` says: replicated, or FSDP with ``--fsdp``),
+split, state replicated as ``train.state_shardings`` places it),
 the same in / out shardings and donation, under the config's precision policy. With ``--psp
 ffhq`` (default) the frozen pSp has the shape of the paper's FFHQ encoder (IR-SE50, 18 styles,
 1024 px config-f decoder).
@@ -104,7 +104,8 @@ class Result:
   """One compile of the step at one per-chip batch."""
   batch_per_chip: int
   compiled: bool
-  compile_s: float
+  compile_s: float                        # wall
+  compile_cpu_s: float                    # this process's CPU time (every thread)
   flops_per_chip: float = float("nan")
   argument_bytes: float = float("nan")
   temp_bytes: float = float("nan")
@@ -139,7 +140,8 @@ class Probe:
   batch_per_chip: int
   argument_bytes: float       # state + frozen + batch shard, from the shapes and shardings
   temp_bytes: float           # the temporaries the compiler's check reports
-  seconds: float
+  seconds: float              # wall
+  cpu_s: float                # this process's CPU time
 
   @property
   def bytes(self) -> float:
@@ -149,7 +151,7 @@ class Probe:
 class StepCompiler:
   """The DiFAI step of ``config`` over a mesh of ``devices``, compiled for a per-chip batch."""
 
-  def __init__(self, config, nets: difai_setup.Networks, devices, fsdp: bool):
+  def __init__(self, config, nets: difai_setup.Networks, devices):
     from difai_jax import steps  # pylint: disable=import-outside-toplevel
     from difai_jax import train  # pylint: disable=import-outside-toplevel
     from difai_jax.stages import inpainting  # pylint: disable=import-outside-toplevel
@@ -161,11 +163,12 @@ class StepCompiler:
     init_fn, step_fn = inpainting.difai_step_functions(config, nets.models, nets.critic,
                                                        nets.vgg)
     abstract_state = jax.eval_shape(init_fn, steps.prng_key(0))
-    self.state_sharding = train.state_shardings(abstract_state, self.mesh, fsdp)
+    self.state_sharding = train.state_shardings(abstract_state, self.mesh)
     place = lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s)
     self.state = jax.tree.map(place, abstract_state, self.state_sharding)
     self.frozen = jax.tree.map(lambda x: place(x, replicated), nets.frozen)
     self.rng = place(jax.eval_shape(lambda: steps.prng_key(0)), replicated)
+    self.step_fn = step_fn
     self.jitted = jax.jit(step_fn, in_shardings=(self.state_sharding, self.batch_sharding,
                                                  replicated, replicated),
                           out_shardings=(self.state_sharding, replicated), donate_argnums=(0,))
@@ -182,6 +185,19 @@ class StepCompiler:
       return self.jitted.lower(self.state, self.batch(batch_per_chip * self.num_devices),
                                self.frozen, self.rng)
 
+  def cpu_flops(self, batch_per_chip: int) -> float:
+    """FLOPs of one chip's share of the step: the step at the per-chip batch on one device,
+    compiled for this CPU (a TPU compile's per-chip count, without its gradient all-reduce)."""
+    from difai_jax import precision  # pylint: disable=import-outside-toplevel
+    plain = lambda tree: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree)
+    batch = {k: jax.ShapeDtypeStruct((batch_per_chip,) + v.shape[1:], v.dtype)
+             for k, v in self.batch(self.num_devices).items()}
+    with precision.scope(self.config.get("precision")):
+      compiled = jax.jit(self.step_fn).lower(plain(self.state), batch, plain(self.frozen),
+                                             plain(self.rng)).compile()
+    cost = compiled.cost_analysis()
+    return float((cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"])
+
   def argument_bytes(self, batch_per_chip: int) -> float:
     """Per-chip bytes of the step's arguments (each array's shard on one chip)."""
     args = (self.state, self.batch(batch_per_chip * self.num_devices), self.frozen)
@@ -193,7 +209,7 @@ class StepCompiler:
     for a chip of 1 MiB HBM, so that XLA:TPU stops at its early out-of-memory check, which
     reports the temporaries the program needs. Lower than ``memory_analysis()`` by the little
     that later passes add (7% of the temporaries for the tiny config)."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
       self.lower(batch_per_chip).compile(compiler_options={"xla_tpu_max_hbm_size_mib": 1})
     except jax.errors.JaxRuntimeError as e:
@@ -203,22 +219,23 @@ class StepCompiler:
     else:
       raise RuntimeError("the probe compile fitted in 1 MiB of HBM: cannot estimate memory")
     return Probe(batch_per_chip, self.argument_bytes(batch_per_chip), temps,
-                 time.perf_counter() - t0)
+                 time.perf_counter() - t0, time.process_time() - c0)
 
   def compile(self, batch_per_chip: int) -> Result:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
       compiled = self.lower(batch_per_chip).compile()
     except jax.errors.JaxRuntimeError as e:
       if not _out_of_memory(e):
         raise
-      return Result(batch_per_chip, False, time.perf_counter() - t0, error=str(e))
-    seconds = time.perf_counter() - t0
+      return Result(batch_per_chip, False, time.perf_counter() - t0, time.process_time() - c0,
+                    error=str(e))
+    seconds, cpu_s = time.perf_counter() - t0, time.process_time() - c0
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     mem = compiled.memory_analysis()
     return Result(
-        batch_per_chip, True, seconds, flops_per_chip=float(cost.get("flops", float("nan"))),
+        batch_per_chip, True, seconds, cpu_s, flops_per_chip=float(cost.get("flops", float("nan"))),
         argument_bytes=mem.argument_size_in_bytes, temp_bytes=mem.temp_size_in_bytes,
         peak_bytes=(mem.argument_size_in_bytes + mem.output_size_in_bytes
                     + mem.temp_size_in_bytes - mem.alias_size_in_bytes),
@@ -265,16 +282,17 @@ class Row:
   topology: str
   chips: int
   chip: Chip
-  variant: str           # "" or what differs from the config (FSDP, overrides)
+  variant: str           # "" or the config overrides of this row
   result: Result | None  # the full compile reported (None: probes only)
   batch_per_chip: int
   probes: dict[int, Probe]
   compiles: dict[int, Result]
   search_s: float
   max_batch: bool        # result is the largest batch that fits (the next one up does not)
+  cpu_flops: float | None = None   # probes only: per-chip FLOPs from a CPU compile
 
 
-def measure(config, nets, topology: str, fsdp: bool, batch_per_chip: int, search: bool,
+def measure(config, nets, topology: str, batch_per_chip: int, search: bool,
             start: int = 4, limit: int = 512, step: int = 0, variant: str = "",
             probe_only: bool = False, log=print) -> Row:
   """Compiles the step for ``topology`` at ``batch_per_chip``, or with ``search`` finds the
@@ -282,7 +300,7 @@ def measure(config, nets, topology: str, fsdp: bool, batch_per_chip: int, search
   compiles confirm it (it compiles within HBM, the next batch up does not). ``probe_only``:
   the probes' answer, without full compiles."""
   devices, chip = topology_devices(topology)
-  compiler = StepCompiler(config, nets, devices, fsdp)
+  compiler = StepCompiler(config, nets, devices)
   hbm = chip.hbm_gib * GIB
   results: dict[int, Result] = {}
   probes: dict[int, Probe] = {}
@@ -295,13 +313,15 @@ def measure(config, nets, topology: str, fsdp: bool, batch_per_chip: int, search
                f"{(r.peak_bytes + r.code_bytes) / GIB:.2f} GiB/chip "
                f"({'fits' if r.fits(hbm) else 'over'} {chip.hbm_gib:g} GiB), "
                f"{r.flops_per_chip / 1e12:.2f} TFLOP/chip")
-      log(f"  {name} batch/chip {b}: full compile {r.compile_s:.0f} s: {state}", flush=True)
+      log(f"  {name} batch/chip {b}: full compile {r.compile_s:.0f} s ({r.compile_cpu_s:.0f} "
+          f"CPU s): {state}", flush=True)
     return results[b]
 
   def probe(b: int) -> float:
     if b not in probes:
       p = probes[b] = compiler.probe(b)
-      log(f"  {name} batch/chip {b}: probe {p.seconds:.0f} s: about {p.bytes / GIB:.2f} GiB/chip "
+      log(f"  {name} batch/chip {b}: probe {p.seconds:.0f} s ({p.cpu_s:.0f} CPU s): about "
+          f"{p.bytes / GIB:.2f} GiB/chip "
           f"({p.argument_bytes / GIB:.2f} arguments + {p.temp_bytes / GIB:.2f} temporaries)",
           flush=True)
     return probes[b].bytes
@@ -310,8 +330,9 @@ def measure(config, nets, topology: str, fsdp: bool, batch_per_chip: int, search
   if probe_only:
     b = find_max_batch(probe, hbm, start, limit, step) if search else batch_per_chip
     probe(max(b, 1))
+    flops = compiler.cpu_flops(max(b, 1))
     return Row(topology, len(devices), chip, variant, None, max(b, 1), probes, results,
-               time.perf_counter() - t0, search and b > 0)
+               time.perf_counter() - t0, search and b > 0, flops)
   if not search:
     result = run(batch_per_chip)
     return Row(topology, len(devices), chip, variant, result, batch_per_chip, probes, results,
@@ -337,6 +358,10 @@ def table(rows: list[Row], mfu: float) -> str:
     estimate = f"{probe.bytes / GIB:.2f} ({100 * probe.bytes / hbm:.0f}%)" if probe else "-"
     if r is None:
       mem, speed = ["-", "-", "-", estimate], ["-"] * 3
+      if row.cpu_flops:
+        step_s = row.cpu_flops / (chip.peak_flops * mfu)
+        speed = [f"{row.cpu_flops / 1e12:.2f} (CPU)", f"{step_s * 1e3:.0f}",
+                 common.fmt(global_batch / step_s)]
     elif r.compiled:
       step_s = r.flops_per_chip / (chip.peak_flops * mfu)
       total = r.peak_bytes + r.code_bytes
@@ -349,22 +374,23 @@ def table(rows: list[Row], mfu: float) -> str:
     batch = f"**{row.batch_per_chip}** (max)" if row.max_batch else str(row.batch_per_chip)
     search = "-"
     if row.probes:
-      probe_s = sum(p.seconds for p in row.probes.values())
-      compile_s = sum(c.compile_s for c in row.compiles.values())
+      probe_s = sum(p.cpu_s for p in row.probes.values())
+      compile_s = sum(c.compile_cpu_s for c in row.compiles.values())
       search = (f"{len(row.probes)} probes ({probe_s:.0f} s) + {len(row.compiles)} compiles "
                 f"({compile_s:.0f} s)")
     out.append([row.topology, row.chips, f"{chip.hbm_gib:g}", row.variant or "-",
                 f"{batch} ({global_batch})", *mem, *speed,
-                f"{r.compile_s:.0f}" if r else "-", search])
+                f"{r.compile_cpu_s:.0f}" if r else "-", search])
   return common.markdown_table(
       ["topology", "chips", "HBM GiB/chip", "variant", "batch/chip (global)",
        "arguments GiB/chip", "temporaries GiB/chip", "peak GiB/chip (% HBM)",
        "probe estimate GiB (% HBM)", "TFLOP/step/chip", f"step ms at {100 * mfu:g}% MFU",
-       f"img/s at {100 * mfu:g}% MFU", "compile s", "search"], out)
+       f"img/s at {100 * mfu:g}% MFU", "compile CPU s", "search (CPU s)"], out)
 
 
 def parse_variant(spec: str) -> list[tuple[str, Any]]:
-  """``"pretrained.psp_decode_size=256,train.fsdp=True"`` -> [(key, value), ...]; "" or "base":
+  """``"pretrained.psp_decode_size=256,pretrained.dtype.psp=bfloat16"`` -> [(key, value), ...];
+  "" or "base":
   the config as it is."""
   out = []
   for item in spec.split(","):
@@ -420,8 +446,6 @@ def main(argv=None) -> int:
                       help="second batch tried = start + step (0: 2 x start); 1 confirms a "
                       "known answer given as --search_start in two compiles")
   parser.add_argument("--max_batch_per_chip", type=int, default=512)
-  parser.add_argument("--fsdp", action="store_true",
-                      help="shard params / optimizer state over the chips (train.fsdp = True)")
   parser.add_argument("--variant", action="append", default=None,
                       help="config overrides compared as rows, KEY=VALUE[,KEY=VALUE]; 'base' = "
                       "none; repeatable (e.g. --variant base --variant "
@@ -431,6 +455,8 @@ def main(argv=None) -> int:
   parser.add_argument("--mfu", type=float, default=0.4,
                       help="model FLOP utilisation assumed for the implied step time")
   parser.add_argument("--write_results", "--write-results", action="store_true")
+  parser.add_argument("--section", default="",
+                      help="RESULTS.md section title (default: derived from the options)")
   args = parser.parse_args(argv)
   if not 0 < args.mfu <= 1:
     raise SystemExit(f"--mfu must be in (0, 1], got {args.mfu}")
@@ -446,8 +472,7 @@ def main(argv=None) -> int:
   try:
     for t in topologies:
       topology_devices(t)       # bad names and a missing libtpu fail before any work
-    variants = [(spec, parse_variant(spec) + ([("train.fsdp", True)] if args.fsdp else []))
-                for spec in specs]
+    variants = [(spec, parse_variant(spec)) for spec in specs]
     configs = [apply_overrides(base, overrides) for _, overrides in variants]
   except ValueError as e:
     raise SystemExit(str(e)) from None
@@ -463,8 +488,7 @@ def main(argv=None) -> int:
     for topology in topologies:
       chips = len(topology_devices(topology)[0])
       batch = args.batch_per_chip or max(1, config.train.batch_size // chips)
-      fsdp = bool(config.train.get("fsdp", False))
-      rows.append(measure(config, nets, topology, fsdp, batch, args.find_max_batch,
+      rows.append(measure(config, nets, topology, batch, args.find_max_batch,
                           args.search_start, args.max_batch_per_chip, args.search_step, label,
                           args.probe_only))
       print(table(rows[-1:], args.mfu), flush=True)
@@ -473,10 +497,9 @@ def main(argv=None) -> int:
          f"--psp {args.psp} "
          + ("--find_max_batch " if args.find_max_batch else
             f"--batch_per_chip {args.batch_per_chip} " if args.batch_per_chip else "")
-         + ("--fsdp " if args.fsdp else "") + ("--probe_only " if args.probe_only else "")
+         + ("--probe_only " if args.probe_only else "")
          + "".join(f"--variant {spec or 'base'} " for spec in (args.variant or []))
          + f"--mfu {args.mfu:g}")
-  from difai_jax import train  # pylint: disable=import-outside-toplevel
   config = configs[0]
   text = [
       common.header(), "",
@@ -484,24 +507,26 @@ def main(argv=None) -> int:
       f"{args.config} config ({config.image_size} px, the paper's widths; frozen pSp: "
       f"{nets.description}; n_critic {config.optim.n_critic}, alpha {config.sefa.num_edits}; "
       f"precision '{config.precision}') compiled ahead of time by XLA:TPU for every chip of "
-      f"the topology, over `train.make_mesh` (axis `data`: batch split; state replicated, or "
-      f"with train.fsdp=True arrays of >= {train.FSDP_MIN_SIZE} elements split over the "
-      f"chips); nothing ran on a TPU. Memory per chip from `memory_analysis()` of the full "
+      f"the topology, over `train.make_mesh` (axis `data`: batch split, state replicated); "
+      f"nothing ran on a TPU. Memory per chip from `memory_analysis()` of the full "
       f"compile (arguments = state + frozen networks + batch shard; peak = arguments + outputs "
       f"+ temporaries - donated aliases + code); FLOPs per chip from its `cost_analysis()`; "
       f"step time = FLOPs per chip / ({100 * args.mfu:g}% of the chip's bf16 peak, "
       f"benchmarks/peaks.py). Probe estimate: arguments + the temporaries XLA:TPU's early "
       f"out-of-memory check reports when compiling for a 1 MiB chip (no code generation, "
-      f"several times faster than a full compile). \"max\": the probes predict the largest "
-      f"per-chip batch from the linear growth of memory with the batch; full compiles confirm "
-      f"that it compiles within HBM and the next batch up does not. Peak bf16 TFLOP/s per "
-      f"chip: " + ", ".join(f"{g} {c.peak_flops / 1e12:g}" for g, c in CHIPS.items())
+      f"several times faster than a full compile; rows without a full compile take their "
+      f"FLOPs per chip from the step at the per-chip batch compiled for this CPU, marked CPU). "
+      f"\"max\": the probes predict the largest per-chip batch from the linear growth of "
+      f"memory with the batch; full compiles confirm that it compiles within HBM and the next "
+      f"batch up does not. Compile times are CPU seconds of the compiling process (wall time "
+      f"depends on the load). Peak bf16 TFLOP/s per chip: "
+      + ", ".join(f"{g} {c.peak_flops / 1e12:g}" for g, c in CHIPS.items())
       + "; HBM GiB: " + ", ".join(f"{g} {c.hbm_gib:g}" for g, c in CHIPS.items()) + ".",
       "", table(rows, args.mfu)]
   body = "\n".join(text)
   print(body)
   if args.write_results:
-    title = f"{SECTION} ({args.config}{', probes' if args.probe_only else ''})"
+    title = args.section or f"{SECTION} ({args.config}{', probes' if args.probe_only else ''})"
     common.write_section(title, body)
   return 0
 

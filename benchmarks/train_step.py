@@ -53,7 +53,7 @@ def build_step(config, psp: str):
   batch_sharding = NamedSharding(mesh, P("data"))
   init_fn, step_fn = inpainting.difai_step_functions(config, nets.models, nets.critic, nets.vgg)
   abstract = jax.eval_shape(init_fn, jax.random.key(0))
-  state_sharding = train.state_shardings(abstract, mesh, config.train.get("fsdp", False))
+  state_sharding = train.state_shardings(abstract, mesh)
   state = jax.jit(init_fn, out_shardings=state_sharding)(jax.random.key(config.seed))
   frozen = jax.device_put(nets.frozen, replicated)
   jitted = jax.jit(step_fn, in_shardings=(state_sharding, batch_sharding, replicated,

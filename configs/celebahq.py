@@ -113,9 +113,6 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 8              # global, over all devices and hosts
-  # Shard params, EMA and optimizer state over the devices (FSDP) instead of replicating them:
-  # same numbers, less memory per device (python -m benchmarks.tpu_compile shows when it helps).
-  config.train.fsdp = False
   config.train.num_steps = ml_collections.ConfigDict({"coarse": 200_000, "difai": 300_000})
   # The paper mentions no EMA. We keep one (decay 0.999) for sampling and evaluation, as
   # StyleGAN2 and most GAN codebases do; evaluate prints which weights it scored, and 0 turns

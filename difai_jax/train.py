@@ -91,36 +91,13 @@ def make_mesh(devices=None) -> jax.sharding.Mesh:
                        devices=devices)
 
 
-# Under FSDP, arrays smaller than this (elements) stay replicated: splitting them saves little
-# memory and costs one all-gather each.
-FSDP_MIN_SIZE = 2 ** 12
+def state_shardings(abstract_state, mesh: jax.sharding.Mesh):
+  """Shardings of the train state over ``mesh``: replicated on every device (data parallel).
 
-
-def state_shardings(abstract_state, mesh: jax.sharding.Mesh, fsdp: bool = False,
-                    min_size: int = FSDP_MIN_SIZE):
-  """Shardings of the train state over the ``data`` axis of ``mesh``.
-
-  Default (``config.train.fsdp = False``): everything replicated, plain data parallelism.
-  ``fsdp``: each parameter, EMA and optimizer-state array of at least ``min_size`` elements is
-  split along its largest dimension divisible by the number of devices (ZeRO-3 / FSDP); the
-  compiler all-gathers parameters where the step uses them and reduce-scatters their
-  gradients. Same numbers either way, less memory per device for the state.
+  Params and optimizer state are a small part of a DiFAI step's memory (benchmarks/RESULTS.md,
+  "DiFAI train step compiled for TPU pods"), so sharding them (FSDP) would not raise the batch.
   """
-  replicated = NamedSharding(mesh, P())
-  n = mesh.shape["data"]
-
-  def leaf(x):
-    shape = tuple(getattr(x, "shape", ()))
-    if not fsdp or n == 1 or int(np.prod(shape)) < min_size:
-      return replicated
-    dims = [d for d in sorted(range(len(shape)), key=lambda d: -shape[d]) if shape[d] % n == 0]
-    if not dims:
-      return replicated
-    spec = [None] * len(shape)
-    spec[dims[0]] = "data"
-    return NamedSharding(mesh, P(*spec))
-
-  return jax.tree.map(leaf, abstract_state)
+  return jax.tree.map(lambda _: NamedSharding(mesh, P()), abstract_state)
 
 
 def check_workdir(path: str) -> str:
@@ -191,7 +168,7 @@ class StageResult:
 def _restore_or_init(stage: stages.Stage, workdir: str, config, replicated):
   """(state, start step, checkpoint manager or None); creates nothing on disk."""
   abstract = jax.eval_shape(stage.init, steps.prng_key(0))
-  state_sharding = state_shardings(abstract, replicated.mesh, config.train.get("fsdp", False))
+  state_sharding = state_shardings(abstract, replicated.mesh)
   state, meta, manager = None, None, None
   if os.path.isdir(os.path.join(workdir, "checkpoints")):
     manager = checkpoints.checkpoint_manager(workdir, config.train.keep_checkpoints)
@@ -312,14 +289,9 @@ def train_stage(config: ml_collections.ConfigDict, name: str, workdir: str,
 
 
 def params_checksum(params) -> float:
-  """Sum of |p| over the params (float64): a cheap fingerprint that lets processes, devices
-  and resumed runs be compared from their logs. Replicated arrays are read from this process's
-  copy; FSDP-sharded ones are gathered (a collective: every process calls this)."""
-  def full(x):
-    if x.is_fully_replicated:
-      return x.addressable_shards[0].data
-    return multihost_utils.process_allgather(x, tiled=True)
-  return float(sum(np.abs(np.asarray(full(x), np.float64)).sum()
+  """Sum of |p| over this process's copy of replicated params (float64): a cheap fingerprint
+  that lets processes, devices and resumed runs be compared from their logs."""
+  return float(sum(np.abs(np.asarray(x.addressable_shards[0].data, np.float64)).sum()
                    for x in jax.tree.leaves(params)))
 
 
