@@ -122,9 +122,21 @@ def stacked_features(feature_fn: Callable[[jnp.ndarray], Features],
     ``{tap: (K, N, h, w, C)}`` in float32 (one call of ``feature_fn`` on K * N images).
   """
   lead = images.shape[:-3]
-  flat = images.reshape((-1,) + images.shape[-3:])
-  feats = feature_fn(flat)
-  return {t: f.astype(jnp.float32).reshape(lead + f.shape[1:]) for t, f in feats.items()}
+  feats = feature_fn(_batch_major(images))
+  batch_first = lead[-1:] + lead[:-1]      # (N * K, h, w, C) -> (N, K, h, w, C) -> (K, N, ...)
+  return {t: jnp.moveaxis(f.astype(jnp.float32).reshape(batch_first + f.shape[1:]), 0,
+                          len(lead) - 1)
+          for t, f in feats.items()}
+
+
+def _batch_major(images: jnp.ndarray) -> jnp.ndarray:
+  """(K, N, H, W, C) (any leading axes, the batch N last of them) -> (N * K, H, W, C), the
+  batch axis outermost: a batch split over a device mesh stays split (a fold with K outermost
+  would make XLA gather the whole batch on every device)."""
+  lead = images.ndim - 3
+  if lead > 1:
+    images = jnp.moveaxis(images, lead - 1, 0)
+  return images.reshape((-1,) + images.shape[-3:])
 
 
 # ---- pixel terms (eq. 11: L_hole, L_valid) ----
@@ -280,7 +292,7 @@ def ms_ssim_loss(i_out0: jnp.ndarray, i_gt: jnp.ndarray) -> jnp.ndarray:
 
 def _scores(critic_fn: Callable[[jnp.ndarray], jnp.ndarray], images: jnp.ndarray) -> jnp.ndarray:
   """Critic scores of (..., H, W, 3) images as a flat vector (one critic call)."""
-  flat = images.reshape((-1,) + images.shape[-3:])
+  flat = _batch_major(images)
   return jnp.reshape(critic_fn(flat), (flat.shape[0],)).astype(jnp.float32)
 
 
@@ -314,7 +326,7 @@ def gradient_penalty(critic_fn: Callable[[jnp.ndarray], jnp.ndarray], real: jnp.
     gradient gives a finite second derivative.
   """
   x_hat = random_interpolates(real, jax.lax.stop_gradient(fake), rng)
-  x_hat = x_hat.reshape((-1,) + x_hat.shape[-3:])
+  x_hat = _batch_major(x_hat)
   grads = jax.grad(lambda x: jnp.sum(_scores(critic_fn, x)))(x_hat)
   norms = jnp.sqrt(jnp.sum(jnp.square(grads), axis=(1, 2, 3)) + 1e-12)
   return jnp.mean(jnp.square(norms - 1.0))

@@ -42,9 +42,14 @@ def composite(i_masked: jax.Array, i_out: jax.Array, mask: jax.Array) -> jax.Arr
   if i_out.ndim == i_masked.ndim:
     return sparn_lib.composite(i_masked, i_out, mask)
   k = i_out.shape[0]
-  flat = lambda x: jnp.broadcast_to(x[None], (k,) + x.shape).reshape((-1,) + x.shape[1:])
-  out = sparn_lib.composite(flat(i_masked), i_out.reshape((-1,) + i_out.shape[2:]), flat(mask))
-  return out.reshape(i_out.shape)
+  out = sparn_lib.composite(_repeat_variants(i_masked, k), sparn_lib.fold_variants(i_out),
+                            _repeat_variants(mask, k))
+  return sparn_lib.unfold_variants(out, k)
+
+
+def _repeat_variants(x: jax.Array, k: int) -> jax.Array:
+  """(N, ...) -> (N * K, ...): each image once per variant, folded as ``fold_variants``."""
+  return jnp.repeat(x, k, axis=0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,16 +136,15 @@ def style_images(psp: psp_lib.PSP, variables, latents: jax.Array, image_size: in
                  decode_size: int = 0) -> jax.Array:
   """StyleGAN2 decoding of (K, N, L, D) W+ codes -> (K, N, image_size, image_size, 3).
 
-  All K * N codes go through one decoder batch. ``decode_size`` > 0 stops the decoder at that
+  All K * N codes go through one decoder batch (folded sample-major, so that a batch split over
+  a mesh stays split: ``sparn.fold_variants``). ``decode_size`` > 0 stops the decoder at that
   resolution (its ToRGB skip image, then resized) instead of decoding at full resolution and
   pooling: a non-paper approximation (``config.pretrained.psp_decode_size``).
   """
-  k, n = latents.shape[:2]
-  flat = latents.reshape((k * n,) + latents.shape[2:])
-  images = psp.apply(variables, flat, resize=False, return_latents=False, method="decode",
-                     stop_at=decode_size or None)
-  images = resize(images, image_size)
-  return images.reshape((k, n) + images.shape[1:])
+  k = latents.shape[0]
+  images = psp.apply(variables, sparn_lib.fold_variants(latents), resize=False,
+                     return_latents=False, method="decode", stop_at=decode_size or None)
+  return sparn_lib.unfold_variants(resize(images, image_size), k)
 
 
 def style_prime(i_masked: jax.Array, mask: jax.Array, i_style: jax.Array) -> jax.Array:
@@ -189,7 +193,8 @@ def generate(generator: sparn_lib.DiFAIGenerator, variables, i_masked: jax.Array
              mutable=False):
   """Eq. 5 for every style image: (K, N, H, W, 3) raw outputs I_out_j.
 
-  The K variants run as one generator batch of K * N, variant-major, with ``num_variants=K``:
+  The K variants run as one generator batch of N * K, sample-major (``sparn.fold_variants``:
+  a batch split over a mesh stays split), with ``num_variants=K``:
   batch statistics (region norm with ``rn_stats='batch'``, BatchNorm in training) are pooled
   over the N images of each variant j and never across variants, so I_out_j is what a forward
   of variant j alone gives and does not change with K.
@@ -201,13 +206,12 @@ def generate(generator: sparn_lib.DiFAIGenerator, variables, i_masked: jax.Array
     mutable: collections to update, e.g. ``["batch_stats", "spectral"]``; then returns
       ``(i_out, updated_collections)``.
   """
-  k, n = i_style_prime.shape[:2]
-  fold = lambda x: jnp.broadcast_to(x[None], (k,) + x.shape).reshape((k * n,) + x.shape[1:])
-  result = generator.apply(variables, fold(i_masked),
-                           i_style_prime.reshape((k * n,) + i_style_prime.shape[2:]),
-                           fold(mask), train=train, num_variants=k, mutable=mutable)
+  k = i_style_prime.shape[0]
+  result = generator.apply(variables, _repeat_variants(i_masked, k),
+                           sparn_lib.fold_variants(i_style_prime), _repeat_variants(mask, k),
+                           train=train, num_variants=k, mutable=mutable)
   i_out, updates = result if mutable else (result, None)
-  i_out = i_out.reshape((k, n) + i_out.shape[1:])
+  i_out = sparn_lib.unfold_variants(i_out, k)
   return (i_out, updates) if mutable else i_out
 
 

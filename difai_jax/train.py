@@ -17,6 +17,8 @@ automatically and takes exactly the steps it would have taken. SIGTERM (TPU pree
 Ctrl-C save a checkpoint and exit with status 75 (``EXIT_PREEMPTED``; a second Ctrl-C stops at
 once, status 130); a non-finite loss stops the run naming the step and term, keeping the last
 good checkpoint (status 1). Nothing is written before the data and the workdir are checked.
+JAX's persistent compilation cache (``--compilation_cache``, as the other tools) lets a resumed
+or restarted run load its compiled steps instead of compiling them again.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
                                    "auto-detected on TPU pods)")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "multi-process runs")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "multi-process runs")
+cli.define_cache_flag()
 
 
 class NonFiniteLossError(RuntimeError):
@@ -348,6 +351,7 @@ def main(argv):
   if _CONFIG.value is None:
     raise app.UsageError("--config is required (e.g. --config configs/demo.py)")
   maybe_initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  cli.enable_compilation_cache(flags.FLAGS.compilation_cache)   # a resumed run skips compiling
   print(f"devices: {jax.device_count()} ({jax.devices()[0].platform}) over "
         f"{jax.process_count()} process(es)", flush=True)
   try:

@@ -1,6 +1,8 @@
 """Shared test setup: float32 parity settings and fixtures built once per session."""
 
 import os
+import shutil
+import tempfile
 
 import jax
 import numpy as np
@@ -10,6 +12,28 @@ import pytest
 jax.config.update("jax_default_matmul_precision", "highest")
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+
+# The tools that tests start as subprocesses (train, evaluate, inpaint, ...) compile the same
+# tiny programs again and again: one persistent compilation cache for the whole test run (every
+# xdist worker, which inherit it from the main pytest process; a test that checks the cache
+# passes a folder of its own). This process's own JAX has read its settings already; only its
+# children see this. The main process removes the folder at the end.
+_TEST_CACHE = os.path.join(tempfile.gettempdir(), f"difai_jax_test_cache_{os.getpid()}")
+if "DIFAI_JAX_CACHE_DIR" not in os.environ:
+  os.environ["DIFAI_JAX_CACHE_DIR"] = _TEST_CACHE
+# Those tools' runs are short: compiling is most of their time, so children compile without
+# LLVM's optimisation passes (a quarter less wall time; numbers differ at rounding level only,
+# and no test compares a child's numbers with this process's bit for bit). This process starts
+# its backend first, with the flags it was given.
+jax.devices()
+os.environ["XLA_FLAGS"] = " ".join(
+    os.environ.get("XLA_FLAGS", "").split() + ["--xla_backend_optimization_level=0"])
+
+
+def pytest_sessionfinish(session, exitstatus):
+  del session, exitstatus
+  if os.environ.get("DIFAI_JAX_CACHE_DIR") == _TEST_CACHE:    # ours: the main process's
+    shutil.rmtree(_TEST_CACHE, ignore_errors=True)
 
 
 def fixture_path(name: str) -> str:

@@ -169,14 +169,25 @@ def _nhwc(a):
   return np.transpose(np.asarray(a), (0, 2, 3, 1))
 
 
+def _sample_major(a, k):
+  """A batch of K variant blocks (variant-major, as the fixtures store it) -> the generator's
+  sample-major fold."""
+  return sparn.fold_variants(jnp.asarray(a).reshape((k, -1) + a.shape[1:]))
+
+
+def _variant_major(a, k):
+  return sparn.unfold_variants(jnp.asarray(a), k).reshape(a.shape)
+
+
 def test_region_norm_matches_rn_reference_per_variant():
   """RN-B (geekyutao/RN) run on each style variant's batch alone = our 'batch' statistics with
   num_variants = K on the folded batch, at RN-B's eps 1e-5 (fixture rn_batch.npz)."""
   ref = np.load(os.path.join(FIXTURES, "rn_batch.npz"))
-  x, m, k = jnp.asarray(_nhwc(ref["x"])), jnp.asarray(_nhwc(ref["mask"])), int(ref["num_variants"])
-  per_variant = sparn.region_norm(x, m, "batch", num_variants=k)
-  pooled = sparn.region_norm(x, m, "batch")
-  per_sample = sparn.region_norm(x, m, "instance")
+  k = int(ref["num_variants"])
+  x, m = _sample_major(_nhwc(ref["x"]), k), _sample_major(_nhwc(ref["mask"]), k)
+  per_variant = _variant_major(sparn.region_norm(x, m, "batch", num_variants=k), k)
+  pooled = _variant_major(sparn.region_norm(x, m, "batch"), k)
+  per_sample = _variant_major(sparn.region_norm(x, m, "instance"), k)
   assert _max_err("RN-B per variant", per_variant, _nhwc(ref["out_per_variant"])) < 2e-5
   assert _max_err("RN-B pooled over all variants", pooled, _nhwc(ref["out_pooled"])) < 2e-5
   assert _max_err("RN-B per sample = 'instance'", per_sample, _nhwc(ref["out_per_sample"])) < 2e-5
@@ -186,11 +197,11 @@ def test_region_norm_matches_rn_reference_per_variant():
 
 def test_region_norm_variants_never_share_statistics(features):
   x, m = features
-  x2 = np.concatenate([x, 5.0 * x[::-1] - 2.0])     # K = 2 variants of the 3 images
-  m2 = np.concatenate([m, m[::-1]])
-  both = np.asarray(sparn.region_norm(jnp.asarray(x2), jnp.asarray(m2), "batch", num_variants=2))
+  x2 = _sample_major(np.concatenate([x, 5.0 * x[::-1] - 2.0]), 2)   # K = 2 variants of 3 images
+  m2 = _sample_major(np.concatenate([m, m[::-1]]), 2)
+  both = sparn.unfold_variants(sparn.region_norm(x2, m2, "batch", num_variants=2), 2)
   alone = np.asarray(sparn.region_norm(jnp.asarray(x), jnp.asarray(m), "batch"))
-  assert _max_err("variant 0 within K = 2 vs alone", both[:3], alone) < 1e-6
+  assert _max_err("variant 0 within K = 2 vs alone", both[0], alone) < 1e-6
   with pytest.raises(ValueError, match="num_variants = 4 equal blocks"):
     sparn.region_norm(jnp.asarray(x2), jnp.asarray(m2), "batch", num_variants=4)
 
@@ -267,8 +278,9 @@ def test_sparn_layer_modes():
   batch_mean = np.asarray(x).mean(axis=(0, 1, 2))
   batch_var = np.asarray(x).var(axis=(0, 1, 2), ddof=1)
   # K = 2 variants: the first is x, the second x shifted and scaled.
-  x2 = jnp.concatenate([x, 3.0 * x + 1.0])
-  cond2, m2 = jnp.concatenate([cond, cond]), jnp.concatenate([m, m])
+  x2 = _sample_major(jnp.concatenate([x, 3.0 * x + 1.0]), 2)
+  cond2, m2 = _sample_major(jnp.concatenate([cond, cond]), 2), _sample_major(
+      jnp.concatenate([m, m]), 2)
   for norm, learned in (("spade", False), ("batch", True)):
     layer = sparn.SPARN(norm=norm, hidden=8)
     variables = numpy_init(layer, x, cond, m)
@@ -281,7 +293,8 @@ def test_sparn_layer_modes():
     # move by the average of the two variants' statistics.
     both, updates = layer.apply(variables, x2, cond2, m2, train=True, num_variants=2,
                                 mutable=["batch_stats"])
-    assert _max_err(f"{norm}: variant 0 of K = 2 vs alone", both[:2], alone) < 1e-5
+    assert _max_err(f"{norm}: variant 0 of K = 2 vs alone", sparn.unfold_variants(both, 2)[0],
+                    alone) < 1e-5
     stats = updates["batch_stats"]["batch_norm"]
     np.testing.assert_allclose(np.asarray(stats["mean"]), 0.1 * (2.0 * batch_mean + 0.5),
                                atol=1e-5)
@@ -382,9 +395,10 @@ def test_res_block_matches_spade_resnet_block():
 
   out, updates = train(variables, x, seg, mask)
   assert _max_err("SPADE block, training forward", out, _nhwc(ref["out_train"])) < 1e-5
-  out_k2, _ = train(variables, x, seg, mask, num_variants=2)
-  assert _max_err("SPADE block, training forward per variant (K = 2)", out_k2,
-                  _nhwc(ref["out_train_variants"])) < 1e-5
+  out_k2, _ = train(variables, _sample_major(x, 2), _sample_major(seg, 2),
+                    _sample_major(mask, 2), num_variants=2)
+  assert _max_err("SPADE block, training forward per variant (K = 2)",
+                  _variant_major(out_k2, 2), _nhwc(ref["out_train_variants"])) < 1e-5
   s1 = lambda key: ref["state1." + key]
   for norm in ("norm_0", "norm_1", "norm_s"):
     got = updates["batch_stats"][norm]["batch_norm"]

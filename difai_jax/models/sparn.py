@@ -25,7 +25,10 @@ in DESIGN.md "DiFAI generator", with SPADE's parts as NVlabs/SPADE has them (Par
   variance) and use them when ``train=False``.
 
 Batch statistics and the K style variants. The pipeline folds the K = 1 + alpha completions of
-a batch of N images into one generator batch of K * N, variant-major (``num_variants=K``). Every
+a batch of N images into one generator batch of N * K, sample-major (``num_variants=K``: rows
+i * K ... i * K + K - 1 are the K variants of image i, see :func:`fold_variants`; sample-major
+keeps each image's variants on the device that holds the image when the batch is split over a
+mesh, where a variant-major fold would make XLA gather the whole batch on every device). Every
 batch statistic (RN with ``rn_stats='batch'``, the BatchNorm of 'spade' / 'batch' in training)
 is pooled over the N images of one variant j, never across variants: completion j depends on
 its batch-mates (as RN-B) but not on K nor on the other style images, exactly as if each variant
@@ -156,13 +159,24 @@ def _upsample2x(x: jax.Array) -> jax.Array:
   return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
 
 
+def fold_variants(x: jax.Array) -> jax.Array:
+  """(K, N, ...) -> (N * K, ...), sample-major: the K variants of image i are rows
+  i * K ... i * K + K - 1 (the generator's ``num_variants`` layout)."""
+  return jnp.swapaxes(x, 0, 1).reshape((x.shape[0] * x.shape[1],) + x.shape[2:])
+
+
+def unfold_variants(x: jax.Array, num_variants: int) -> jax.Array:
+  """(N * K, ...) -> (K, N, ...), the inverse of :func:`fold_variants`."""
+  return jnp.swapaxes(x.reshape((x.shape[0] // num_variants, num_variants) + x.shape[1:]), 0, 1)
+
+
 def _variant_blocks(x: jax.Array, num_variants: int, where: str) -> jax.Array:
-  """(K * N, ...) -> (K, N, ...): the batch as ``num_variants`` consecutive blocks (variant-major,
-  as ``pipeline.generate`` folds the K style variants into the batch)."""
+  """(N * K, ...) -> (K, N, ...): the batch's ``num_variants`` style variants apart (folded
+  sample-major, as ``pipeline.generate`` does)."""
   if num_variants < 1 or x.shape[0] % num_variants:
     raise ValueError(f"{where}: the batch of {x.shape[0]} is not num_variants = {num_variants} "
-                     "equal blocks (K style variants folded variant-major into the batch)")
-  return x.reshape((num_variants, x.shape[0] // num_variants) + x.shape[1:])
+                     "equal blocks (K style variants folded sample-major into the batch)")
+  return unfold_variants(x, num_variants)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -278,16 +292,16 @@ def region_norm(x: jax.Array, mask: jax.Array, stats: str = "batch", eps: float 
   ``sqrt(|r| / T)``, which puts ``eps * T / |r|`` on the region variance.
 
   Args:
-    x: (N, H, W, C) features; with ``num_variants = K``, N = K * n holds K style variants of n
-      images, variant-major.
+    x: (N, H, W, C) features; with ``num_variants = K``, N = n * K holds K style variants of n
+      images, sample-major (:func:`fold_variants`).
     mask: (N, H, W, 1) binary at x's resolution, 1 = known, 0 = hole.
     stats: ``'batch'``: statistics over the n images, H and W of each variant, as RN-B
       (completion j depends on its batch-mates, never on the other variants nor on K);
       ``'instance'``: per sample over (H, W), so a sample never depends on its batch-mates
       (equal to ``'batch'`` applied to each sample alone).
     eps: added to the variance (RN-B's BatchNorm eps, 1e-5).
-    num_variants: K, the number of consecutive equal blocks of the batch that never share
-      statistics.
+    num_variants: K, the number of style variants folded into the batch (sample-major) that
+      never share statistics.
 
   Returns:
     (N, H, W, C) in x's dtype. An empty region (no pixel of that kind, e.g. a small hole that
@@ -297,7 +311,7 @@ def region_norm(x: jax.Array, mask: jax.Array, stats: str = "batch", eps: float 
   if stats not in RN_STATS:
     raise ValueError(f"region_norm: stats must be one of {RN_STATS}; got {stats!r}")
   _check_mask(mask, x.shape, "region_norm")
-  # (K * n, H, W, C) -> (K, n, H, W, C); statistics over (n, H, W) or (H, W) of each block.
+  # (n * K, H, W, C) -> (K, n, H, W, C); statistics over (n, H, W) or (H, W) of each variant.
   x32 = _variant_blocks(x.astype(jnp.float32), num_variants, "region_norm")
   known = _variant_blocks(mask.astype(jnp.float32), num_variants, "region_norm")
   axes = (2, 3) if stats == "instance" else (1, 2, 3)
@@ -310,7 +324,7 @@ def region_norm(x: jax.Array, mask: jax.Array, stats: str = "batch", eps: float 
     mean = jnp.sum(x32 * region, axis=axes, keepdims=True) / count
     var = jnp.sum(jnp.square(x32 - mean) * region, axis=axes, keepdims=True) / count
     out = out + region * (x32 - mean) * jax.lax.rsqrt(var + eps * total / count)
-  return out.reshape(x.shape).astype(x.dtype)
+  return fold_variants(out).astype(x.dtype)
 
 
 class RegionNorm(nn.Module):
@@ -347,7 +361,7 @@ class VariantBatchNorm(nn.Module):
       blocks = _variant_blocks(x32, num_variants, "VariantBatchNorm")  # (K, n, H, W, C)
       mean = jnp.mean(blocks, axis=(1, 2, 3), keepdims=True)
       var = jnp.mean(jnp.square(blocks - mean), axis=(1, 2, 3), keepdims=True)
-      y = ((blocks - mean) * jax.lax.rsqrt(var + self.eps)).reshape(x.shape)
+      y = fold_variants((blocks - mean) * jax.lax.rsqrt(var + self.eps))
       if not self.is_initializing():
         n = blocks.shape[1] * blocks.shape[2] * blocks.shape[3]
         unbiased = var * (n / max(n - 1, 1))
@@ -390,7 +404,7 @@ class SPARN(nn.Module):
                train: bool = False, num_variants: int = 1) -> jax.Array:
     """x (N, h, w, C); cond (N, h, w, Cc); mask (N, h, w, 1) binary -> (N, h, w, C).
 
-    ``num_variants``: the batch holds that many style variants (variant-major) whose batch
+    ``num_variants``: the batch holds that many style variants (sample-major) whose batch
     statistics are kept apart (see the module docstring).
     """
     if cond.shape[:3] != x.shape[:3]:
@@ -543,8 +557,8 @@ class DiFAIGenerator(nn.Module):
         running averages and the stored power-iteration vectors, nothing changes. Region norm
         with ``rn_stats='batch'`` uses batch statistics either way, as RN-B.
       num_variants: K when the batch is K style variants of the same N / K images, folded
-        variant-major (``pipeline.generate``): batch statistics are pooled within each variant,
-        never across, so completion j does not depend on K.
+        sample-major (:func:`fold_variants`, as ``pipeline.generate`` does): batch statistics
+        are pooled within each variant, never across, so completion j does not depend on K.
 
     Returns:
       I_out (N, H, W, 3) in [-1, 1] (tanh), not yet composited (see :func:`composite`).
