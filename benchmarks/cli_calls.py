@@ -84,7 +84,8 @@ def main(argv=None) -> int:
       print(f"{name}: {seconds:.1f} s, exit {status}: {last[:200]}", flush=True)
       if (status == 0) != should_pass:
         raise SystemExit(f"cli_calls: '{name}' exited with {status}: {last}")
-      rows.append((name, f"{seconds:.1f}", status, last[:120].replace("|", "/")))
+      shown = last.replace(tmp, "TMP").replace("|", "/")
+      rows.append((name, f"{seconds:.1f}", status, shown[:110]))
     cached = sum(len(files) for _, _, files in os.walk(cache))
 
   body = "\n".join([
@@ -95,7 +96,7 @@ def main(argv=None) -> int:
       "exit (imports, checkpoint, compile or cache read, the forward, PNGs). Inputs are checked "
       "before anything loads; the persistent compilation cache (default "
       "`~/.cache/difai_jax/jax_cache`, `--compilation_cache DIR|none`) holds the executables "
-      f"of each shape ({cached} files after these calls).", "",
+      f"of each shape ({cached} cache file(s) after these calls).", "",
       common.markdown_table(["call", "wall s", "exit", "last line"], rows, "lrrl")])
   print(body)
   if args.write_results:

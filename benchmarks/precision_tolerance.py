@@ -222,7 +222,7 @@ def main(argv=None) -> int:
   figure = os.path.relpath(args.figure, os.path.dirname(common.RESULTS))
   body = "\n".join([
       common.header(), "",
-      f"`nice -n 19 {cmd}` ({total / 60:.1f} min): bfloat16 = the compute dtype of every "
+      f"`{cmd}` ({total / 60:.1f} min): bfloat16 = the compute dtype of every "
       "network (inputs of each conv / matmul and the activations in bfloat16, weights float32, "
       "outputs returned in float32); float32 with the `highest` matmul policy.", "",
       f"(a) Frozen path on {faces_text}: bfloat16 in the part named, float32 elsewhere, against "

@@ -85,7 +85,11 @@ def sample_images(module, variables, num: int, truncation: float, seed: int,
   from difai_jax import sefa  # pylint: disable=import-outside-toplevel
   key_z, key_mean = jax.random.split(jax.random.key(seed))
   z = jax.random.normal(key_z, (num, module.style_dim))
-  mean = module.apply(variables, 4096, rng=key_mean, method="mean_latent")
+  # The truncation centre: the stored one (NVIDIA's w_avg, converted pickles) when present,
+  # else the mean of 4096 mapped z.
+  mean = variables.get("constants", {}).get("latent_avg")
+  if mean is None:
+    mean = module.apply(variables, 4096, rng=key_mean, method="mean_latent")
 
   @jax.jit
   def synthesize(w):

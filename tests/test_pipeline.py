@@ -1,5 +1,10 @@
 """pipeline.inpaint: the K style variants in groups of ``variants_per_call`` give the same
-completions as one batch of K (each variant's region statistics are its own)."""
+completions as one batch of K (each variant's region statistics are its own), and a batch split
+over devices stays split through the K variants."""
+
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +20,8 @@ from tests import tiny_config
 from tests.test_sparn import SHALLOW
 from tests.test_sparn import SIZE
 from tests.test_sparn import numpy_init
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _models_and_variables():
@@ -55,3 +62,56 @@ def test_variants_per_call_does_not_change_the_completions():
   assert spread > 1e-3                     # the variants differ, so the check means something
   with pytest.raises(ValueError, match="variants_per_call must divide K = 4"):
     pipeline.inpaint(models, variables, image, mask, components, degrees, variants_per_call=3)
+
+
+_FOLD_ON_A_MESH = """
+import sys
+import jax, jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec as P
+from difai_jax import pipeline, train
+from difai_jax.models import sparn
+from tests.test_pipeline import _models_and_variables
+
+models, variables = _models_and_variables()
+mesh = train.make_mesh()
+k, n, s = 3, 2 * jax.device_count(), models.image_size
+split = lambda *spec: NamedSharding(mesh, P(*spec))
+image = jax.ShapeDtypeStruct((n, s, s, 3), jnp.float32, sharding=split("data"))
+mask = jax.ShapeDtypeStruct((n, s, s, 1), jnp.float32, sharding=split("data"))
+style = jax.ShapeDtypeStruct((k, n, s, s, 3), jnp.float32, sharding=split(None, "data"))
+latents = jax.ShapeDtypeStruct((k, n, models.psp.decoder.n_latent, 16), jnp.float32,
+                               sharding=split(None, "data"))
+
+def variant_major(v, x, st, m):      # the fold we replaced: K outermost
+  fold = lambda a: jnp.broadcast_to(a[None], (k,) + a.shape).reshape((k * n,) + a.shape[1:])
+  return models.generator.apply(v, fold(x), st.reshape((k * n,) + st.shape[2:]), fold(m),
+                                num_variants=k)
+
+def gathers(fn, *args):
+  text = jax.jit(fn).lower(*args).compile().as_text()
+  return sum(text.count(op) for op in ("all-gather", "all-to-all", "collective-permute"))
+
+g = variables["generator"]
+print("GATHERS", gathers(lambda v, x, st, m: pipeline.generate(models.generator, v, x, st, m),
+                         g, image, style, mask),
+      gathers(lambda v, w: pipeline.style_images(models.psp, v, w, s), variables["psp"], latents),
+      gathers(variant_major, g, image, style, mask))
+"""
+
+
+def test_a_batch_split_over_devices_stays_split_through_the_k_variants():
+  """K variants folded sample-major into the batch: with the batch split over 4 devices, the
+  decoder and the generator move no activations between devices (only the statistics are
+  all-reduced); the variant-major fold made XLA gather the whole batch on every device."""
+  env = dict(os.environ)
+  env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+  env["XLA_FLAGS"] = " ".join(
+      [f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f]
+      + ["--xla_force_host_platform_device_count=4"])
+  proc = subprocess.run([sys.executable, "-c", _FOLD_ON_A_MESH], capture_output=True, text=True,
+                        env=env, cwd=ROOT, timeout=300, check=False)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  generate, decode, old = map(int, proc.stdout.split("GATHERS")[-1].split())
+  print(f"gather-type collectives: generate {generate}, decode {decode}, variant-major {old}")
+  assert generate == 0 and decode == 0
+  assert old > 0
