@@ -253,8 +253,9 @@ def _wait_for_checkpoint(workdir, proc, timeout=120):
 
 
 def test_kill9_then_resume_is_bit_identical(tmp_path):
+  cache = tmp_path / "jax_cache"      # the run's compiled step is kept for the resumed run
   common = ["--config.stages=('coarse',)", "--config.train.checkpoint_every=3",
-            "--config.train.keep_checkpoints=10"]
+            "--config.train.keep_checkpoints=10", f"--compilation_cache={cache}"]
   victim = tmp_path / "victim"
   proc = subprocess.Popen(_train_cmd(victim, *common, "--config.train.num_steps.coarse=100000"),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -265,6 +266,7 @@ def test_kill9_then_resume_is_bit_identical(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
   saved = checkpoints.latest_meta(str(victim))["step"]
+  assert any(name.startswith("jit_") for name in os.listdir(cache)), os.listdir(cache)
   # resume: exactly one more step, then compare with an uninterrupted run of saved + 1 steps
   out = _run(_train_cmd(victim, *common, f"--config.train.num_steps.coarse={saved + 1}"))
   assert f"resuming {victim} from step {saved}" in out
