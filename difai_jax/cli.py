@@ -197,7 +197,10 @@ def default_cache_dir() -> str:
 
 
 def define_cache_flag() -> None:
-  """``--compilation_cache DIR`` for a tool that compiles ('none' turns the cache off)."""
+  """``--compilation_cache DIR`` for a tool that compiles ('none' turns the cache off); once
+  per process, however many tools a process imports (a test session imports them all)."""
+  if "compilation_cache" in flags.FLAGS:
+    return
   flags.DEFINE_string(
       "compilation_cache", None,
       f"JAX's persistent compilation cache: a second run of the same shapes skips compiling "

@@ -49,6 +49,7 @@ _RANDOMIZE_NOISE = flags.DEFINE_boolean(
     "randomize_noise", False, "fresh StyleGAN2 noise (from --seed) instead of the stored "
     "buffers", allow_override=True)
 _SEED = flags.DEFINE_integer("seed", 0, "random seed for --randomize_noise", allow_override=True)
+cli.define_cache_flag()
 
 
 def read_psp_config(checkpoint: str) -> dict:
@@ -132,6 +133,7 @@ def main(argv):
   for holder in (_CHECKPOINT, _IMAGE, _OUT):
     if not holder.value:
       raise app.UsageError(f"--{holder.name} is required")
+  cli.enable_compilation_cache(flags.FLAGS.compilation_cache)
   try:
     paths = run(_CHECKPOINT.value, _IMAGE.value, _OUT.value, resize=_RESIZE.value,
                 randomize_noise=_RANDOMIZE_NOISE.value, seed=_SEED.value)

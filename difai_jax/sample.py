@@ -38,6 +38,7 @@ _DIRECTION = flags.DEFINE_integer("direction", 0, "SeFa direction index (0 = str
 _MAX_DEGREE = flags.DEFINE_float("max_degree", 5.0, "SeFa strip spans [-max, max]")
 _STEPS = flags.DEFINE_integer("steps", 11, "images per SeFa row", lower_bound=2)
 _SEFA_METHOD = flags.DEFINE_enum("sefa_method", "genforce", SEFA_METHODS, "SeFa form")
+cli.define_cache_flag()
 
 
 def load_generator(checkpoint: str | None, random_size: int, seed: int):
@@ -116,6 +117,7 @@ def main(argv):
   if sefa_out.lower() != "none":
     cli.check_output_file(sefa_out, "--sefa_out")
   check_args(_CHECKPOINT.value, _RANDOM_SIZE.value, _DIRECTION.value)
+  cli.enable_compilation_cache(flags.FLAGS.compilation_cache)
   module, variables = load_generator(_CHECKPOINT.value, _RANDOM_SIZE.value, _SEED.value)
   if not _CHECKPOINT.value:
     print(f"note: no --checkpoint given: sampling a randomly initialised {module.size} px "
