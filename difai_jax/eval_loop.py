@@ -104,7 +104,7 @@ def eval_batch(variables, metric_variables, image, mask, index, *, models: pipel
     completions = jnp.broadcast_to(coarse[None], (spec.num_completions,) + coarse.shape)
   else:
     completions = pipeline.inpaint(models, variables, image, mask, components, degrees,
-                                   spec.sampling.layers)["completions"]
+                                   spec.sampling.layers, valid=index >= 0)["completions"]
   return eval_metrics.score_completions(completions, image, index, metric_variables, scorer)
 
 

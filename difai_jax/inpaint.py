@@ -419,9 +419,10 @@ def read_run_info(checkpoint: str) -> RunInfo:
 
 
 def make_inpaint_fn(models, mesh, layers: tuple[int, ...] | None):
-  """A jitted ``(variables, image, mask, components, degrees) -> outputs`` over ``mesh``.
+  """A jitted ``(variables, image, mask, components, degrees, valid) -> outputs`` over ``mesh``.
 
-  image (N, S, S, 3), mask (N, S, S, 1), components / degrees (N, alpha); N a multiple of the
+  image (N, S, S, 3), mask (N, S, S, 1), components / degrees (N, alpha), valid (N,) bool
+  (False: a padding row, kept out of the generator's batch statistics); N a multiple of the
   device count (batch sharded, variables replicated). Returns ``i_coarse`` (N, S, S, 3),
   ``i_style`` (N, S, S, 3) (j = 0) and ``completions`` (K, N, S, S, 3), all in [-1, 1].
   """
@@ -432,12 +433,13 @@ def make_inpaint_fn(models, mesh, layers: tuple[int, ...] | None):
   replicated = NamedSharding(mesh, P())
   sharded = NamedSharding(mesh, P("data"))
 
-  def fn(variables, image, mask, components, degrees):
-    out = pipeline.inpaint(models, variables, image, mask, components, degrees, layers)
+  def fn(variables, image, mask, components, degrees, valid):
+    out = pipeline.inpaint(models, variables, image, mask, components, degrees, layers,
+                           valid=valid)
     return {"i_coarse": out["i_coarse"], "i_style": out["i_style"][0],
             "completions": out["completions"]}
 
-  return jax.jit(fn, in_shardings=(replicated, sharded, sharded, sharded, sharded))
+  return jax.jit(fn, in_shardings=(replicated, sharded, sharded, sharded, sharded, sharded))
 
 
 def resize_back(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -461,7 +463,9 @@ def _batched(examples: list[Example], batch: int):
   for start in range(0, len(examples), batch):
     chunk = examples[start:start + batch]
     pad = chunk + [chunk[-1]] * (batch - len(chunk))
-    yield chunk, (np.stack([e.model_image for e in pad]), np.stack([e.model_mask for e in pad]))
+    valid = np.arange(batch) < len(chunk)     # padding rows stay out of batch statistics
+    yield chunk, (np.stack([e.model_image for e in pad]), np.stack([e.model_mask for e in pad]),
+                  valid)
 
 
 def _report(problems: list[str], total: int) -> str:
@@ -570,9 +574,10 @@ def run(checkpoint: str, image: str, mask: str, out_dir: str, *, num: int = 8,
   walk_edits = edit_arrays([walk_component] * walk_steps, walk_degrees)
   written = []
   t0 = time.time()
-  for chunk, (images, masks) in _batched(examples, batch):
-    result = jax.device_get(fn(variables, images, masks, *main_edits))
-    walk_result = jax.device_get(fn(variables, images, masks, *walk_edits)) if walk else None
+  for chunk, (images, masks, valid) in _batched(examples, batch):
+    result = jax.device_get(fn(variables, images, masks, *main_edits, valid))
+    walk_result = (jax.device_get(fn(variables, images, masks, *walk_edits, valid)) if walk
+                   else None)
     for i, ex in enumerate(chunk):
       target = os.path.join(out_dir, ex.name) if folder_mode else out_dir
       mine = {"i_coarse": result["i_coarse"][i], "i_style": result["i_style"][i],

@@ -194,7 +194,8 @@ class Inpainter:
     degs = np.broadcast_to(np.asarray(degrees, np.float32), (n, len(degrees))).copy()
     import jax  # pylint: disable=import-outside-toplevel
     with self._lock:
-      out = jax.device_get(self._fn(self._variables, images, masks, comps, degs))
+      valid = np.arange(n) == 0      # one face, copied to fill the devices
+      out = jax.device_get(self._fn(self._variables, images, masks, comps, degs, valid))
       self._compiled.add(alpha)
     hw = image.shape[:2]
     return [inpaint.composite_uint8(image, known, inpaint.resize_back(completion, hw))

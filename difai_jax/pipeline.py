@@ -190,7 +190,7 @@ def style_conditions(models: Models, variables: Mapping[str, Any], image: jax.Ar
 
 def generate(generator: sparn_lib.DiFAIGenerator, variables, i_masked: jax.Array,
              i_style_prime: jax.Array, mask: jax.Array, *, train: bool = False,
-             mutable=False):
+             mutable=False, valid: jax.Array | None = None):
   """Eq. 5 for every style image: (K, N, H, W, 3) raw outputs I_out_j.
 
   The K variants run as one generator batch of N * K, sample-major (``sparn.fold_variants``:
@@ -205,11 +205,13 @@ def generate(generator: sparn_lib.DiFAIGenerator, variables, i_masked: jax.Array
       iteration); pass ``mutable=list(collections)`` with it.
     mutable: collections to update, e.g. ``["batch_stats", "spectral"]``; then returns
       ``(i_out, updated_collections)``.
+    valid: optional (N,), 1 = real image, 0 = padding row kept out of the batch statistics.
   """
   k = i_style_prime.shape[0]
   result = generator.apply(variables, _repeat_variants(i_masked, k),
                            sparn_lib.fold_variants(i_style_prime), _repeat_variants(mask, k),
-                           train=train, num_variants=k, mutable=mutable)
+                           train=train, num_variants=k, mutable=mutable,
+                           valid=None if valid is None else _repeat_variants(valid, k))
   i_out, updates = result if mutable else (result, None)
   i_out = sparn_lib.unfold_variants(i_out, k)
   return (i_out, updates) if mutable else i_out
@@ -218,7 +220,8 @@ def generate(generator: sparn_lib.DiFAIGenerator, variables, i_masked: jax.Array
 def inpaint(models: Models, variables: Mapping[str, Any], image: jax.Array, mask: jax.Array,
             components: jax.Array, degrees: jax.Array,
             layers: tuple[int, ...] | None = None, *,
-            variants_per_call: int | None = None) -> dict[str, jax.Array]:
+            variants_per_call: int | None = None,
+            valid: jax.Array | None = None) -> dict[str, jax.Array]:
   """The whole pipeline at inference: eq. 1-5 plus the composite.
 
   The coarse net and the pSp encoder run once per image, whatever K; the K style variants then
@@ -233,6 +236,10 @@ def inpaint(models: Models, variables: Mapping[str, Any], image: jax.Array, mask
     variants_per_call: variants per decoder / generator call, a divisor of K = 1 + alpha.
       None: one on CPU (the working set of one variant; measured faster there, benchmarks/
       RESULTS.md "Inference"), all K at once on accelerators.
+    valid: optional (N,), 1 = real image, 0 = a padding row (a last batch filled up to a
+      compiled size): padding stays out of the generator's batch statistics (region norm with
+      ``rn_stats='batch'``), so real images get what a batch of them alone gives. The coarse
+      net, pSp and StyleGAN2 are per image and need no flag.
 
   Returns:
     the :func:`style_conditions` dict plus ``i_out`` (K, N, H, W, 3) raw outputs and
@@ -252,7 +259,8 @@ def inpaint(models: Models, variables: Mapping[str, Any], image: jax.Array, mask
     i_style = style_images(models.psp, variables["psp"], latents, models.image_size,
                            models.psp_decode_size)
     i_style_prime = style_prime(i_masked, mask, i_style)
-    i_out = generate(models.generator, variables["generator"], i_masked, i_style_prime, mask)
+    i_out = generate(models.generator, variables["generator"], i_masked, i_style_prime, mask,
+                     valid=valid)
     return {"i_style": i_style, "i_style_prime": i_style_prime, "i_out": i_out,
             "completions": composite(i_masked, i_out, mask)}
 

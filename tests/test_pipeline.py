@@ -64,6 +64,27 @@ def test_variants_per_call_does_not_change_the_completions():
     pipeline.inpaint(models, variables, image, mask, components, degrees, variants_per_call=3)
 
 
+def test_padding_rows_do_not_change_the_real_completions():
+  """A last batch filled up with padding rows (valid False): the real images' completions are
+  those of a batch of them alone (region norm's batch statistics leave the padding out)."""
+  models, variables = _models_and_variables()
+  assert models.generator.rn_stats == "batch"
+  rng = np.random.default_rng(6)
+  image = jnp.asarray(rng.uniform(-1, 1, size=(3, SIZE, SIZE, 3)), jnp.float32)
+  mask = jnp.ones((3, SIZE, SIZE, 1)).at[:, 8:24, 4:20].set(0.0).at[2, :, :16].set(0.0)
+  components = jnp.asarray([[0, 1], [2, 3], [1, 0]], jnp.int32)
+  degrees = jnp.asarray([[3.0, -3.0], [-2.0, 4.0], [5.0, 5.0]], jnp.float32)
+  run = jax.jit(lambda i, m, c, d, v: pipeline.inpaint(models, variables, i, m, c, d,
+                                                       valid=v)["completions"])
+  alone = run(image[:2], mask[:2], components[:2], degrees[:2], None)
+  padded = run(image, mask, components, degrees, jnp.asarray([True, True, False]))
+  unflagged = run(image, mask, components, degrees, None)
+  err = float(jnp.max(jnp.abs(padded[:, :2] - alone)))
+  print(f"real rows with a flagged padding row vs alone: {err:.2e}")
+  assert err < 1e-5
+  assert float(jnp.max(jnp.abs(unflagged[:, :2] - alone))) > 1e-3
+
+
 _FOLD_ON_A_MESH = """
 import sys
 import jax, jax.numpy as jnp

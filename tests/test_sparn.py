@@ -206,6 +206,34 @@ def test_region_norm_variants_never_share_statistics(features):
     sparn.region_norm(jnp.asarray(x2), jnp.asarray(m2), "batch", num_variants=4)
 
 
+def test_region_norm_padding_rows_stay_out_of_batch_statistics(features):
+  """A batch filled up with padding rows (valid = 0): the real rows get exactly what a batch of
+  them alone gives, for K = 2 variants too; without the flags they would not."""
+  x, m = features
+  real = np.concatenate([x, 5.0 * x[::-1] - 2.0])                     # K = 2 variants of 3
+  real_m = np.concatenate([m, m[::-1]])
+  def pad(a, rows):        # (2 * 3, ...) variant-major -> (2 * 5, ...): 2 padding rows each
+    blocks = np.concatenate([a.reshape((2, 3) + a.shape[1:]), np.stack([rows] * 2)], axis=1)
+    return blocks.reshape((10,) + a.shape[1:])
+  x_pad = _sample_major(pad(real, x[:2] * 7.0 + 3.0), 2)
+  m_pad = _sample_major(pad(real_m, 1.0 - m[:2]), 2)
+  valid = jnp.asarray(np.repeat([1.0, 1.0, 1.0, 0.0, 0.0], 2))   # per row, sample-major
+  alone = sparn.unfold_variants(sparn.region_norm(_sample_major(real, 2),
+                                                  _sample_major(real_m, 2), "batch",
+                                                  num_variants=2), 2)
+  padded = sparn.unfold_variants(sparn.region_norm(x_pad, m_pad, "batch", num_variants=2,
+                                                   valid=valid), 2)
+  assert _max_err("real rows with padding flagged vs alone", padded[:, :3], alone) < 1e-5
+  unflagged = sparn.unfold_variants(sparn.region_norm(x_pad, m_pad, "batch", num_variants=2), 2)
+  assert float(jnp.max(jnp.abs(unflagged[:, :3] - alone))) > 1e-2
+  # 'instance' statistics are per row: the flags change nothing
+  np.testing.assert_array_equal(
+      np.asarray(sparn.region_norm(x_pad, m_pad, "instance", num_variants=2, valid=valid)),
+      np.asarray(sparn.region_norm(x_pad, m_pad, "instance", num_variants=2)))
+  with pytest.raises(ValueError, match="one flag per row"):
+    sparn.region_norm(x_pad, m_pad, "batch", num_variants=2, valid=valid[:4])
+
+
 def test_region_norm_empty_regions_are_finite_with_finite_gradients(features):
   x, _ = features
   x = jnp.asarray(x)

@@ -281,7 +281,7 @@ def instance_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
 # ----------------------------------------------------------------------------------------------
 
 def region_norm(x: jax.Array, mask: jax.Array, stats: str = "batch", eps: float = 1e-5,
-                num_variants: int = 1) -> jax.Array:
+                num_variants: int = 1, valid: jax.Array | None = None) -> jax.Array:
   """Region normalisation (parameter-free part of RN-B, Yu et al. 2020, geekyutao/RN).
 
   Per channel, the known region (mask = 1) and the hole (mask = 0) are each normalised with their
@@ -302,6 +302,9 @@ def region_norm(x: jax.Array, mask: jax.Array, stats: str = "batch", eps: float 
     eps: added to the variance (RN-B's BatchNorm eps, 1e-5).
     num_variants: K, the number of style variants folded into the batch (sample-major) that
       never share statistics.
+    valid: optional (N,) with 1 for real rows and 0 for padding (a last batch filled up to a
+      compiled size): with ``'batch'`` statistics, padding rows do not enter the statistics, so
+      the real rows get exactly what a batch of them alone gives. None: every row is real.
 
   Returns:
     (N, H, W, C) in x's dtype. An empty region (no pixel of that kind, e.g. a small hole that
@@ -316,13 +319,22 @@ def region_norm(x: jax.Array, mask: jax.Array, stats: str = "batch", eps: float 
   known = _variant_blocks(mask.astype(jnp.float32), num_variants, "region_norm")
   axes = (2, 3) if stats == "instance" else (1, 2, 3)
   total = float(np.prod([x32.shape[a] for a in axes]))
+  weight = 1.0
+  if valid is not None and stats == "batch":
+    if valid.shape != (x.shape[0],):
+      raise ValueError(f"region_norm: valid must be ({x.shape[0]},), one flag per row; got "
+                       f"{valid.shape}")
+    weight = _variant_blocks(valid.astype(jnp.float32).reshape(-1, 1, 1, 1), num_variants,
+                             "region_norm")                              # (K, n, 1, 1, 1)
+    total = jnp.sum(weight, axis=1, keepdims=True) * total / x32.shape[1]  # real rows' pixels
   out = jnp.zeros_like(x32)
   for region in (known, 1.0 - known):
+    pooled = region * weight        # the region's pixels that enter the statistics
     # Pixel count of the region; max(., 1) keeps empty regions finite (their mask is zero, so
     # their contribution below is zero whatever the statistics are), as RN-B's Sr[Sr == 0] = 1.
-    count = jnp.maximum(jnp.sum(region, axis=axes, keepdims=True), 1.0)
-    mean = jnp.sum(x32 * region, axis=axes, keepdims=True) / count
-    var = jnp.sum(jnp.square(x32 - mean) * region, axis=axes, keepdims=True) / count
+    count = jnp.maximum(jnp.sum(pooled, axis=axes, keepdims=True), 1.0)
+    mean = jnp.sum(x32 * pooled, axis=axes, keepdims=True) / count
+    var = jnp.sum(jnp.square(x32 - mean) * pooled, axis=axes, keepdims=True) / count
     out = out + region * (x32 - mean) * jax.lax.rsqrt(var + eps * total / count)
   return fold_variants(out).astype(x.dtype)
 
@@ -333,8 +345,9 @@ class RegionNorm(nn.Module):
   eps: float = 1e-5
 
   @nn.compact
-  def __call__(self, x: jax.Array, mask: jax.Array, *, num_variants: int = 1) -> jax.Array:
-    return region_norm(x, mask, self.stats, self.eps, num_variants)
+  def __call__(self, x: jax.Array, mask: jax.Array, *, num_variants: int = 1,
+               valid: jax.Array | None = None) -> jax.Array:
+    return region_norm(x, mask, self.stats, self.eps, num_variants, valid)
 
 
 class VariantBatchNorm(nn.Module):
@@ -401,17 +414,19 @@ class SPARN(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, cond: jax.Array, mask: jax.Array, *,
-               train: bool = False, num_variants: int = 1) -> jax.Array:
+               train: bool = False, num_variants: int = 1,
+               valid: jax.Array | None = None) -> jax.Array:
     """x (N, h, w, C); cond (N, h, w, Cc); mask (N, h, w, 1) binary -> (N, h, w, C).
 
     ``num_variants``: the batch holds that many style variants (sample-major) whose batch
-    statistics are kept apart (see the module docstring).
+    statistics are kept apart (see the module docstring). ``valid``: (N,) 1 = real row,
+    0 = padding kept out of region norm's batch statistics (:func:`region_norm`).
     """
     if cond.shape[:3] != x.shape[:3]:
       raise ValueError(f"SPARN: condition {cond.shape} is not at the features' resolution "
                        f"{x.shape}; resize it first (see condition_pyramid)")
     if self.norm == "sparn":
-      normalized = region_norm(x, mask, self.rn_stats, self.eps, num_variants)
+      normalized = region_norm(x, mask, self.rn_stats, self.eps, num_variants, valid)
     elif self.norm in ("spade", "batch"):
       normalized = VariantBatchNorm(self.norm == "batch", self.eps, name="batch_norm")(
           x, train=train, num_variants=num_variants)
@@ -441,11 +456,12 @@ class SPARNResBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, cond: jax.Array, mask: jax.Array, *,
-               train: bool = False, num_variants: int = 1) -> jax.Array:
+               train: bool = False, num_variants: int = 1,
+               valid: jax.Array | None = None) -> jax.Array:
     """(N, h, w, C_in) -> (N, h, w, features)."""
     def sparn(name, y):
       return SPARN(self.norm, self.rn_stats, self.hidden, self.eps, self.dtype, name=name)(
-          y, cond, mask, train=train, num_variants=num_variants)
+          y, cond, mask, train=train, num_variants=num_variants, valid=valid)
 
     conv = functools.partial(_conv, spectral_norm=self.spectral_norm, dtype=self.dtype)
     f_in = x.shape[-1]
@@ -546,7 +562,8 @@ class DiFAIGenerator(nn.Module):
 
   @nn.compact
   def __call__(self, i_masked: jax.Array, i_style_prime: jax.Array, mask: jax.Array, *,
-               train: bool = False, num_variants: int = 1) -> jax.Array:
+               train: bool = False, num_variants: int = 1,
+               valid: jax.Array | None = None) -> jax.Array:
     """Args:
       i_masked: (N, H, W, 3) ``image * mask`` in [-1, 1].
       i_style_prime: (N, H, W, 3) ``I_masked + hole * I_style`` in [-1, 1].
@@ -559,6 +576,9 @@ class DiFAIGenerator(nn.Module):
       num_variants: K when the batch is K style variants of the same N / K images, folded
         sample-major (:func:`fold_variants`, as ``pipeline.generate`` does): batch statistics
         are pooled within each variant, never across, so completion j does not depend on K.
+      valid: optional (N,) 1 = real row, 0 = padding (a last batch filled up to a compiled
+        size): padding rows stay out of region norm's batch statistics, so real rows get what
+        a batch of them alone gives (:func:`region_norm`).
 
     Returns:
       I_out (N, H, W, 3) in [-1, 1] (tanh), not yet composited (see :func:`composite`).
@@ -600,7 +620,8 @@ class DiFAIGenerator(nn.Module):
     for i, (width, (cond, mask_hw)) in enumerate(zip(self.decoder_widths, pyramid)):
       x = SPARNResBlock(width, self.norm, self.rn_stats, self.spade_hidden, self.eps,
                         self.spectral_norm, self.dtype, name=f"block_{i}")(
-                            x, cond, mask_hw, train=train, num_variants=num_variants)
+                            x, cond, mask_hw, train=train, num_variants=num_variants,
+                            valid=valid)
       if i < n_down:
         x = _upsample2x(x)  # (N, h, w, C) -> (N, 2h, 2w, C)
     x = nn.Conv(3, (3, 3), padding="SAME", dtype=self.dtype, name="conv_out")(_lrelu(x))
