@@ -98,9 +98,7 @@ def main(argv=None) -> int:
       "`~/.cache/difai_jax/jax_cache`, `--compilation_cache DIR|none`) holds the executables "
       f"of each shape ({cached} cache file(s) after these calls).", "",
       common.markdown_table(["call", "wall s", "exit", "last line"], rows, "lrrl")])
-  print(body)
-  if args.write_results:
-    common.write_section(SECTION, body)
+  common.publish(SECTION, body, args.write_results)
   return 0
 
 

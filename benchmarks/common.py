@@ -102,6 +102,13 @@ def write_section(title: str, body: str, path: str = RESULTS) -> None:
     f.write(text)
 
 
+def publish(title: str, body: str, write: bool) -> None:
+  """Prints a benchmark's section and, with ``--write_results``, puts it in RESULTS.md."""
+  print(body)
+  if write:
+    write_section(title, body)
+
+
 def fmt(x: float, digits: int = 3) -> str:
   """Compact number formatting for tables (3 significant digits by default)."""
   if x != x:  # NaN

@@ -132,9 +132,7 @@ def main(argv=None) -> int:
       "the generator in one batch (`pipeline.inpaint(variants_per_call=...)`; the coarse net and "
       "the pSp encoder run once whatever K); settings of one K alternate call by call.",
       "", table])
-  print(body)
-  if args.write_results:
-    common.write_section(SECTION, body)
+  common.publish(SECTION, body, args.write_results)
   return 0
 
 

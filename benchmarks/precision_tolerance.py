@@ -240,9 +240,7 @@ def main(argv=None) -> int:
                              "mean f32 / bf16", "final f32 / bf16",
                              f"max rel. dev. ({SMOOTH}-step means)"], curve_rows(f32, bf16)),
   ])
-  print(body)
-  if args.write_results:
-    common.write_section(SECTION, body)
+  common.publish(SECTION, body, args.write_results)
   return 0
 
 
