@@ -137,10 +137,9 @@ def restore_checkpoint(manager: ocp.CheckpointManager, abstract_state, arch: dic
   return restored["state"], meta
 
 
-def load_stage_params(workdir: str, use_ema: bool = True):
-  """``(params, other collections)`` of the trained network in a stage's latest checkpoint
-  (the EMA params when the run kept them), on this process's first device, whatever mesh the
-  run was saved from."""
+def load_stage_state(workdir: str) -> dict:
+  """The whole train state (a dict of arrays) of a stage's latest checkpoint, on this process's
+  first device, whatever mesh the run was saved from."""
   directory = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(directory):
     raise FileNotFoundError(
@@ -155,8 +154,14 @@ def load_stage_params(workdir: str, use_ema: bool = True):
     sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
                           tree, is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
-    state = manager.restore(step, args=ocp.args.Composite(
+    return manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(target)))["state"]
+
+
+def load_stage_params(workdir: str, use_ema: bool = True):
+  """``(params, other collections)`` of the trained network in a stage's latest checkpoint
+  (the EMA params when the run kept them)."""
+  state = load_stage_state(workdir)
   params = state.get("ema_params") if use_ema else None
   return params if params is not None else state["g_params"], state.get("g_collections", {})
 

@@ -79,6 +79,8 @@ def export(workdir: str, out: str, use_ema: bool = True) -> dict:
   module = importlib.import_module(_EXPORTABLE[stage])
   kind, config, variables = module.export_variables(meta, params, collections)
   pretrained.save(out, kind, {**config}, variables)
+  if hasattr(module, "export_training"):      # what continuing the run needs (the GAN's critic)
+    module.export_training(meta, checkpoints.load_stage_state(workdir), out)
   return {"kind": kind, **config}
 
 

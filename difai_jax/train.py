@@ -23,6 +23,7 @@ or restarted run load its compiled steps instead of compiling them again.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -223,9 +224,17 @@ def train_stage(config: ml_collections.ConfigDict, name: str, workdir: str,
   if jax.process_index() == 0 and stage.describe is not None:
     print(f"[{name}] {stage.describe(state)}", flush=True)
 
-  train_step = jax.jit(stage.step, in_shardings=(state_sharding, batch_sharding, replicated,
-                                                 replicated),
-                       out_shardings=(state_sharding, replicated), donate_argnums=(0,))
+  compiled_steps = {}
+
+  def train_step(state, batch, frozen, rng, step):
+    """The jitted step of ``step``'s phase (one compiled function per phase)."""
+    phase = stage.step_phase(step) if stage.step_phase is not None else None
+    if phase not in compiled_steps:
+      fn = stage.step if phase is None else functools.partial(stage.step, phase=phase)
+      compiled_steps[phase] = jax.jit(
+          fn, in_shardings=(state_sharding, batch_sharding, replicated, replicated),
+          out_shardings=(state_sharding, replicated), donate_argnums=(0,))
+    return compiled_steps[phase](state, batch, frozen, rng)
 
   def global_batch(local):
     return {k: jax.make_array_from_process_local_data(batch_sharding, np.asarray(v))
@@ -253,7 +262,7 @@ def train_stage(config: ml_collections.ConfigDict, name: str, workdir: str,
       local = None
       if preview_batch is None:
         preview_batch = batch
-      state, metrics = train_step(state, batch, frozen, jax.random.fold_in(base_rng, step))
+      state, metrics = train_step(state, batch, frozen, jax.random.fold_in(base_rng, step), step)
       metrics = jax.device_get(metrics)          # also blocks: one step at a time
       step += 1
       if step == start + 1:                       # rates exclude the first step's compile

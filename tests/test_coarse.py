@@ -197,7 +197,8 @@ def test_coarse_extreme_masks_stay_finite(net, batch):
   all_hole = jnp.zeros((2, SIZE, SIZE, 1), jnp.float32)
   _, full, _ = _forward(net, batch["i_gt"] * all_hole, all_hole, batch["i_gt"])
   full = np.asarray(full)
-  assert np.isfinite(full).all() and np.ptp(full[0] - full[1]) == 0.0
+  # Equal rows up to float32 reassociation (XLA:CPU may vectorise the two rows differently).
+  assert np.isfinite(full).all() and np.abs(full[0] - full[1]).max() < 1e-5
 
 
 def test_coarse_sample_does_not_depend_on_batch_mates(net, batch):

@@ -1,5 +1,8 @@
 """upfirdn2d and the FIR helpers against a direct numpy re-statement of their definition."""
 
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -68,3 +71,52 @@ def test_upfirdn2d_separable_fast_path_matches_definition(up, down, pad):
   assert layers.separable_taps(kernel) is not None
   got = np.asarray(layers.upfirdn2d(x, kernel, up=up, down=down, pad=pad))
   np.testing.assert_allclose(got, upfirdn2d_reference(x, kernel, up, down, pad), atol=1e-5)
+
+
+# ---- transposed and strided convolutions in XLA:CPU-friendly forms ----
+
+_DN = ("NHWC", "HWIO", "NHWC")
+
+
+@pytest.mark.parametrize("k,padding", [(3, ((2, 2), (2, 2))), (4, ((2, 2), (2, 2))),
+                                       (1, ((0, 0), (0, 0))), (3, ((1, 3), (0, 2))),
+                                       (4, ((3, 0), (1, 1)))])
+def test_conv_dilated_input_equals_lhs_dilated_conv(k, padding):
+  x = jax.random.normal(jax.random.key(0), (2, 5, 6, 3))
+  kernel = jax.random.normal(jax.random.key(1), (k, k, 3, 4))
+  want = jax.lax.conv_general_dilated(x, kernel, (1, 1), padding, lhs_dilation=(2, 2),
+                                      dimension_numbers=_DN, precision="highest")
+  got = layers.conv_dilated_input(x, kernel, padding)
+  assert got.shape == want.shape
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
+
+
+def test_conv_transpose2x_equals_flax_conv_transpose():
+  x = jax.random.normal(jax.random.key(0), (2, 7, 5, 6))
+  flax_t = nn.ConvTranspose(4, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)))
+  variables = flax_t.init(jax.random.key(1), x)
+  variables = jax.tree.map(lambda v: v + 0.1, variables)     # a non-zero bias too
+  ours = layers.ConvTranspose2x(4, (4, 4), padding=((2, 2), (2, 2)))
+  assert jax.tree.map(jnp.shape, ours.init(jax.random.key(1), x)) == jax.tree.map(
+      jnp.shape, variables)
+  np.testing.assert_allclose(np.asarray(ours.apply(variables, x)),
+                             np.asarray(flax_t.apply(variables, x)), atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [9, 10])
+def test_conv_stride2_values_and_derivatives_equal_the_strided_conv(size):
+  x = jax.random.normal(jax.random.key(0), (2, size, size, 3))
+  kernel = jax.random.normal(jax.random.key(1), (3, 3, 3, 5))
+  plain = lambda x, w: jax.lax.conv_general_dilated(x, w, (2, 2), "VALID",
+                                                    dimension_numbers=_DN)
+  ours = layers.conv_stride2
+  np.testing.assert_allclose(np.asarray(ours(x, kernel)), np.asarray(plain(x, kernel)),
+                             atol=1e-5)
+  loss = lambda conv: lambda x, w: jnp.sum(jnp.tanh(conv(x, w)))
+  for a, b in zip(jax.grad(loss(ours), (0, 1))(x, kernel),
+                  jax.grad(loss(plain), (0, 1))(x, kernel)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+  # R1's second order: d/dw |d loss / dx|^2.
+  r1 = lambda conv: jax.grad(lambda w: jnp.sum(jax.grad(loss(conv))(x, w) ** 2))
+  np.testing.assert_allclose(np.asarray(r1(ours)(kernel)), np.asarray(r1(plain)(kernel)),
+                             rtol=1e-4, atol=1e-4)

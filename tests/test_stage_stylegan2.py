@@ -6,6 +6,9 @@ and gradients, a run resumes bit-identically, and the exported generator loads a
 the EMA weights' images.
 """
 
+import functools
+import json
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -112,3 +115,49 @@ def test_resume_is_bit_identical_and_export_loads(tmp_path, compilation_cache):
       np.asarray(module.apply({"params": ema, **collections}, [z])))
   with pytest.raises(FileExistsError):
     export.export(str(straight), str(out))
+
+
+def test_static_phases_compute_what_the_run_time_branch_computes(built):
+  # The loop compiles one step per phase; the same numbers as deciding inside one step.
+  config, stage, batch, state, step = built
+  for s in range(4):                        # phases (r1, path): (T, T), (F, F), (F, T), (F, F)
+    state_s = state.replace(step=jnp.asarray(s, jnp.int32))
+    rng = jax.random.key(s)
+    phase = stage.step_phase(s)
+    assert phase == stage_lib.Phase(r1=s % 4 == 0, path=s % 2 == 0)
+    a, ma = step(state_s, batch, {}, rng)
+    b, mb = jax.jit(functools.partial(stage.step, phase=phase))(state_s, batch, {}, rng)
+    for x, y in zip(jax.tree.leaves((a, ma)), jax.tree.leaves((b, mb))):
+      np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-5, atol=2e-6)
+
+
+def test_export_carries_the_discriminator_and_init_from_continues(tmp_path, compilation_cache):
+  del compilation_cache
+  run = tmp_path / "run"
+  train.run(_tiny_config(4), str(run))
+  out = tmp_path / "exported"
+  export.export(str(run), str(out))
+  state = checkpoints.load_stage_state(str(run))
+  info = json.loads((out / stage_lib.TRAINING_FILE).read_text())
+  assert info["step"] == 4 and info["mean_path_length"] > 0
+  _, d_vars = pretrained.load(str(out / stage_lib.DISCRIMINATOR_DIR))
+  for x, y in zip(jax.tree.leaves(d_vars["params"]), jax.tree.leaves(state["d_params"])):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  # A new run from the export: G and its EMA from the exported (EMA) generator, D and the
+  # path-length mean from beside it, fresh optimizers.
+  config = _tiny_config(6)
+  config.pretrained.init_from = str(out)
+  warm = jax.jit(stage_lib.build(config, "", {}).init)(steps.prng_key(0))
+  for x, y, z in zip(jax.tree.leaves(warm.g_params), jax.tree.leaves(warm.ema_params),
+                     jax.tree.leaves(state["ema_params"])):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(z))
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(z))
+  for x, y in zip(jax.tree.leaves(warm.d_params), jax.tree.leaves(state["d_params"])):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  assert float(warm.aux["mean_path_length"]) == pytest.approx(info["mean_path_length"])
+  train.run(config, str(tmp_path / "continued"))
+  assert checkpoints.latest_meta(str(tmp_path / "continued"))["step"] == 6
+  # Another architecture is refused by name.
+  config.stylegan2.d_channels = (32, 32, 16, 8)
+  with pytest.raises(ValueError, match="discriminator does not have"):
+    stage_lib.build(config, "", {}).init(steps.prng_key(0))

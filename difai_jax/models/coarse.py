@@ -44,6 +44,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from difai_jax import layers
 from difai_jax.metrics import ssim as ssim_lib
 from difai_jax.models.sparn import module_kwargs
 
@@ -157,8 +158,8 @@ class UpBlock(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     if self.upsample:
       # (N, h, w, C) -> (N, 2h, 2w, features)
-      x = nn.ConvTranspose(self.features, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)),
-                           dtype=self.dtype, name="conv_t")(x)
+      x = layers.ConvTranspose2x(self.features, (4, 4), padding=((2, 2), (2, 2)),
+                                 dtype=self.dtype, name="conv_t")(x)
       return lrelu(instance_norm(x))
     return ConvBlock(self.features, dtype=self.dtype, name="conv")(x)
 

@@ -49,6 +49,9 @@ class Stage:
       (N, H, W, 3) image batch in [-1, 1]; the loop writes them as one grid, a column each.
     log_prefixes: metric-name prefixes shown on the progress line.
     describe: optional ``state -> str`` for the start-of-run summary line.
+    step_phase: optional ``step number -> hashable phase``; the loop then calls
+      ``step(..., phase=phase)`` and compiles one step per phase (e.g. StyleGAN2's lazy
+      regularisers: a static branch instead of a ``lax.cond`` that XLA:CPU runs slowly).
   """
   name: str
   architecture: dict
@@ -59,6 +62,7 @@ class Stage:
   preview: Callable[..., list] | None = None
   log_prefixes: tuple[str, ...] = ("g/",)
   describe: Callable[[Any], str] | None = None
+  step_phase: Callable[[int], Any] | None = None
 
 
 def build(name: str, config, workdir: str, previous: Mapping[str, str] | None = None) -> Stage:

@@ -7,8 +7,8 @@ Re-expresses the training loop of rosinality/stylegan2-pytorch (``train.py``) as
 - lazy regularisation (Karras et al. 2020, appendix B): R1 on reals every ``d_reg_every``
   steps, weighted ``r1 / 2 * d_reg_every``; path-length regularisation every ``g_reg_every``
   steps on a ``path_batch_shrink``-times smaller batch, weighted ``path_regularize *
-  g_reg_every`` around a running mean of path lengths (decay 0.01), both in ``lax.cond`` so one
-  compiled step serves every step number;
+  g_reg_every`` around a running mean of path lengths (decay 0.01); the step's static
+  :class:`Phase` says which run (the training loop compiles one step per phase);
 - Adam with the lazy-regularisation corrections: ``lr * c`` and betas ``(0 ** c, 0.99 ** c)``
   with ``c = reg_every / (reg_every + 1)``;
 - style mixing with probability ``mixing`` (one crossover layer per batch), fresh noise per
@@ -24,14 +24,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
+import os
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
+from difai_jax import pretrained
 from difai_jax import steps
 from difai_jax.data import pipeline as data_pipeline
 from difai_jax.models import stylegan2
@@ -166,9 +170,37 @@ def path_lengths(generator, g_vars, latents, rng):
   return jnp.sqrt(jnp.mean(jnp.sum(jnp.square(grad), axis=2), axis=1))
 
 
+@dataclasses.dataclass(frozen=True)
+class Phase:
+  """Which lazy regularisers a step runs (static: one compiled step per phase)."""
+  r1: bool
+  path: bool
+
+
+def step_phase(recipe: Recipe, step: int) -> Phase:
+  """The phase of step ``step``: R1 every ``d_reg_every`` steps, path length every
+  ``g_reg_every`` (rosinality's ``i % d_reg_every == 0``)."""
+  every = lambda n: bool(n) and step % n == 0
+  return Phase(r1=bool(recipe.r1) and every(recipe.d_reg_every),
+               path=bool(recipe.path_regularize) and every(recipe.g_reg_every))
+
+
+def _lazy(static: bool | None, traced_flag, update, skip, args):
+  """``update(args)`` when the phase says so; with no phase (``static`` None) chosen at run time
+  by ``traced_flag`` (``lax.cond``: one compiled step, but XLA:CPU runs the convolutions inside a
+  conditional branch an order of magnitude slower)."""
+  if static is None:
+    return jax.lax.cond(traced_flag, update, skip, args)
+  return update(args) if static else skip(args)
+
+
 def train_step(state: steps.TrainState, batch, frozen, rng, *, generator, discriminator, g_tx,
-               d_tx, recipe: Recipe):
-  """One rosinality iteration: D step (+ lazy R1), G step (+ lazy path length), EMA."""
+               d_tx, recipe: Recipe, phase: Phase | None = None):
+  """One rosinality iteration: D step (+ lazy R1), G step (+ lazy path length), EMA.
+
+  ``phase`` (static) fixes which regularisers run; None decides from ``state.step`` inside the
+  compiled step.
+  """
   del frozen
   real = batch["image"]
   n = real.shape[0]
@@ -198,8 +230,8 @@ def train_step(state: steps.TrainState, batch, frozen, rng, *, generator, discri
     return args[0], args[1], jnp.zeros(())
 
   if recipe.r1 and recipe.d_reg_every:
-    d_params, d_opt, r1 = jax.lax.cond(state.step % recipe.d_reg_every == 0, r1_update, no_r1,
-                                       (d_params, d_opt))
+    d_params, d_opt, r1 = _lazy(phase and phase.r1, state.step % recipe.d_reg_every == 0,
+                                r1_update, no_r1, (d_params, d_opt))
     metrics["d/r1_weighted"] = r1
 
   # ---- generator ----
@@ -235,8 +267,9 @@ def train_step(state: steps.TrainState, batch, frozen, rng, *, generator, discri
 
   path_len = jnp.zeros(())
   if recipe.path_regularize and recipe.g_reg_every:
-    g_params, g_opt, mean_path, path_len = jax.lax.cond(
-        state.step % recipe.g_reg_every == 0, path_update, no_path, (g_params, g_opt, mean_path))
+    g_params, g_opt, mean_path, path_len = _lazy(
+        phase and phase.path, state.step % recipe.g_reg_every == 0, path_update, no_path,
+        (g_params, g_opt, mean_path))
   metrics["g/path_length"] = path_len
   metrics["g/mean_path_length"] = mean_path
 
@@ -276,6 +309,9 @@ def build(config, workdir: str, previous) -> Stage:
                                                                       recipe.d_reg_every)
   init = functools.partial(init_state, generator=generator, discriminator=discriminator,
                            g_tx=g_tx, d_tx=d_tx)
+  source = (config.get("pretrained") or {}).get("init_from", "")
+  if source:
+    init = warm_started(init, source, g_tx=g_tx, d_tx=d_tx)
   step = functools.partial(train_step, generator=generator, discriminator=discriminator,
                            g_tx=g_tx, d_tx=d_tx, recipe=recipe)
   sample_z = jax.random.normal(jax.random.key(1234), (8, generator.style_dim))
@@ -298,7 +334,8 @@ def build(config, workdir: str, previous) -> Stage:
   architecture = {"stage": "stylegan2", "image_size": int(config.image_size),
                   "stylegan2": generator_config(c), "d_channels": list(c.d_channels)}
   return Stage(name="stylegan2", architecture=architecture, init=init, step=step,
-               batches=batches, preview=preview, log_prefixes=("g/", "d/"), describe=describe)
+               batches=batches, preview=preview, log_prefixes=("g/", "d/"), describe=describe,
+               step_phase=functools.partial(step_phase, recipe))
 
 
 def config_defaults() -> ml_collections.ConfigDict:
@@ -325,3 +362,63 @@ def config_defaults() -> ml_collections.ConfigDict:
 def export_variables(meta: dict, params, collections):
   """(kind, config, variables) of a trained generator for ``pretrained.save``."""
   return "stylegan2", dict(meta["architecture"]["stylegan2"]), {"params": params, **collections}
+
+
+DISCRIMINATOR_DIR = "discriminator"     # beside the generator in an exported directory
+TRAINING_FILE = "training.json"         # step and path-length mean of the exported run
+
+
+def export_training(meta: dict, state: dict, out: str) -> None:
+  """Writes what continuing the GAN needs beside an exported generator: the discriminator
+  (``OUT/discriminator``, kind ``stylegan2_discriminator``) and ``OUT/training.json`` (step,
+  images seen, the path-length regulariser's running mean). ``init_from`` reads both."""
+  arch = meta["architecture"]
+  d_config = {"size": int(arch["image_size"]), "channels": list(arch["d_channels"])}
+  d_params = jax.tree.map(lambda x: np.asarray(x, np.float32), state["d_params"])
+  pretrained.save(os.path.join(out, DISCRIMINATOR_DIR), "stylegan2_discriminator", d_config,
+                  {"params": d_params})
+  batch = int(meta["config"]["train"]["batch_size"])
+  info = {"step": int(meta["step"]), "kimg": int(meta["step"]) * batch / 1000.0,
+          "mean_path_length": float(np.asarray(state["aux"]["mean_path_length"]))}
+  with open(os.path.join(out, TRAINING_FILE), "w", encoding="utf-8") as f:
+    json.dump(info, f, indent=2)
+
+
+def warm_started(init, source: str, *, g_tx, d_tx):
+  """``init`` whose generator (trained weights and EMA alike) starts from the exported
+  generator ``source`` (a directory or short name), and whose discriminator and path-length mean
+  start from what :func:`export_training` wrote beside it (a fresh discriminator when there is
+  none); optimizer states start fresh. Only a new run calls ``init``."""
+  directory = pretrained.resolve(source)
+  _, g_vars = pretrained.load(directory)
+  g_vars = dict(g_vars)
+  g_params = g_vars.pop("params")
+  d_dir = os.path.join(directory, DISCRIMINATOR_DIR)
+  d_params = pretrained.load(d_dir)[1]["params"] if os.path.isdir(d_dir) else None
+  info_path = os.path.join(directory, TRAINING_FILE)
+  info = {}
+  if os.path.isfile(info_path):
+    with open(info_path, encoding="utf-8") as f:
+      info = json.load(f)
+
+  def warm(rng):
+    state = init(rng)
+    shapes = lambda t: jax.tree.map(lambda x: (tuple(x.shape), str(x.dtype)), t)
+    if shapes((state.g_params, state.g_collections)) != shapes(
+        (g_params, {k: g_vars[k] for k in state.g_collections if k in g_vars})):
+      raise ValueError(f"pretrained.init_from={source!r}: its generator does not have this "
+                       "config's architecture (stylegan2 widths, style_dim, n_mlp)")
+    d = state.d_params
+    if d_params is not None:
+      if shapes(d_params) != shapes(state.d_params):
+        raise ValueError(f"pretrained.init_from={source!r}: its discriminator does not have "
+                         "this config's d_channels")
+      d = d_params
+    params = jax.tree.map(jnp.asarray, g_params)
+    collections = {k: jax.tree.map(jnp.asarray, g_vars[k]) for k in state.g_collections}
+    d = jax.tree.map(jnp.asarray, d)
+    mean_path = jnp.asarray(info.get("mean_path_length", 0.0), jnp.float32)
+    return state.replace(g_params=params, g_collections=collections, g_opt_state=g_tx.init(params),
+                         ema_params=jax.tree.map(jnp.copy, params), d_params=d,
+                         d_opt_state=d_tx.init(d), aux={"mean_path_length": mean_path})
+  return warm
