@@ -8,6 +8,9 @@ Mask files come in two conventions:
   * ``"hole_is_white"`` (PIC, EXE-GAN, the public Quickdraw / NVIDIA irregular mask sets):
     white = hole. It is read only when asked for explicitly.
 
+Files are untrusted: an image or mask above ``MAX_PIXELS`` is refused from its header, before
+any pixel is decoded (a PNG of a few kilobytes can claim 65535 x 65535 pixels: 12 GB as RGB).
+
 Only numpy and Pillow are used, so data workers can import this module cheaply.
 """
 
@@ -23,6 +26,8 @@ from PIL import Image, ImageOps
 PathLike = Union[str, os.PathLike]
 
 MASK_CONVENTIONS = ("known_is_white", "hole_is_white")
+# 8192 x 8192: about 200 MB as 8-bit RGB; below Pillow's own warning level (~89 M pixels).
+MAX_PIXELS = 8192 * 8192
 _16_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 
 
@@ -62,6 +67,34 @@ def center_crop_square(img: Image.Image) -> Image.Image:
   return img.crop((left, top, left + side, top + side))
 
 
+def _open_decoded(path: PathLike, what: str) -> Image.Image:
+  """Opens and decodes an image file (EXIF orientation not applied yet).
+
+  Raises:
+    ValueError: naming the file when it is missing, unreadable, not an image, or larger than
+      ``MAX_PIXELS`` (checked from the header, before decoding: decompression bombs).
+  """
+  too_big = ""
+  try:
+    with Image.open(path) as img:
+      width, height = img.size
+      if width * height > MAX_PIXELS:
+        too_big = f"{width} x {height} = {width * height:,} pixels"
+      else:
+        img.load()
+  except FileNotFoundError:
+    raise ValueError(f"{what} not found: {os.fspath(path)!r}") from None
+  except Image.DecompressionBombError:   # Pillow's own check, at 2 x its MAX_IMAGE_PIXELS
+    too_big = f"more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels"
+  except Exception as e:  # PIL raises several types for broken files.
+    raise ValueError(f"cannot read {what} {os.fspath(path)!r}: {type(e).__name__}: {e}") from e
+  if too_big:
+    raise ValueError(
+        f"{what} {os.fspath(path)!r} has {too_big}, above the ceiling of {MAX_PIXELS:,} pixels "
+        "this tool decodes (a guard against decompression bombs); downscale it first")
+  return img
+
+
 def open_rgb(path: PathLike) -> Image.Image:
   """Opens an image file as an RGB PIL image.
 
@@ -70,15 +103,13 @@ def open_rgb(path: PathLike) -> Image.Image:
   file is scaled by its bit depth (65535 = white), whatever its largest value.
 
   Raises:
-    ValueError: naming the file when it is missing, unreadable or not an image.
+    ValueError: naming the file when it is missing, unreadable, not an image or above
+      ``MAX_PIXELS``.
   """
+  img = _open_decoded(path, "image file")
   try:
-    with Image.open(path) as img:
-      img.load()
-      img = ImageOps.exif_transpose(img)
-  except FileNotFoundError:
-    raise ValueError(f"image file not found: {os.fspath(path)!r}") from None
-  except Exception as e:  # PIL raises several types for broken files.
+    img = ImageOps.exif_transpose(img)
+  except Exception as e:  # a broken EXIF block
     raise ValueError(f"cannot read image file {os.fspath(path)!r}: {type(e).__name__}: {e}") from e
   if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
     img = img.convert("RGBA")
@@ -264,18 +295,12 @@ def load_mask(path: PathLike, size=None, convention: str = "known_is_white",
     strict_hint: what the message of a refused non-binary file tells the user to do.
 
   Raises:
-    ValueError: unreadable file, unknown convention, colour and alpha that disagree, or
-      non-binary values with `strict=True`.
+    ValueError: unreadable file, a file above ``MAX_PIXELS``, unknown convention, colour and
+      alpha that disagree, or non-binary values with `strict=True`.
   """
   if convention not in MASK_CONVENTIONS:
     raise ValueError(f"unknown mask convention {convention!r}; expected one of {MASK_CONVENTIONS}")
-  try:
-    with Image.open(path) as img:
-      img.load()
-  except FileNotFoundError:
-    raise ValueError(f"mask file not found: {os.fspath(path)!r}") from None
-  except Exception as e:
-    raise ValueError(f"cannot read mask file {os.fspath(path)!r}: {type(e).__name__}: {e}") from e
+  img = _open_decoded(path, "mask file")
   white = _mask_white(img, path)
   hw = _as_size(size)
   if hw is not None and white.shape != hw:

@@ -52,11 +52,21 @@ from weights_conversion.nvidia_pickle import PersistentObject
 from weights_conversion.torch_io import ConversionError, StateDict
 
 
+_MAX_RESOLUTION = 4096
+
+
 def _attr(node: PersistentObject, name: str, where: str):
+  """A plain attribute of a network: a short string, a number in int32 range, a bool or None
+  (anything else, from a hostile file, is refused before it reaches a message or a loop)."""
   if name not in node.state:
     raise ConversionError(f"{where} ({node.class_name}) has no attribute {name!r}; not a "
                           "StyleGAN2-ADA network")
-  return node.state[name]
+  value = node.state[name]
+  if not (value is None or (isinstance(value, str) and len(value) <= 64)
+          or (isinstance(value, (int, float, np.number, np.bool_)) and abs(value) < 2 ** 31)):
+    raise ConversionError(f"{where}.{name} is {torch_io.describe(value)}, not a short name or "
+                          "a number in int32 range")
+  return value
 
 
 def _child(node: PersistentObject, name: str, where: str) -> PersistentObject:
@@ -179,8 +189,9 @@ def convert_generator(G: PersistentObject, source: str = "G_ema", check: bool = 
   if z_dim != w_dim:
     raise ConversionError(f"{source}: z_dim {z_dim} != w_dim {w_dim}; this Generator maps z to "
                           "w of the same width")
-  if size < 4 or size & (size - 1):
-    raise ConversionError(f"{source}: img_resolution {size} is not a power of two >= 4")
+  if size < 4 or size & (size - 1) or size > _MAX_RESOLUTION:
+    raise ConversionError(f"{source}: img_resolution {size} is not a power of two in "
+                          f"[4, {_MAX_RESOLUTION}]")
   sd = StateDict(nvidia_pickle.state_dict(G), source=source)
   synthesis = _child(G, "synthesis", source)
   style, lr_mlp = _mapping(sd, _child(G, "mapping", source), w_dim)
@@ -225,11 +236,22 @@ def convert_generator(G: PersistentObject, source: str = "G_ema", check: bool = 
   return config, variables
 
 
-def convert_pickle(path: str, which: str = "g_ema") -> tuple[dict, dict]:
-  """Reads ``path`` safely and converts its ``G_ema`` (``which='g_ema'``) or ``G``."""
+def convert_pickle(path: str, which: str = "g_ema", check: bool = True) -> tuple[dict, dict]:
+  """Reads ``path`` safely and converts its ``G_ema`` (``which='g_ema'``) or ``G``.
+
+  Every failure is a ConversionError (a hostile file's values of the wrong kind included);
+  ``check=False`` skips the shape check against the Flax module (which needs jax).
+  """
   keys = {"g_ema": "G_ema", "g": "G"}
   if which not in keys:
     raise ConversionError(f"--which {which}: from an NVIDIA pickle only the generators "
                           "(g_ema, g) can be converted; its discriminator is not supported")
-  G, _, _ = nvidia_pickle.load_network(path, keys[which])
-  return convert_generator(G, source=f"{path}[{keys[which]}]")
+  try:
+    G, _, _ = nvidia_pickle.load_network(path, keys[which])
+    return convert_generator(G, source=f"{path}[{keys[which]}]", check=check)
+  except ConversionError:
+    raise
+  except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError,
+          RecursionError, MemoryError) as e:   # values of the wrong kind in a hostile file
+    raise ConversionError(f"{path}[{keys[which]}] is not a StyleGAN2-ADA generator this "
+                          f"converter reads ({torch_io.brief(e)})") from None

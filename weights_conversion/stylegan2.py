@@ -334,6 +334,10 @@ def main(argv=None) -> int:
   except (ConversionError, FileNotFoundError, FileExistsError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
+  except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError,
+          RecursionError, MemoryError) as e:   # a checkpoint holding values of the wrong kind
+    print(f"error: could not convert {args.src}: {torch_io.brief(e)}", file=sys.stderr)
+    return 1
   if args.which == "d":
     print(f"converted {args.src} [d] -> {args.dst}: size {config['size']}, "
           f"channels {config['channels']}")
