@@ -1,6 +1,6 @@
 """Quality of the shipped toy networks, measured with toy-domain measures (no downloaded weights).
 
-    python -m benchmarks.toy_quality [--num 2000]
+    python -m benchmarks.toy_quality [--num 2000] [--stylegan2 DIR --only_stylegan2]
 
 - StyleGAN2 (``toy-stylegan2``): toy FID (Frechet distance in the toy recognizer's feature
   space) of ``num`` samples (truncation 1) against ``num`` real toy test faces, beside the toy
@@ -22,8 +22,8 @@ from difai_jax.metrics import toy
 from difai_jax.stages import psp as psp_stage
 
 
-def stylegan2_quality(num: int) -> dict:
-  module, variables = pretrained.load("toy-stylegan2")
+def stylegan2_quality(num: int, source: str = "toy-stylegan2") -> dict:
+  module, variables = pretrained.load(source)
   rec, rec_vars = toy.load_toy_recognizer()
   apply = jax.jit(lambda z: module.apply(variables, [z]))
   samples = np.concatenate([np.asarray(apply(jax.random.normal(jax.random.key(i), (250, module.style_dim))))
@@ -43,8 +43,14 @@ def stylegan2_quality(num: int) -> dict:
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--num", type=int, default=2000)
+  parser.add_argument("--stylegan2", default="toy-stylegan2",
+                      help="the generator to score (an exported directory or short name)")
+  parser.add_argument("--only_stylegan2", action="store_true")
   args = parser.parse_args()
-  result = {"stylegan2": stylegan2_quality(args.num)}
+  result = {"stylegan2": stylegan2_quality(args.num, args.stylegan2)}
+  if args.only_stylegan2:
+    print(json.dumps(result, indent=2, default=float))
+    return
   psp, psp_vars = pretrained.load("toy-psp")
   result["psp"] = psp_stage.reconstruction_quality(psp, psp_vars, num_images=256)
   rec, rec_vars = toy.load_toy_recognizer()

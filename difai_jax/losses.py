@@ -318,7 +318,8 @@ def gradient_penalty(critic_fn: Callable[[jnp.ndarray], jnp.ndarray], real: jnp.
   Args:
     critic_fn: ``(M, H, W, 3) -> (M,)`` or ``(M, 1)`` scores; a closure over the critic's
       variables, so the penalty is differentiable with respect to them.
-    real: (N, H, W, 3) I_gt; fake: (N, H, W, 3) or (K, N, H, W, 3) composite outputs.
+    real: (N, H, W, 3) I_gt; fake: (N, H, W, 3) or (K, N, H, W, 3) what the critic scores
+      (the raw outputs I_out_j by default; ``steps.critic_input``).
     rng: PRNG key for the interpolation weights (:func:`random_interpolates`).
 
   Returns:
@@ -363,7 +364,8 @@ def generator_adversarial_loss(critic_fn: Callable[[jnp.ndarray], jnp.ndarray],
     critic_fn: as :func:`gradient_penalty` (its variables are not updated by this loss; the
       train step differentiates with respect to the generator only).
     fake: (N, H, W, 3) or (K, N, H, W, 3), the same kind of image the critic is trained on
-      (the composites ``I_masked + M_r * I_out_j``).
+      (the raw outputs I_out_j by default, eq. 9-10; ``critic.input="composite"`` scores
+      ``I_masked + M_r * I_out_j``; see ``steps.critic_input``).
   """
   return -jnp.mean(_scores(critic_fn, fake))
 

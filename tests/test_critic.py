@@ -5,6 +5,8 @@ with numpy's SVD of each reshaped kernel, and the critic's output with a forward
 with the exactly normalised kernels.
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -165,3 +167,22 @@ def test_critic_validation():
     jax.eval_shape(critic.Critic(**TINY).init, jax.random.key(0), jnp.zeros((1, 32, 32, 1)))
   with pytest.raises(ValueError, match="unknown fields"):
     critic.from_config(dict(TINY, norm="batch"))
+
+
+def test_the_critic_scores_raw_outputs_by_default():
+  # Eq. 9-10 write D(I_out): every shipped config and the step's default score the raw
+  # generator output, not the composite (which equals I_gt's known pixels exactly).
+  from configs import celebahq, demo, toy_difai  # pylint: disable=import-outside-toplevel
+  from difai_jax import steps  # pylint: disable=import-outside-toplevel
+  from difai_jax.stages import inpainting  # pylint: disable=import-outside-toplevel
+  for module in (celebahq, demo, toy_difai):
+    assert inpainting.step_config(module.get_config()).critic_input == "raw", module.__name__
+  i_masked = jnp.zeros((1, 4, 4, 3))
+  i_out = jnp.full((1, 4, 4, 3), 0.5)
+  mask = jnp.ones((1, 4, 4, 1)).at[:, :2].set(0.0)
+  cfg = inpainting.step_config(demo.get_config())
+  np.testing.assert_array_equal(np.asarray(steps.critic_input(cfg, i_masked, i_out, mask)),
+                                np.asarray(i_out))
+  composite = steps.critic_input(dataclasses.replace(cfg, critic_input="composite"),
+                                 i_masked, i_out, mask)
+  assert float(composite[0, 3, 0, 0]) == 0.0 and float(composite[0, 0, 0, 0]) == 0.5

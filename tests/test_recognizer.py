@@ -238,7 +238,7 @@ def test_shipped_recognizer_gives_its_pinned_output(shipped):
 
 
 # Accuracy on the first 300 test faces, 3 points below what the shipped weights score there
-# (on all 2,000 test faces: mean 0.889, see quality.json). The mouth (0.52 here, majority class
+# (on all 2,000 test faces: mean 0.889). The mouth (0.52 here, majority class
 # 0.56) and earrings (0.85, majority 0.88) are not recognised at 64 px: no bound, and
 # reliable_attributes() leaves them out.
 ACCURACY_BOUNDS = {"hair_style": 0.81, "hair_colour": 0.93, "skin_tone": 0.91, "beard": 0.92,
@@ -251,6 +251,4 @@ def test_shipped_recognizer_accuracy_on_test_faces(shipped):
   print("accuracy", {k: round(v, 3) for k, v in acc.items()})
   for name, bound in ACCURACY_BOUNDS.items():
     assert acc[name] > bound, (name, acc[name], bound)
-  quality = toy.recognizer_quality()
-  assert quality["measure"] == "toy-domain" and quality["accuracy"]["mean"] > 0.88
   assert set(toy.reliable_attributes()) == set(ACCURACY_BOUNDS) - {"mean"}
