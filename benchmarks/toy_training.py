@@ -142,7 +142,6 @@ def measure(name: str, iters: int, baseline: bool) -> dict:
     rows[label] = (compiled, compile_s)
   total_time, total_flops = {}, {}
   for label, (compiled, _) in rows.items():
-    weights = {None: 16} if label == "before" else phases
     # The old single step decides its phase from state.step: time it at every step number of
     # a 16-step cycle (steps 0..15), as the loop would run it.
     if label == "before":
@@ -153,12 +152,9 @@ def measure(name: str, iters: int, baseline: bool) -> dict:
                for st in states]
       times = common.time_calls(calls, max(1, iters // 4))
       total_time[label] = sum(common.median(t) for t in times)
-      flops = compiled[None].cost_analysis()
-      total_flops[label] = float("nan")     # both lax.cond branches counted: not comparable
-      del flops
-      continue
+      continue          # no FLOPs: its cost analysis counts both lax.cond branches
     t_sum, f_sum = 0.0, 0.0
-    for phase, weight in weights.items():
+    for phase, weight in phases.items():
       fn = compiled[phase]
       call = lambda fn=fn: jax.block_until_ready(fn(state, batch, frozen, jax.random.key(2)))
       t = common.median(common.time_calls([call], iters)[0])
