@@ -1,6 +1,7 @@
 """Quality of the shipped toy networks, measured with toy-domain measures (no downloaded weights).
 
     python -m benchmarks.toy_quality [--num 2000] [--stylegan2 DIR --only_stylegan2]
+        [--inpainting] [--difai toy-difai]
 
 - StyleGAN2 (``toy-stylegan2``): toy FID (Frechet distance in the toy recognizer's feature
   space) of ``num`` samples (truncation 1) against ``num`` real toy test faces, beside the toy
@@ -8,6 +9,8 @@
   faces' feature distribution (``plausible_fraction``; real faces: ~0.99).
 - pSp (``toy-psp``): mean L2 and PSNR of reconstructions of 256 toy test faces.
 - recognizer (``toy-recognizer``): accuracy per attribute on 2,000 toy test faces.
+- with ``--inpainting``: DiFAI, its coarse net, OpenCV Telea and a flat fill on 200 held-out
+  faces and three mask families (``benchmarks/toy_inpainting.py``, which documents the rows).
 Prints one JSON object.
 """
 
@@ -20,6 +23,7 @@ import numpy as np
 from difai_jax import pretrained
 from difai_jax.metrics import toy
 from difai_jax.stages import psp as psp_stage
+from benchmarks import toy_inpainting
 
 
 def stylegan2_quality(num: int, source: str = "toy-stylegan2") -> dict:
@@ -46,6 +50,9 @@ def main():
   parser.add_argument("--stylegan2", default="toy-stylegan2",
                       help="the generator to score (an exported directory or short name)")
   parser.add_argument("--only_stylegan2", action="store_true")
+  parser.add_argument("--inpainting", action="store_true",
+                      help="also score DiFAI / coarse / Telea on held-out faces (needs cv2)")
+  parser.add_argument("--difai", default="toy-difai", help="the DiFAI run for --inpainting")
   args = parser.parse_args()
   result = {"stylegan2": stylegan2_quality(args.num, args.stylegan2)}
   if args.only_stylegan2:
@@ -55,6 +62,8 @@ def main():
   result["psp"] = psp_stage.reconstruction_quality(psp, psp_vars, num_images=256)
   rec, rec_vars = toy.load_toy_recognizer()
   result["recognizer_accuracy"] = toy.evaluate_recognizer(rec, rec_vars, num_faces=2000)
+  if args.inpainting:
+    result["inpainting"] = toy_inpainting.evaluate(args.difai)
   print(json.dumps(result, indent=2, default=float))
 
 

@@ -129,10 +129,10 @@ def check_options(opts: EvalOptions, out_dir: str, flag: str = "--eval_dir",
                   frechet_probes: int = 0) -> None:
   """Raises ``cli.CliError`` (one line for the user) for options that cannot work, before any
   model is loaded; creates nothing."""
-  unknown = [b for b in opts.buckets if b not in masks_lib.BUCKET_RANGES]
+  unknown = [b for b in opts.buckets if b not in masks_lib.EVAL_BUCKET_RANGES]
   if unknown or not opts.buckets:
     raise cli.CliError(f"unknown mask bucket(s) {unknown}; choose from "
-                       f"{masks_lib.BUCKET_NAMES}")
+                       f"{masks_lib.EVAL_BUCKET_NAMES}")
   if opts.table1_completions not in ("first", "all"):
     raise cli.CliError("--table1_completions must be first or all, not "
                        f"{opts.table1_completions}")

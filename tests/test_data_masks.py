@@ -1,11 +1,13 @@
 """Tests for difai_jax.data.masks: validation, generators, external sets, evaluation buckets."""
 
+import json
 import os
 import warnings
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.ndimage
 from PIL import Image
 
 from difai_jax.data import masks
@@ -175,3 +177,53 @@ def test_quickdraw_bucket_from_external_set(external_dir, tmp_path):
   with warnings.catch_warnings():
     warnings.simplefilter("error")
     masks.load_bucket(root, "10-20")  # files written by us are binary
+
+
+# -- held-out mask families -------------------------------------------------------------------
+def test_square_family_covers_15_to_30_percent_with_1_to_3_squares():
+  for i in range(40):
+    m = masks.random_squares_mask(_rng(1, i), 64)
+    assert 0.15 <= masks.hole_ratio(m) < 0.30
+    labels, n = scipy.ndimage.label(m[..., 0] == 0)
+    assert 1 <= n <= 3
+    for k in range(1, n + 1):  # each piece is squares: its rows are full runs of its box
+      ys, xs = np.nonzero(labels == k)
+      box = labels[ys.min():ys.max() + 1, xs.min():xs.max() + 1] == k
+      assert box[0].sum() >= 2 and box[:, 0].sum() >= 2
+
+
+def test_thick_strokes_have_the_fixed_width():
+  size = 256
+  width = round(masks.THICK_STROKE_WIDTH_FRAC * size)
+  for i in range(6):
+    hole = masks.thick_strokes_mask(_rng(2, i), size)[..., 0] == 0
+    # a disk of the stroke's radius fits inside the hole (erosion by width-2 keeps pixels),
+    # one twice as wide does not (no blob is thicker than a stroke crossing)
+    def eroded(r):
+      out = hole.copy()
+      for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+          if dy * dy + dx * dx <= r * r:
+            out &= np.roll(np.roll(hole, dy, 0), dx, 1)
+      return out
+    assert eroded(width // 2 - 2).sum() > 0
+    assert eroded(width + 2).sum() < 0.01 * hole.sum()
+
+
+def test_families_have_their_own_folder_and_leave_table_buckets_as_they_were(tmp_path):
+  d = str(tmp_path)
+  table = masks.ensure_buckets(d, 32, num_per_bucket=2, seed=3, verbose=False)
+  with open(os.path.join(table, "manifest.json")) as f:
+    assert sorted(json.load(f)["buckets"]) == sorted(masks.BUCKET_NAMES)
+  for fam in masks.FAMILY_RANGES:
+    root = masks.ensure_bucket(d, 32, fam, num_per_bucket=4, seed=3, verbose=False)
+    assert root != table and sorted(os.listdir(root)) == sorted([fam, "manifest.json"])
+    got = masks.load_bucket(root, fam)
+    lo, hi = masks.FAMILY_RANGES[fam]
+    assert got.shape == (4, 32, 32, 1)
+    assert np.all((masks.hole_ratio(got) >= lo) & (masks.hole_ratio(got) < hi))
+    want = masks.bucket_mask(_rng(3, masks.EVAL_BUCKET_NAMES.index(fam), 1), 32, fam)
+    np.testing.assert_array_equal(got[1], want)
+  assert masks.ensure_bucket(d, 32, "30-40", num_per_bucket=2, seed=3) == table
+  with pytest.raises(ValueError, match="unknown mask bucket"):
+    masks.ensure_bucket(d, 32, "circles")

@@ -2,6 +2,7 @@
 
 import json
 import os
+import pickle
 import warnings
 
 import numpy as np
@@ -25,6 +26,21 @@ def test_toy_faces_deterministic_and_order_independent():
   assert np.abs(render_face(4, 0, 32).astype(int) - forward[0].astype(int)).mean() > 10
   # The test split is a disjoint index range of the same stream.
   np.testing.assert_array_equal(ToyFaces(32, 2, seed=3, offset=2)[0], forward[2])
+
+
+def test_toy_faces_cache_returns_the_drawn_face_and_private_copies():
+  cached, uncached = ToyFaces(32, 6, seed=2), ToyFaces(32, 6, seed=2, cache_bytes=0)
+  first = cached[3]
+  first[:] = 0                                    # the caller's copy, not the cache
+  for _ in range(2):                              # drawn once, then served from memory
+    np.testing.assert_array_equal(cached[3], uncached[3])
+  assert cached._cached.sum() == 1 and uncached._cache is None
+  clone = pickle.loads(pickle.dumps(cached))      # a worker process: its own, empty cache
+  assert clone._cache is None
+  np.testing.assert_array_equal(clone[3], uncached[3])
+  big = ToyFaces(256, 10, cache_bytes=10 * 256 * 256 * 3 - 1)   # does not fit: no cache
+  big[0]
+  assert big._cache is None
 
 
 def test_toy_faces_sizes_and_errors():

@@ -15,7 +15,9 @@ Training masks (Sec. 4 of the paper: free-form strokes combined with 85x85 squar
 
 Evaluation buckets: fixed, seeded sets per hole ratio 10-20 / 20-30 / 30-40 / 40-50 % and a
 "quickdraw" bucket (free-form strokes, hole ratio 1-60 %, or samples of an external mask set),
-written to disk once (`ensure_buckets`) and read back by every evaluation.
+written to disk once (`ensure_buckets`) and read back by every evaluation. Two more families,
+unlike the training masks, test generalisation: "squares" (1-3 squares, 15-30 % hole) and
+"thick_strokes" (3-5 strokes of a fixed width).
 """
 
 from __future__ import annotations
@@ -39,7 +41,17 @@ BUCKET_RANGES = {
     "40-50": (0.40, 0.50),
     "quickdraw": (0.01, 0.60),
 }
-BUCKET_NAMES = tuple(BUCKET_RANGES)
+BUCKET_NAMES = tuple(BUCKET_RANGES)  # the Table 1 buckets, written together by ensure_buckets
+# Mask families for held-out evaluation, unlike the training masks: "squares" are 1-3 axis-aligned
+# squares at random places covering 15-30 % of the image; "thick_strokes" are 3-5 straight-ish
+# strokes of one fixed width (8 % of the side: 5 px at 64, 20 px at 256).
+FAMILY_RANGES = {
+    "squares": (0.15, 0.30),
+    "thick_strokes": (0.05, 0.60),
+}
+EVAL_BUCKET_RANGES = {**BUCKET_RANGES, **FAMILY_RANGES}
+EVAL_BUCKET_NAMES = tuple(EVAL_BUCKET_RANGES)
+THICK_STROKE_WIDTH_FRAC = 0.08
 MASK_KINDS = ("strokes", "square", "strokes_square", "external")
 # Bumped whenever the bucket generator changes, so stale bucket folders are detected.
 BUCKET_FORMAT_VERSION = 1
@@ -247,18 +259,61 @@ class MaskSampler:
     return square_mask(rng, self.size, self.square_side_at_256)
 
 
+def random_squares_mask(rng: np.random.Generator, size: int, lo: float = 0.15,
+                        hi: float = 0.30, max_tries: int = 200) -> np.ndarray:
+  """1-3 squares at uniform positions whose union covers a ratio in [lo, hi) of the image."""
+  for _ in range(max_tries):
+    target = rng.uniform(lo, hi)
+    n = int(rng.integers(1, 4))
+    mask = np.ones((size, size, 1), np.float32)
+    side = max(2, int(round(size * math.sqrt(target / n))))
+    for _ in range(n):
+      y, x = rng.integers(0, size - side + 1, 2)
+      mask[y:y + side, x:x + side] = 0.0
+    if lo <= hole_ratio(mask) < hi:
+      return mask
+  raise RuntimeError(f"could not draw squares covering {lo:.0%}-{hi:.0%} at {size} px")
+
+
+def thick_strokes_mask(rng: np.random.Generator, size: int,
+                       width_frac: float = THICK_STROKE_WIDTH_FRAC) -> np.ndarray:
+  """3-5 gently curving strokes of one fixed width (`width_frac` of the side), round caps."""
+  img, draw = _hole_canvas(size)
+  width = max(1, int(round(width_frac * size)))
+  for _ in range(int(rng.integers(3, 6))):
+    x, y = rng.uniform(0.1, 0.9, 2) * size
+    heading = rng.uniform(0, 2 * np.pi)
+    for _ in range(int(rng.integers(3, 7))):
+      heading += rng.normal(0, 0.3)
+      nx = float(np.clip(x + 0.08 * size * math.cos(heading), 0, size - 1))
+      ny = float(np.clip(y + 0.08 * size * math.sin(heading), 0, size - 1))
+      draw.line([(x, y), (nx, ny)], fill=255, width=width)
+      r = width / 2
+      draw.ellipse([nx - r, ny - r, nx + r, ny + r], fill=255)
+      x, y = nx, ny
+  return _to_mask(img)
+
+
 # -- evaluation buckets ----------------------------------------------------------------------------
 def bucket_mask(rng: np.random.Generator, size: int, bucket: str,
                 external: Optional[ExternalMaskSet] = None, max_tries: int = 500) -> np.ndarray:
-  """One mask whose hole ratio lies in BUCKET_RANGES[bucket] (lower bound inclusive).
+  """One mask whose hole ratio lies in EVAL_BUCKET_RANGES[bucket] (lower bound inclusive).
 
   Ratio buckets pick a target ratio uniformly in the bucket and grow free-form strokes (on top of
   an 85 px-at-256 square half of the time) until the hole ratio reaches it, keeping the mask if it
   has not left the bucket; "quickdraw" is one stroke mask
-  (or an external-set sample) in its 1-60 % range.
+  (or an external-set sample) in its 1-60 % range; the FAMILY_RANGES buckets use
+  `random_squares_mask` and `thick_strokes_mask`.
   """
-  lo, hi = BUCKET_RANGES[bucket]
+  lo, hi = EVAL_BUCKET_RANGES[bucket]
+  if bucket == "squares":
+    return random_squares_mask(rng, size, lo, hi)
   for _ in range(max_tries):
+    if bucket == "thick_strokes":
+      mask = thick_strokes_mask(rng, size)
+      if lo <= hole_ratio(mask) < hi:
+        return mask
+      continue
     if bucket == "quickdraw":
       mask = (external.sample(rng, size) if external is not None
               else stroke_mask(rng, size, max_strokes=8))
@@ -283,23 +338,28 @@ def bucket_mask(rng: np.random.Generator, size: int, bucket: str,
                      "tries")
 
 
-def _bucket_root(bucket_dir: str, size: int) -> str:
-  return os.path.join(bucket_dir, f"{int(size)}px")
+def _bucket_root(bucket_dir: str, size: int, family: Optional[str] = None) -> str:
+  return os.path.join(bucket_dir, f"{int(size)}px" + (f"_{family}" if family else ""))
 
 
-def _manifest(size, num_per_bucket, seed, external_dir):
+def _manifest(size, num_per_bucket, seed, external_dir, names=BUCKET_NAMES):
   return {"format_version": BUCKET_FORMAT_VERSION, "size": int(size),
           "num_per_bucket": int(num_per_bucket), "seed": int(seed),
           "external_dir": os.path.abspath(external_dir) if external_dir else None,
-          "convention": "known_is_white", "buckets": {k: list(v) for k, v in BUCKET_RANGES.items()}}
+          "convention": "known_is_white",
+          "buckets": {k: list(EVAL_BUCKET_RANGES[k]) for k in names}}
 
 
 def ensure_buckets(bucket_dir: str, size: int, num_per_bucket: int = 2000, seed: int = 0,
-                   external: Optional[ExternalMaskSet] = None, verbose: bool = True) -> str:
+                   external: Optional[ExternalMaskSet] = None, verbose: bool = True,
+                   family: Optional[str] = None) -> str:
   """Writes the fixed evaluation masks once, or checks the ones already there.
 
   Layout: `bucket_dir/<size>px/manifest.json` and `bucket_dir/<size>px/<bucket>/<i:05d>.png`
-  (white = known). Mask i of every bucket comes from `default_rng([seed, bucket_id, i])`.
+  (white = known) for the Table 1 buckets (BUCKET_NAMES); a mask family of FAMILY_RANGES
+  (`family="squares"`) has a folder of its own, `bucket_dir/<size>px_<family>/<family>/`.
+  Mask i of every bucket comes from `default_rng([seed, bucket_id, i])`, bucket_id its index in
+  EVAL_BUCKET_NAMES.
   Written to a temporary folder and renamed into place, so concurrent writers (several hosts on
   one file system) are safe.
 
@@ -309,8 +369,11 @@ def ensure_buckets(bucket_dir: str, size: int, num_per_bucket: int = 2000, seed:
   Raises:
     ValueError: the folder exists but was written with other settings.
   """
-  root = _bucket_root(bucket_dir, size)
-  want = _manifest(size, num_per_bucket, seed, external.root if external else None)
+  if family is not None and family not in FAMILY_RANGES:
+    raise ValueError(f"unknown mask family {family!r}; expected one of {tuple(FAMILY_RANGES)}")
+  names = (family,) if family else BUCKET_NAMES
+  root = _bucket_root(bucket_dir, size, family)
+  want = _manifest(size, num_per_bucket, seed, external.root if external else None, names)
   manifest_path = os.path.join(root, "manifest.json")
   if os.path.exists(manifest_path):
     with open(manifest_path, encoding="utf-8") as f:
@@ -326,8 +389,9 @@ def ensure_buckets(bucket_dir: str, size: int, num_per_bucket: int = 2000, seed:
   os.makedirs(bucket_dir, exist_ok=True)
   tmp = tempfile.mkdtemp(prefix=f".tmp_{int(size)}px_", dir=bucket_dir)
   try:
-    for b, name in enumerate(BUCKET_NAMES):
+    for name in names:
       os.makedirs(os.path.join(tmp, name))
+      b = EVAL_BUCKET_NAMES.index(name)
       for i in range(num_per_bucket):
         rng = np.random.default_rng([int(seed), b, i])
         mask = bucket_mask(rng, size, name, external if name == "quickdraw" else None)
@@ -343,8 +407,18 @@ def ensure_buckets(bucket_dir: str, size: int, num_per_bucket: int = 2000, seed:
     if os.path.exists(tmp):
       shutil.rmtree(tmp, ignore_errors=True)
   if verbose:
-    print(f"wrote {num_per_bucket} evaluation masks per bucket {list(BUCKET_NAMES)} to {root}")
+    print(f"wrote {num_per_bucket} evaluation masks per bucket {list(names)} to {root}")
   return root
+
+
+def ensure_bucket(bucket_dir: str, size: int, bucket: str, num_per_bucket: int = 2000,
+                  seed: int = 0, external: Optional[ExternalMaskSet] = None,
+                  verbose: bool = True) -> str:
+  """`ensure_buckets` for the group that holds `bucket`; returns the root to read it from."""
+  if bucket not in EVAL_BUCKET_RANGES:
+    raise ValueError(f"unknown mask bucket {bucket!r}; expected one of {EVAL_BUCKET_NAMES}")
+  return ensure_buckets(bucket_dir, size, num_per_bucket, seed, external, verbose,
+                        family=bucket if bucket in FAMILY_RANGES else None)
 
 
 class BucketMasks:
@@ -356,8 +430,8 @@ class BucketMasks:
   """
 
   def __init__(self, root: str, bucket: str):
-    if bucket not in BUCKET_RANGES:
-      raise ValueError(f"unknown mask bucket {bucket!r}; expected one of {BUCKET_NAMES}")
+    if bucket not in EVAL_BUCKET_RANGES:
+      raise ValueError(f"unknown mask bucket {bucket!r}; expected one of {EVAL_BUCKET_NAMES}")
     folder = os.path.join(root, bucket)
     if not os.path.isdir(folder):
       raise ValueError(f"mask bucket folder not found: {folder!r} (run ensure_buckets first)")

@@ -170,8 +170,9 @@ def make_eval_dataset(config, *, bucket: str, image_size: int, batch_size: int,
     "valid" (B,)}; iterate it directly or through `.to_iter_dataset().mp_prefetch(...)`.
   """
   process_index, process_count = _jax_process(process_index, process_count)
-  if bucket not in masks_lib.BUCKET_RANGES:
-    raise ValueError(f"unknown mask bucket {bucket!r}; expected one of {masks_lib.BUCKET_NAMES}")
+  if bucket not in masks_lib.EVAL_BUCKET_RANGES:
+    raise ValueError(f"unknown mask bucket {bucket!r}; expected one of "
+                     f"{masks_lib.EVAL_BUCKET_NAMES}")
   source = source if source is not None else sources.make_source(config, "test", image_size,
                                                                  verbose=verbose)
   n = len(source) if num_images is None else min(int(num_images), len(source))
@@ -184,8 +185,8 @@ def make_eval_dataset(config, *, bucket: str, image_size: int, batch_size: int,
       raise ValueError("quickdraw_from_external=True needs data.masks.external_dir")
     external = masks_lib.ExternalMaskSet(m.external_dir, convention=m.external_convention,
                                          threshold=m.threshold, strict=m.strict)
-  root = masks_lib.ensure_buckets(config.bucket_dir, image_size, config.masks_per_bucket,
-                                  seed=config.bucket_seed, external=external, verbose=verbose)
+  root = masks_lib.ensure_bucket(config.bucket_dir, image_size, bucket, config.masks_per_bucket,
+                                 seed=config.bucket_seed, external=external, verbose=verbose)
   bucket_masks = masks_lib.BucketMasks(root, bucket)
   chunk = process_count * batch_size
   padded = -(-n // chunk) * chunk

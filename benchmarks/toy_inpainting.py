@@ -1,0 +1,185 @@
+"""Held-out inpainting quality on the toy domain: DiFAI, its coarse net and OpenCV Telea.
+
+    python -m benchmarks.toy_inpainting [--checkpoint toy-difai] [--num 200] [--grid out.png]
+
+Test-split toy faces (never trained on) with three mask families, each drawn from fixed seeds:
+(a) ``training``: the training masks (configs/demo.py's MaskSampler: strokes, 85 px-at-256
+squares, both); (b) ``squares``: 1-3 squares covering 15-30 %; (c) ``thick_strokes``: 3-5
+strokes of a fixed width (the ``data.masks`` evaluation families of the same names).
+
+Per family and method: the hole MAE (64 px, 0-255, mean over the hole pixels of an image, then
+over images). Methods:
+- ``flat``: the known pixels' mean colour in the hole (a floor any method must beat);
+- ``telea``: ``cv2.inpaint(..., 5, cv2.INPAINT_TELEA)`` (Telea 2004; no learning);
+- ``coarse``: the coarse net alone (I_coarse composited);
+- ``difai_00``: completion 00 (the unperturbed W+, the Table 1 output);
+- ``difai_edited``: the K - 1 SeFa-perturbed completions (mean over them);
+- diagnostics: the generator with the ground truth as I_style (``style_gt``: its upper bound,
+  what a perfect StyleGAN2 prior would give) and with I_coarse as I_style (``style_coarse``).
+Also, for the edited completions, how many of the K - 1 differ from completion 00 in an attribute
+the toy judge recognises reliably (``edited_attribute_changes``, mean over images).
+
+Prints one JSON object; ``--grid`` writes rows of masked input / Telea / coarse / I_style /
+completions / ground truth for the first faces of each family.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from difai_jax import checkpoints
+from difai_jax import image_io
+from difai_jax import pipeline
+from difai_jax.data import masks as masks_lib
+from difai_jax.metrics import toy
+
+FAMILIES = ("training", "squares", "thick_strokes")
+# the training masks of configs/demo.py / toy_difai.py (data/config.py's defaults)
+TRAINING_MASK_PROBS = {"strokes": 0.4, "square": 0.2, "strokes_square": 0.4}
+
+
+def family_masks(family: str, num: int, size: int = 64, seed: int = 0) -> np.ndarray:
+  """(num, size, size, 1) float32 masks (1 = known) of one family, mask i from
+  ``default_rng([seed, family_id, i])``."""
+  if family not in FAMILIES:
+    raise ValueError(f"unknown mask family {family!r}; expected one of {FAMILIES}")
+  fid = FAMILIES.index(family)
+  out = []
+  for i in range(num):
+    rng = np.random.default_rng([seed, 100 + fid, i])
+    if family == "training":
+      out.append(masks_lib.MaskSampler(size, TRAINING_MASK_PROBS)(rng))
+    else:
+      out.append(masks_lib.bucket_mask(rng, size, family))
+  return np.stack(out)
+
+
+def hole_mae(images: np.ndarray, truth: np.ndarray, masks: np.ndarray) -> np.ndarray:
+  """Per-image mean absolute error over hole pixels and channels, 0-255 scale.
+
+  images, truth: (N, H, W, 3) in [-1, 1]; masks (N, H, W, 1), 1 = known."""
+  err = np.abs(np.asarray(images, np.float64) - np.asarray(truth, np.float64)) * 127.5
+  hole = 1.0 - np.asarray(masks, np.float64)
+  return (err * hole).sum(axis=(1, 2, 3)) / np.maximum(3 * hole.sum(axis=(1, 2, 3)), 1)
+
+
+def telea(images: np.ndarray, masks: np.ndarray, radius: int = 5) -> np.ndarray:
+  """OpenCV's Telea inpainting of (N, H, W, 3) [-1, 1] images, on uint8 as OpenCV takes them."""
+  import cv2  # pylint: disable=import-outside-toplevel  (bench / test extra only)
+  out = []
+  for image, mask in zip(image_io.to_uint8(images), masks):
+    hole = (mask[..., 0] < 0.5).astype(np.uint8) * 255
+    out.append(cv2.inpaint(np.ascontiguousarray(image), hole, radius, cv2.INPAINT_TELEA))
+  return image_io.uint8_to_float(np.stack(out))
+
+
+def flat_fill(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+  """The known pixels' mean colour in the hole."""
+  known = masks.sum(axis=(1, 2), keepdims=True)
+  mean = (images * masks).sum(axis=(1, 2), keepdims=True) / np.maximum(known, 1)
+  return images * masks + mean * (1 - masks)
+
+
+def make_difai_fn(inference: checkpoints.Inference, num_completions: int, degree: float):
+  """jitted (images, masks) -> dict of the pipeline's outputs plus the two diagnostic rows."""
+  models, variables = inference.models, inference.variables
+  components = jnp.arange(num_completions - 1, dtype=jnp.int32)
+  degrees = degree * jnp.where(components % 2 == 0, 1.0, -1.0)
+  layers = tuple(inference.config.sefa.layers) if inference.config.sefa.get("layers") else None
+
+  @jax.jit
+  def run(images, masks):
+    n = images.shape[0]
+    out = pipeline.inpaint(models, variables, images, masks,
+                           jnp.broadcast_to(components, (n, num_completions - 1)),
+                           jnp.broadcast_to(degrees, (n, num_completions - 1)), layers)
+    i_masked = out["i_masked"]
+    for name, style in (("style_gt", images), ("style_coarse", out["i_coarse"])):
+      prime = pipeline.style_prime(i_masked, masks, style[None])
+      i_out = pipeline.generate(models.generator, variables["generator"], i_masked, prime, masks)
+      out[name] = pipeline.composite(i_masked, i_out[0], masks)
+    out["coarse"] = pipeline.composite(i_masked, out["i_coarse"], masks)
+    return {k: out[k] for k in ("coarse", "i_style", "completions", "style_gt", "style_coarse")}
+
+  return run
+
+
+def run_difai(fn, images: np.ndarray, masks: np.ndarray, batch: int = 50) -> dict:
+  outs = []
+  for s in range(0, len(images), batch):
+    x, m = images[s:s + batch], masks[s:s + batch]
+    pad = batch - len(x)
+    if pad:
+      x = np.concatenate([x, np.repeat(x[:1], pad, 0)])
+      m = np.concatenate([m, np.repeat(m[:1], pad, 0)])
+    o = jax.device_get(fn(x, m))
+    o = {k: (v[:, :batch - pad] if v.ndim == 5 else v[:batch - pad]) for k, v in o.items()}
+    outs.append(o)
+  return {k: np.concatenate([o[k] for o in outs], axis=1 if outs[0][k].ndim == 5 else 0)
+          for k in outs[0]}
+
+
+def attribute_changes(judge, judge_vars, completions: np.ndarray) -> np.ndarray:
+  """Per image: how many of completions[1:] differ from completions[0] in a reliable attribute.
+
+  completions: (K, N, H, W, 3)."""
+  pred = toy.predict_attributes(judge, judge_vars, completions)
+  keep = [pred.names.index(a) for a in toy.reliable_attributes()]
+  labels = pred.labels[..., keep]
+  return np.any(labels[1:] != labels[:1], axis=-1).sum(axis=0)
+
+
+def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int = 4,
+             degree: float = 5.0, grid: str | None = None, grid_rows: int = 4) -> dict:
+  inference = checkpoints.load_difai(checkpoint)
+  size = int(inference.config.image_size)
+  fn = make_difai_fn(inference, num_completions, degree)
+  judge, judge_vars = toy.load_toy_recognizer()
+  faces, _ = toy.toy_test_faces(num, size)
+  result, rows = {"checkpoint": checkpoint, "step": inference.step, "num_faces": num,
+                  "num_completions": num_completions, "degree": degree}, []
+  for family in FAMILIES:
+    m = family_masks(family, num, size)
+    out = run_difai(fn, faces, m)
+    methods = {"flat": flat_fill(faces, m), "telea": telea(faces, m), "coarse": out["coarse"],
+               "difai_00": out["completions"][0], "style_gt": out["style_gt"],
+               "style_coarse": out["style_coarse"]}
+    row = {name: float(hole_mae(x, faces, m).mean()) for name, x in methods.items()}
+    row["difai_edited"] = float(np.mean([hole_mae(c, faces, m).mean()
+                                         for c in out["completions"][1:]]))
+    row["edited_attribute_changes"] = float(
+        attribute_changes(judge, judge_vars, out["completions"]).mean())
+    row["hole_ratio"] = float(masks_lib.hole_ratio(m).mean())
+    for name in ("coarse", "difai_00", "difai_edited"):
+      row[f"{name}_over_telea"] = row[name] / row["telea"]
+    result[family] = row
+    if grid:
+      n = grid_rows
+      masked = faces[:n] * m[:n] + (1 - m[:n]) * 0.0
+      cols = [masked, methods["telea"][:n], out["coarse"][:n], out["i_style"][0, :n],
+              *out["completions"][:, :n], out["style_gt"][:n], faces[:n]]
+      rows.append(np.concatenate([np.concatenate(list(c), 0) for c in cols], 1))
+  if grid:
+    image_io.save_png(grid, np.concatenate(rows, 0))
+  return result
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--checkpoint", default="toy-difai")
+  parser.add_argument("--num", type=int, default=200)
+  parser.add_argument("--num_completions", type=int, default=4)
+  parser.add_argument("--degree", type=float, default=5.0)
+  parser.add_argument("--grid", default=None, help="write a picture of the first faces here")
+  args = parser.parse_args()
+  print(json.dumps(evaluate(args.checkpoint, args.num, args.num_completions, args.degree,
+                            args.grid), indent=2))
+
+
+if __name__ == "__main__":
+  main()

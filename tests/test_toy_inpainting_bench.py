@@ -1,0 +1,48 @@
+"""The held-out inpainting benchmark's pieces (benchmarks/toy_inpainting.py): its error measure,
+its baselines and its mask families; the benchmark itself runs the shipped networks by hand."""
+
+import numpy as np
+import pytest
+
+from benchmarks import toy_inpainting as bench
+from difai_jax.data import masks as masks_lib
+
+
+def test_hole_mae_counts_only_hole_pixels_on_the_0_255_scale():
+  truth = np.zeros((2, 4, 4, 3), np.float32)
+  guess = truth.copy()
+  guess[0, :2] = 1.0              # rows 0-1 wrong by 127.5 (half of them in the hole)
+  guess[1] = -1.0                 # all wrong by 127.5, hole = 4 pixels
+  masks = np.ones((2, 4, 4, 1), np.float32)
+  masks[0, 1:3] = 0.0             # hole rows 1-2: row 1 wrong, row 2 right
+  masks[1, 0, :] = 0.0
+  np.testing.assert_allclose(bench.hole_mae(guess, truth, masks), [63.75, 127.5])
+
+
+def test_flat_fill_and_telea_keep_known_pixels_and_fill_smooth_holes_well():
+  yy, xx = np.mgrid[0:32, 0:32] / 31.0
+  image = np.stack([xx, yy, 0.5 * (xx + yy)], -1)[None].astype(np.float32) * 2 - 1
+  masks = np.ones((1, 32, 32, 1), np.float32)
+  masks[0, 12:20, 10:22] = 0.0
+  for filled in (bench.flat_fill(image, masks), bench.telea(image, masks)):
+    known = masks[..., 0] > 0
+    np.testing.assert_allclose(filled[known], image[known], atol=1 / 127.5)
+  # a linear ramp: Telea's first-order extrapolation is close, a flat colour is not
+  telea_err = bench.hole_mae(bench.telea(image, masks), image, masks)[0]
+  flat_err = bench.hole_mae(bench.flat_fill(image, masks), image, masks)[0]
+  assert telea_err < 10 and flat_err > 2 * telea_err   # measured: 7.1 and 18.4
+
+
+def test_mask_families_are_seeded_and_in_range():
+  for family in bench.FAMILIES:
+    a = bench.family_masks(family, 5, 64)
+    np.testing.assert_array_equal(a, bench.family_masks(family, 5, 64))
+    assert a.shape == (5, 64, 64, 1) and len({m.tobytes() for m in a}) == 5
+    r = masks_lib.hole_ratio(a)
+    if family in masks_lib.FAMILY_RANGES:
+      lo, hi = masks_lib.FAMILY_RANGES[family]
+      assert np.all((r >= lo) & (r < hi))
+    else:
+      assert np.all((r > 0) & (r <= 0.6))
+  with pytest.raises(ValueError, match="unknown mask family"):
+    bench.family_masks("circles", 1)
