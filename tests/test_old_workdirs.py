@@ -14,9 +14,9 @@ import numpy as np
 
 from configs import toy_stylegan2
 from difai_jax import pretrained
-from difai_jax import checkpoints
-from difai_jax import export
-from difai_jax import train as loop
+from difai_jax.training import checkpoints
+from difai_jax.training import export
+from difai_jax.training import loop
 from tests.conftest import fixture_path
 
 
