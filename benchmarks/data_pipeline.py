@@ -22,7 +22,7 @@ from absl import app, flags
 from PIL import Image
 
 from difai_jax.data import default_data_config
-from difai_jax.data.pipeline import make_train_iterator
+from difai_jax.data.loader import make_train_iterator
 from difai_jax.data.toy_faces import render_face
 
 _SECONDS = flags.DEFINE_float("seconds", 3.0, "Measured time per cell.")

@@ -16,9 +16,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from difai_jax import checkpoints
+from difai_jax.training import checkpoints
 from difai_jax import pipeline
-from difai_jax import precision
+from difai_jax.nn import precision
 from difai_jax import sefa as sefa_lib
 from difai_jax.models import coarse as coarse_lib
 from difai_jax.models import critic as critic_lib

@@ -61,10 +61,10 @@ def piece_flops(config, nets: difai_setup.Networks, batch: int,
   """GFLOP-level costs of the step and its pieces at a global batch of ``batch``."""
   from difai_jax import losses  # pylint: disable=import-outside-toplevel
   from difai_jax import pipeline  # pylint: disable=import-outside-toplevel
-  from difai_jax import steps  # pylint: disable=import-outside-toplevel
-  from difai_jax.stages import inpainting  # pylint: disable=import-outside-toplevel
+  from difai_jax.training import steps  # pylint: disable=import-outside-toplevel
+  from difai_jax.training.stages import inpainting  # pylint: disable=import-outside-toplevel
   models, frozen = nets.models, nets.frozen
-  size, k = config.image_size, 1 + config.sefa.num_edits
+  size, k = config.image_size, config.sefa.num_completions
   psp = models.psp
   image, mask = spec((batch, size, size, 3)), spec((batch, size, size, 1))
   latents = spec((k, batch, psp.decoder.n_latent, psp.decoder.style_dim))
@@ -140,8 +140,8 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   config = difai_setup.load_config(args.config)
   batch = args.batch or config.train.batch_size
-  from difai_jax import precision  # pylint: disable=import-outside-toplevel
-  from difai_jax import steps  # pylint: disable=import-outside-toplevel
+  from difai_jax.nn import precision  # pylint: disable=import-outside-toplevel
+  from difai_jax.training import steps  # pylint: disable=import-outside-toplevel
   from difai_jax.models import stylegan2  # pylint: disable=import-outside-toplevel
   nets = difai_setup.build_abstract(config, args.psp)
   decoder = nets.models.psp.decoder
@@ -153,7 +153,7 @@ def main(argv=None) -> int:
     flops = piece_flops(config, nets, batch, args.decode_size)
   print(f"cost analysis of 7 programs compiled in {time.perf_counter() - t0:.1f} s", flush=True)
 
-  k = 1 + config.sefa.num_edits
+  k = config.sefa.num_completions
   step = flops["step"]
   frozen_names = ("StyleGAN2 decode", "pSp encoder", "coarse net")
   named = frozen_names + ("VGG-19",)

@@ -38,7 +38,7 @@ import numpy as np
 from benchmarks import common
 from benchmarks import difai_setup
 from difai_jax import pipeline
-from difai_jax import precision
+from difai_jax.nn import precision
 
 SECTION = "bfloat16 tolerance"
 FIGURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "figures",
@@ -81,7 +81,7 @@ def frozen_path(name: str, module, variables, faces: jax.Array, size: int) -> li
 
 def frozen_rows(num_faces: int, ffhq: bool) -> tuple[list[list], str]:
   from difai_jax import pretrained  # pylint: disable=import-outside-toplevel
-  from difai_jax.metrics import toy  # pylint: disable=import-outside-toplevel
+  from difai_jax.evaluation.metrics import toy  # pylint: disable=import-outside-toplevel
   rows = []
   module, variables = pretrained.load(pretrained.resolve("toy-psp"))
   faces, _ = toy.toy_test_faces(num_faces, size=module.input_size)
@@ -205,7 +205,7 @@ def main(argv=None) -> int:
   t_start = time.perf_counter()
   with precision.scope("highest"):
     frozen, faces_text = frozen_rows(args.faces, not args.no_ffhq)
-    from difai_jax.data import pipeline as data_pipeline  # pylint: disable=import-outside-toplevel
+    from difai_jax.data import loader as data_pipeline  # pylint: disable=import-outside-toplevel
     config = tiny_config("float32")
     it = data_pipeline.make_train_iterator(
         config.data, image_size=config.image_size, global_batch_size=config.train.batch_size,

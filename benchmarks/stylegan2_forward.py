@@ -101,7 +101,7 @@ def build_pair(rosinality, size: int, seed: int, device):
 
 def load_alternative_stylegan2(layers_path: str):
   """A copy of ``difai_jax.models.stylegan2`` bound to another ``layers.py`` (e.g. the version
-  before an optimisation, ``git show REV:difai_jax/layers.py > /tmp/layers_old.py``)."""
+  before an optimisation, ``git show REV:difai_jax/nn/layers.py > /tmp/layers_old.py``)."""
   import importlib.util  # pylint: disable=import-outside-toplevel
   from difai_jax.models import stylegan2  # pylint: disable=import-outside-toplevel
 

@@ -32,11 +32,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from difai_jax import checkpoints
-from difai_jax import image_io
+from difai_jax.training import checkpoints
+from difai_jax.data import image_io
 from difai_jax import pipeline
 from difai_jax.data import masks as masks_lib
-from difai_jax.metrics import toy
+from difai_jax.evaluation.metrics import toy
 
 FAMILIES = ("training", "squares", "thick_strokes")
 # the training masks of configs/demo.py / toy_difai.py (data/config.py's defaults)

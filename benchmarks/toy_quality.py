@@ -21,8 +21,8 @@ import jax
 import numpy as np
 
 from difai_jax import pretrained
-from difai_jax.metrics import toy
-from difai_jax.stages import psp as psp_stage
+from difai_jax.evaluation.metrics import toy
+from difai_jax.training.stages import psp as psp_stage
 from benchmarks import toy_inpainting
 
 

@@ -8,7 +8,7 @@
 Each run is scored by ``difai_jax.evaluate`` under the paper's protocol (Table 1 from completion
 0, Table 2 from 4 seeded pairs of perturbed completions per image) on the first ``--max_images``
 toy test faces of every mask bucket, with the toy recognizer's probes
-(``difai_jax.metrics.toy_probes``): the toy FID and, per completion, attributes and embeddings.
+(``difai_jax.evaluation.metrics.toy_probes``): the toy FID and, per completion, attributes and embeddings.
 ``--coarse_of NAME`` adds the coarse net of that run alone (``--completions coarse``: the
 baseline "coarse net", diversity 0 by construction). No LPIPS / Inception weights exist here,
 so the LPIPS columns (perceptual distance and the paper's diversity) use a *random* AlexNet
@@ -57,10 +57,11 @@ def parse_runs(items: list[str]) -> dict[str, str]:
 def evaluate_runs(runs: dict[str, str], coarse_of: str | None, out: str, max_images: int,
                   buckets: tuple[str, ...]) -> dict[str, str]:
   """{name: eval_dir}: one evaluation per run (and the coarse baseline), reused when present."""
-  from difai_jax import checkpoints  # pylint: disable=import-outside-toplevel
-  from difai_jax import evaluate  # pylint: disable=import-outside-toplevel
+  from difai_jax.training import checkpoints  # pylint: disable=import-outside-toplevel
   from difai_jax import pretrained  # pylint: disable=import-outside-toplevel
-  from difai_jax.metrics import toy_probes  # pylint: disable=import-outside-toplevel
+  from difai_jax.evaluation import loop as eval_loop  # pylint: disable=import-outside-toplevel
+  from difai_jax.evaluation import options as eval_options  # pylint: disable=import-outside-toplevel
+  from difai_jax.evaluation.metrics import toy_probes  # pylint: disable=import-outside-toplevel
   lpips_dir = random_lpips(out)
   jobs = [(name, workdir, "difai") for name, workdir in runs.items()]
   if coarse_of:
@@ -75,7 +76,7 @@ def evaluate_runs(runs: dict[str, str], coarse_of: str | None, out: str, max_ima
     size = int(checkpoints.latest_meta(checkpoints.find_stage_dir(
         pretrained.resolve(workdir), "difai"))["config"]["image_size"])
     print(f"[{name}] evaluating {workdir} ({completions})", flush=True)
-    evaluate.evaluate(workdir, evaluate.EvalOptions(
+    eval_loop.evaluate(workdir, eval_options.EvalOptions(
         buckets=buckets, max_images=max_images, diversity_images=max_images,
         lpips_dir=lpips_dir, completions=completions),
         eval_dir=eval_dir, probes=toy_probes.probes(size))
@@ -88,8 +89,9 @@ def random_lpips(out: str) -> str:
   FID, and a random Inception at 299 px would dominate the time)."""
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  from difai_jax import eval_metrics, pretrained  # pylint: disable=import-outside-toplevel,multiple-imports
-  from difai_jax.metrics import lpips as lpips_lib  # pylint: disable=import-outside-toplevel
+  from difai_jax import pretrained  # pylint: disable=import-outside-toplevel
+  from difai_jax.evaluation import scoring as eval_metrics  # pylint: disable=import-outside-toplevel
+  from difai_jax.evaluation.metrics import lpips as lpips_lib  # pylint: disable=import-outside-toplevel
   path = os.path.join(out, "random_lpips_alex_seed0")
   if not os.path.isfile(os.path.join(path, "config.json")):
     x = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)
@@ -100,7 +102,7 @@ def random_lpips(out: str) -> str:
 
 def toy_measures(eval_dirs: dict[str, str], buckets: tuple[str, ...]) -> str:
   """Markdown: toy FID, attribute diversity and plausibility per run and bucket."""
-  from difai_jax.metrics import toy  # pylint: disable=import-outside-toplevel
+  from difai_jax.evaluation.metrics import toy  # pylint: disable=import-outside-toplevel
   attributes = toy.reliable_attributes()
   module, variables = toy.load_toy_recognizer()
   names = [name for name, _ in module.attributes]
@@ -131,10 +133,14 @@ def figure(workdir: str, path: str, bucket: str = "30-40", rows: int = 6) -> Non
   """Per row: masked input, coarse, the K completions, ground truth (toy test faces)."""
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  from difai_jax import checkpoints, eval_loop, evaluate, image_io, pipeline  # pylint: disable=import-outside-toplevel,multiple-imports
-  from difai_jax.data import pipeline as data_pipeline  # pylint: disable=import-outside-toplevel
+  from difai_jax import pipeline  # pylint: disable=import-outside-toplevel
+  from difai_jax.evaluation import options as eval_options  # pylint: disable=import-outside-toplevel
+  from difai_jax.data import image_io  # pylint: disable=import-outside-toplevel
+  from difai_jax.evaluation import loop as eval_loop  # pylint: disable=import-outside-toplevel
+  from difai_jax.training import checkpoints  # pylint: disable=import-outside-toplevel
+  from difai_jax.data import loader as data_pipeline  # pylint: disable=import-outside-toplevel
   inference = checkpoints.load_difai(workdir)
-  spec = eval_loop.completion_spec(inference, evaluate.EvalOptions())
+  spec = eval_loop.completion_spec(inference, eval_options.EvalOptions())
   data = eval_loop.eval_data_config(inference.config, os.path.dirname(path) or ".")
   data.bucket_dir = os.path.join(os.path.dirname(os.path.abspath(path)), ".toy_tables_masks")
   size = int(inference.config.image_size)

@@ -34,9 +34,9 @@ from jax import lax
 
 from benchmarks import common
 from benchmarks import difai_setup
-from difai_jax import layers
-from difai_jax import stages
-from difai_jax.stages import inpainting
+from difai_jax.nn import layers
+from difai_jax.training import stages
+from difai_jax.training.stages import inpainting
 
 SECTION = "Toy training throughput"
 _DN = ("NHWC", "HWIO", "NHWC")

@@ -15,7 +15,7 @@ shardings.
 What is compiled is what ``difai_jax.train`` runs for the ``difai`` stage:
 ``stages.inpainting.difai_step_functions`` (``steps.difai_train_step``: frozen coarse net, pSp
 encoder, 1 + alpha StyleGAN2 decodes, n_critic critic updates and one generator update with
-VGG-19 losses) jitted over ``train.make_mesh`` of all the topology's chips (axis ``data``, batch
+VGG-19 losses) jitted over ``mesh.make_mesh`` of all the topology's chips (axis ``data``, batch
 split, state replicated as ``train.state_shardings`` places it),
 the same in / out shardings and donation, under the config's precision policy. With ``--psp
 ffhq`` (default) the frozen pSp has the shape of the paper's FFHQ encoder (IR-SE50, 18 styles,
@@ -152,11 +152,12 @@ class StepCompiler:
   """The DiFAI step of ``config`` over a mesh of ``devices``, compiled for a per-chip batch."""
 
   def __init__(self, config, nets: difai_setup.Networks, devices):
-    from difai_jax import steps  # pylint: disable=import-outside-toplevel
-    from difai_jax import train  # pylint: disable=import-outside-toplevel
-    from difai_jax.stages import inpainting  # pylint: disable=import-outside-toplevel
+    from difai_jax.training import steps  # pylint: disable=import-outside-toplevel
+    from difai_jax import mesh as mesh_lib  # pylint: disable=import-outside-toplevel
+    from difai_jax.training import loop as train  # pylint: disable=import-outside-toplevel
+    from difai_jax.training.stages import inpainting  # pylint: disable=import-outside-toplevel
     self.config = config
-    self.mesh = train.make_mesh(devices)
+    self.mesh = mesh_lib.make_mesh(devices)
     self.num_devices = len(devices)
     replicated = NamedSharding(self.mesh, P())
     self.batch_sharding = NamedSharding(self.mesh, P("data"))
@@ -180,7 +181,7 @@ class StepCompiler:
     return {"image": shape(3), "mask": shape(1)}
 
   def lower(self, batch_per_chip: int):
-    from difai_jax import precision  # pylint: disable=import-outside-toplevel
+    from difai_jax.nn import precision  # pylint: disable=import-outside-toplevel
     with precision.scope(self.config.get("precision")):
       return self.jitted.lower(self.state, self.batch(batch_per_chip * self.num_devices),
                                self.frozen, self.rng)
@@ -188,7 +189,7 @@ class StepCompiler:
   def cpu_flops(self, batch_per_chip: int) -> float:
     """FLOPs of one chip's share of the step: the step at the per-chip batch on one device,
     compiled for this CPU (a TPU compile's per-chip count, without its gradient all-reduce)."""
-    from difai_jax import precision  # pylint: disable=import-outside-toplevel
+    from difai_jax.nn import precision  # pylint: disable=import-outside-toplevel
     plain = lambda tree: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree)
     batch = {k: jax.ShapeDtypeStruct((batch_per_chip,) + v.shape[1:], v.dtype)
              for k, v in self.batch(self.num_devices).items()}
@@ -505,9 +506,9 @@ def main(argv=None) -> int:
       common.header(), "",
       f"`{cmd}` (libtpu {_libtpu_version()}): `steps.difai_train_step` of the "
       f"{args.config} config ({config.image_size} px, the paper's widths; frozen pSp: "
-      f"{nets.description}; n_critic {config.optim.n_critic}, alpha {config.sefa.num_edits}; "
+      f"{nets.description}; n_critic {config.optim.n_critic}, alpha {config.sefa.num_completions - 1}; "
       f"precision '{config.precision}') compiled ahead of time by XLA:TPU for every chip of "
-      f"the topology, over `train.make_mesh` (axis `data`: batch split, state replicated); "
+      f"the topology, over `mesh.make_mesh` (axis `data`: batch split, state replicated); "
       f"nothing ran on a TPU. Memory per chip from `memory_analysis()` of the full "
       f"compile (arguments = state + frozen networks + batch shard; peak = arguments + outputs "
       f"+ temporaries - donated aliases + code); FLOPs per chip from its `cost_analysis()`; "

@@ -32,8 +32,8 @@ import time
 import jax
 import numpy as np
 
-from difai_jax import precision
-from difai_jax.stages import inpainting
+from difai_jax.nn import precision
+from difai_jax.training.stages import inpainting
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -46,9 +46,10 @@ SECTION = "DiFAI train step"
 
 def build_step(config, psp: str):
   """(jitted step, state, frozen, shardings, networks) as difai_jax.train builds them."""
-  from difai_jax import train  # pylint: disable=import-outside-toplevel
+  from difai_jax import mesh as mesh_lib  # pylint: disable=import-outside-toplevel
+  from difai_jax.training import loop as train  # pylint: disable=import-outside-toplevel
   nets = difai_setup.build(config, psp)
-  mesh = train.make_mesh()
+  mesh = mesh_lib.make_mesh()
   replicated = NamedSharding(mesh, P())
   batch_sharding = NamedSharding(mesh, P("data"))
   init_fn, step_fn = inpainting.difai_step_functions(config, nets.models, nets.critic, nets.vgg)
@@ -64,7 +65,7 @@ def build_step(config, psp: str):
 
 def pipeline_rate(config, batch: int, seconds: float, workers: int | None) -> float:
   """Images/s of the training input pipeline at the step's size and batch."""
-  from difai_jax.data import pipeline as data_pipeline  # pylint: disable=import-outside-toplevel
+  from difai_jax.data import loader as data_pipeline  # pylint: disable=import-outside-toplevel
   it = data_pipeline.make_train_iterator(config.data, image_size=config.image_size,
                                          global_batch_size=batch, seed=0, process_index=0,
                                          process_count=1, num_workers=workers, verbose=False)
@@ -125,7 +126,7 @@ def main(argv=None) -> int:
         f"{policy}, dtype {args.dtype}", flush=True)
 
   jitted, state, frozen, batch_sharding, nets = build_step(config, args.psp)
-  from difai_jax.data import pipeline as data_pipeline  # pylint: disable=import-outside-toplevel
+  from difai_jax.data import loader as data_pipeline  # pylint: disable=import-outside-toplevel
   it = data_pipeline.make_train_iterator(config.data, image_size=size,
                                          global_batch_size=batch_size, seed=config.seed,
                                          process_index=0, process_count=1, num_workers=0,

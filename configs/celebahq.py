@@ -24,7 +24,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Which stages this run trains, in order (see configs/demo.py for both back to back).
   config.stages = ("difai",)
   config.seed = 0
-  # Matmul / conv precision of every network (difai_jax/precision.py): "default" is each
+  # Matmul / conv precision of every network (difai_jax/nn/precision.py): "default" is each
   # backend's fastest float32 (one bfloat16 pass on TPU, TF32 on recent GPUs, exact on CPU);
   # "highest" is what the parity tests use.
   config.precision = "default"
@@ -48,7 +48,7 @@ def get_config() -> ml_collections.ConfigDict:
   # same architecture (a workdir or a short name: toy-difai) instead of random weights; the
   # optimizers and the critic start fresh. "" = random init (the paper).
   config.pretrained.init_from = ""
-  # Compute dtype of each frozen network (difai_jax/precision.py); its weights stay float32.
+  # Compute dtype of each frozen network (difai_jax/nn/precision.py); its weights stay float32.
   # "bfloat16" halves their activation memory on GPU / TPU; what it costs in accuracy is in
   # benchmarks/RESULTS.md ("bfloat16 tolerance").
   config.pretrained.dtype = ml_collections.ConfigDict({"psp": "float32", "vgg19": "float32"})
@@ -73,7 +73,11 @@ def get_config() -> ml_collections.ConfigDict:
   # conv layer and the last ToRGB); "conv", "rosinality", "every", or layer names separated by
   # commas ("conv1,convs_0,to_rgbs_7").
   config.sefa.factor_layers = ""
-  config.sefa.num_edits = 2                # alpha: perturbed style images per input
+  # K: the completions per input in training, 1 unperturbed + K - 1 = alpha perturbed style
+  # images (the paper shows alpha = 2 per input).
+  config.sefa.num_completions = 3
+  # Deprecated name (kept one release): alpha = K - 1; when set it wins, with a warning.
+  config.sefa.num_edits = ml_collections.config_dict.placeholder(int)
   config.sefa.top_k = 8                    # draw directions among the 8 strongest
   config.sefa.min_degree = 2.0             # |d_i| in [2, 5]: visible but still face-like edits
   config.sefa.max_degree = 5.0

@@ -13,7 +13,7 @@ import ml_collections
 
 
 def coarse_config() -> ml_collections.ConfigDict:
-  """The coarse net: MLGN with the customised lambda (DESIGN.md "Coarse net (cMLGN)")."""
+  """The coarse net: MLGN with the customised lambda."""
   c = ml_collections.ConfigDict()
   # MLGN's four channel counts (JieLiu95/MLGN Models/models_gd.py Generator): 64 at full to 1/4
   # resolution, 128 on floors 1-2, 192 in the stem at 1/8, 256 on floor 0.
@@ -31,13 +31,13 @@ def coarse_config() -> ml_collections.ConfigDict:
   # MS-SSIM scales: pytorch-msssim's five (MLGN uses pytorch_msssim.MS_SSIM(data_range=1)).
   c.ms_ssim_weights = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
   # Adversarial weight: the paper's "customised lambda" (MLGN: 5). 0 makes the completion blurry
-  # on purpose, which gives pSp room for diverse codes (DESIGN.md). > 0 adds the WGAN-GP critic.
+  # on purpose, which gives pSp room for diverse codes. > 0 adds the WGAN-GP critic.
   c.lambda_adv = 0.0
   return c
 
 
 def generator_config() -> ml_collections.ConfigDict:
-  """The DiFAI generator G(I_masked, I_style', M) (paper "SPARN"; DESIGN.md "DiFAI generator")."""
+  """The DiFAI generator G(I_masked, I_style', M) (paper "SPARN")."""
   c = ml_collections.ConfigDict()
   # Content encoder: SPADE's ConvEncoder (NVlabs/SPADE encoder.py, norm_E='spectralinstance':
   # 3x3 stride-2 convs, spectral norm + instance norm, leaky ReLU 0.2), kept spatial. 'plain'
@@ -67,7 +67,7 @@ def generator_config() -> ml_collections.ConfigDict:
 
 
 def critic_config() -> ml_collections.ConfigDict:
-  """The spectral-norm WGAN-GP critic (paper eq. 9-10; DESIGN.md "Critic")."""
+  """The spectral-norm WGAN-GP critic (paper eq. 9-10)."""
   c = ml_collections.ConfigDict()
   # 4x4 stride-2 convs with leaky ReLU 0.2, no normalisation layers: 256 px -> 8 px (DESIGN).
   c.widths = (64, 128, 256, 512, 512)

@@ -3,13 +3,13 @@
 
     python -m difai_jax.train --config configs/toy_psp.py --workdir runs/toy_psp
     python -m difai_jax.export --workdir runs/toy_psp --out difai_jax/assets/toy/psp
-    python -m difai_jax.stages.psp --psp toy-psp --num_images 256
+    python -m benchmarks.toy_quality      # its reconstruction L2 / PSNR on 256 test faces
 
 (--config.pretrained.stylegan2=DIR trains against another converted generator.)
 
 pSp's ffhq_encode recipe (eladrich/pixel2style2pixel: L2 1.0, LPIPS 0.8, codes relative to
 latent_avg, frozen decoder, batch 8) with what this project can run without downloaded
-weights (difai_jax/stages/psp.py says why each differs): the perceptual term uses the toy-face
+weights (difai_jax/training/stages/psp.py says why each differs): the perceptual term uses the toy-face
 recognizer's features instead of ImageNet LPIPS, the identity loss (ArcFace) is left out, the
 encoder starts from random weights instead of the ArcFace backbone, and the optimizer is Adam
 instead of Ranger. The StyleGAN2 may also be trained in the same run: config.stages =
@@ -22,7 +22,7 @@ import ml_collections
 
 from difai_jax import pretrained
 from difai_jax.data import config as data_config
-from difai_jax.stages import psp as psp_stage
+from difai_jax.training.stages import psp as psp_stage
 
 
 def get_config() -> ml_collections.ConfigDict:

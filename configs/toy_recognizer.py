@@ -4,10 +4,10 @@
         --workdir /work/runs/toy_recognizer
     python -m difai_jax.export --workdir /work/runs/toy_recognizer \
         --out difai_jax/assets/toy/recognizer
-    python -m difai_jax.metrics.toy --recognizer difai_jax/assets/toy/recognizer --num_faces 2000
+    python -m benchmarks.toy_quality      # its accuracy on 2,000 test faces
 
 Not a paper component: a small attribute classifier (`difai_jax/models/recognizer.py`) whose
-embedding and predictions give the toy domain its measures (`difai_jax/metrics/toy.py`). Sized
+embedding and predictions give the toy domain its measures (`difai_jax/evaluation/metrics/toy.py`). Sized
 to train in under 30 minutes on 2 shared CPU cores (25 min measured, at nice 10 beside other
 trainings).
 
@@ -21,7 +21,7 @@ stem) never picks them up within these steps; `metrics.toy.reliable_attributes()
 import ml_collections
 
 from difai_jax.data import config as data_config
-from difai_jax.stages import recognizer as recognizer_stage
+from difai_jax.training.stages import recognizer as recognizer_stage
 
 
 def get_config() -> ml_collections.ConfigDict:

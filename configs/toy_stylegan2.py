@@ -13,14 +13,14 @@ distinct faces (28,000 train indices), so no augmentation is needed.
 import ml_collections
 
 from difai_jax.data import config as data_config
-from difai_jax.stages import stylegan2 as stylegan2_stage
+from difai_jax.training.stages import stylegan2 as stylegan2_stage
 
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.stages = ("stylegan2",)
   config.seed = 0
-  config.precision = "default"            # difai_jax/precision.py
+  config.precision = "default"            # difai_jax/nn/precision.py
   config.image_size = 64
   config.data = data_config.default_data_config()
   config.data.source = "toy"

@@ -8,10 +8,11 @@ Open http://127.0.0.1:7860, upload a face or pick a toy face, brush the hole, ch
 as ``python -m difai_jax.inpaint``). The SeFa sliders give one completion moved along a chosen
 direction by a chosen degree (eq. 3), and "Walk" a strip and a GIF of a continuous walk along it
 (Fig. 4). Known pixels stay bit-exact: every image is composited with the input's known pixels
-(``inpaint.composite_uint8``) and sent to the browser as PNG.
+(``outputs.composite_uint8``) and sent to the browser as PNG.
 
 ``--checkpoint`` is the shipped ``toy-difai`` by default, or any trained DiFAI workdir. The
-models are loaded once, at start (:class:`difai_jax.inpainter.Inpainter`); this module only wires
+models are loaded once, at start (:class:`difai_jax.inference.inpainter.Inpainter`); this module
+only wires
 the widgets to it. Every call runs the same number of SeFa edits (``--one_compile``, padding
 with degree-0 edits whose outputs are dropped), so the pipeline compiles once, at the first
 click (tens of seconds on a CPU; ``--warmup`` does it before the page opens), and is kept in
@@ -29,6 +30,8 @@ import uuid
 import numpy as np
 
 from difai_jax import cli
+from difai_jax.data import image_io
+from difai_jax.data import toy_faces
 
 # The toy faces offered as examples: held-out indices (>= 28,000, never drawn by training), seed 0.
 EXAMPLE_SEED = 0
@@ -42,7 +45,6 @@ MAX_DEGREE = 15.0
 
 def example_faces(size: int = EXAMPLE_SIZE) -> list[np.ndarray]:
   """The example toy faces, (size, size, 3) uint8 each, in ``EXAMPLE_INDICES`` order."""
-  from difai_jax.data import toy_faces  # pylint: disable=import-outside-toplevel
   return [toy_faces.render_face(EXAMPLE_SEED, i, size) for i in EXAMPLE_INDICES]
 
 
@@ -85,7 +87,6 @@ def editor_inputs(value: dict | None) -> tuple[np.ndarray, np.ndarray]:
 def walk_outputs(frames: list[np.ndarray], folder: str,
                  gif_ms: int = 150) -> tuple[np.ndarray, str]:
   """A walk's frames as a strip (uint8) and an animated GIF (forth and back) in ``folder``."""
-  from difai_jax import image_io  # pylint: disable=import-outside-toplevel
   strip = image_io.make_grid(np.stack(frames), ncol=len(frames))
   path = os.path.join(folder, f"walk_{uuid.uuid4().hex[:12]}.gif")
   image_io.save_animated_gif(path, list(frames) + list(frames[-2:0:-1]), duration_ms=gif_ms)
@@ -101,20 +102,8 @@ def _compile_note(inpainter, num_edits: int) -> str | None:
   return "first run: compiling the pipeline (once)"
 
 
-def build_demo(inpainter, workdir: str, walk_steps: int = 9):
-  """The Blocks app around a loaded :class:`~difai_jax.inpainter.Inpainter`.
-
-  ``workdir``: a folder for the example faces and walk GIFs (served to the browser).
-  """
-  import gradio as gr  # pylint: disable=import-outside-toplevel
-  from difai_jax import image_io  # pylint: disable=import-outside-toplevel
-
-  example_paths = []
-  for index, face in zip(EXAMPLE_INDICES, example_faces()):
-    path = os.path.join(workdir, f"toy_face_{index}.png")
-    image_io.save_png(path, face)
-    example_paths.append(path)
-
+def _handlers(gr, inpainter, workdir: str, walk_steps: int):
+  """The Inpaint, Edit and Walk callbacks: each runs the Inpainter, a bad input as gr.Error."""
   def run_guarded(fn):
     try:
       return fn()
@@ -160,60 +149,87 @@ def build_demo(inpainter, workdir: str, walk_steps: int = 9):
       progress(0.9, desc="writing the GIF")
       return walk_outputs(frames, workdir)
     return run_guarded(work)
+  return on_complete, on_edit, on_walk
 
+
+def _about(inpainter) -> str:
   about = (f"**{inpainter.checkpoint}**: DiFAI step {inpainter.step}, {inpainter.image_size} px "
            f"model, {inpainter.n_directions} SeFa directions, on {inpainter.platform}. Any image "
            "size: the model sees it at its resolution; known pixels stay exact.")
   if inpainter.platform == "cpu":
     about += (" The first run compiles the pipeline (tens of seconds on a CPU); later runs "
               "take seconds.")
+  return about
 
+
+def _layout(gr, inpainter, example_paths: list[str], walk_steps: int) -> dict:
+  """The widgets, laid out (inside a gr.Blocks context); returned by name for the wiring."""
+  gr.Markdown("## DiFAI: diverse facial inpainting\n"
+              "Upload a face or pick a toy face below, **brush the hole**, choose K and press "
+              "Inpaint.\n\n" + _about(inpainter))
+  with gr.Row():
+    with gr.Column(scale=1):
+      editor = gr.ImageEditor(
+          label="face: brush the hole", type="numpy", image_mode="RGBA", format="png",
+          sources=("upload", "clipboard"), transforms=(), layers=False,
+          brush=gr.Brush(colors=[BRUSH_COLOR], default_size=BRUSH_SIZE, color_mode="fixed"),
+          canvas_size=(EXAMPLE_SIZE, EXAMPLE_SIZE), elem_id="face_editor")
+      gr.Examples(examples=[[p] for p in example_paths], inputs=[editor],
+                  label="toy faces (held-out, never seen in training)",
+                  elem_id="toy_examples")
+      mask_view = gr.Image(label="mask used (white = known)", format="png", height=200,
+                           interactive=False, elem_id="mask_used")
+    with gr.Column(scale=1):
+      with gr.Row():
+        k = gr.Slider(1, min(MAX_K, inpainter.n_directions + 1), value=4, step=1,
+                      label="K completions", elem_id="k_slider")
+        seed = gr.Number(value=-1, precision=0, elem_id="seed",
+                         label="seed (-1: directions 0..K-2 at +-d; else random edits)")
+      run_button = gr.Button("Inpaint", variant="primary", elem_id="run_button")
+      gallery = gr.Gallery(label="completions", columns=4, height="auto", format="png",
+                           elem_id="completions", object_fit="contain")
+  with gr.Row():
+    with gr.Column(scale=1):
+      component = gr.Slider(0, inpainter.n_directions - 1, value=0, step=1,
+                            label="SeFa direction (0 = strongest)", elem_id="sefa_component")
+      degree = gr.Slider(-MAX_DEGREE, MAX_DEGREE, value=inpainter.degree, step=0.5,
+                         label="degree", elem_id="sefa_degree")
+      edit_button = gr.Button("Edit", elem_id="edit_button")
+      max_degree = gr.Slider(1.0, MAX_DEGREE, value=10.0, step=0.5,
+                             label=f"walk: -max .. +max in {walk_steps} steps",
+                             elem_id="walk_max_degree")
+      walk_button = gr.Button("Walk", elem_id="walk_button")
+    with gr.Column(scale=2):
+      edited = gr.Image(label="edited completion", format="png", interactive=False,
+                        elem_id="edited")
+      strip = gr.Image(label="walk", format="png", interactive=False, elem_id="walk_strip")
+      gif = gr.Image(label="walk (GIF)", type="filepath", interactive=False,
+                     elem_id="walk_gif")
+  return dict(editor=editor, mask_view=mask_view, k=k, seed=seed, run_button=run_button,
+              gallery=gallery, component=component, degree=degree, edit_button=edit_button,
+              max_degree=max_degree, walk_button=walk_button, edited=edited, strip=strip,
+              gif=gif)
+
+
+def build_demo(inpainter, workdir: str, walk_steps: int = 9):
+  """The Blocks app around a loaded :class:`~difai_jax.inference.inpainter.Inpainter`.
+
+  ``workdir``: a folder for the example faces and walk GIFs (served to the browser).
+  """
+  import gradio as gr  # pylint: disable=import-outside-toplevel
+  example_paths = []
+  for index, face in zip(EXAMPLE_INDICES, example_faces()):
+    path = os.path.join(workdir, f"toy_face_{index}.png")
+    image_io.save_png(path, face)
+    example_paths.append(path)
+  on_complete, on_edit, on_walk = _handlers(gr, inpainter, workdir, walk_steps)
   with gr.Blocks(title="DiFAI: diverse facial inpainting", analytics_enabled=False) as demo:
-    gr.Markdown("## DiFAI: diverse facial inpainting\n"
-                "Upload a face or pick a toy face below, **brush the hole**, choose K and press "
-                "Inpaint.\n\n" + about)
-    with gr.Row():
-      with gr.Column(scale=1):
-        editor = gr.ImageEditor(
-            label="face: brush the hole", type="numpy", image_mode="RGBA", format="png",
-            sources=("upload", "clipboard"), transforms=(), layers=False,
-            brush=gr.Brush(colors=[BRUSH_COLOR], default_size=BRUSH_SIZE, color_mode="fixed"),
-            canvas_size=(EXAMPLE_SIZE, EXAMPLE_SIZE), elem_id="face_editor")
-        gr.Examples(examples=[[p] for p in example_paths], inputs=[editor],
-                    label="toy faces (held-out, never seen in training)",
-                    elem_id="toy_examples")
-        mask_view = gr.Image(label="mask used (white = known)", format="png", height=200,
-                             interactive=False, elem_id="mask_used")
-      with gr.Column(scale=1):
-        with gr.Row():
-          k = gr.Slider(1, min(MAX_K, inpainter.n_directions + 1), value=4, step=1,
-                        label="K completions", elem_id="k_slider")
-          seed = gr.Number(value=-1, precision=0, elem_id="seed",
-                           label="seed (-1: directions 0..K-2 at +-d; else random edits)")
-        run_button = gr.Button("Inpaint", variant="primary", elem_id="run_button")
-        gallery = gr.Gallery(label="completions", columns=4, height="auto", format="png",
-                             elem_id="completions", object_fit="contain")
-    with gr.Row():
-      with gr.Column(scale=1):
-        component = gr.Slider(0, inpainter.n_directions - 1, value=0, step=1,
-                              label="SeFa direction (0 = strongest)", elem_id="sefa_component")
-        degree = gr.Slider(-MAX_DEGREE, MAX_DEGREE, value=inpainter.degree, step=0.5,
-                           label="degree", elem_id="sefa_degree")
-        edit_button = gr.Button("Edit", elem_id="edit_button")
-        max_degree = gr.Slider(1.0, MAX_DEGREE, value=10.0, step=0.5,
-                               label=f"walk: -max .. +max in {walk_steps} steps",
-                               elem_id="walk_max_degree")
-        walk_button = gr.Button("Walk", elem_id="walk_button")
-      with gr.Column(scale=2):
-        edited = gr.Image(label="edited completion", format="png", interactive=False,
-                          elem_id="edited")
-        strip = gr.Image(label="walk", format="png", interactive=False, elem_id="walk_strip")
-        gif = gr.Image(label="walk (GIF)", type="filepath", interactive=False,
-                       elem_id="walk_gif")
-
-    run_button.click(on_complete, [editor, k, seed], [gallery, mask_view])
-    edit_button.click(on_edit, [editor, component, degree], [edited])
-    walk_button.click(on_walk, [editor, component, max_degree], [strip, gif])
+    w = _layout(gr, inpainter, example_paths, walk_steps)
+    w["run_button"].click(on_complete, [w["editor"], w["k"], w["seed"]],
+                          [w["gallery"], w["mask_view"]])
+    w["edit_button"].click(on_edit, [w["editor"], w["component"], w["degree"]], [w["edited"]])
+    w["walk_button"].click(on_walk, [w["editor"], w["component"], w["max_degree"]],
+                           [w["strip"], w["gif"]])
   return demo
 
 
@@ -260,7 +276,7 @@ def main(argv):
   except ImportError:
     raise cli.CliError("the browser demo needs gradio: pip install -e \".[app]\"") from None
   check_port(FLAGS.host, FLAGS.port)
-  from difai_jax.inpainter import Inpainter  # pylint: disable=import-outside-toplevel
+  from difai_jax.inference.inpainter import Inpainter  # pylint: disable=import-outside-toplevel
   print(f"loading {FLAGS.checkpoint} ...", flush=True)
   pad = max(MAX_K - 1, 1, FLAGS.walk_steps) if FLAGS.one_compile else 0
   inpainter = Inpainter(FLAGS.checkpoint, degree=FLAGS.degree, pad_edits=pad,

@@ -10,28 +10,30 @@ Each ``python -m difai_jax.<tool>`` ends with ``cli.run(main)`` in place of ``ab
     asks for it: orbax's INFO logs, jax's "Unable to initialize backend 'tpu'" line and the C++
     INFO / WARNING lines of XLA and TensorFlow (``TF_CPP_MIN_LOG_LEVEL=2`` unless already set).
 
-The checks (:func:`check_output_dir`, :func:`check_output_file`) and the cache
-(:func:`enable_compilation_cache`) import nothing heavy, so a tool can call them before it
-imports JAX: a wrong ``--out`` is refused in the first second, not after the models are loaded.
+The output checks and the compilation cache are :mod:`difai_jax.runtime`'s (the library uses
+them too); they are re-exported here for the commands.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from typing import Callable, Sequence
 
 from absl import app
 from absl import flags
 from absl import logging
 
-CACHE_ENV = "DIFAI_JAX_CACHE_DIR"
-_OFF = ("", "none", "off")
+from difai_jax.runtime import CACHE_ENV
+from difai_jax.runtime import check_output_dir
+from difai_jax.runtime import check_output_file
+from difai_jax.runtime import CliError
+from difai_jax.runtime import default_cache_dir
+from difai_jax.runtime import enable_compilation_cache
 
-
-class CliError(Exception):
-  """A problem the user can fix; :func:`run` prints the message alone and exits 1."""
+__all__ = ["CACHE_ENV", "CliError", "check_output_dir", "check_output_file", "default_cache_dir",
+           "define_cache_flag", "enable_compilation_cache", "quiet_logs", "run",
+           "verbosity_requested"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -108,94 +110,6 @@ def run(main: Callable[[list[str]], int | None],
   app.run(wrapped)
 
 
-# ----------------------------------------------------------------------------------------------
-# Outputs, checked before the work
-# ----------------------------------------------------------------------------------------------
-
-def _first_existing(path: str) -> str:
-  """``path`` or its nearest existing ancestor."""
-  current = path
-  while not os.path.lexists(current):
-    parent = os.path.dirname(current)
-    if parent == current:
-      break
-    current = parent
-  return current
-
-
-def _probe_writable(folder: str) -> str | None:
-  """None if a file can be created in ``folder`` (and is removed again), else the OS reason."""
-  try:
-    fd, probe = tempfile.mkstemp(prefix=".difai_write_test_", dir=folder)
-  except OSError as e:
-    return e.strerror or type(e).__name__
-  os.close(fd)
-  os.remove(probe)
-  return None
-
-
-def _refuse_unless_creatable(full: str, flag: str, path: str) -> None:
-  """Raises CliError unless ``full`` (a folder, existing or not) can hold new files."""
-  existing = _first_existing(full)
-  if not os.path.isdir(existing):
-    raise CliError(f"{flag} {path} cannot be created: {existing} is a file, not a folder")
-  reason = _probe_writable(existing)
-  if reason is not None:
-    where = "" if existing == full else f" (in {existing}, where it would be created)"
-    raise CliError(f"{flag} {path} cannot be written{where}: {reason}")
-
-
-def check_output_dir(path: str, flag: str = "--out") -> str:
-  """Refuses an output folder that cannot be created or written, before any work is done.
-
-  Nothing is left behind: an existing folder gets a probe file that is removed at once; a
-  missing one is checked at its nearest existing ancestor (where it would be created).
-
-  Returns:
-    The absolute path.
-
-  Raises:
-    CliError: one line naming ``flag``, the path and the reason.
-  """
-  if not path:
-    raise CliError(f"{flag} is empty; give an output folder")
-  full = os.path.abspath(os.path.expanduser(path))
-  if os.path.lexists(full) and not os.path.isdir(full):
-    raise CliError(f"{flag} {path} is a file, not a folder")
-  _refuse_unless_creatable(full, flag, path)
-  return full
-
-
-def check_output_file(path: str, flag: str = "--out") -> str:
-  """Refuses an output file that is a folder or whose folder cannot be created or written.
-
-  Returns:
-    The absolute path.
-
-  Raises:
-    CliError: one line naming ``flag``, the path and the reason.
-  """
-  if not path:
-    raise CliError(f"{flag} is empty; give an output file")
-  full = os.path.abspath(os.path.expanduser(path))
-  if os.path.isdir(full):
-    raise CliError(f"{flag} {path} is a folder; give a file name (e.g. {path}/out.png)")
-  _refuse_unless_creatable(os.path.dirname(full), flag, path)
-  return full
-
-
-# ----------------------------------------------------------------------------------------------
-# The persistent compilation cache
-# ----------------------------------------------------------------------------------------------
-
-def default_cache_dir() -> str:
-  """``$DIFAI_JAX_CACHE_DIR``, else ``$XDG_CACHE_HOME/difai_jax/jax_cache`` (~/.cache/...)."""
-  if CACHE_ENV in os.environ:
-    return os.environ[CACHE_ENV]
-  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-  return os.path.join(base, "difai_jax", "jax_cache")
-
-
 def define_cache_flag() -> None:
   """``--compilation_cache DIR`` for a tool that compiles ('none' turns the cache off); once
   per process, however many tools a process imports (a test session imports them all)."""
@@ -205,37 +119,3 @@ def define_cache_flag() -> None:
       "compilation_cache", None,
       f"JAX's persistent compilation cache: a second run of the same shapes skips compiling "
       f"(default: ${CACHE_ENV}, else ~/.cache/difai_jax/jax_cache; 'none' turns it off)")
-
-
-def enable_compilation_cache(directory: str | None = None) -> str | None:
-  """Turns on JAX's persistent compilation cache in ``directory``.
-
-  Args:
-    directory: the cache folder; None means :func:`default_cache_dir`; ``""``, ``"none"`` or
-      ``"off"`` leave the cache off. A folder that cannot be written leaves it off with a note
-      (a cache is never a reason to fail).
-
-  Returns:
-    The folder in use, or None. A ``JAX_COMPILATION_CACHE_DIR`` set by the user wins.
-  """
-  import jax  # pylint: disable=import-outside-toplevel
-  if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-    return os.environ["JAX_COMPILATION_CACHE_DIR"]
-  directory = default_cache_dir() if directory is None else directory
-  if directory.strip().lower() in _OFF:
-    return None
-  directory = os.path.abspath(os.path.expanduser(directory))
-  try:
-    os.makedirs(directory, exist_ok=True)
-    reason = _probe_writable(directory)
-  except OSError as e:
-    reason = e.strerror or type(e).__name__
-  if reason is not None:
-    print(f"note: compilation cache {directory} is not writable ({reason}); compiling without "
-          "it", file=sys.stderr)
-    return None
-  jax.config.update("jax_compilation_cache_dir", directory)
-  # Cache everything that took noticeable time to compile; the default (1 s) misses the
-  # smaller programs of a tool run whose sum is what a user waits for.
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
-  return directory

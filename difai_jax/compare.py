@@ -20,7 +20,7 @@ import os
 from typing import Any, Mapping, Sequence
 
 from difai_jax import cli
-from difai_jax import eval_report
+from difai_jax.evaluation import report as eval_report
 
 # What must agree for two evaluations to be comparable cell by cell.
 PROTOCOL_KEYS = ("image_size", "num_images", "num_completions", "protocol",

@@ -31,7 +31,7 @@ import numpy as np
 # JAX and the models are imported where they are used, so that a wrong --out or --image is
 # refused in a second, before those imports.
 from difai_jax import cli
-from difai_jax import image_io
+from difai_jax.data import image_io
 
 SMALL_INPUT_FACTOR = 2   # a note when the encoder upscales an input more than this
 

@@ -1,6 +1,6 @@
 """The training losses of DiFAI (Yoon et al., Sec. 3.4, eq. 6-11), one named function per term.
 
-Notation (DESIGN.md "Losses"): ``mask`` is the paper's M (1 = known pixel, 0 = hole) with shape
+Notation: ``mask`` is the paper's M (1 = known pixel, 0 = hole) with shape
 (N, H, W, 1); ``hole = 1 - mask`` is M_r. For one masked input the generator produces K = 1 + alpha
 outputs ``I_out_j``, one per style image ``I_style_j``: j = 0 is conditioned on the pSp inversion
 itself, j >= 1 on its SeFa-perturbed versions. The train step stacks them on a leading axis:
@@ -24,7 +24,11 @@ function                            equation    what it constrains
 :func:`generator_adversarial_loss`  eq. 9       WGAN: -E[D(fake)]
 :func:`critic_loss`                 eq. 10      WGAN-GP: E[D(fake)] - E[D(real)] + 10 GP
 :func:`total_generator_loss`        eq. 11      sum of lambda_t * term_t
+:func:`coarse_loss`                 (MLGN)      the coarse net's SmoothL1 + MS-SSIM (+ adv.)
 =================================  ==========  ==============================================
+
+``training/steps.py`` calls exactly these: the DiFAI step every term of eq. 6-11, the coarse
+step :func:`coarse_loss`.
 
 Only j = 0 is tied to the ground truth (L1, MS-SSIM and the known-region feature terms): the
 outputs j >= 1 must stay free to differ from I_gt in the hole, and are tied to their own style
@@ -46,16 +50,17 @@ Normalisation choices (the paper leaves them open):
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 
-from difai_jax.metrics import ssim as ssim_lib
+from difai_jax.evaluation.metrics import ssim as ssim_lib
+from difai_jax.models.coarse import CoarseOutputs
 
 Features = Mapping[str, jnp.ndarray]
 
-LAMBDA_GP = 10.0  # WGAN-GP weight (Gulrajani et al. 2017; DESIGN.md "Critic")
+LAMBDA_GP = 10.0  # WGAN-GP weight (Gulrajani et al. 2017)
 
 
 # ---- helpers ----
@@ -274,17 +279,21 @@ def style_loss(feats_out: Features, feats_style: Features, feats_gt: Features,
 
 # ---- MS-SSIM (eq. 8) ----
 
-def ms_ssim_loss(i_out0: jnp.ndarray, i_gt: jnp.ndarray) -> jnp.ndarray:
+def ms_ssim_loss(i_out0: jnp.ndarray, i_gt: jnp.ndarray,
+                 weights: Sequence[float] = ssim_lib.MS_SSIM_WEIGHTS) -> jnp.ndarray:
   """``1 - MS-SSIM(I_out_0, I_gt)`` averaged over the batch (eq. 8).
 
   Args:
-    i_out0, i_gt: (N, H, W, 3) in [-1, 1], H and W > 160 (5 scales of an 11-pixel window).
-      They are mapped to [0, 1] and compared with ``data_range=1`` (pytorch-msssim defaults
-      otherwise: 5 scales, weights 0.0448 ... 0.1333, window 11, sigma 1.5).
+    i_out0, i_gt: (N, H, W, 3) in [-1, 1], the smaller side > ``10 * 2 ** (scales - 1)`` (160
+      for the default 5 scales of an 11-pixel window). They are mapped to [0, 1] and compared
+      with ``data_range=1`` (pytorch-msssim defaults otherwise: window 11, sigma 1.5).
+    weights: the scale weights, finest first (default pytorch-msssim's five, 0.0448 ... 0.1333;
+      the configs give fewer for small images).
   """
   if i_out0.ndim != 4:
     raise ValueError(f"ms_ssim_loss takes the j = 0 output, (N, H, W, 3); got {i_out0.shape}")
-  value = ssim_lib.ms_ssim((i_out0 + 1.0) * 0.5, (i_gt + 1.0) * 0.5, data_range=1.0)
+  value = ssim_lib.ms_ssim((i_out0 + 1.0) * 0.5, (i_gt + 1.0) * 0.5, data_range=1.0,
+                           weights=weights)
   return 1.0 - jnp.mean(value)
 
 
@@ -405,3 +414,89 @@ def total_generator_loss(terms: Mapping[str, jnp.ndarray],
   out = dict(terms)
   out["total"] = total
   return total, out
+
+
+# ----------------------------------------------------------------------------------------------
+# The coarse net (the paper's customised MLGN): MLGN's backward_G
+# ----------------------------------------------------------------------------------------------
+
+def smooth_l1(x: jax.Array, beta: float = 1.0) -> jax.Array:
+  """Elementwise PyTorch ``SmoothL1Loss`` (beta 1): ``0.5 x^2 / beta`` if ``|x| < beta``."""
+  ax = jnp.abs(x)
+  return jnp.where(ax < beta, 0.5 * jnp.square(x) / beta, ax - 0.5 * beta)
+
+def coarse_loss_terms(outputs: CoarseOutputs, i_gt: jax.Array, mask: jax.Array, *,
+                      ms_ssim_weights: Sequence[float] = ssim_lib.MS_SSIM_WEIGHTS,
+                      fake_scores: jax.Array | None = None) -> dict[str, jax.Array]:
+  """The unweighted terms of MLGN's generator loss on the composite.
+
+  With ``I_comp = I_gt * mask + hole * out`` (the reference's ``fake_B``):
+
+  * ``rec``: ``SmoothL1(I_comp * hole, I_gt * hole)`` averaged over all N*H*W*3 values (PyTorch
+    ``SmoothL1Loss()``, beta 1), i.e. the hole error weighted by the hole's share of the image;
+  * ``ms_ssim``: ``1 - MS-SSIM((I_comp + 1) / 2, (I_gt + 1) / 2)``, data range 1, batch mean
+    (pytorch-msssim ``MS_SSIM(data_range=1)``; ``ms_ssim_weights`` sets the scales);
+  * ``adversarial``: ``-mean(fake_scores)`` when scores are given: the WGAN generator term of
+    the project's critic (the reference uses an LSGAN critic; see ``coarse_loss``).
+
+  Args:
+    outputs: :class:`CoarseOutputs` of the coarse net.
+    i_gt: (N, H, W, 3) ground truth in [-1, 1].
+    mask: (N, H, W, 1), 1 = known, 0 = hole.
+    ms_ssim_weights: MS-SSIM scale exponents, finest first (5 for 256 px, fewer for small
+      images: the smaller side must exceed ``10 * 2 ** (scales - 1)``).
+    fake_scores: critic scores (N,) of the composites, or None.
+
+  Returns:
+    ``{"rec", "ms_ssim"}`` (+ ``"adversarial"``) float32 scalars.
+  """
+  if i_gt.shape != outputs.full.shape:
+    raise ValueError(f"coarse_loss: i_gt {i_gt.shape} and the coarse output "
+                     f"{outputs.full.shape} differ")
+  if mask.shape != i_gt.shape[:3] + (1,):
+    raise ValueError(f"coarse_loss: mask must be (N, H, W, 1) matching i_gt; got {mask.shape}")
+  mask = mask.astype(jnp.float32)
+  hole = 1.0 - mask
+  i_gt = i_gt.astype(jnp.float32)
+  out = outputs.full.astype(jnp.float32)
+  comp = i_gt * mask + hole * out
+  terms = {
+      "rec": jnp.mean(smooth_l1(comp * hole - i_gt * hole)),
+      "ms_ssim": 1.0 - jnp.mean(ssim_lib.ms_ssim((comp + 1.0) * 0.5, (i_gt + 1.0) * 0.5,
+                                                 data_range=1.0,
+                                                 weights=tuple(ms_ssim_weights))),
+  }
+  if fake_scores is not None:
+    terms["adversarial"] = -jnp.mean(fake_scores.astype(jnp.float32))
+  return terms
+
+def coarse_loss(outputs: CoarseOutputs, i_gt: jax.Array, mask: jax.Array, *,
+                lambda_rec: float = 100.0, lambda_ms_ssim: float = 5.0,
+                lambda_adv: float = 0.0,
+                ms_ssim_weights: Sequence[float] = ssim_lib.MS_SSIM_WEIGHTS,
+                fake_scores: jax.Array | None = None) -> jax.Array:
+  """MLGN's generator loss with DiFAI's customised adversarial weight.
+
+  ``lambda_rec * rec + lambda_ms_ssim * ms_ssim + lambda_adv * adversarial`` over the terms of
+  :func:`coarse_loss_terms`. MLGN's ``backward_G`` reads
+  ``5 * GAN + lambda_l1 * SmoothL1 + 5 * (1 - MS-SSIM)`` with ``lambda_l1`` commented as 100
+  (its options file is not public). DiFAI customises the adversarial weight so that the coarse
+  face stays blurry: ``lambda_adv`` 0 by default (MLGN: 5). When it is non-zero the project's
+  WGAN-GP critic scores the composite and the term is ``-mean(D(composite))``, not MLGN's LSGAN.
+
+  Args:
+    outputs, i_gt, mask, ms_ssim_weights: as :func:`coarse_loss_terms`.
+    lambda_rec, lambda_ms_ssim, lambda_adv: term weights.
+    fake_scores: critic scores (N,) of the composites; required when ``lambda_adv != 0``.
+
+  Returns:
+    Scalar float32 loss.
+  """
+  if lambda_adv and fake_scores is None:
+    raise ValueError("coarse_loss: lambda_adv is non-zero but no fake_scores were given")
+  terms = coarse_loss_terms(outputs, i_gt, mask, ms_ssim_weights=ms_ssim_weights,
+                            fake_scores=fake_scores if lambda_adv else None)
+  total = lambda_rec * terms["rec"] + lambda_ms_ssim * terms["ms_ssim"]
+  if lambda_adv:
+    total = total + lambda_adv * terms["adversarial"]
+  return total

@@ -27,24 +27,36 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 
+from difai_jax import sefa as sefa_lib
 from difai_jax.models import coarse as coarse_lib
 from difai_jax.models import psp as psp_lib
 from difai_jax.models import sparn as sparn_lib
+from difai_jax.nn import variants
 
 
 
 def composite(i_masked: jax.Array, i_out: jax.Array, mask: jax.Array) -> jax.Array:
-  """``I_masked + hole * I_out``; known pixels stay bit-exact.
+  """The paper's composite ``I_masked + hole * I_out`` (also I_style'); known pixels stay
+  bit-exact (x + 0 * y is x exactly for finite y), hole pixels equal ``i_out``.
 
-  ``i_out`` may carry a leading K axis, (K, N, H, W, C), with ``i_masked`` (N, H, W, C) and
-  ``mask`` (N, H, W, 1) shared by every j.
+  Args:
+    i_masked: (N, H, W, C) known pixels, zero in the hole (``image * mask``), in [-1, 1].
+    i_out: (N, H, W, C), or (K, N, H, W, C) with ``i_masked`` and ``mask`` shared by every j.
+    mask: (N, H, W, 1), 1 = known, 0 = hole.
   """
-  if i_out.ndim == i_masked.ndim:
-    return sparn_lib.composite(i_masked, i_out, mask)
-  k = i_out.shape[0]
-  out = sparn_lib.composite(_repeat_variants(i_masked, k), sparn_lib.fold_variants(i_out),
-                            _repeat_variants(mask, k))
-  return sparn_lib.unfold_variants(out, k)
+  if i_out.ndim == i_masked.ndim + 1:
+    k = i_out.shape[0]
+    out = composite(_repeat_variants(i_masked, k), variants.fold_variants(i_out),
+                    _repeat_variants(mask, k))
+    return variants.unfold_variants(out, k)
+  if i_masked.shape != i_out.shape:
+    raise ValueError(f"composite: i_masked {i_masked.shape} and i_out {i_out.shape} differ")
+  n, h, w = i_masked.shape[:3]
+  if mask.ndim != 4 or tuple(mask.shape) != (n, h, w, 1):
+    raise ValueError(
+        f"composite: mask must have shape (N, H, W, 1) = {(n, h, w, 1)} matching the image "
+        f"(1 = known pixel, 0 = hole); got {tuple(mask.shape)}")
+  return i_masked + (1.0 - mask).astype(i_out.dtype) * i_out
 
 
 def _repeat_variants(x: jax.Array, k: int) -> jax.Array:
@@ -114,7 +126,8 @@ def invert(psp: psp_lib.PSP, variables, images: jax.Array) -> jax.Array:
 
 def sefa_latents(w_plus: jax.Array, directions: jax.Array, components: jax.Array,
                  degrees: jax.Array, layers: tuple[int, ...] | None = None) -> jax.Array:
-  """Eq. 3: ``[W+, W+ + d_1 n_c1, ..., W+ + d_alpha n_calpha]`` -> (1 + alpha, N, L, D).
+  """Eq. 3 for every edit: ``[W+, W+ + d_1 n_c1, ..., W+ + d_alpha n_calpha]`` ->
+  (1 + alpha, N, L, D), each move :func:`difai_jax.sefa.move`.
 
   Args:
     w_plus: (N, L, D).
@@ -123,13 +136,9 @@ def sefa_latents(w_plus: jax.Array, directions: jax.Array, components: jax.Array
     degrees: (N, alpha) step sizes d_i.
     layers: W+ layers to move (None: all).
   """
-  steps = directions[components] * degrees[..., None]          # (N, alpha, D)
-  if layers is not None:
-    select = jnp.zeros((w_plus.shape[1],), w_plus.dtype).at[jnp.asarray(layers)].set(1.0)
-  else:
-    select = jnp.ones((w_plus.shape[1],), w_plus.dtype)
-  moved = w_plus[:, None] + steps[:, :, None, :] * select[None, None, :, None]  # (N, a, L, D)
-  return jnp.concatenate([w_plus[None], jnp.moveaxis(moved, 1, 0)], axis=0)
+  moved = [sefa_lib.move(w_plus, directions[components[:, i]][:, None, :], degrees[:, i], layers)
+           for i in range(components.shape[1])]
+  return jnp.stack([w_plus] + moved)
 
 
 def style_images(psp: psp_lib.PSP, variables, latents: jax.Array, image_size: int,
@@ -137,14 +146,14 @@ def style_images(psp: psp_lib.PSP, variables, latents: jax.Array, image_size: in
   """StyleGAN2 decoding of (K, N, L, D) W+ codes -> (K, N, image_size, image_size, 3).
 
   All K * N codes go through one decoder batch (folded sample-major, so that a batch split over
-  a mesh stays split: ``sparn.fold_variants``). ``decode_size`` > 0 stops the decoder at that
+  a mesh stays split: ``variants.fold_variants``). ``decode_size`` > 0 stops the decoder at that
   resolution (its ToRGB skip image, then resized) instead of decoding at full resolution and
   pooling: a non-paper approximation (``config.pretrained.psp_decode_size``).
   """
   k = latents.shape[0]
-  images = psp.apply(variables, sparn_lib.fold_variants(latents), resize=False,
+  images = psp.apply(variables, variants.fold_variants(latents), resize=False,
                      return_latents=False, method="decode", stop_at=decode_size or None)
-  return sparn_lib.unfold_variants(resize(images, image_size), k)
+  return variants.unfold_variants(resize(images, image_size), k)
 
 
 def style_prime(i_masked: jax.Array, mask: jax.Array, i_style: jax.Array) -> jax.Array:
@@ -193,7 +202,7 @@ def generate(generator: sparn_lib.DiFAIGenerator, variables, i_masked: jax.Array
              mutable=False, valid: jax.Array | None = None):
   """Eq. 5 for every style image: (K, N, H, W, 3) raw outputs I_out_j.
 
-  The K variants run as one generator batch of N * K, sample-major (``sparn.fold_variants``:
+  The K variants run as one generator batch of N * K, sample-major (``variants.fold_variants``:
   a batch split over a mesh stays split), with ``num_variants=K``:
   batch statistics (region norm with ``rn_stats='batch'``, BatchNorm in training) are pooled
   over the N images of each variant j and never across variants, so I_out_j is what a forward
@@ -209,11 +218,11 @@ def generate(generator: sparn_lib.DiFAIGenerator, variables, i_masked: jax.Array
   """
   k = i_style_prime.shape[0]
   result = generator.apply(variables, _repeat_variants(i_masked, k),
-                           sparn_lib.fold_variants(i_style_prime), _repeat_variants(mask, k),
+                           variants.fold_variants(i_style_prime), _repeat_variants(mask, k),
                            train=train, num_variants=k, mutable=mutable,
                            valid=None if valid is None else _repeat_variants(valid, k))
   i_out, updates = result if mutable else (result, None)
-  i_out = sparn_lib.unfold_variants(i_out, k)
+  i_out = variants.unfold_variants(i_out, k)
   return (i_out, updates) if mutable else i_out
 
 

@@ -17,22 +17,33 @@ from typing import Any, Callable
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 
-# kind -> "module:function" building the Flax module from the config's architecture fields.
-# Resolved lazily so that loading one kind never imports the others.
-_BUILDERS: dict[str, str] = {
-    "stylegan2": "difai_jax.models.stylegan2:from_config",
-    "stylegan2_discriminator": "difai_jax.models.stylegan2:discriminator_from_config",
-    "psp": "difai_jax.models.psp:from_config",
-    "vgg19": "difai_jax.models.vgg:from_config",
-    "lpips": "difai_jax.metrics.lpips:from_config",
-    "inception": "difai_jax.metrics.fid:from_config",
-    "ir_se_backbone": "difai_jax.models.psp:backbone_from_config",
-    "coarse": "difai_jax.models.coarse:from_config",
-    "difai_generator": "difai_jax.models.sparn:from_config",
-    "critic": "difai_jax.models.critic:from_config",
-    "toy_recognizer": "difai_jax.models.recognizer:from_config",
-    "mtcnn": "difai_jax.face.mtcnn:from_config",
+from difai_jax.evaluation.metrics import fid
+from difai_jax.evaluation.metrics import lpips
+from difai_jax.inference.face import mtcnn
+from difai_jax.models import coarse
+from difai_jax.models import critic
+from difai_jax.models import psp
+from difai_jax.models import recognizer
+from difai_jax.models import sparn
+from difai_jax.models import stylegan2
+from difai_jax.models import vgg
+
+# kind -> the function building the Flax module from the config's architecture fields.
+_BUILDERS: dict[str, Callable[[dict], Any]] = {
+    "stylegan2": stylegan2.from_config,
+    "stylegan2_discriminator": stylegan2.discriminator_from_config,
+    "psp": psp.from_config,
+    "vgg19": vgg.from_config,
+    "lpips": lpips.from_config,
+    "inception": fid.from_config,
+    "ir_se_backbone": psp.backbone_from_config,
+    "coarse": coarse.from_config,
+    "difai_generator": sparn.from_config,
+    "critic": critic.from_config,
+    "toy_recognizer": recognizer.from_config,
+    "mtcnn": mtcnn.from_config,
 }
 
 
@@ -42,6 +53,8 @@ _BUILDERS: dict[str, str] = {
 ASSETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 SHORT_NAMES = {
     "toy-stylegan2": "toy/stylegan2",
+    # the wider generator in training, with its discriminator: continue it with init_from
+    "toy-stylegan2-wide": "toy/stylegan2_wide",
     "toy-psp": "toy/psp",
     "toy-recognizer": "toy/recognizer",
     "toy-difai": "toy/difai",          # a training workdir (coarse + difai stages), not a model
@@ -62,16 +75,19 @@ def resolve(name_or_dir: str | os.PathLike) -> str:
   return name
 
 
-def register(kind: str, builder: str) -> None:
-  """Registers ``"module:function"`` as the builder of ``kind`` (for extensions)."""
+def register(kind: str, builder: Callable[[dict], Any] | str) -> None:
+  """Registers the builder of ``kind`` (for extensions): a function of the config's fields, or
+  ``"module:function"`` naming one."""
+  if isinstance(builder, str):
+    module, function = builder.split(":")
+    builder = getattr(importlib.import_module(module), function)
   _BUILDERS[kind] = builder
 
 
 def _builder(kind: str) -> Callable[[dict], Any]:
   if kind not in _BUILDERS:
     raise ValueError(f"unknown pretrained kind {kind!r}; known kinds: {sorted(_BUILDERS)}")
-  mod, fn = _BUILDERS[kind].split(":")
-  return getattr(importlib.import_module(mod), fn)
+  return _BUILDERS[kind]
 
 
 def save(directory: str | os.PathLike, kind: str, config: dict, variables: Any) -> None:
@@ -80,7 +96,6 @@ def save(directory: str | os.PathLike, kind: str, config: dict, variables: Any) 
   if os.path.exists(os.path.join(directory, "config.json")):
     raise FileExistsError(f"{directory} already holds a converted model; choose a new directory")
   os.makedirs(directory, exist_ok=True)
-  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
   variables = jax.tree.map(lambda x: np.asarray(x), variables)
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save(os.path.join(directory, "variables"), variables)
@@ -111,7 +126,6 @@ def build(config: dict):
 
 def load(directory: str | os.PathLike) -> tuple[Any, Any]:
   """Returns ``(module, variables)`` of a converted model directory."""
-  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
   directory = os.path.abspath(resolve(directory))
   config = read_config(directory)
   module = build(config)

@@ -20,7 +20,7 @@ import numpy as np
 # JAX and the models are imported where they are used, so that a wrong flag or output path is
 # refused in a second, before those imports.
 from difai_jax import cli
-from difai_jax import image_io
+from difai_jax.data import image_io
 
 SEFA_METHODS = ("genforce", "rosinality")   # difai_jax.sefa.METHODS, without importing JAX
 RANDOM_STYLE_DIM = 64

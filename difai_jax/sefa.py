@@ -118,12 +118,13 @@ def move(latent: jax.Array, direction: jax.Array, degree, layers: Sequence[int] 
 
   Args:
     latent: w (N, D) or W+ (N, L, D).
-    direction: (D,) unit direction (a row of ``Factorization.directions``).
-    degree: scalar or (N,) array of step sizes.
+    direction: (D,) unit direction (a row of ``Factorization.directions``), or (N, 1, D): one
+      per sample.
+    degree: scalar or (N,) array of step sizes (a python number takes the latent's dtype).
     layers: W+ layer indices to move; None moves every layer. A w latent is first broadcast to
       W+ (then ``n_latent`` is required).
   """
-  degree = jnp.asarray(degree, latent.dtype)
+  degree = jnp.asarray(degree, jnp.result_type(latent, degree))
   if layers is None:
     shape = (-1,) + (1,) * (latent.ndim - 1) if degree.ndim else ()
     return latent + jnp.reshape(degree, shape) * direction

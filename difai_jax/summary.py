@@ -18,17 +18,13 @@ from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
-import numpy as np
 from ml_collections import config_flags
 
 from difai_jax import cli
 from difai_jax.models import coarse
 from difai_jax.models import critic
 from difai_jax.models import sparn
-
-def _count(tree: Any) -> int:
-  return int(sum(np.prod(x.shape, dtype=np.int64) for x in jax.tree.leaves(tree)))
-
+from difai_jax.nn import parameter_count
 
 def variable_shapes(config: Any) -> dict[str, Any]:
   """Abstract variables (ShapeDtypeStructs) of the three models at config.image_size, batch 1."""
@@ -49,8 +45,8 @@ def parameter_table(config: Any) -> list[tuple[str, int, dict[str, int]]]:
   """Rows (model, number of params, {other collection: number of entries})."""
   rows = []
   for name, variables in variable_shapes(config).items():
-    others = {k: _count(v) for k, v in variables.items() if k != "params"}
-    rows.append((name, _count(variables.get("params", {})), others))
+    others = {k: parameter_count(v) for k, v in variables.items() if k != "params"}
+    rows.append((name, parameter_count(variables.get("params", {})), others))
   return rows
 
 

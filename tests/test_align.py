@@ -1,4 +1,4 @@
-"""The FFHQ crop (difai_jax/face/align.py) and inpainting whole photos (inpaint --align).
+"""The FFHQ crop (difai_jax/inference/face/align.py) and inpainting whole photos (inpaint --align).
 
 The geometry is checked against hand-computed quads and by round trips (crop then paste back
 returns the photo: within interpolation error in the hole, bit-exact elsewhere); the CLI path
@@ -14,8 +14,10 @@ from PIL import Image
 import pytest
 
 from difai_jax import inpaint
-from difai_jax.face import align
-from difai_jax.face import mtcnn
+from difai_jax.inference import inputs as inputs_lib
+from difai_jax.inference.face import detect
+from difai_jax.inference.face import align
+from difai_jax.inference.face import mtcnn
 from tests.conftest import fixture_path
 
 
@@ -123,24 +125,24 @@ def _face(x, y, d, score):
 def test_face_choice_and_auto_mode():
   image = np.zeros((100, 150, 3), np.uint8)
   two = _FakeDetector([_face(50, 40, 20, 0.99), _face(110, 50, 10, 0.9)])
-  with pytest.raises(inpaint.InputError, match=r"2 faces found in p\.png \(face 0: box \(30, "
+  with pytest.raises(inputs_lib.InputError, match=r"2 faces found in p\.png \(face 0: box \(30, "
                      r"20, 70, 64\), 40x44 px, score 0\.990; face 1: box \(100, 40, 120, 62\).*"
                      r"score 0\.900\); pick one with --face N"):
-    inpaint.find_alignment("p.png", image, 64, detector=two)
-  a, notes = inpaint.find_alignment("p.png", image, 64, face=1, detector=two)
+    detect.find_alignment("p.png", image, 64, detector=two)
+  a, notes = detect.find_alignment("p.png", image, 64, face=1, detector=two)
   np.testing.assert_allclose(a.quad, align.ffhq_quad(_landmarks(110, 50, 10)))
   assert "face 1 (box (100, 40, 120, 62)" in notes[0]
-  with pytest.raises(inpaint.InputError, match=r"--face 2 but p\.png has 2 faces"):
-    inpaint.find_alignment("p.png", image, 64, face=2, detector=two)
+  with pytest.raises(inputs_lib.InputError, match=r"--face 2 but p\.png has 2 faces"):
+    detect.find_alignment("p.png", image, 64, face=2, detector=two)
   none = _FakeDetector([])
-  with pytest.raises(inpaint.InputError, match=r"no face found in p\.png; pass --align off"):
-    inpaint.find_alignment("p.png", image, 64, mode="on", detector=none)
-  a, notes = inpaint.find_alignment("p.png", image, 64, mode="auto", detector=none)
+  with pytest.raises(inputs_lib.InputError, match=r"no face found in p\.png; pass --align off"):
+    detect.find_alignment("p.png", image, 64, mode="on", detector=none)
+  a, notes = detect.find_alignment("p.png", image, 64, mode="auto", detector=none)
   assert a is None and "no face found in p.png; it is used as it is" in notes[0]
   # auto leaves a model-sized square alone, without looking for faces
-  assert inpaint.find_alignment("q.png", np.zeros((64, 64, 3), np.uint8), 64,
+  assert detect.find_alignment("q.png", np.zeros((64, 64, 3), np.uint8), 64,
                                 detector=None) == (None, [])
-  assert inpaint.find_alignment("p.png", image, 64, mode="off") == (None, [])
+  assert detect.find_alignment("p.png", image, 64, mode="off") == (None, [])
   with pytest.raises(ValueError, match="picking a face needs --align on or auto"):
     inpaint.run("toy-difai", "p.png", "m.png", "out", align="off", face=0)
 
@@ -150,9 +152,9 @@ def test_a_hole_off_the_face_is_refused_before_the_models():
   known = np.ones((120, 160, 1), np.float32)
   known[2:6, 150:155] = 0
   a = align.from_landmarks(_landmarks(60, 60, 12), 64)
-  with pytest.raises(inpaint.InputError, match=r"20 hole pixels of p\.png lie outside the "
+  with pytest.raises(inputs_lib.InputError, match=r"20 hole pixels of p\.png lie outside the "
                      r"face crop the model sees \(FFHQ crop 64x64 px.*--align off"):
-    inpaint.make_example("p.png", "m.png", photo, known, 64, alignment=a)
+    inputs_lib.make_example("p.png", "m.png", photo, known, 64, alignment=a)
 
 
 @pytest.fixture(scope="module")

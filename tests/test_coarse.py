@@ -17,7 +17,8 @@ import pytest
 
 from configs import model_defaults
 from difai_jax.models import coarse
-from difai_jax.models.sparn import composite
+from difai_jax import losses as losses_lib
+from difai_jax.pipeline import composite
 from tests.conftest import fixture_path
 from weights_conversion import mlgn as mlgn_convert
 from weights_conversion import torch_io
@@ -88,8 +89,8 @@ def test_mlgn_loss_terms_match_reference(reference):
 
   @jax.jit
   def losses(outputs, image, mask):
-    return (coarse.coarse_loss_terms(outputs, image, mask, ms_ssim_weights=weights),
-            coarse.coarse_loss(outputs, image, mask, ms_ssim_weights=weights))
+    return (losses_lib.coarse_loss_terms(outputs, image, mask, ms_ssim_weights=weights),
+            losses_lib.coarse_loss(outputs, image, mask, ms_ssim_weights=weights))
 
   terms, total = losses(outputs, image, mask)
   rec_err = abs(float(terms["rec"]) - reference["smooth_l1"])
@@ -144,7 +145,7 @@ def net(batch):
   def run(params, i_masked, mask, i_gt):
     def loss_fn(p):
       outputs = module.apply({"params": p}, i_masked, mask)
-      return coarse.coarse_loss(outputs, i_gt, mask, **kwargs), outputs.full
+      return losses_lib.coarse_loss(outputs, i_gt, mask, **kwargs), outputs.full
     (loss, full), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     return loss, full, grads
 
@@ -227,32 +228,32 @@ def test_coarse_loss_matches_stated_math():
   gt = jnp.zeros((2, SIZE, SIZE, 3))
   # Error 0.5 everywhere: only the hole counts, SmoothL1(0.5) = 0.125, averaged over all pixels.
   out = coarse.CoarseOutputs(full=jnp.full((2, SIZE, SIZE, 3), 0.5))
-  terms = coarse.coarse_loss_terms(out, gt, mask, ms_ssim_weights=TINY_MS_SSIM)
+  terms = losses_lib.coarse_loss_terms(out, gt, mask, ms_ssim_weights=TINY_MS_SSIM)
   np.testing.assert_allclose(float(terms["rec"]), 0.125 * hole_share, rtol=1e-6)
   # Error 1.5 (the linear branch of SmoothL1): 1.5 - 0.5.
   far = coarse.CoarseOutputs(full=jnp.full((2, SIZE, SIZE, 3), 1.5))
-  np.testing.assert_allclose(float(coarse.coarse_loss_terms(far, gt, mask,
+  np.testing.assert_allclose(float(losses_lib.coarse_loss_terms(far, gt, mask,
                                                             ms_ssim_weights=TINY_MS_SSIM)["rec"]),
                              1.0 * hole_share, rtol=1e-6)
   # A perfect hole: both terms vanish.
-  exact = coarse.coarse_loss_terms(coarse.CoarseOutputs(full=gt), gt, mask,
+  exact = losses_lib.coarse_loss_terms(coarse.CoarseOutputs(full=gt), gt, mask,
                                    ms_ssim_weights=TINY_MS_SSIM)
   assert float(exact["rec"]) == 0.0 and abs(float(exact["ms_ssim"])) < 1e-6
   # Weighted sum, and the WGAN generator term -lambda_adv * mean(D(fake)).
-  loss = coarse.coarse_loss(out, gt, mask, lambda_rec=2.0, lambda_ms_ssim=3.0,
+  loss = losses_lib.coarse_loss(out, gt, mask, lambda_rec=2.0, lambda_ms_ssim=3.0,
                             ms_ssim_weights=TINY_MS_SSIM)
   np.testing.assert_allclose(float(loss), 2.0 * float(terms["rec"])
                              + 3.0 * float(terms["ms_ssim"]), rtol=1e-6)
   scores = jnp.array([0.5, 1.5])
-  loss_adv = coarse.coarse_loss(out, gt, mask, lambda_rec=2.0, lambda_ms_ssim=3.0,
+  loss_adv = losses_lib.coarse_loss(out, gt, mask, lambda_rec=2.0, lambda_ms_ssim=3.0,
                                 lambda_adv=0.1, fake_scores=scores, ms_ssim_weights=TINY_MS_SSIM)
   np.testing.assert_allclose(float(loss_adv - loss), -0.1, rtol=1e-5)
   # The customised lambda 0 ignores the critic's scores.
-  loss_0 = coarse.coarse_loss(out, gt, mask, lambda_rec=2.0, lambda_ms_ssim=3.0,
+  loss_0 = losses_lib.coarse_loss(out, gt, mask, lambda_rec=2.0, lambda_ms_ssim=3.0,
                               fake_scores=scores, ms_ssim_weights=TINY_MS_SSIM)
   assert float(loss_0) == float(loss)
   with pytest.raises(ValueError, match="no fake_scores"):
-    coarse.coarse_loss(out, gt, mask, lambda_adv=0.1, ms_ssim_weights=TINY_MS_SSIM)
+    losses_lib.coarse_loss(out, gt, mask, lambda_adv=0.1, ms_ssim_weights=TINY_MS_SSIM)
 
 
 # ---- config and validation ----

@@ -173,8 +173,8 @@ def test_the_critic_scores_raw_outputs_by_default():
   # Eq. 9-10 write D(I_out): every shipped config and the step's default score the raw
   # generator output, not the composite (which equals I_gt's known pixels exactly).
   from configs import celebahq, demo, toy_difai  # pylint: disable=import-outside-toplevel
-  from difai_jax import steps  # pylint: disable=import-outside-toplevel
-  from difai_jax.stages import inpainting  # pylint: disable=import-outside-toplevel
+  from difai_jax.training import steps  # pylint: disable=import-outside-toplevel
+  from difai_jax.training.stages import inpainting  # pylint: disable=import-outside-toplevel
   for module in (celebahq, demo, toy_difai):
     assert inpainting.step_config(module.get_config()).critic_input == "raw", module.__name__
   i_masked = jnp.zeros((1, 4, 4, 3))

@@ -5,7 +5,7 @@ import pytest
 from absl import flags
 
 from difai_jax.data import default_data_config, masks
-from difai_jax.data.pipeline import (make_eval_dataset, make_train_dataset,
+from difai_jax.data.loader import (make_eval_dataset, make_train_dataset,
                                      make_train_iterator)
 from difai_jax.data.toy_faces import render_face
 

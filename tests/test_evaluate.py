@@ -27,11 +27,11 @@ import pytest
 
 from difai_jax import cli
 from difai_jax import compare
-from difai_jax import eval_loop
-from difai_jax import eval_metrics
-from difai_jax import eval_report
-from difai_jax import evaluate
-from difai_jax.metrics import diversity
+from difai_jax.evaluation import loop as eval_loop
+from difai_jax.evaluation import scoring as eval_metrics
+from difai_jax.evaluation import report as eval_report
+from difai_jax.evaluation import options as eval_options
+from difai_jax.evaluation.metrics import diversity
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_ARGS = ["--config", "configs/demo.py", "--config.train.num_steps.coarse=2",
@@ -198,14 +198,14 @@ def test_diversity_reads_4_seeded_pairs_of_perturbed_completions(scored):
 
 
 def test_diversity_sample_is_seeded_and_1k_by_default():
-  opts = evaluate.EvalOptions()
+  opts = eval_options.EvalOptions()
   sample = eval_loop.diversity_sample(2000, opts)
   assert sample.shape == (2000,) and sample.sum() == 1000
   np.testing.assert_array_equal(sample, eval_loop.diversity_sample(2000, opts))
-  other = eval_loop.diversity_sample(2000, evaluate.EvalOptions(seed=1))
+  other = eval_loop.diversity_sample(2000, eval_options.EvalOptions(seed=1))
   assert not np.array_equal(sample, other)
   assert eval_loop.diversity_sample(1000, opts) is None          # every image when <= 1K
-  assert eval_loop.diversity_sample(2000, evaluate.EvalOptions(diversity_pairs="all")) is None
+  assert eval_loop.diversity_sample(2000, eval_options.EvalOptions(diversity_pairs="all")) is None
 
 
 def test_bucket_scores_accumulate_the_protocol(scored):
@@ -240,12 +240,12 @@ def test_bucket_scores_accumulate_the_protocol(scored):
 
 def test_readings_and_their_notes_follow_the_flags():
   nets = eval_metrics.MetricNets(lpips=MeanAbs())
-  paper = evaluate.EvalOptions()
+  paper = eval_options.EvalOptions()
   scorer, notes = eval_loop.make_scorer(paper, nets, 5, 32, (0.1356, 0.8644))
   assert not scorer.table1_all and scorer.diversity == "paper" and scorer.pairs_per_image == 4
   assert notes == ["MS-SSIM with 2 scales (weights [0.1356, 0.8644]): 32 px is too small for "
                    "the standard 5 (they need > 160 px)"]
-  old = evaluate.EvalOptions(table1_completions="all", diversity_pairs="all")
+  old = eval_options.EvalOptions(table1_completions="all", diversity_pairs="all")
   scorer, _ = eval_loop.make_scorer(old, nets, 2, 256, eval_metrics.ssim_lib.MS_SSIM_WEIGHTS)
   assert scorer.table1_all and scorer.diversity == "all"
   scorer, notes = eval_loop.make_scorer(paper, nets, 2, 256, None)
@@ -288,16 +288,16 @@ def test_progress_line_never_says_nan():
 
 def test_weights_description_says_ema_or_raw():
   config = ml_collections.ConfigDict({"train": {"ema_decay": 0.999}})
-  assert evaluate.weights_description(config, 7) == \
+  assert eval_options.weights_description(config, 7) == \
       "EMA generator params (train.ema_decay = 0.999), checkpoint step 7"
   config.train.ema_decay = 0.0
-  assert evaluate.weights_description(config, 7).startswith("raw generator params")
+  assert eval_options.weights_description(config, 7).startswith("raw generator params")
 
 
 # ---- reports and compare ----
 
 def _report(norm: str, ssim: float, **protocol) -> dict:
-  label, paper, cites = evaluate.paper_column(norm)
+  label, paper, cites = eval_options.paper_column(norm)
   buckets = ("quickdraw", "20-30")
   return {
       "title": eval_report.title(f"runs/{norm}", 10, False), "workdir": f"runs/{norm}",
@@ -313,16 +313,16 @@ def _report(norm: str, ssim: float, **protocol) -> dict:
 
 
 def test_paper_numbers_are_the_printed_tables():
-  assert evaluate.PAPER_NUMBERS["quickdraw"] == {"ssim": 0.833, "lpips": 0.049, "fid": 25.95}
-  assert evaluate.PAPER_NUMBERS["30-40"]["diversity"] == 0.1313
-  assert evaluate.PAPER_NUMBERS["40-50"]["fid"] == 64.86
-  label, numbers, cites = evaluate.paper_column("spade")
+  assert eval_options.PAPER_NUMBERS["quickdraw"] == {"ssim": 0.833, "lpips": 0.049, "fid": 25.95}
+  assert eval_options.PAPER_NUMBERS["30-40"]["diversity"] == 0.1313
+  assert eval_options.PAPER_NUMBERS["40-50"]["fid"] == 64.86
+  label, numbers, cites = eval_options.paper_column("spade")
   assert label == "SPADE decoder" and numbers == {"quickdraw": {"ssim": 0.816, "lpips": 0.056,
                                                                 "fid": 27.96}}
   assert set(cites.values()) == {"Yoon et al., Table 3"}
-  assert evaluate.paper_column("sparn")[2]["diversity"] == "Yoon et al., Table 2"
+  assert eval_options.paper_column("sparn")[2]["diversity"] == "Yoon et al., Table 2"
   # The coarse net alone is put beside MLGN's column of Table 1.
-  label, numbers, _ = evaluate.paper_column("sparn", "coarse")
+  label, numbers, _ = eval_options.paper_column("sparn", "coarse")
   assert label == "MLGN" and numbers["30-40"] == {"ssim": 0.706, "lpips": 0.148, "fid": 52.54}
 
 
@@ -393,14 +393,14 @@ def test_bad_inputs_fail_at_once_in_one_line(case, tmp_path):
 def test_options_are_checked_before_any_work(tmp_path):
   with pytest.raises(cli.CliError, match=r"^--eval_dir \(default WORKDIR/eval\) /proc/run/eval "
                      r"cannot be written \(in /proc, where it would be created\)"):
-    evaluate.evaluate("/proc/run")                  # a read-only workdir, default eval_dir
+    eval_loop.evaluate("/proc/run")                  # a read-only workdir, default eval_dir
   for bad, message in (({"buckets": ("10-20", "5-10")}, "unknown mask bucket"),
                        ({"table1_completions": "some"}, "first or all"),
                        ({"diversity_images": 0}, "at least 1"),
                        ({"max_images": 1, "inception_dir": "x"}, "FID needs at least 2")):
     with pytest.raises(cli.CliError, match=message):
-      evaluate.check_options(evaluate.EvalOptions(**bad), str(tmp_path))
-  evaluate.check_options(evaluate.EvalOptions(max_images=1), str(tmp_path / "new" / "dir"))
+      eval_options.check_options(eval_options.EvalOptions(**bad), str(tmp_path))
+  eval_options.check_options(eval_options.EvalOptions(max_images=1), str(tmp_path / "new" / "dir"))
   assert os.listdir(tmp_path) == []                 # checking created nothing
 
 
@@ -423,7 +423,7 @@ def tiny_run(tmp_path_factory):
 def lpips_dir(tmp_path_factory):
   """Random LPIPS weights saved as a converted directory (no Inception: its compile is slow)."""
   from difai_jax import pretrained  # pylint: disable=import-outside-toplevel
-  from difai_jax.metrics import lpips as lpips_lib  # pylint: disable=import-outside-toplevel
+  from difai_jax.evaluation.metrics import lpips as lpips_lib  # pylint: disable=import-outside-toplevel
   x = jax.ShapeDtypeStruct((1, SIZE, SIZE, 3), jnp.float32)
   variables = eval_metrics.random_variables(lpips_lib.LPIPS(net="alex"), x, x, seed=0)
   path = str(tmp_path_factory.mktemp("lpips") / "lpips_alex")
@@ -432,11 +432,11 @@ def lpips_dir(tmp_path_factory):
 
 
 def test_coarse_baseline_scores_k_copies_of_the_coarse_composite(tiny_run, monkeypatch):
-  from difai_jax import checkpoints  # pylint: disable=import-outside-toplevel
+  from difai_jax.training import checkpoints  # pylint: disable=import-outside-toplevel
   from difai_jax import pipeline  # pylint: disable=import-outside-toplevel
   inference = checkpoints.load_difai(tiny_run)
   spec = eval_loop.completion_spec(
-      inference, evaluate.EvalOptions(num_completions=3, completions="coarse"))
+      inference, eval_options.EvalOptions(num_completions=3, completions="coarse"))
   seen = {}
 
   def keep(completions, image, index, variables, scorer):

@@ -17,7 +17,7 @@ from pytorch_fid import fid_score
 from pytorch_fid import inception as pfid_inception
 
 from difai_jax import pretrained
-from difai_jax.metrics import fid
+from difai_jax.evaluation.metrics import fid
 from weights_conversion import inception as inception_conv
 from weights_conversion import torch_io
 

@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from difai_jax import image_io
+from difai_jax.data import image_io
 from weights_conversion import nvidia_pickle
 from tests.conftest import fixture_path
 

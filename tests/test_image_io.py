@@ -1,4 +1,4 @@
-"""Tests for difai_jax.image_io: round trips, conversions, conventions and error messages."""
+"""Tests for difai_jax.data.image_io: round trips, conversions, conventions and error messages."""
 
 import warnings
 
@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from difai_jax import image_io
-
+from difai_jax.data import image_io
 
 def _ramp(h=6, w=8):
   y, x = np.mgrid[:h, :w]

@@ -10,8 +10,10 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from difai_jax import image_io
+from difai_jax.data import image_io
 from difai_jax import inpaint
+from difai_jax.inference import inputs as inputs_lib
+from difai_jax.inference import model as model_lib
 from tests.test_cli import assert_one_line_error
 from tests.test_cli import run_cli
 from tests.test_evaluate import run_module
@@ -165,21 +167,21 @@ def test_bad_inputs_are_named_with_their_problem(tmp_path):
   grey = _mask(40, 50, (5, 20, 5, 20)) * 255
   grey[30, 30] = 100
   Image.fromarray(grey.astype(np.uint8)).save(tmp_path / "grey.png")
-  load = lambda image, mask, **kw: inpaint.load_example(
+  load = lambda image, mask, **kw: inputs_lib.load_example(
       str(tmp_path / image), str(tmp_path / mask), 64,
       **{"convention": "known_is_white", "resize_mask": False, "strict_mask": False, **kw})
 
-  with pytest.raises(inpaint.InputError, match=r"broken\.png.*cannot read|cannot read.*broken"):
+  with pytest.raises(inputs_lib.InputError, match=r"broken\.png.*cannot read|cannot read.*broken"):
     load("broken.png", "grey.png")
-  with pytest.raises(inpaint.InputError, match=r"small\.png.*25x20.*50x40.*--resize_mask"):
+  with pytest.raises(inputs_lib.InputError, match=r"small\.png.*25x20.*50x40.*--resize_mask"):
     load("img.png", "small.png")
-  with pytest.raises(inpaint.InputError, match=r"all_hole\.png.*all hole"):
+  with pytest.raises(inputs_lib.InputError, match=r"all_hole\.png.*all hole"):
     load("img.png", "all_hole.png")
-  with pytest.raises(inpaint.InputError, match=r"no_hole\.png.*no hole"):
+  with pytest.raises(inputs_lib.InputError, match=r"no_hole\.png.*no hole"):
     load("img.png", "no_hole.png")
-  with pytest.raises(inpaint.InputError, match=r"grey\.png.*other than 0 and 1"):
+  with pytest.raises(inputs_lib.InputError, match=r"grey\.png.*other than 0 and 1"):
     load("img.png", "grey.png", strict_mask=True)
-  with pytest.raises(inpaint.InputError, match=r"broken\.png"):
+  with pytest.raises(inputs_lib.InputError, match=r"broken\.png"):
     load("img.png", "broken.png")
   # without --strict_mask: thresholded at 0.5 (100/255 -> hole) with a warning naming the file
   example = load("img.png", "grey.png")
@@ -194,16 +196,16 @@ def test_bad_inputs_are_named_with_their_problem(tmp_path):
 def test_model_mask_covers_every_pixel_touching_the_hole():
   image = _face(50, 70, 0)
   known = _mask(50, 70, (20, 21, 30, 31))       # a single hole pixel
-  model_image, model_mask = inpaint.to_model_resolution(image, known[..., None], 64)
+  model_image, model_mask = inputs_lib.to_model_resolution(image, known[..., None], 64)
   assert model_image.shape == (64, 64, 3) and model_mask.shape == (64, 64, 1)
   assert -1.0 <= model_image.min() and model_image.max() <= 1.0
   # the hole pixel (rows 20/50, cols 30/70) maps into model rows 25.6..26.9, cols 27.4..28.3
   hole = np.argwhere(model_mask[..., 0] == 0)
   assert {tuple(p) for p in hole} == {(25, 27), (25, 28), (26, 27), (26, 28)}
-  with pytest.raises(inpaint.InputError, match="no known pixel left"):
+  with pytest.raises(inputs_lib.InputError, match="no known pixel left"):
     stripes = np.ones((50, 70, 1), np.float32)
     stripes[:, ::2] = 0                          # every model pixel touches a hole
-    inpaint.to_model_resolution(image, stripes, 64)
+    inputs_lib.to_model_resolution(image, stripes, 64)
 
 
 def test_folder_pairing_reports_missing_masks(tmp_path):
@@ -213,24 +215,24 @@ def test_folder_pairing_reports_missing_masks(tmp_path):
     Image.fromarray(_face(8, 8, 0)).save(tmp_path / "i" / f"{stem}.png")
   for stem in ("a", "c"):
     _save_mask(tmp_path / "m" / f"{stem}.png", _mask(8, 8, (1, 3, 1, 3)))
-  with pytest.raises(inpaint.InputError, match=r"no mask named like these images.*'b\.png'"):
-    inpaint.pair_inputs(str(tmp_path / "i"), str(tmp_path / "m"))
+  with pytest.raises(inputs_lib.InputError, match=r"no mask named like these images.*'b\.png'"):
+    inputs_lib.pair_inputs(str(tmp_path / "i"), str(tmp_path / "m"))
   _save_mask(tmp_path / "m" / "b.jpg", _mask(8, 8, (1, 3, 1, 3)))
-  pairs = inpaint.pair_inputs(str(tmp_path / "i"), str(tmp_path / "m"))
+  pairs = inputs_lib.pair_inputs(str(tmp_path / "i"), str(tmp_path / "m"))
   assert [(os.path.basename(i), os.path.basename(m)) for i, m in pairs] == [
       ("a.png", "a.png"), ("b.png", "b.jpg"), ("c.png", "c.png")]
-  one = inpaint.pair_inputs(str(tmp_path / "i"), str(tmp_path / "m" / "a.png"))
+  one = inputs_lib.pair_inputs(str(tmp_path / "i"), str(tmp_path / "m" / "a.png"))
   assert len(one) == 3 and all(m.endswith("a.png") for _, m in one)
 
 
 def test_default_edits_alternate_sign():
-  assert inpaint.edits(4, None, None, 5.0, 64) == ([0, 1, 2], [5.0, -5.0, 5.0])
-  assert inpaint.edits(1, None, None, 5.0, 64) == ([], [])
-  assert inpaint.edits(3, [7, 2], [1.5, -3], 5.0, 64) == ([7, 2], [1.5, -3.0])
+  assert inputs_lib.edits(4, None, None, 5.0, 64) == ([0, 1, 2], [5.0, -5.0, 5.0])
+  assert inputs_lib.edits(1, None, None, 5.0, 64) == ([], [])
+  assert inputs_lib.edits(3, [7, 2], [1.5, -3], 5.0, 64) == ([7, 2], [1.5, -3.0])
   with pytest.raises(ValueError, match="out of range"):
-    inpaint.edits(3, [70, 1], None, 5.0, 64)
+    inputs_lib.edits(3, [70, 1], None, 5.0, 64)
   with pytest.raises(ValueError, match="one degree per edit"):
-    inpaint.edits(3, [0, 1], [1.0], 5.0, 64)
+    inputs_lib.edits(3, [0, 1], [1.0], 5.0, 64)
 
 
 # ---- checked before loading anything --------------------------------------------------------
@@ -281,7 +283,7 @@ def test_cli_refuses_bad_output_and_inputs_before_importing_jax(tmp_path):
 @pytest.fixture
 def no_model_loading(monkeypatch):
   """Fails the test if the models are loaded."""
-  from difai_jax import checkpoints
+  from difai_jax.training import checkpoints
 
   def refuse(*args, **kwargs):
     raise AssertionError("the models were loaded before the inputs were checked")
@@ -292,7 +294,7 @@ def test_run_checks_needing_the_runs_metadata_before_loading_the_models(demo_run
                                                                          no_model_loading):
   Image.fromarray(_face(40, 50, 0)).save(tmp_path / "img.png")
   _save_mask(tmp_path / "mask.png", _mask(40, 50, (5, 20, 5, 20)))
-  info = inpaint.read_run_info(demo_run)
+  info = model_lib.read_run_info(demo_run)
   assert (info.image_size, info.n_directions, info.n_latent) == (64, 64, 10)
   run = lambda **kw: inpaint.run(demo_run, str(tmp_path / "img.png"), str(tmp_path / "mask.png"),
                                  str(tmp_path / "out"), verbose=False, **kw)
@@ -323,7 +325,7 @@ def test_folder_problems_are_all_reported_before_loading(tmp_path, no_model_load
   _save_mask(masks / "broken.png", _mask(30, 30, (5, 9, 5, 9)))
   Image.fromarray(_face(30, 30, 1)).save(images / "holeless.png")
   _save_mask(masks / "holeless.png", np.ones((30, 30), np.float32))
-  with pytest.raises(inpaint.InputError) as e:
+  with pytest.raises(inputs_lib.InputError) as e:
     inpaint.run(str(tmp_path / "no_run"), str(images), str(masks), str(tmp_path / "out"))
   lines = str(e.value).splitlines()
   assert lines[0] == "2 of 3 input(s) cannot be used:"
@@ -335,16 +337,16 @@ def test_folder_problems_are_all_reported_before_loading(tmp_path, no_model_load
 def test_small_and_non_square_inputs_get_a_note(tmp_path):
   Image.fromarray(_face(10, 10, 0)).save(tmp_path / "tiny.png")
   _save_mask(tmp_path / "tiny_mask.png", _mask(10, 10, (3, 6, 3, 6)))
-  example = inpaint.load_example(str(tmp_path / "tiny.png"), str(tmp_path / "tiny_mask.png"), 64,
+  example = inputs_lib.load_example(str(tmp_path / "tiny.png"), str(tmp_path / "tiny_mask.png"), 64,
                                  convention="known_is_white", resize_mask=False,
                                  strict_mask=False)
   assert example.notes == [f"note: {tmp_path}/tiny.png is 10x10, far smaller than the model's "
                            "64 px: it is upscaled 6.4x, so expect a blurry completion"]
-  assert inpaint.size_notes("wide.png", (50, 70), 64) == [
+  assert inputs_lib.size_notes("wide.png", (50, 70), 64) == [
       "note: wide.png is 70x50, not square: the model sees it stretched to 64x64 (the outputs "
       "keep 70x50); crop it to the face for best results"]
-  assert inpaint.size_notes("ok.png", (64, 64), 64) == []
-  assert inpaint.size_notes("half.png", (32, 32), 64) == []
+  assert inputs_lib.size_notes("ok.png", (64, 64), 64) == []
+  assert inputs_lib.size_notes("half.png", (32, 32), 64) == []
 
 
 def test_rgba_mask_uses_its_alpha_channel(tmp_path):
@@ -353,7 +355,7 @@ def test_rgba_mask_uses_its_alpha_channel(tmp_path):
   rgba[..., 3] = 255
   rgba[5:10, 5:10, 3] = 0                      # transparent square = black = hole (ours)
   Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
-  example = inpaint.load_example(str(tmp_path / "img.png"), str(tmp_path / "rgba.png"), 64,
+  example = inputs_lib.load_example(str(tmp_path / "img.png"), str(tmp_path / "rgba.png"), 64,
                                  convention="known_is_white", resize_mask=False,
                                  strict_mask=False)
   assert example.mask[..., 0].sum() == 400 - 25 and example.mask[7, 7, 0] == 0

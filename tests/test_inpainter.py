@@ -1,4 +1,4 @@
-"""difai_jax.inpainter (the browser demo's model class) on the shipped toy DiFAI, 64 px.
+"""difai_jax.inference.inpainter (the browser demo's model class) on the shipped toy DiFAI, 64 px.
 
 One compilation serves the module: ``pad_edits=2`` runs K = 3, an edit and a 2-step walk as the
 same program (2 SeFa edits). Also the editor value -> (image, mask) conversion of the app.
@@ -9,7 +9,7 @@ import pytest
 
 from difai_jax import app
 from difai_jax.data import toy_faces
-from difai_jax.inpainter import Inpainter
+from difai_jax.inference.inpainter import Inpainter
 
 K = 3
 

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from difai_jax import image_io
+from difai_jax.data import image_io
 from difai_jax import invert
 from weights_conversion import psp as psp_conversion
 

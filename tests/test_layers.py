@@ -6,8 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from difai_jax import layers
-
+from difai_jax.nn import layers
 
 def upfirdn2d_reference(x, kernel, up, down, pad):
   """Definition: zero-insert by `up`, pad (x0, x1, y0, y1; negative crops), correlate with the

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from difai_jax import pretrained
-from difai_jax.metrics import diversity
-from difai_jax.metrics import lpips as lpips_jax
+from difai_jax.evaluation.metrics import diversity
+from difai_jax.evaluation.metrics import lpips as lpips_jax
 from weights_conversion import lpips as lpips_conv
 from weights_conversion import torch_io
 

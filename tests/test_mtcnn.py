@@ -1,4 +1,4 @@
-"""MTCNN (difai_jax/face/mtcnn.py) against facenet-pytorch 2.6.0, from the shipped weights.
+"""MTCNN (difai_jax/inference/face/mtcnn.py) against facenet-pytorch 2.6.0, from the shipped weights.
 
 tests/fixtures/mtcnn_io.npz was written by facenet-pytorch 2.6.0 (torch 2.14.1, CPU, its
 default MTCNN()) outside this repo: each net's outputs on fixed random inputs, and ``detect``'s
@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from difai_jax import pretrained
-from difai_jax.face import mtcnn
+from difai_jax.inference.face import detect
+from difai_jax.inference.face import mtcnn
 from tests.conftest import fixture_path
 from weights_conversion import mtcnn as convert
 from weights_conversion import torch_io
@@ -27,7 +28,7 @@ NET_OUTPUTS = {"pnet": 2, "rnet": 2, "onet": 3}
 
 @pytest.fixture(scope="module")
 def detector():
-  return mtcnn.load_detector()
+  return detect.load_detector()
 
 
 def _net(name):

@@ -89,12 +89,13 @@ _FOLD_ON_A_MESH = """
 import sys
 import jax, jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec as P
-from difai_jax import pipeline, train
+from difai_jax import pipeline
+from difai_jax import mesh as mesh_lib
 from difai_jax.models import sparn
 from tests.test_pipeline import _models_and_variables
 
 models, variables = _models_and_variables()
-mesh = train.make_mesh()
+mesh = mesh_lib.make_mesh()
 k, n, s = 3, 2 * jax.device_count(), models.image_size
 split = lambda *spec: NamedSharding(mesh, P(*spec))
 image = jax.ShapeDtypeStruct((n, s, s, 3), jnp.float32, sharding=split("data"))

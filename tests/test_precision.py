@@ -7,11 +7,11 @@ import jax.numpy as jnp
 import pytest
 
 from configs import celebahq
-from difai_jax import checkpoints
-from difai_jax import precision
-from difai_jax.metrics import fid
-from difai_jax.metrics import lpips
-from difai_jax.metrics import toy
+from difai_jax.training import checkpoints
+from difai_jax.nn import precision
+from difai_jax.evaluation.metrics import fid
+from difai_jax.evaluation.metrics import lpips
+from difai_jax.evaluation.metrics import toy
 from difai_jax.models import coarse as coarse_lib
 from difai_jax.models import critic as critic_lib
 from difai_jax.models import sparn as sparn_lib

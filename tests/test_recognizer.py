@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from configs import toy_recognizer
-from difai_jax import checkpoints
+from difai_jax.training import checkpoints
 from difai_jax import pretrained
-from difai_jax import steps
-from difai_jax import train
+from difai_jax.training import steps
+from difai_jax.training import loop as train
 from difai_jax.data import toy_faces
-from difai_jax.metrics import toy
-from difai_jax.stages import recognizer as stage_lib
+from difai_jax.evaluation.metrics import toy
+from difai_jax.training.stages import recognizer as stage_lib
 
 
 # ---- attributes ----
@@ -153,7 +153,7 @@ def test_interrupted_run_resumes_bit_identically_and_exports(tmp_path, monkeypat
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
   # Export, load, predict.
-  from difai_jax import export  # pylint: disable=import-outside-toplevel
+  from difai_jax.training import export  # pylint: disable=import-outside-toplevel
   written = export.export(str(tmp_path / "resumed"), str(tmp_path / "exported"))
   assert written["kind"] == "toy_recognizer"
   module, variables = toy.load_toy_recognizer(tmp_path / "exported")

@@ -8,8 +8,8 @@ import numpy as np
 import jax.numpy as jnp
 import pytest
 
-from difai_jax import checkpoints
-from difai_jax import image_io
+from difai_jax.training import checkpoints
+from difai_jax.data import image_io
 from difai_jax import pipeline
 from difai_jax import pretrained
 from difai_jax.data import toy_faces
@@ -69,7 +69,7 @@ def test_toy_difai_inpaints_keeping_known_pixels():
 
 
 def test_difai_run_exports_for_inference_only(tmp_path):
-  from difai_jax import export  # pylint: disable=import-outside-toplevel
+  from difai_jax.training import export  # pylint: disable=import-outside-toplevel
   import jax  # pylint: disable=import-outside-toplevel
   out = str(tmp_path / "slim")
   written = export.export(pretrained.resolve("toy-difai"), out)

@@ -26,6 +26,7 @@ import torch
 
 from difai_jax import pipeline
 from difai_jax.models import sparn
+from difai_jax.nn import variants
 
 SIZE = 32
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
@@ -172,11 +173,11 @@ def _nhwc(a):
 def _sample_major(a, k):
   """A batch of K variant blocks (variant-major, as the fixtures store it) -> the generator's
   sample-major fold."""
-  return sparn.fold_variants(jnp.asarray(a).reshape((k, -1) + a.shape[1:]))
+  return variants.fold_variants(jnp.asarray(a).reshape((k, -1) + a.shape[1:]))
 
 
 def _variant_major(a, k):
-  return sparn.unfold_variants(jnp.asarray(a), k).reshape(a.shape)
+  return variants.unfold_variants(jnp.asarray(a), k).reshape(a.shape)
 
 
 def test_region_norm_matches_rn_reference_per_variant():
@@ -199,7 +200,7 @@ def test_region_norm_variants_never_share_statistics(features):
   x, m = features
   x2 = _sample_major(np.concatenate([x, 5.0 * x[::-1] - 2.0]), 2)   # K = 2 variants of 3 images
   m2 = _sample_major(np.concatenate([m, m[::-1]]), 2)
-  both = sparn.unfold_variants(sparn.region_norm(x2, m2, "batch", num_variants=2), 2)
+  both = variants.unfold_variants(sparn.region_norm(x2, m2, "batch", num_variants=2), 2)
   alone = np.asarray(sparn.region_norm(jnp.asarray(x), jnp.asarray(m), "batch"))
   assert _max_err("variant 0 within K = 2 vs alone", both[0], alone) < 1e-6
   with pytest.raises(ValueError, match="num_variants = 4 equal blocks"):
@@ -218,13 +219,13 @@ def test_region_norm_padding_rows_stay_out_of_batch_statistics(features):
   x_pad = _sample_major(pad(real, x[:2] * 7.0 + 3.0), 2)
   m_pad = _sample_major(pad(real_m, 1.0 - m[:2]), 2)
   valid = jnp.asarray(np.repeat([1.0, 1.0, 1.0, 0.0, 0.0], 2))   # per row, sample-major
-  alone = sparn.unfold_variants(sparn.region_norm(_sample_major(real, 2),
+  alone = variants.unfold_variants(sparn.region_norm(_sample_major(real, 2),
                                                   _sample_major(real_m, 2), "batch",
                                                   num_variants=2), 2)
-  padded = sparn.unfold_variants(sparn.region_norm(x_pad, m_pad, "batch", num_variants=2,
+  padded = variants.unfold_variants(sparn.region_norm(x_pad, m_pad, "batch", num_variants=2,
                                                    valid=valid), 2)
   assert _max_err("real rows with padding flagged vs alone", padded[:, :3], alone) < 1e-5
-  unflagged = sparn.unfold_variants(sparn.region_norm(x_pad, m_pad, "batch", num_variants=2), 2)
+  unflagged = variants.unfold_variants(sparn.region_norm(x_pad, m_pad, "batch", num_variants=2), 2)
   assert float(jnp.max(jnp.abs(unflagged[:, :3] - alone))) > 1e-2
   # 'instance' statistics are per row: the flags change nothing
   np.testing.assert_array_equal(
@@ -321,7 +322,7 @@ def test_sparn_layer_modes():
     # move by the average of the two variants' statistics.
     both, updates = layer.apply(variables, x2, cond2, m2, train=True, num_variants=2,
                                 mutable=["batch_stats"])
-    assert _max_err(f"{norm}: variant 0 of K = 2 vs alone", sparn.unfold_variants(both, 2)[0],
+    assert _max_err(f"{norm}: variant 0 of K = 2 vs alone", variants.unfold_variants(both, 2)[0],
                     alone) < 1e-5
     stats = updates["batch_stats"]["batch_norm"]
     np.testing.assert_allclose(np.asarray(stats["mean"]), 0.1 * (2.0 * batch_mean + 0.5),
@@ -553,7 +554,7 @@ def test_generator_all_hole_and_no_hole_masks_stay_finite(generator, batch):
   for known in (0.0, 1.0):
     mask = jnp.full((2, SIZE, SIZE, 1), known, jnp.float32)
     i_masked = batch["i_gt"] * mask
-    i_style_prime = sparn.composite(i_masked, i_style, mask)
+    i_style_prime = pipeline.composite(i_masked, i_style, mask)
     out = forward(variables, i_masked, i_style_prime, mask)
     assert np.isfinite(np.asarray(out)).all()
     loss, grads, _ = train_grad(variables, i_masked, i_style_prime, mask, batch["i_gt"])
@@ -606,7 +607,7 @@ def test_composite_keeps_known_pixels_bit_exact(generator, batch):
   _, _, variables, forward, _ = generator
   i_masked, mask = batch["i_masked"], batch["mask"]
   i_out = forward(variables, i_masked, batch["i_style_prime"], mask)
-  out = np.asarray(sparn.composite(i_masked, i_out, mask))
+  out = np.asarray(pipeline.composite(i_masked, i_out, mask))
   known = np.broadcast_to(np.asarray(mask) == 1, out.shape)
   np.testing.assert_array_equal(out[known], np.asarray(i_masked)[known])
   np.testing.assert_array_equal(out[~known], np.asarray(i_out)[~known])

@@ -10,7 +10,7 @@ import pytorch_msssim
 import torch
 from skimage.metrics import structural_similarity
 
-from difai_jax.metrics import ssim as ssim_lib
+from difai_jax.evaluation.metrics import ssim as ssim_lib
 
 TOL = 1e-5
 

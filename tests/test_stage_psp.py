@@ -17,17 +17,18 @@ import ml_collections
 import numpy as np
 import pytest
 
-from difai_jax import checkpoints
-from difai_jax import export
+from difai_jax.training import checkpoints
+from difai_jax.training import export
 from difai_jax import pretrained
-from difai_jax import stages
-from difai_jax import steps
-from difai_jax import train
+from difai_jax.training import stages
+from difai_jax.training import steps
+from difai_jax import mesh as mesh_lib
+from difai_jax.training import loop as train
 from difai_jax.data import config as data_config
-from difai_jax.data import pipeline as data_pipeline
+from difai_jax.data import loader as data_pipeline
 from difai_jax.models import psp as psp_lib
 from difai_jax.models import stylegan2
-from difai_jax.stages import psp as psp_stage
+from difai_jax.training.stages import psp as psp_stage
 
 SIZE = 32
 
@@ -97,7 +98,7 @@ def setup(tmp_path_factory, compilation_cache):
       config.data, image_size=SIZE, global_batch_size=4, seed=0, process_index=0,
       process_count=1, verbose=False, with_masks=False))
   # Shardings as train.train_stage uses them, so that its runs find these executables cached.
-  mesh = train.make_mesh()
+  mesh = mesh_lib.make_mesh()
   replicated, batch_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
   state_sharding = jax.tree.map(lambda _: replicated,
                                 jax.eval_shape(stage.init, steps.prng_key(0)))

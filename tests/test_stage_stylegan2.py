@@ -15,12 +15,12 @@ import ml_collections
 import numpy as np
 import pytest
 
-from difai_jax import checkpoints
-from difai_jax import export
+from difai_jax.training import checkpoints
+from difai_jax.training import export
 from difai_jax import pretrained
-from difai_jax import steps
-from difai_jax import train
-from difai_jax.stages import stylegan2 as stage_lib
+from difai_jax.training import steps
+from difai_jax.training import loop as train
+from difai_jax.training.stages import stylegan2 as stage_lib
 from configs import toy_stylegan2
 
 

@@ -12,6 +12,7 @@ import pytest
 from difai_jax import pretrained
 from difai_jax.models import stylegan2
 from weights_conversion import stylegan2 as convert
+from weights_conversion import stylegan2_common
 from weights_conversion import torch_io
 from tests.conftest import fixture_path, nchw_to_nhwc
 
@@ -150,7 +151,7 @@ def test_config_f_1024_key_map_covers_every_tensor():
   # FIR buffers must hold the real filter for the converter's check.
   for k in fake:
     if k.endswith("blur.kernel") or k.endswith("upsample.kernel"):
-      fake[k] = convert._fir_kernel((1, 3, 3, 1), 4.0)
+      fake[k] = stylegan2_common.fir_kernel((1, 3, 3, 1), 4.0)
   sd = torch_io.StateDict(fake, "config-f keys")
   config, variables = convert.convert_generator(sd, check=False)
   assert config["size"] == 1024 and config["style_dim"] == 512 and config["n_mlp"] == 8
@@ -164,7 +165,7 @@ def test_converter_errors_name_key_and_shapes():
   fake = _fake_state_dict(shapes)
   for k in fake:
     if k.endswith("blur.kernel") or k.endswith("upsample.kernel"):
-      fake[k] = convert._fir_kernel((1, 3, 3, 1), 4.0)
+      fake[k] = stylegan2_common.fir_kernel((1, 3, 3, 1), 4.0)
   bad = dict(fake)
   bad["to_rgb1.bias"] = np.zeros((1, 4, 1, 1), np.float32)
   with pytest.raises(torch_io.ConversionError, match=r"to_rgb1\.bias.*\(1, 4, 1, 1\).*\(1, 3, 1, 1\)"):

@@ -30,6 +30,7 @@ import pytest
 from difai_jax import pretrained
 from difai_jax.models import stylegan2
 from weights_conversion import stylegan2 as convert
+from weights_conversion import stylegan2_common
 from weights_conversion import torch_io
 from tests.conftest import fixture_path, nchw_to_nhwc
 
@@ -138,7 +139,7 @@ def _fake_state_dict(shapes):
   fake = {k: np.broadcast_to(np.float32(0), v) for k, v in shapes.items()}
   for k in fake:
     if k.endswith(".0.kernel"):                            # the [1, 3, 3, 1] blur buffers
-      fake[k] = convert._fir_kernel((1, 3, 3, 1), 1.0)
+      fake[k] = stylegan2_common.fir_kernel((1, 3, 3, 1), 1.0)
   return fake
 
 

@@ -20,7 +20,7 @@ _SCRIPT = textwrap.dedent("""
     sys.modules["tensorflow"] = None          # as if TensorFlow were not installed
     import numpy as np
     from PIL import Image
-    from difai_jax import tensorboard_writer as tbw
+    from difai_jax.training import tensorboard_writer as tbw
     from clu import metric_writers, periodic_actions   # import without TensorFlow
 
     logdir = sys.argv[1]

@@ -19,13 +19,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from difai_jax import checkpoints
+from difai_jax.training import checkpoints
 from difai_jax import pipeline
 from difai_jax import sefa as sefa_lib
-from difai_jax import steps
-from difai_jax import train
-from difai_jax.data import pipeline as data_pipeline
-from difai_jax.stages import inpainting
+from difai_jax.training import steps
+from difai_jax.training import loop as train
+from difai_jax.data import loader as data_pipeline
+from difai_jax.training.stages import inpainting
 from difai_jax.models import coarse as coarse_lib
 from difai_jax.models import critic as critic_lib
 from difai_jax.models import sparn as sparn_lib

@@ -7,9 +7,9 @@ import jax
 import numpy as np
 import pytest
 
-from difai_jax import checkpoints
-from difai_jax import stages
-from difai_jax import steps
+from difai_jax.training import checkpoints
+from difai_jax.training import stages
+from difai_jax.training import steps
 from tests import tiny_config
 from tests.test_evaluate import trained_tiny_run
 

@@ -12,7 +12,7 @@ Usage::
     python -m weights_conversion.inception pt_inception-2015-12-05-6726825d.pth DST_DIR
 
 The result loads with ``difai_jax.pretrained.load(DST_DIR)`` as
-:class:`difai_jax.metrics.fid.FIDInceptionV3`; the Flax tree mirrors the PyTorch names:
+:class:`difai_jax.evaluation.metrics.fid.FIDInceptionV3`; the Flax tree mirrors the PyTorch names:
 ``params/{unit}/conv/kernel`` (HWIO), ``params/{unit}/bn/{scale,bias}`` and
 ``batch_stats/{unit}/bn/{mean,var}``.
 """
@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from difai_jax import pretrained
-from difai_jax.metrics import fid as fid_lib
+from difai_jax.evaluation.metrics import fid as fid_lib
 from weights_conversion import torch_io
 
 # Tensors of the source that the pool3 features do not use.

@@ -14,7 +14,7 @@ Usage::
     python -m weights_conversion.lpips --net alex --backbone alexnet.pth [--linear alex.pth] DST_DIR
 
 The result loads with ``difai_jax.pretrained.load(DST_DIR)`` as
-:class:`difai_jax.metrics.lpips.LPIPS`. Layout: ``params/backbone/features_{i}/{kernel,bias}`` (torchvision index ``i``, HWIO
+:class:`difai_jax.evaluation.metrics.lpips.LPIPS`. Layout: ``params/backbone/features_{i}/{kernel,bias}`` (torchvision index ``i``, HWIO
 kernels) and ``params/lin{l}`` of shape (C_l,).
 """
 
@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from difai_jax import pretrained
-from difai_jax.metrics import lpips as lpips_lib
+from difai_jax.evaluation.metrics import lpips as lpips_lib
 from weights_conversion import torch_io
 
 

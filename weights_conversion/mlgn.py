@@ -27,7 +27,6 @@ with the flipped one. InstanceNorm2d has no parameters (affine=False, no running
 
 from __future__ import annotations
 
-import argparse
 from typing import Callable, Mapping, Sequence
 
 import jax
@@ -36,6 +35,7 @@ import numpy as np
 
 from difai_jax import pretrained
 from difai_jax.models import coarse
+from difai_jax.nn import parameter_count
 from weights_conversion import torch_io
 
 # (reference block, block type, number of ResnetBlocks), in the reference's definition order.
@@ -146,16 +146,14 @@ def convert(state_dict: Mapping[str, np.ndarray],
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(
-      prog="python -m weights_conversion.mlgn",
-      description="Convert an MLGN generator state dict (.pth) to a difai-jax coarse directory.")
-  parser.add_argument("src", help="MLGN Generator state dict, e.g. latest_net_G.pth")
-  parser.add_argument("dst", help="output directory (must not hold a converted model yet)")
+  parser = torch_io.converter_parser(
+      "mlgn", "Convert an MLGN generator state dict (.pth) to a difai-jax coarse directory.",
+      "MLGN Generator state dict, e.g. latest_net_G.pth")
   args = parser.parse_args(argv)
   state_dict = torch_io.load_checkpoint(args.src)
   config, variables = convert(state_dict, source=args.src)
   pretrained.save(args.dst, "coarse", config, variables)
-  n = sum(np.size(x) for x in jax.tree.leaves(variables))
+  n = parameter_count(variables)
   print(f"wrote {args.dst}: MLGN generator, widths {config['widths']}, {n} parameters")
 
 

@@ -9,7 +9,7 @@ Usage::
 onet}.pt`` are read straight out of it) or a folder holding ``pnet.pt``, ``rnet.pt`` and
 ``onet.pt``. Each is read safely (``torch.load(weights_only=True)``, see ``torch_io``).
 ``DST_DIR`` receives ``config.json`` (kind ``mtcnn``) and the Flax variables of
-:class:`difai_jax.face.mtcnn.MTCNNNets`; the package ships the result as
+:class:`difai_jax.inference.face.mtcnn.MTCNNNets`; the package ships the result as
 ``difai_jax/assets/mtcnn`` (short name ``mtcnn``), facenet-pytorch being MIT-licensed.
 
 Key map (facenet-pytorch -> Flax, per net ``pnet`` / ``rnet`` / ``onet``)::
@@ -26,7 +26,6 @@ which the Flax modules reproduce, so no kernel is permuted.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -37,7 +36,8 @@ import jax
 import numpy as np
 
 from difai_jax import pretrained
-from difai_jax.face import mtcnn
+from difai_jax.inference.face import mtcnn
+from difai_jax.nn import parameter_count
 from weights_conversion import torch_io
 
 NETS = ("pnet", "rnet", "onet")
@@ -116,13 +116,11 @@ def read_state_dicts(src: str) -> dict[str, dict]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(
-      prog="python -m weights_conversion.mtcnn",
-      description="Convert facenet-pytorch's MTCNN (PNet, RNet, ONet) to a difai-jax model "
-                  "directory.")
-  parser.add_argument("src", help="facenet_pytorch-*.whl, or a folder of pnet.pt, rnet.pt, "
+  parser = torch_io.converter_parser(
+      "mtcnn", "Convert facenet-pytorch's MTCNN (PNet, RNet, ONet) to a difai-jax model "
+                  "directory.",
+      "facenet_pytorch-*.whl, or a folder of pnet.pt, rnet.pt, "
                       "onet.pt")
-  parser.add_argument("dst", help="output directory (must not hold a converted model yet)")
   args = parser.parse_args(argv)
   try:
     config, variables = convert(read_state_dicts(args.src), source=args.src)
@@ -130,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   except (torch_io.ConversionError, FileNotFoundError, FileExistsError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
-  n = sum(np.size(x) for x in jax.tree.leaves(variables))
+  n = parameter_count(variables)
   print(f"wrote {args.dst}: MTCNN (PNet, RNet, ONet), {n} parameters")
   return 0
 

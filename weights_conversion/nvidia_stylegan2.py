@@ -46,7 +46,7 @@ import re
 import numpy as np
 
 from weights_conversion import nvidia_pickle
-from weights_conversion import stylegan2 as rosinality
+from weights_conversion import stylegan2_common
 from weights_conversion import torch_io
 from weights_conversion.nvidia_pickle import PersistentObject
 from weights_conversion.torch_io import ConversionError, StateDict
@@ -103,7 +103,7 @@ def _check_supported(G: PersistentObject, source: str) -> None:
 
 
 def _check_filter(sd: StateDict, key: str) -> None:
-  want = rosinality._fir_kernel(rosinality._DEFAULT_BLUR, 1.0)  # pylint: disable=protected-access
+  want = stylegan2_common.fir_kernel(stylegan2_common.DEFAULT_BLUR, 1.0)
   got = sd.take(key)
   if got.shape != want.shape or not np.allclose(got, want, atol=1e-6):
     raise ConversionError(f"{sd.source}: {key} is not the [1, 3, 3, 1] resampling filter this "
@@ -226,12 +226,12 @@ def convert_generator(G: PersistentObject, source: str = "G_ema", check: bool = 
   channels += [params[f"convs_{2 * k + 1}"]["bias"].shape[0] for k in range(len(resolutions) - 1)]
   config = {"size": size, "style_dim": w_dim, "n_mlp": len(style),
             "channels": [int(c) for c in channels],
-            "blur_kernel": list(rosinality._DEFAULT_BLUR),  # pylint: disable=protected-access
+            "blur_kernel": list(stylegan2_common.DEFAULT_BLUR),
             "lr_mlp": lr_mlp,
             "conv_clamp": None if conv_clamp is None else float(conv_clamp)}
   if check:
     sd.check_all_used()
-    rosinality.check_against_module(
+    stylegan2_common.check_against_module(
         config, {k: v for k, v in variables.items() if k != "constants"})
   return config, variables
 

@@ -46,7 +46,6 @@ Key map (PyTorch -> Flax; conv OIHW -> HWIO, linear (out, in) -> (in, out)); ``E
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from typing import Any, Mapping
@@ -348,12 +347,10 @@ def convert_file(src: str, dst: str) -> tuple[str, dict]:
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(
-      prog="python -m weights_conversion.psp",
-      description="Convert a pixel2style2pixel checkpoint (or the bare IR-SE50 backbone "
-      "model_ir_se50.pth) to a difai_jax model directory.")
-  parser.add_argument("src", help="pSp .pt checkpoint, or model_ir_se50.pth")
-  parser.add_argument("dst", help="output directory (must not hold a converted model yet)")
+  parser = torch_io.converter_parser(
+      "psp", "Convert a pixel2style2pixel checkpoint (or the bare IR-SE50 backbone "
+      "model_ir_se50.pth) to a difai_jax model directory.",
+      "pSp .pt checkpoint, or model_ir_se50.pth")
   args = parser.parse_args(argv)
   try:
     kind, config = convert_file(args.src, args.dst)

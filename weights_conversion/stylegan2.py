@@ -43,7 +43,6 @@ Discriminator key map (``--which d``; ConvLayer = [Blur,] EqualConv2d[, FusedLea
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import sys
@@ -51,16 +50,14 @@ import zipfile
 
 import numpy as np
 
+from difai_jax import pretrained
+from weights_conversion import nvidia_stylegan2
 from weights_conversion import torch_io
+from weights_conversion.stylegan2_common import check_against_module
+from weights_conversion.stylegan2_common import check_discriminator_against_module
+from weights_conversion.stylegan2_common import DEFAULT_BLUR
+from weights_conversion.stylegan2_common import fir_kernel
 from weights_conversion.torch_io import ConversionError, StateDict
-
-_DEFAULT_BLUR = (1, 3, 3, 1)
-
-
-def _fir_kernel(taps, gain):
-  k = np.outer(np.asarray(taps, np.float32), np.asarray(taps, np.float32))
-  return k / k.sum() * gain
-
 
 def infer_config(sd: StateDict, lr_mlp: float = 0.01) -> dict:
   """Architecture fields of ``models.stylegan2.Generator`` from a state dict's shapes."""
@@ -76,7 +73,7 @@ def infer_config(sd: StateDict, lr_mlp: float = 0.01) -> dict:
   channels = [sd.shape("input.input")[1]]
   channels += [sd.shape(f"convs.{2 * i}.conv.weight")[1] for i in range(n_rgbs)]
   return {"size": size, "style_dim": sd.shape("style.1.weight")[0], "n_mlp": len(mlp),
-          "channels": channels, "blur_kernel": list(_DEFAULT_BLUR), "lr_mlp": lr_mlp}
+          "channels": channels, "blur_kernel": list(DEFAULT_BLUR), "lr_mlp": lr_mlp}
 
 
 def _modulated_conv(sd: StateDict, prefix: str) -> dict:
@@ -91,7 +88,7 @@ def _modulated_conv(sd: StateDict, prefix: str) -> dict:
 
 def _check_fir(sd: StateDict, key: str, gain: float) -> None:
   """Takes FIR buffer ``key`` and checks it is the [1, 3, 3, 1] filter times ``gain``."""
-  want = _fir_kernel(_DEFAULT_BLUR, gain)
+  want = fir_kernel(DEFAULT_BLUR, gain)
   got = sd.take(key, want.shape)
   if not np.allclose(got, want, atol=1e-6):
     raise ConversionError(f"{sd.source}: {key} is not the [1, 3, 3, 1] blur filter this "
@@ -152,19 +149,6 @@ def convert_generator(sd: StateDict, lr_mlp: float = 0.01, check: bool = True
   return config, variables
 
 
-def check_against_module(config: dict, variables: dict) -> None:
-  """Raises ConversionError if ``variables`` do not fit the Flax Generator built from config."""
-  import jax  # pylint: disable=import-outside-toplevel
-  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  from difai_jax.models import stylegan2  # pylint: disable=import-outside-toplevel
-  module = stylegan2.from_config(config)
-  z = jax.ShapeDtypeStruct((1, config["style_dim"]), jnp.float32)
-  expected = jax.eval_shape(lambda z: module.init(jax.random.key(0), [z]), z)
-  if "noises" not in variables:
-    expected = {k: v for k, v in expected.items() if k != "noises"}
-  torch_io.check_shapes(variables, expected)
-
-
 # ---- Discriminator ----
 
 _D_KIND = "stylegan2_discriminator"
@@ -186,7 +170,7 @@ def infer_discriminator_config(sd: StateDict) -> dict:
     raise ConversionError(f"{sd.source}: final_conv.0.weight has {stddev_feat + widths[0]} "
                           f"input channels for a {widths[0]}-wide 4x4 map; expected at least "
                           "one minibatch-stddev channel more")
-  return {"size": 2 ** (n_blocks + 2), "channels": widths, "blur_kernel": list(_DEFAULT_BLUR),
+  return {"size": 2 ** (n_blocks + 2), "channels": widths, "blur_kernel": list(DEFAULT_BLUR),
           "stddev_group": 4, "stddev_feat": stddev_feat}
 
 
@@ -244,18 +228,6 @@ def convert_discriminator(sd: StateDict, stddev_group: int = 4, check: bool = Tr
   return config, variables
 
 
-def check_discriminator_against_module(config: dict, variables: dict) -> None:
-  """Raises ConversionError if ``variables`` do not fit the Flax Discriminator of config."""
-  import jax  # pylint: disable=import-outside-toplevel
-  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  from difai_jax.models import stylegan2  # pylint: disable=import-outside-toplevel
-  module = stylegan2.discriminator_from_config(config)
-  size = config["size"]
-  images = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
-  expected = jax.eval_shape(lambda x: module.init(jax.random.key(0), x), images)
-  torch_io.check_shapes(variables, expected)
-
-
 def select_discriminator(checkpoint: dict) -> dict:
   """The discriminator state dict of a rosinality checkpoint (or the checkpoint itself)."""
   if "final_linear.0.weight" in checkpoint:
@@ -292,9 +264,7 @@ def convert_file(src: str, dst: str, which: str = "g_ema", lr_mlp: float = 0.01,
                  stddev_group: int = 4) -> dict:
   """Converts ``src`` (rosinality .pt, or NVIDIA .pkl: generators only, ``lr_mlp`` read from
   the pickle) and writes the model directory ``dst``; returns the config."""
-  from difai_jax import pretrained  # pylint: disable=import-outside-toplevel
   if not is_torch_checkpoint(src):
-    from weights_conversion import nvidia_stylegan2  # pylint: disable=import-outside-toplevel
     config, variables = nvidia_stylegan2.convert_pickle(src, which)
     pretrained.save(dst, "stylegan2", config, variables)
     return config
@@ -311,13 +281,11 @@ def convert_file(src: str, dst: str, which: str = "g_ema", lr_mlp: float = 0.01,
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(
-      prog="python -m weights_conversion.stylegan2",
-      description="Convert a rosinality StyleGAN2 checkpoint or an NVIDIA StyleGAN2-ADA network "
-      "pickle to a difai_jax model directory.")
-  parser.add_argument("src", help="rosinality .pt checkpoint (training checkpoint or state dict) "
+  parser = torch_io.converter_parser(
+      "stylegan2", "Convert a rosinality StyleGAN2 checkpoint or an NVIDIA StyleGAN2-ADA network "
+      "pickle to a difai_jax model directory.",
+      "rosinality .pt checkpoint (training checkpoint or state dict) "
                       "or NVIDIA network-snapshot .pkl (read without running pickled code)")
-  parser.add_argument("dst", help="output directory (must not hold a converted model yet)")
   parser.add_argument("--which", default="g_ema", choices=("g_ema", "g", "d"),
                       help="which network of a training checkpoint: a generator (g_ema, the "
                       "default, or g) or the discriminator (d)")

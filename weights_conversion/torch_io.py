@@ -559,3 +559,13 @@ def check_shapes(converted: Mapping, expected: Mapping, path: str = "") -> None:
   for k in converted:
     if k not in expected:
       raise ConversionError(f"converted variables have {path}/{k}, which the module lacks")
+
+
+def converter_parser(module: str, description: str, src_help: str) -> argparse.ArgumentParser:
+  """The command line every converter starts from: ``python -m weights_conversion.MODULE SRC
+  DST`` (DST: a new model directory)."""
+  parser = argparse.ArgumentParser(prog=f"python -m weights_conversion.{module}",
+                                   description=description)
+  parser.add_argument("src", help=src_help)
+  parser.add_argument("dst", help="output directory (must not hold a converted model yet)")
+  return parser

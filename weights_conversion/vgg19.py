@@ -21,7 +21,6 @@ Any other key (e.g. the BatchNorm buffers of ``vgg19_bn``) stops the conversion 
 
 from __future__ import annotations
 
-import argparse
 from typing import Mapping, Sequence
 
 import jax
@@ -30,6 +29,7 @@ import numpy as np
 
 from difai_jax import pretrained
 from difai_jax.models import vgg
+from difai_jax.nn import parameter_count
 from weights_conversion import torch_io
 
 # Tensors of the state dict that the converter reads on purpose never (the classifier head).
@@ -79,11 +79,9 @@ def convert(state_dict: Mapping[str, np.ndarray],
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(
-      prog="python -m weights_conversion.vgg19",
-      description="Convert a torchvision vgg19 state dict (.pth) to a difai-jax model directory.")
-  parser.add_argument("src", help="torchvision vgg19 state dict, e.g. vgg19-dcbb9e9d.pth")
-  parser.add_argument("dst", help="output directory (must not hold a converted model yet)")
+  parser = torch_io.converter_parser(
+      "vgg19", "Convert a torchvision vgg19 state dict (.pth) to a difai-jax model directory.",
+      "torchvision vgg19 state dict, e.g. vgg19-dcbb9e9d.pth")
   args = parser.parse_args(argv)
 
   state_dict = torch_io.load_checkpoint(args.src)
@@ -91,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     state_dict = state_dict["state_dict"]
   config, variables = convert(state_dict, source=args.src)
   pretrained.save(args.dst, "vgg19", config, variables)
-  n = sum(np.size(x) for x in jax.tree.leaves(variables))
+  n = parameter_count(variables)
   print(f"wrote {args.dst}: VGG-19 features, 16 convs, {n} parameters, taps {config['taps']}")
 
 

@@ -32,7 +32,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from difai_jax import image_io
+from difai_jax.data import image_io
 
 BUCKET_RANGES = {
     "10-20": (0.10, 0.20),

@@ -13,7 +13,7 @@ import numpy as np
 from absl import app, flags
 
 from difai_jax import cli
-from difai_jax import image_io
+from difai_jax.data import image_io
 from difai_jax.data import masks as masks_lib
 from difai_jax.data.toy_faces import render_face
 
@@ -39,7 +39,7 @@ def make_sheet(size: int = 64, num: int = 8, seed: int = 0) -> np.ndarray:
   check_args(size, num)
   # The training pipeline (grain) is imported here: --help and flag errors stay instant.
   from difai_jax.data.config import default_data_config  # pylint: disable=import-outside-toplevel
-  from difai_jax.data.pipeline import make_mask_sampler  # pylint: disable=import-outside-toplevel
+  from difai_jax.data.loader import make_mask_sampler  # pylint: disable=import-outside-toplevel
   faces = image_io.uint8_to_float(np.stack([render_face(seed, i, size) for i in range(num)]))
   rows = [faces]
   for b, name in enumerate(masks_lib.BUCKET_NAMES):

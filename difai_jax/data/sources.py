@@ -25,7 +25,7 @@ from typing import Dict, List
 import numpy as np
 from PIL import Image
 
-from difai_jax import image_io
+from difai_jax.data import image_io
 from difai_jax.data.toy_faces import ToyFaces
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
@@ -107,6 +107,49 @@ def read_split_file(path: str) -> Dict[str, str]:
   return out
 
 
+def _readable(root: str, files: List[str], on_corrupt: str) -> tuple[List[str], List[str]]:
+  """``(readable, unreadable)`` relative paths, each file's header opened; ``on_corrupt`` =
+  "raise" stops at the first unreadable one."""
+  good, skipped = [], []
+  for rel in files:
+    try:
+      with Image.open(os.path.join(root, rel)) as img:
+        img.verify()
+      good.append(rel)
+    except Exception as e:  # pylint: disable=broad-except
+      if on_corrupt == "raise":
+        raise DataError(f"cannot read image file {os.path.join(root, rel)!r}: {e} "
+                        "(config.data.on_corrupt='skip' skips such files)") from e
+      skipped.append(rel)
+  return good, skipped
+
+
+def _split_file_members(root: str, files: List[str], split_file: str, split: str,
+                        skipped: set) -> List[str]:
+  """The files a split file assigns to ``split`` (unreadable ones left out, already counted).
+
+  Names match a relative path, or a base name when only one file has it."""
+  labels = read_split_file(split_file)
+  by_name = {os.path.normpath(rel): rel for rel in files}
+  bases: Dict[str, List[str]] = {}
+  for rel in files:
+    bases.setdefault(os.path.basename(rel), []).append(rel)
+  by_name.update({b: r[0] for b, r in bases.items() if len(r) == 1 and b not in by_name})
+  chosen, missing = [], []
+  for name, label in labels.items():
+    if label != split:
+      continue
+    rel = by_name.get(os.path.normpath(name))
+    if rel is None:
+      missing.append(name)
+    elif rel not in skipped:
+      chosen.append(rel)
+  if missing:
+    raise DataError(f"split file {split_file!r} names {len(missing)} {split} images not found "
+                    f"under {root!r}, e.g. {missing[:3]}")
+  return sorted(set(chosen), key=natural_key)
+
+
 class FolderSource:
   """Images from a folder, one split of it.
 
@@ -134,43 +177,9 @@ class FolderSource:
     self.split = split
     self.on_corrupt = on_corrupt
     files = list_image_files(root)
-    self.skipped: List[str] = []
-    if verify:
-      good = []
-      for rel in files:
-        try:
-          with Image.open(os.path.join(root, rel)) as img:
-            img.verify()
-          good.append(rel)
-        except Exception as e:  # pylint: disable=broad-except
-          if on_corrupt == "raise":
-            raise DataError(f"cannot read image file {os.path.join(root, rel)!r}: {e} "
-                            "(config.data.on_corrupt='skip' skips such files)") from e
-          self.skipped.append(rel)
-    else:
-      good = files
+    good, self.skipped = (_readable(root, files, on_corrupt) if verify else (files, []))
     if split_file:
-      labels = read_split_file(split_file)
-      # Names match a relative path, or a base name when only one file has it.
-      by_name = {os.path.normpath(rel): rel for rel in files}
-      bases: Dict[str, List[str]] = {}
-      for rel in files:
-        bases.setdefault(os.path.basename(rel), []).append(rel)
-      by_name.update({b: r[0] for b, r in bases.items() if len(r) == 1 and b not in by_name})
-      skipped = set(self.skipped)
-      chosen, missing = [], []
-      for name, label in labels.items():
-        if label != split:
-          continue
-        rel = by_name.get(os.path.normpath(name))
-        if rel is None:
-          missing.append(name)
-        elif rel not in skipped:  # unreadable files are already counted and reported
-          chosen.append(rel)
-      if missing:
-        raise DataError(f"split file {split_file!r} names {len(missing)} {split} images not found "
-                        f"under {root!r}, e.g. {missing[:3]}")
-      self.files = sorted(set(chosen), key=natural_key)
+      self.files = _split_file_members(root, files, split_file, split, set(self.skipped))
       rule = f"split file {split_file}"
     else:
       n_test = num_test_for(len(good), num_train, num_test)

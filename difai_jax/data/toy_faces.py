@@ -17,7 +17,7 @@ for any size from 32 to 256.
 Each face's categorical attributes (`ATTRIBUTES`: hair style and colour, skin tone, beard,
 moustache, glasses, mouth, lipstick, earrings) are read off the same draws that render it
 (`face_attributes`, `render_face_with_attributes`); recording them changes no pixel. They train
-the toy-face recognizer behind the toy-domain measures (`difai_jax/metrics/toy.py`).
+the toy-face recognizer behind the toy-domain measures (`difai_jax/evaluation/metrics/toy.py`).
 """
 
 from __future__ import annotations
@@ -53,12 +53,6 @@ def _rgb(c, alpha=255):
 
 def _mix(a, b, t):
   return np.asarray(a, np.float64) * (1 - t) + np.asarray(b, np.float64) * t
-
-
-def _ellipse_pts(cx, cy, a, b, t0, t1, n=40):
-  """Points (x, y) on an ellipse for angles t0..t1 (radians, y down)."""
-  t = np.linspace(t0, t1, n)
-  return list(zip(cx + a * np.cos(t), cy + b * np.sin(t)))
 
 
 def _skin_tone(rng):

@@ -5,7 +5,7 @@ inpainting using multi-level generative network", ICME 2019) trained with a cust
 adversarial weight ("lambda") so that the completion is deliberately smooth: a blurry completion
 leaves pSp room to find diverse codes. This module re-expresses the generator of MLGN's public
 code (JieLiu95/MLGN, ``Models/models_gd.py``, class ``Generator``) and the generator loss of its
-``Models/inpainting_model.py`` (DESIGN.md "Coarse net (cMLGN)"):
+``Models/inpainting_model.py`` (the loss is :func:`difai_jax.losses.coarse_loss`):
 
 * input concat(I_masked, hole) (4 channels, hole = 1 - mask, as MLGN feeds its mask);
 * every conv reflection-pads by ``kernel // 2`` and has a bias; InstanceNorm without affine
@@ -44,12 +44,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from difai_jax import layers
-from difai_jax.metrics import ssim as ssim_lib
 from difai_jax.models.sparn import module_kwargs
+from difai_jax.nn import layers
+from difai_jax.nn.norms import instance_norm
 
 LEAKY_SLOPE = 0.2
-IN_EPS = 1e-5            # PyTorch InstanceNorm2d default
 FLOOR_STRIDES = (4, 8, 16)
 
 
@@ -59,17 +58,6 @@ class CoarseOutputs(NamedTuple):
   The pipeline composites it with the known pixels (eq. 2) to form I_coarse.
   """
   full: jax.Array
-
-
-def instance_norm(x: jax.Array, eps: float = IN_EPS) -> jax.Array:
-  """PyTorch ``InstanceNorm2d(affine=False)``: per sample and channel over H, W (NHWC).
-
-  Statistics in float32 (biased variance); the result has the input's dtype.
-  """
-  x32 = x.astype(jnp.float32)
-  mean = jnp.mean(x32, axis=(1, 2), keepdims=True)
-  var = jnp.mean(jnp.square(x32 - mean), axis=(1, 2), keepdims=True)
-  return ((x32 - mean) * jax.lax.rsqrt(var + eps)).astype(x.dtype)
 
 
 def reflect_pad(x: jax.Array, pad: int) -> jax.Array:
@@ -196,15 +184,8 @@ class CoarseNet(nn.Module):
   floor_stride: int = 16
   dtype: Any = jnp.float32
 
-  @nn.compact
-  def __call__(self, i_masked: jax.Array, mask: jax.Array) -> CoarseOutputs:
-    """Args:
-      i_masked: (N, H, W, 3) ``image * mask`` in [-1, 1].
-      mask: (N, H, W, 1), 1 = known, 0 = hole.
-
-    Returns:
-      CoarseOutputs(full (N, H, W, 3) float32 in [-1, 1]), the raw network output.
-    """
+  def check_inputs(self, i_masked: jax.Array, mask: jax.Array) -> None:
+    """Raises a ValueError saying what does not fit: shapes, widths, floor stride."""
     if i_masked.ndim != 4 or i_masked.shape[-1] != 3:
       raise ValueError(f"CoarseNet: i_masked must be (N, H, W, 3); got {i_masked.shape}")
     n, h, w, _ = i_masked.shape
@@ -223,6 +204,17 @@ class CoarseNet(nn.Module):
           f"CoarseNet: image size {h}x{w} does not fit floor_stride {self.floor_stride}: the "
           f"sides must be multiples of {deepest} and at least {2 * deepest} (floor 2 at "
           f">= 2 px); lower floor_stride for small images")
+
+  @nn.compact
+  def __call__(self, i_masked: jax.Array, mask: jax.Array) -> CoarseOutputs:
+    """Args:
+      i_masked: (N, H, W, 3) ``image * mask`` in [-1, 1].
+      mask: (N, H, W, 1), 1 = known, 0 = hole.
+
+    Returns:
+      CoarseOutputs(full (N, H, W, 3) float32 in [-1, 1]), the raw network output.
+    """
+    self.check_inputs(i_masked, mask)
     w0, w1, w2, w3 = self.widths
     outer_0 = self.floor_stride >= 16   # down_0_0 / up_0_0 change the resolution
     outer_1 = self.floor_stride >= 8    # down_0_1 / up_0_1 change the resolution
@@ -264,94 +256,6 @@ class CoarseNet(nn.Module):
     x = UpBlock(w0, upsample=outer_0, name="up_0_0", **kw)(x)          # H
     full = Head(w0, name="conv_0_0", **kw)(x)                          # (N, H, W, 3)
     return CoarseOutputs(full=full.astype(jnp.float32))
-
-
-# ----------------------------------------------------------------------------------------------
-# Loss (MLGN's backward_G)
-# ----------------------------------------------------------------------------------------------
-
-def smooth_l1(x: jax.Array, beta: float = 1.0) -> jax.Array:
-  """Elementwise PyTorch ``SmoothL1Loss`` (beta 1): ``0.5 x^2 / beta`` if ``|x| < beta``."""
-  ax = jnp.abs(x)
-  return jnp.where(ax < beta, 0.5 * jnp.square(x) / beta, ax - 0.5 * beta)
-
-
-def coarse_loss_terms(outputs: CoarseOutputs, i_gt: jax.Array, mask: jax.Array, *,
-                      ms_ssim_weights: Sequence[float] = ssim_lib.MS_SSIM_WEIGHTS,
-                      fake_scores: jax.Array | None = None) -> dict[str, jax.Array]:
-  """The unweighted terms of MLGN's generator loss on the composite.
-
-  With ``I_comp = I_gt * mask + hole * out`` (the reference's ``fake_B``):
-
-  * ``rec``: ``SmoothL1(I_comp * hole, I_gt * hole)`` averaged over all N*H*W*3 values (PyTorch
-    ``SmoothL1Loss()``, beta 1), i.e. the hole error weighted by the hole's share of the image;
-  * ``ms_ssim``: ``1 - MS-SSIM((I_comp + 1) / 2, (I_gt + 1) / 2)``, data range 1, batch mean
-    (pytorch-msssim ``MS_SSIM(data_range=1)``; ``ms_ssim_weights`` sets the scales);
-  * ``adversarial``: ``-mean(fake_scores)`` when scores are given: the WGAN generator term of
-    the project's critic (the reference uses an LSGAN critic; see ``coarse_loss``).
-
-  Args:
-    outputs: :class:`CoarseOutputs` of the coarse net.
-    i_gt: (N, H, W, 3) ground truth in [-1, 1].
-    mask: (N, H, W, 1), 1 = known, 0 = hole.
-    ms_ssim_weights: MS-SSIM scale exponents, finest first (5 for 256 px, fewer for small
-      images: the smaller side must exceed ``10 * 2 ** (scales - 1)``).
-    fake_scores: critic scores (N,) of the composites, or None.
-
-  Returns:
-    ``{"rec", "ms_ssim"}`` (+ ``"adversarial"``) float32 scalars.
-  """
-  if i_gt.shape != outputs.full.shape:
-    raise ValueError(f"coarse_loss: i_gt {i_gt.shape} and the coarse output "
-                     f"{outputs.full.shape} differ")
-  if mask.shape != i_gt.shape[:3] + (1,):
-    raise ValueError(f"coarse_loss: mask must be (N, H, W, 1) matching i_gt; got {mask.shape}")
-  mask = mask.astype(jnp.float32)
-  hole = 1.0 - mask
-  i_gt = i_gt.astype(jnp.float32)
-  out = outputs.full.astype(jnp.float32)
-  comp = i_gt * mask + hole * out
-  terms = {
-      "rec": jnp.mean(smooth_l1(comp * hole - i_gt * hole)),
-      "ms_ssim": 1.0 - jnp.mean(ssim_lib.ms_ssim((comp + 1.0) * 0.5, (i_gt + 1.0) * 0.5,
-                                                 data_range=1.0,
-                                                 weights=tuple(ms_ssim_weights))),
-  }
-  if fake_scores is not None:
-    terms["adversarial"] = -jnp.mean(fake_scores.astype(jnp.float32))
-  return terms
-
-
-def coarse_loss(outputs: CoarseOutputs, i_gt: jax.Array, mask: jax.Array, *,
-                lambda_rec: float = 100.0, lambda_ms_ssim: float = 5.0,
-                lambda_adv: float = 0.0,
-                ms_ssim_weights: Sequence[float] = ssim_lib.MS_SSIM_WEIGHTS,
-                fake_scores: jax.Array | None = None) -> jax.Array:
-  """MLGN's generator loss with DiFAI's customised adversarial weight.
-
-  ``lambda_rec * rec + lambda_ms_ssim * ms_ssim + lambda_adv * adversarial`` over the terms of
-  :func:`coarse_loss_terms`. MLGN's ``backward_G`` reads
-  ``5 * GAN + lambda_l1 * SmoothL1 + 5 * (1 - MS-SSIM)`` with ``lambda_l1`` commented as 100
-  (its options file is not public). DiFAI customises the adversarial weight so that the coarse
-  face stays blurry: ``lambda_adv`` 0 by default (MLGN: 5). When it is non-zero the project's
-  WGAN-GP critic scores the composite and the term is ``-mean(D(composite))``, not MLGN's LSGAN.
-
-  Args:
-    outputs, i_gt, mask, ms_ssim_weights: as :func:`coarse_loss_terms`.
-    lambda_rec, lambda_ms_ssim, lambda_adv: term weights.
-    fake_scores: critic scores (N,) of the composites; required when ``lambda_adv != 0``.
-
-  Returns:
-    Scalar float32 loss.
-  """
-  if lambda_adv and fake_scores is None:
-    raise ValueError("coarse_loss: lambda_adv is non-zero but no fake_scores were given")
-  terms = coarse_loss_terms(outputs, i_gt, mask, ms_ssim_weights=ms_ssim_weights,
-                            fake_scores=fake_scores if lambda_adv else None)
-  total = lambda_rec * terms["rec"] + lambda_ms_ssim * terms["ms_ssim"]
-  if lambda_adv:
-    total = total + lambda_adv * terms["adversarial"]
-  return total
 
 
 # Fields of config.coarse that configure the loss, not the module.

@@ -1,4 +1,4 @@
-"""Spectral-normalised WGAN-GP critic of DiFAI (DESIGN.md "Critic").
+"""Spectral-normalised WGAN-GP critic of DiFAI.
 
 A stack of 4x4 stride-2 convs (64-128-256-512-512 at 256 px) with leaky ReLU 0.2 and no
 normalisation layers (a gradient penalty needs per-sample gradients, which batch statistics would
@@ -21,8 +21,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from difai_jax.models.sparn import SpectralNorm
 from difai_jax.models.sparn import module_kwargs
+from difai_jax.models.sparn import SpectralNorm
 
 LEAKY_SLOPE = 0.2
 SPECTRAL_COLLECTION = "spectral"

@@ -48,8 +48,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from difai_jax import layers
 from difai_jax.models import stylegan2
+from difai_jax.nn import layers
 
 Dtype = Any
 
@@ -96,7 +96,7 @@ def adaptive_avg_pool_matrix(n_out: int, n_in: int) -> np.ndarray:
 
 def _resize_with_matrices(x: jax.Array, mh: np.ndarray, mw: np.ndarray) -> jax.Array:
   """(N, H, W, C) -> (N, H', W', C) with row matrix ``mh`` (H', H) and column matrix ``mw``."""
-  hi = None   # the run's precision policy (difai_jax.precision)
+  hi = None   # the run's precision policy (difai_jax.nn.precision)
   x = jnp.einsum("oh,nhwc->nowc", jnp.asarray(mh, x.dtype), x, precision=hi)
   return jnp.einsum("pw,nowc->nopc", jnp.asarray(mw, x.dtype), x, precision=hi)
 
@@ -148,7 +148,7 @@ class SEModule(nn.Module):
   """
   reduction: int = 16
   dtype: Dtype = jnp.float32
-  precision: Any = None   # the run's precision policy (difai_jax.precision)
+  precision: Any = None   # the run's precision policy (difai_jax.nn.precision)
 
   @nn.compact
   def __call__(self, x):
@@ -173,7 +173,7 @@ class IRUnit(nn.Module):
   use_se: bool = True
   se_reduction: int = 16
   dtype: Dtype = jnp.float32
-  precision: Any = None   # the run's precision policy (difai_jax.precision)
+  precision: Any = None   # the run's precision policy (difai_jax.nn.precision)
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -206,7 +206,7 @@ class IRBackbone(nn.Module):
   mode: str = "ir_se"
   se_reduction: int = 16
   dtype: Dtype = jnp.float32
-  precision: Any = None   # the run's precision policy (difai_jax.precision)
+  precision: Any = None   # the run's precision policy (difai_jax.nn.precision)
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -237,7 +237,7 @@ class GradualStyleBlock(nn.Module):
   """
   features: int
   dtype: Dtype = jnp.float32
-  precision: Any = None   # the run's precision policy (difai_jax.precision)
+  precision: Any = None   # the run's precision policy (difai_jax.nn.precision)
   width: int | None = None
 
   @nn.compact
@@ -282,7 +282,7 @@ class GradualStyleEncoder(nn.Module):
   coarse_ind: int = 3
   middle_ind: int = 7
   dtype: Dtype = jnp.float32
-  precision: Any = None   # the run's precision policy (difai_jax.precision)
+  precision: Any = None   # the run's precision policy (difai_jax.nn.precision)
   block_width: int | None = None
 
   @property

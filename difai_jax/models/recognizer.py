@@ -4,7 +4,8 @@ Not a paper component. DiFAI (Yoon et al.) is judged with FID (Inception feature
 on the toy-face domain (``difai_jax/data/toy_faces.py``) neither ImageNet weights nor people are
 at hand, but every face's attributes are known (``toy_faces.ATTRIBUTES``: hair style and colour,
 skin tone, beard, moustache, glasses, mouth, lipstick, earrings). This network, trained on them
-(stage ``recognizer``), gives the toy domain its measures (``difai_jax.metrics.toy``): a Frechet
+(stage ``recognizer``), gives the toy domain its measures (``difai_jax.evaluation.metrics.toy``): a
+Frechet
 distance in its feature space and the attributes of each completion.
 
 Architecture: 3x3 convs with GroupNorm (per sample: a face's outputs never depend on its

@@ -1,7 +1,7 @@
 """DiFAI generator G(I_masked, I_style', M) with SPARN (spatially adaptive region normalisation).
 
-Re-expresses the paper's generator (DiFAI, Yoon et al., section "SPARN" and Table 3) as described
-in DESIGN.md "DiFAI generator", with SPADE's parts as NVlabs/SPADE has them (Park et al. 2019):
+Re-expresses the paper's generator (DiFAI, Yoon et al., section "SPARN" and Table 3), with
+SPADE's parts as NVlabs/SPADE has them (Park et al. 2019):
 
 * the content encoder is SPADE's ConvEncoder (``models/networks/encoder.py``) on
   concat(I_masked, mask): 3x3 stride-2 convs, each spectral-normalised and followed by a
@@ -45,7 +45,7 @@ I_style' is area-downsampled (exact average pooling; the resolutions are the ima
 powers of two), the mask is nearest-downsampled (PyTorch ``F.interpolate(mode='nearest')``
 semantics, as SPADE and RN do), so the mask stays binary and region statistics stay defined. We
 avoid ``jax.image.resize`` here: it antialiases when downsampling, which would blur the mask into
-non-binary values (see DESIGN.md, porting pitfalls).
+non-binary values.
 
 Conventions: NHWC, images in [-1, 1], ``mask`` (N, H, W, 1) with 1 = known, 0 = hole.
 """
@@ -60,6 +60,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from difai_jax.nn.norms import instance_norm
+from difai_jax.nn.variants import fold_variants
+from difai_jax.nn.variants import unfold_variants
 
 NORMS = ("sparn", "spade", "batch")
 RN_STATS = ("instance", "batch")
@@ -77,24 +81,6 @@ SN_EPS = 1e-12
 # ----------------------------------------------------------------------------------------------
 # Image helpers shared by the generator, the coarse loss and the pipeline.
 # ----------------------------------------------------------------------------------------------
-
-def composite(i_masked: jax.Array, i_out: jax.Array, mask: jax.Array) -> jax.Array:
-  """The paper's composite ``I_masked + hole * I_out`` (also used for I_style').
-
-  Args:
-    i_masked: (N, H, W, C) known pixels, zero in the hole (``image * mask``), in [-1, 1].
-    i_out: (N, H, W, C) a generated image in [-1, 1].
-    mask: (N, H, W, 1), 1 = known, 0 = hole.
-
-  Returns:
-    (N, H, W, C). For a binary mask the known pixels equal ``i_masked`` bit for bit (x + 0 * y is
-    x exactly for finite y), the hole pixels equal ``i_out``.
-  """
-  if i_masked.shape != i_out.shape:
-    raise ValueError(f"composite: i_masked {i_masked.shape} and i_out {i_out.shape} differ")
-  _check_mask(mask, i_masked.shape, "composite")
-  return i_masked + (1.0 - mask).astype(i_out.dtype) * i_out
-
 
 def resize_nearest(x: jax.Array, size: tuple[int, int]) -> jax.Array:
   """Nearest-neighbour resize with PyTorch ``F.interpolate(mode='nearest')`` semantics.
@@ -157,17 +143,6 @@ def _lrelu(x: jax.Array) -> jax.Array:
 def _upsample2x(x: jax.Array) -> jax.Array:
   """x2 nearest upsampling: (N, H, W, C) -> (N, 2H, 2W, C)."""
   return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
-
-
-def fold_variants(x: jax.Array) -> jax.Array:
-  """(K, N, ...) -> (N * K, ...), sample-major: the K variants of image i are rows
-  i * K ... i * K + K - 1 (the generator's ``num_variants`` layout)."""
-  return jnp.swapaxes(x, 0, 1).reshape((x.shape[0] * x.shape[1],) + x.shape[2:])
-
-
-def unfold_variants(x: jax.Array, num_variants: int) -> jax.Array:
-  """(N * K, ...) -> (K, N, ...), the inverse of :func:`fold_variants`."""
-  return jnp.swapaxes(x.reshape((x.shape[0] // num_variants, num_variants) + x.shape[1:]), 0, 1)
 
 
 def _variant_blocks(x: jax.Array, num_variants: int, where: str) -> jax.Array:
@@ -267,15 +242,6 @@ def _conv(features: int, kernel: int, name: str, *, spectral_norm: bool, dtype: 
   return lambda x, train: wrapped(x, update_stats=train)
 
 
-def instance_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
-  """Parameter-free instance norm (PyTorch ``InstanceNorm2d(affine=False)``): per sample and
-  channel over (H, W), biased variance. (N, H, W, C) -> (N, H, W, C) in x's dtype."""
-  x32 = x.astype(jnp.float32)
-  mean = jnp.mean(x32, axis=(1, 2), keepdims=True)
-  var = jnp.mean(jnp.square(x32 - mean), axis=(1, 2), keepdims=True)
-  return ((x32 - mean) * jax.lax.rsqrt(var + eps)).astype(x.dtype)
-
-
 # ----------------------------------------------------------------------------------------------
 # Region normalisation and SPARN.
 # ----------------------------------------------------------------------------------------------
@@ -337,17 +303,6 @@ def region_norm(x: jax.Array, mask: jax.Array, stats: str = "batch", eps: float 
     var = jnp.sum(jnp.square(x32 - mean) * pooled, axis=axes, keepdims=True) / count
     out = out + region * (x32 - mean) * jax.lax.rsqrt(var + eps * total / count)
   return fold_variants(out).astype(x.dtype)
-
-
-class RegionNorm(nn.Module):
-  """Module wrapper of :func:`region_norm` (no parameters, no state)."""
-  stats: str = "batch"
-  eps: float = 1e-5
-
-  @nn.compact
-  def __call__(self, x: jax.Array, mask: jax.Array, *, num_variants: int = 1,
-               valid: jax.Array | None = None) -> jax.Array:
-    return region_norm(x, mask, self.stats, self.eps, num_variants, valid)
 
 
 class VariantBatchNorm(nn.Module):
@@ -560,29 +515,9 @@ class DiFAIGenerator(nn.Module):
   eps: float = 1e-5
   dtype: Any = jnp.float32
 
-  @nn.compact
-  def __call__(self, i_masked: jax.Array, i_style_prime: jax.Array, mask: jax.Array, *,
-               train: bool = False, num_variants: int = 1,
-               valid: jax.Array | None = None) -> jax.Array:
-    """Args:
-      i_masked: (N, H, W, 3) ``image * mask`` in [-1, 1].
-      i_style_prime: (N, H, W, 3) ``I_masked + hole * I_style`` in [-1, 1].
-      mask: (N, H, W, 1), 1 = known, 0 = hole.
-      train: training forward: BatchNorm (norm 'spade' / 'batch') uses batch statistics and
-        updates its running averages (``mutable=['batch_stats']``), spectral norm does its power
-        iteration (``mutable=['spectral']``); pass ``mutable=list(collections)``. When False,
-        running averages and the stored power-iteration vectors, nothing changes. Region norm
-        with ``rn_stats='batch'`` uses batch statistics either way, as RN-B.
-      num_variants: K when the batch is K style variants of the same N / K images, folded
-        sample-major (:func:`fold_variants`, as ``pipeline.generate`` does): batch statistics
-        are pooled within each variant, never across, so completion j does not depend on K.
-      valid: optional (N,) 1 = real row, 0 = padding (a last batch filled up to a compiled
-        size): padding rows stay out of region norm's batch statistics, so real rows get what
-        a batch of them alone gives (:func:`region_norm`).
-
-    Returns:
-      I_out (N, H, W, 3) in [-1, 1] (tanh), not yet composited (see :func:`composite`).
-    """
+  def check_inputs(self, i_masked: jax.Array, i_style_prime: jax.Array, mask: jax.Array,
+                   num_variants: int) -> None:
+    """Raises a ValueError saying what does not fit: shapes, options, widths, image size."""
     where = "DiFAIGenerator"
     _check_image(i_masked, "i_masked", where)
     _check_image(i_style_prime, "i_style_prime", where)
@@ -609,6 +544,35 @@ class DiFAIGenerator(nn.Module):
       raise ValueError(f"{where}: image size {h}x{w} must be divisible by {factor} "
                        f"({n_down} stride-2 downsamplings)")
     _variant_blocks(mask, num_variants, where)
+
+  @nn.compact
+  def __call__(self, i_masked: jax.Array, i_style_prime: jax.Array, mask: jax.Array, *,
+               train: bool = False, num_variants: int = 1,
+               valid: jax.Array | None = None) -> jax.Array:
+    """Args:
+      i_masked: (N, H, W, 3) ``image * mask`` in [-1, 1].
+      i_style_prime: (N, H, W, 3) ``I_masked + hole * I_style`` in [-1, 1].
+      mask: (N, H, W, 1), 1 = known, 0 = hole.
+      train: training forward: BatchNorm (norm 'spade' / 'batch') uses batch statistics and
+        updates its running averages (``mutable=['batch_stats']``), spectral norm does its power
+        iteration (``mutable=['spectral']``); pass ``mutable=list(collections)``. When False,
+        running averages and the stored power-iteration vectors, nothing changes. Region norm
+        with ``rn_stats='batch'`` uses batch statistics either way, as RN-B.
+      num_variants: K when the batch is K style variants of the same N / K images, folded
+        sample-major (``nn.variants.fold_variants``, as ``pipeline.generate`` does): batch
+        statistics
+        are pooled within each variant, never across, so completion j does not depend on K.
+      valid: optional (N,) 1 = real row, 0 = padding (a last batch filled up to a compiled
+        size): padding rows stay out of region norm's batch statistics, so real rows get what
+        a batch of them alone gives (:func:`region_norm`).
+
+    Returns:
+      I_out (N, H, W, 3) in [-1, 1] (tanh), not yet composited
+      (:func:`difai_jax.pipeline.composite`).
+    """
+    self.check_inputs(i_masked, i_style_prime, mask, num_variants)
+    n_down = len(self.encoder_widths)
+    _, h, w, _ = i_masked.shape
 
     mask = mask.astype(self.dtype)
     x = ContentEncoder(tuple(self.encoder_widths), self.encoder, self.spectral_norm, self.eps,

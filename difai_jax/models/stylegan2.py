@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
-from difai_jax import layers
+from difai_jax.nn import layers
 
 Dtype = Any
 
@@ -224,6 +224,21 @@ class Generator(nn.Module):
       i += 2
     return skip.astype(jnp.float32)
 
+  def _noise(self, noise, randomize_noise: bool, n: int) -> list:
+    """The noise inputs of every layer: given, fresh from the ``noise`` rng, or stored."""
+    if self.is_initializing():
+      self._stored_noise()
+    if noise is None:
+      if randomize_noise:
+        rng = self.make_rng("noise")
+        return [jax.random.normal(k, (n,) + shape[1:])
+                for k, shape in zip(jax.random.split(rng, self.num_layers),
+                                    noise_shapes(self.size))]
+      return self._stored_noise()
+    if len(noise) != self.num_layers:
+      raise ValueError(f"noise must be a list of {self.num_layers} arrays, got {len(noise)}")
+    return noise
+
   def __call__(self, styles, *, input_is_latent: bool = False, noise=None,
                randomize_noise: bool = False, truncation: float = 1.0, truncation_latent=None,
                inject_index: int | None = None, return_latents: bool = False,
@@ -271,35 +286,28 @@ class Generator(nn.Module):
     if latent.shape[1] != n_latent:
       raise ValueError(f"W+ latent has {latent.shape[1]} styles, this generator needs {n_latent}")
 
-    if self.is_initializing():
-      self._stored_noise()
-    if noise is None:
-      if randomize_noise:
-        rng = self.make_rng("noise")
-        noise = [jax.random.normal(k, (latent.shape[0],) + shape[1:])
-                 for k, shape in zip(jax.random.split(rng, self.num_layers),
-                                     noise_shapes(self.size))]
-      else:
-        noise = self._stored_noise()
-    elif len(noise) != self.num_layers:
-      raise ValueError(f"noise must be a list of {self.num_layers} arrays, got {len(noise)}")
-
-    image = self.synthesis(latent, noise, stop_at)
+    image = self.synthesis(latent, self._noise(noise, randomize_noise, latent.shape[0]), stop_at)
     return (image, latent) if return_latents else image
+
+
+def _module_kwargs(config: dict, kind: str, known: set[str]) -> dict:
+  """A converted ``config.json``'s fields as constructor arguments (lists -> tuples); unknown
+  fields are refused."""
+  config = dict(config)
+  unknown = set(config) - known
+  if unknown:
+    raise ValueError(f"unknown {kind} config fields: {sorted(unknown)}")
+  for key in ("channels", "blur_kernel"):
+    if config.get(key) is not None:
+      config[key] = tuple(config[key])
+  return config
 
 
 def from_config(config: dict) -> Generator:
   """Builds a Generator from a converted model's ``config.json`` fields."""
-  config = dict(config)
-  known = {"size", "style_dim", "n_mlp", "channels", "channel_multiplier", "blur_kernel",
-           "lr_mlp", "conv_clamp"}
-  unknown = set(config) - known
-  if unknown:
-    raise ValueError(f"unknown stylegan2 config fields: {sorted(unknown)}")
-  for key in ("channels", "blur_kernel"):
-    if config.get(key) is not None:
-      config[key] = tuple(config[key])
-  return Generator(**config)
+  return Generator(**_module_kwargs(config, "stylegan2", {
+      "size", "style_dim", "n_mlp", "channels", "channel_multiplier", "blur_kernel", "lr_mlp",
+      "conv_clamp"}))
 
 
 # ---- Discriminator ----
@@ -469,13 +477,5 @@ class Discriminator(nn.Module):
 
 def discriminator_from_config(config: dict) -> Discriminator:
   """Builds a Discriminator from a converted model's ``config.json`` fields."""
-  config = dict(config)
-  known = {"size", "channel_multiplier", "channels", "blur_kernel", "stddev_group",
-           "stddev_feat"}
-  unknown = set(config) - known
-  if unknown:
-    raise ValueError(f"unknown stylegan2_discriminator config fields: {sorted(unknown)}")
-  for key in ("channels", "blur_kernel"):
-    if config.get(key) is not None:
-      config[key] = tuple(config[key])
-  return Discriminator(**config)
+  return Discriminator(**_module_kwargs(config, "stylegan2_discriminator", {
+      "size", "channel_multiplier", "channels", "blur_kernel", "stddev_group", "stddev_feat"}))

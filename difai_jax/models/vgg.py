@@ -28,7 +28,7 @@ import jax.numpy as jnp
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# The taps of the perceptual / style losses (DiFAI eq. 6-7, DESIGN.md "Losses").
+# The taps of the perceptual / style losses (DiFAI eq. 6-7).
 DEFAULT_TAPS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 # Conv widths of the five blocks of VGG-19 (configuration "E"): 2, 2, 4, 4, 4 convs.

@@ -1,0 +1,245 @@
+"""A loaded DiFAI for interactive use: ``Inpainter(checkpoint)`` and three calls on arrays.
+
+    inpainter = Inpainter("toy-difai")           # a shipped short name or a training workdir
+    completions = inpainter.complete(image, known, num_completions=4)   # K uint8 images
+    edited = inpainter.edit(image, known, component=0, degree=5.0)
+    frames = inpainter.walk(image, known, component=0, max_degree=10.0, steps=9)
+
+No UI and no files: the browser demo (``difai_jax/app.py``) wires its widgets to these calls,
+and a notebook can use them directly. The models are loaded once, in the constructor; the
+pipeline is compiled once per number of SeFa edits (``K - 1`` for :meth:`complete`, 1 for
+:meth:`edit`, ``steps`` for :meth:`walk`) and kept, also in JAX's persistent compilation cache
+when ``compilation_cache`` names one.
+
+The data flow is ``python -m difai_jax.inpaint``'s (Sec. 3, Fig. 1 and 4 of the paper), on the
+same library functions: any input size, the model sees the image at its resolution
+(:func:`inputs.to_model_resolution`), and each completion is resized back and composited in
+uint8 with the input's known pixels (:func:`outputs.composite_uint8`), which stay bit-exact.
+
+Masks: ``known`` is (H, W) or (H, W, 1), True / 1 = known pixel, False / 0 = hole (the package's
+convention; see README "Conventions").
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Sequence
+
+import jax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+import numpy as np
+
+from difai_jax import mesh as mesh_lib
+from difai_jax import runtime
+from difai_jax.inference import inputs
+from difai_jax.inference import model
+from difai_jax.inference import outputs
+from difai_jax.training import checkpoints
+
+
+class Inpainter:
+  """A trained DiFAI, loaded once; each call inpaints one image.
+
+  Attributes:
+    checkpoint: what was asked for (a short name or a folder).
+    step: the DiFAI checkpoint's training step.
+    image_size: the model's resolution (inputs of any size are resized to it and back).
+    n_directions: SeFa directions available to :meth:`edit` and :meth:`walk`.
+    platform: JAX's backend (``cpu``, ``gpu``, ``tpu``).
+    degree: magnitude of the default edits of :meth:`complete` (directions 0..K-2 at +d, -d, ...).
+    sampling: (top_k, min_degree, max_degree) of the run's training edits, used with a seed.
+  """
+
+  def __init__(self, checkpoint: str = "toy-difai", *, degree: float = 5.0,
+               pad_edits: int = 0, compilation_cache: str | None = "off"):
+    """Loads the run's models and prepares the pipeline (compiled at the first call).
+
+    Args:
+      checkpoint: a shipped short name (``toy-difai``) or a trained DiFAI workdir (a multi-stage
+        run's top directory or its ``difai`` stage).
+      degree: magnitude of :meth:`complete`'s default edits (the CLI's ``--degree``).
+      pad_edits: run every call with at least this many SeFa edits (the extra ones at degree 0,
+        their outputs dropped), so that one compilation serves every K, :meth:`edit` and a
+        walk of up to ``pad_edits`` steps; 0 compiles once per number of edits instead. Costs
+        the extra variants' compute on every call; the results do not change (each variant's
+        completion is independent of the others, see :func:`pipeline.generate`).
+      compilation_cache: folder of JAX's persistent compilation cache (None: the user cache
+        folder; ``"off"``: none), see :func:`runtime.enable_compilation_cache`.
+
+    Raises:
+      FileNotFoundError: no such run; ValueError: a run whose metadata cannot be used.
+    """
+    info = model.read_run_info(checkpoint)     # before the weights: a wrong folder fails fast
+    self.cache_dir = runtime.enable_compilation_cache(compilation_cache)
+    self.checkpoint = checkpoint
+    self.degree = float(degree)
+    self.pad_edits = max(int(pad_edits), 0)
+    t0 = time.time()
+    inference = checkpoints.load_difai(checkpoint)
+    self.load_seconds = time.time() - t0
+    self.step = inference.step
+    self.image_size = int(inference.config.image_size)
+    self.n_directions = info.n_directions
+    self.platform = jax.default_backend()
+    sefa_config = inference.config.sefa
+    self.sampling = (int(sefa_config.get("top_k", 8)), float(sefa_config.get("min_degree", 2.0)),
+                     float(sefa_config.get("max_degree", 5.0)))
+    layers = inputs.check_layers(info.config_layers, info.n_latent,
+                                  source="config.sefa.layers")
+    mesh = mesh_lib.local_mesh()
+    self._batch = mesh.size          # one image, repeated over the devices of the data axis
+    self._fn = model.make_inpaint_fn(inference.models, mesh, layers)
+    self._variables = jax.device_put(inference.variables, NamedSharding(mesh, P()))
+    self._compiled: set[int] = set()   # numbers of edits (alpha) run once already
+    self._lock = threading.Lock()      # one model call at a time (callers may be threads)
+
+  # --------------------------------------------------------------------------------------------
+  # Inputs
+  # --------------------------------------------------------------------------------------------
+
+  @staticmethod
+  def check_inputs(image: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(image (H, W, 3) uint8, known (H, W, 1) float32 {0, 1})`` or a ValueError saying why.
+
+    The image must be (H, W, 3) uint8; the mask (H, W) or (H, W, 1) of the image's size, bool
+    or numbers 0 / 1 (1 = known), with at least one known and one hole pixel.
+    """
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
+      raise ValueError(f"image must be (H, W, 3) uint8 RGB; got shape {image.shape} "
+                       f"{image.dtype}")
+    known = np.asarray(known)
+    if known.ndim == 3 and known.shape[-1] == 1:
+      known = known[..., 0]
+    if known.shape != image.shape[:2]:
+      raise ValueError(f"mask has shape {known.shape} but the image is {image.shape[0]}x"
+                       f"{image.shape[1]} (HxW); give an (H, W) or (H, W, 1) mask of the "
+                       "image's size (1 = known, 0 = hole)")
+    if known.dtype != np.bool_:
+      binary = (known == 0) | (known == 1)
+      if not binary.all():
+        where = tuple(int(i) for i in np.argwhere(~binary)[0])
+        raise ValueError(f"mask has values other than 0 and 1 (found {known[where]:g} at "
+                         f"{where}); pass a bool mask, True = known")
+    known = known.astype(bool)
+    if known.all():
+      raise ValueError("mask has no hole: every pixel is known, nothing to inpaint")
+    if not known.any():
+      raise ValueError("mask is all hole: no known pixel to inpaint from")
+    return image, known.astype(np.float32)[..., None]
+
+  def notes(self, image: np.ndarray) -> list[str]:
+    """Notes on an input the model sees distorted (far smaller than the model, not square)."""
+    return inputs.size_notes("the image", np.shape(image)[:2], self.image_size)
+
+  def _padded(self, num_edits: int) -> int:
+    return max(int(num_edits), self.pad_edits)
+
+  def is_compiled(self, num_edits: int) -> bool:
+    """Whether a call with ``num_edits`` SeFa edits has run (later ones skip compiling)."""
+    return self._padded(num_edits) in self._compiled
+
+  # --------------------------------------------------------------------------------------------
+  # Edits
+  # --------------------------------------------------------------------------------------------
+
+  def default_edits(self, num_completions: int | None = None, seed: int | None = None, *,
+                    k: int | None = None) -> tuple[list[int], list[float]]:
+    """The K - 1 SeFa edits of :meth:`complete`.
+
+    Without a seed, the CLI's: directions 0..K-2 with degrees +d, -d, +d, ... (d =
+    ``self.degree``). With a seed, training's distribution (pipeline.SefaSampling): distinct
+    directions among the run's ``top_k`` strongest (more when K - 1 exceeds it), degrees of
+    random sign and magnitude in ``[min_degree, max_degree]``.
+    """
+    k = int(runtime.deprecated_alias(num_completions, k, "k", 4))
+    if k < 1:
+      raise ValueError(f"K must be at least 1 (the unperturbed completion); got {k}")
+    if k - 1 > self.n_directions:
+      raise ValueError(f"K = {k} asks for {k - 1} SeFa edits, one per direction, but the "
+                       f"generator has {self.n_directions} directions; use K <= "
+                       f"{self.n_directions + 1}")
+    if seed is None:
+      return inputs.edits(k, None, None, self.degree, self.n_directions)
+    top_k, min_degree, max_degree = self.sampling
+    pool = min(self.n_directions, max(top_k, k - 1))
+    rng = np.random.default_rng(int(seed))
+    components = [int(c) for c in rng.permutation(pool)[:k - 1]]
+    magnitude = rng.uniform(min_degree, max_degree, k - 1)
+    sign = np.where(rng.random(k - 1) < 0.5, -1.0, 1.0)
+    return components, [float(d) for d in magnitude * sign]
+
+  def _check_component(self, component: int) -> int:
+    component = int(component)
+    if not 0 <= component < self.n_directions:
+      raise ValueError(f"SeFa direction {component} out of range: the generator has "
+                       f"{self.n_directions} directions (0..{self.n_directions - 1})")
+    return component
+
+  # --------------------------------------------------------------------------------------------
+  # Calls
+  # --------------------------------------------------------------------------------------------
+
+  def _run(self, image: np.ndarray, known: np.ndarray, components: Sequence[int],
+           degrees: Sequence[float]) -> list[np.ndarray]:
+    """1 + len(components) completions, composited at the input's size (uint8)."""
+    image, known = self.check_inputs(image, known)
+    model_image, model_mask = inputs.to_model_resolution(image, known, self.image_size)
+    n, alpha = self._batch, self._padded(len(components))
+    extra = alpha - len(components)
+    components = list(components) + [0] * extra
+    degrees = list(degrees) + [0.0] * extra
+    images = np.broadcast_to(model_image[None], (n,) + model_image.shape).copy()
+    masks = np.broadcast_to(model_mask[None], (n,) + model_mask.shape).copy()
+    comps = np.broadcast_to(np.asarray(components, np.int32), (n, len(components))).copy()
+    degs = np.broadcast_to(np.asarray(degrees, np.float32), (n, len(degrees))).copy()
+    with self._lock:
+      valid = np.arange(n) == 0      # one face, copied to fill the devices
+      out = jax.device_get(self._fn(self._variables, images, masks, comps, degs, valid))
+      self._compiled.add(alpha)
+    hw = image.shape[:2]
+    return [outputs.composite_uint8(image, known, outputs.resize_back(completion, hw))
+            for completion in out["completions"][:1 + alpha - extra, 0]]
+
+  def complete(self, image: np.ndarray, known: np.ndarray, num_completions: int | None = None,
+               seed: int | None = None, *, k: int | None = None) -> list[np.ndarray]:
+    """K diverse completions of ``image``'s hole, each (H, W, 3) uint8 like ``image``.
+
+    Completion 0 follows the unperturbed style image; completion j >= 1 the style image moved
+    by SeFa edit j (:meth:`default_edits`: fixed without ``seed``, drawn with it). Known pixels
+    equal ``image``'s exactly.
+
+    Args:
+      image: (H, W, 3) uint8 RGB, any size.
+      known: (H, W) or (H, W, 1) bool / {0, 1}, 1 = known, 0 = hole.
+      num_completions: K, the number of completions, 1 .. n_directions + 1 (default 4).
+      seed: None for the fixed edits, an int for random ones (reproducible).
+      k: the deprecated name of ``num_completions`` (kept for one release).
+
+    Raises:
+      ValueError: a bad image or mask (shape, values, no hole, no known pixel) or K.
+    """
+    if k is not None:
+      num_completions = runtime.deprecated_alias(num_completions, k, "k", 4)
+    components, degrees = self.default_edits(num_completions, seed)
+    return self._run(image, known, components, degrees)
+
+  def edit(self, image: np.ndarray, known: np.ndarray, component: int,
+           degree: float) -> np.ndarray:
+    """One completion from the style image moved along SeFa direction ``component`` by
+    ``degree`` (eq. 3), (H, W, 3) uint8; ``degree`` 0 gives completion 0 of :meth:`complete`."""
+    component = self._check_component(component)
+    return self._run(image, known, [component], [float(degree)])[1]
+
+  def walk(self, image: np.ndarray, known: np.ndarray, component: int = 0,
+           max_degree: float = 10.0, steps: int = 9) -> list[np.ndarray]:
+    """A continuous SeFa walk (Fig. 4): ``steps`` completions along direction ``component`` at
+    degrees evenly spaced in ``[-max_degree, +max_degree]``, each (H, W, 3) uint8."""
+    component = self._check_component(component)
+    steps = int(steps)
+    if steps < 2:
+      raise ValueError(f"a walk needs at least 2 steps; got {steps}")
+    degrees = np.linspace(-float(max_degree), float(max_degree), steps)
+    return self._run(image, known, [component] * steps, degrees)[1:]

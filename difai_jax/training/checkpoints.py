@@ -1,0 +1,231 @@
+"""Checkpoints and the networks a run is made of, shared by train, evaluate and inpaint.
+
+A stage's workdir holds ``checkpoints/<step>/{state,meta}`` (orbax ``CheckpointManager``;
+``state`` is the :class:`difai_jax.training.steps.TrainState`, ``meta`` JSON with the step, the
+architecture and the full config) and, for the DiFAI stage, ``sefa.npz`` (the SeFa directions,
+computed once). :func:`load_difai` rebuilds everything inference needs from such a workdir.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import orbax.checkpoint as ocp
+
+from difai_jax import pipeline
+from difai_jax import pretrained
+from difai_jax import sefa as sefa_lib
+from difai_jax.models import coarse as coarse_lib
+from difai_jax.models import psp as psp_lib
+from difai_jax.models import sparn as sparn_lib
+from difai_jax.models import stylegan2
+from difai_jax.models import vgg as vgg_lib
+from difai_jax.nn import precision
+from difai_jax.training import steps
+
+
+class WorkdirMismatchError(RuntimeError):
+  """The workdir holds checkpoints of a different architecture."""
+
+
+def architecture(config: ml_collections.ConfigDict, stage: str) -> dict:
+  """The config fields that shape the checkpoint; a resumed run must match them exactly."""
+  arch = {"stage": stage, "image_size": config.image_size}
+  if stage == "coarse":
+    arch["coarse"] = config.coarse.to_dict()
+    if config.coarse.lambda_adv:
+      arch["critic"] = config.critic.to_dict()
+  else:
+    arch["generator"] = config.generator.to_dict()
+    arch["critic"] = config.critic.to_dict()
+  arch["ema"] = bool(config.train.ema_decay)
+  return json.loads(json.dumps(arch))   # tuples -> lists, as they come back from JSON
+
+
+def random_psp(config: ml_collections.ConfigDict, seed: int):
+  """A randomly initialised small pSp (demos and tests only: config.pretrained.random_init)."""
+  rc = config.pretrained.random_psp
+  decoder = stylegan2.Generator(size=rc.decoder_size, style_dim=rc.style_dim, n_mlp=rc.n_mlp,
+                                channels=tuple(rc.decoder_channels))
+  encoder = psp_lib.GradualStyleEncoder(
+      unit_counts=tuple(rc.unit_counts), widths=tuple(rc.widths), input_width=rc.input_width,
+      n_styles=decoder.n_latent, style_dim=rc.style_dim)
+  module = psp_lib.PSP(encoder=encoder, decoder=decoder, input_size=rc.input_size,
+                       pool_size=rc.input_size)
+  variables = jax.jit(module.init)(steps.prng_key(seed),
+                                   jnp.zeros((1, rc.input_size, rc.input_size, 3)))
+  return module, variables
+
+
+_CONVERT_HINT = {"psp": "python -m weights_conversion.psp psp_ffhq_encode.pt DIR",
+                 "vgg19": "python -m weights_conversion.vgg19 vgg19-dcbb9e9d.pth DIR"}
+
+
+def load_pretrained(config: ml_collections.ConfigDict, kind: str):
+  """(module, variables) of the frozen network ``kind`` ('psp' | 'vgg19') of a config.
+
+  A converted directory from ``config.pretrained.<kind>``; random weights (deterministic in
+  ``config.seed``) only with ``config.pretrained.random_init``. The module computes in
+  ``config.pretrained.dtype.<kind>`` (float32 when unset).
+  """
+  module, variables = _load_pretrained(config, kind)
+  dtype = (config.pretrained.get("dtype") or {}).get(kind, "float32")
+  return precision.with_dtype(module, dtype), variables
+
+
+def _load_pretrained(config: ml_collections.ConfigDict, kind: str):
+  directory = config.pretrained.get(kind, "")
+  if directory:
+    return pretrained.load(directory)
+  if not config.pretrained.random_init:
+    raise FileNotFoundError(
+        f"config.pretrained.{kind} is not set: convert the PyTorch weights first "
+        f"({_CONVERT_HINT[kind]}) and pass --config.pretrained.{kind}=DIR (random frozen "
+        "weights only with --config.pretrained.random_init=True, for demos and tests)")
+  if kind == "psp":
+    return random_psp(config, config.seed)
+  module = vgg_lib.VGG19Features(width_divisor=config.pretrained.random_vgg_width_divisor)
+  size = config.image_size
+  return module, jax.jit(module.init)(steps.prng_key(config.seed + 1),
+                                      jnp.zeros((1, size, size, 3)))
+
+
+# ----------------------------------------------------------------------------------------------
+
+def _manager(directory: str, options=None) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(
+      os.path.abspath(directory), options=options,   # orbax wants absolute paths
+      item_handlers={"state": ocp.StandardCheckpointHandler(),
+                     "meta": ocp.JsonCheckpointHandler()})
+
+
+def checkpoint_manager(workdir: str, keep: int) -> ocp.CheckpointManager:
+  """The run's manager: synchronous saves (a save is finished, renamed into place, when it
+  returns), the last ``keep`` steps kept."""
+  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                         enable_async_checkpointing=False)
+  return _manager(os.path.join(workdir, "checkpoints"), options)
+
+
+def save_checkpoint(manager: ocp.CheckpointManager, step: int, state, meta: dict) -> None:
+  manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                             meta=ocp.args.JsonSave(meta)), force=True)
+  manager.wait_until_finished()
+
+
+def restore_checkpoint(manager: ocp.CheckpointManager, abstract_state, arch: dict):
+  """(state, meta) of the latest checkpoint, or (None, None); refuses another architecture."""
+  step = manager.latest_step()
+  if step is None:
+    return None, None
+  meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+  if meta.get("architecture") != arch:
+    saved = meta.get("architecture", {})
+    diff = sorted(k for k in set(saved) | set(arch) if saved.get(k) != arch.get(k))
+    raise WorkdirMismatchError(
+        f"{manager.directory} holds checkpoints of a different architecture (fields differing: "
+        f"{diff}; saved {[saved.get(k) for k in diff]}, config {[arch.get(k) for k in diff]}). "
+        "Use a new --workdir or the config the workdir was made with.")
+  restored = manager.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(abstract_state)))
+  return restored["state"], meta
+
+
+def load_stage_state(workdir: str) -> dict:
+  """The whole train state (a dict of arrays) of a stage's latest checkpoint, on this process's
+  first device, whatever mesh the run was saved from."""
+  directory = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(
+        f"no checkpoints in {workdir}: train the coarse stage first (python -m difai_jax.train "
+        "--config configs/celebahq_coarse.py --workdir DIR) and set "
+        "--config.pretrained.coarse_workdir=DIR")
+  with _manager(directory) as manager:
+    step = manager.latest_step()
+    if step is None:
+      raise FileNotFoundError(f"{directory} holds no finished checkpoint")
+    tree = manager.item_metadata(step)["state"].tree
+    sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
+                          tree, is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
+    return manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target)))["state"]
+
+
+def load_stage_params(workdir: str, use_ema: bool = True):
+  """``(params, other collections)`` of the trained network in a stage's latest checkpoint
+  (the EMA params when the run kept them)."""
+  state = load_stage_state(workdir)
+  params = state.get("ema_params") if use_ema else None
+  return params if params is not None else state["g_params"], state.get("g_collections", {})
+
+
+def latest_meta(workdir: str) -> dict:
+  """The JSON metadata (step, architecture, config) of a stage workdir's latest checkpoint."""
+  directory = os.path.join(workdir, "checkpoints")
+  with _manager(directory) as manager:
+    step = manager.latest_step()
+    if step is None:
+      raise FileNotFoundError(f"{directory} holds no finished checkpoint")
+    return manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
+
+def find_stage_dir(workdir: str, stage: str) -> str:
+  """``workdir`` itself if it is a checkpointed run of ``stage``, else ``workdir/stage``."""
+  for candidate in (workdir, os.path.join(workdir, stage)):
+    if os.path.isdir(os.path.join(candidate, "checkpoints")):
+      try:
+        if latest_meta(candidate)["architecture"]["stage"] == stage:
+          return candidate
+      except FileNotFoundError:
+        continue
+  raise FileNotFoundError(f"no finished '{stage}' checkpoint in {workdir} or "
+                          f"{os.path.join(workdir, stage)}")
+
+
+@dataclasses.dataclass
+class Inference:
+  """Everything inference needs: the modules, their variables and the run's config."""
+  models: pipeline.Models
+  variables: dict[str, Any]     # {"coarse", "psp", "generator", "sefa"}
+  config: ml_collections.ConfigDict
+  step: int
+  sefa_values: Any
+
+
+def load_difai(workdir: str) -> Inference:
+  """Rebuilds a trained DiFAI (latest checkpoint; EMA weights when the run kept them).
+
+  ``workdir`` may be the DiFAI stage's directory or a multi-stage run's top directory. The
+  coarse net comes from the run's coarse stage (``<run>/coarse`` or the config's
+  ``pretrained.coarse_workdir``); pSp from the config's converted directory (or the same random
+  weights the run trained with, when it used ``pretrained.random_init``).
+  """
+  workdir = pretrained.resolve(workdir)            # short names: toy-difai
+  difai_dir = find_stage_dir(workdir, "difai")
+  meta = latest_meta(difai_dir)
+  config = ml_collections.ConfigDict(meta["config"])
+  g_params, g_collections = load_stage_params(difai_dir)
+  coarse_dir = config.pretrained.coarse_workdir
+  sibling = os.path.join(os.path.dirname(os.path.abspath(difai_dir)), "coarse")
+  if not coarse_dir or not os.path.isdir(coarse_dir):
+    coarse_dir = sibling
+  coarse_params, _ = load_stage_params(find_stage_dir(coarse_dir, "coarse"))
+  psp, psp_variables = load_pretrained(config, "psp")
+  factors = sefa_lib.cached(os.path.join(difai_dir, "sefa.npz"),
+                            psp_variables["params"]["decoder"], config.sefa.method,
+                            config.sefa.factor_layers)
+  models = pipeline.Models(coarse=coarse_lib.from_config(config.coarse), psp=psp,
+                           generator=sparn_lib.from_config(config.generator),
+                           image_size=config.image_size,
+                           psp_decode_size=config.pretrained.get("psp_decode_size", 0))
+  variables = {"coarse": {"params": coarse_params}, "psp": psp_variables,
+               "generator": {"params": g_params, **g_collections},
+               "sefa": factors.directions}
+  return Inference(models, variables, config, int(meta["step"]), factors.values)

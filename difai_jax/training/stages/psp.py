@@ -1,0 +1,483 @@
+"""Stage ``psp``: a pSp encoder trained against a frozen StyleGAN2 (pSp's recipe).
+
+Re-expresses the encoding recipe of eladrich/pixel2style2pixel (``training/coach.py``,
+``criteria/``, ``options/train_options.py``) as one pure step:
+
+- the GradualStyleEncoder (``models/psp.py``; a small IR-SE body for 64 px toy faces) predicts
+  W+ codes relative to ``latent_avg`` (``--start_from_latent_avg``); ``latent_avg`` is the frozen
+  generator's mean w over ``latent_avg_samples`` random z (pSp: ``decoder.mean_latent(1e5)``
+  when the StyleGAN2 checkpoint has none), the same vector for every style;
+- the StyleGAN2 decoder is frozen (pSp's default ``train_decoder=False``: only the encoder's
+  parameters reach the optimizer) and synthesises at the input size with fresh noise per step
+  (pSp trains with ``randomize_noise=True``; inference and the measures below use the stored
+  noise buffers);
+- the encoder's BatchNorms run in training mode (pSp's ``net.train()``): batch statistics, with
+  the running statistics updated for inference;
+- loss = ``lambda_l2 * L2 + lambda_perceptual * perceptual + lambda_wnorm * w_norm``, with
+  ``L2`` = mean squared error of the reconstruction (``F.mse_loss``) and ``w_norm`` = the batch
+  mean of the Frobenius norm of the codes relative to ``latent_avg`` (``criteria/w_norm.py``:
+  the norm, not its square).
+
+What differs from pSp, and why:
+
+- **Perceptual term.** pSp uses LPIPS (AlexNet, ImageNet weights); none exist here. The frozen
+  feature network is configurable (``psp_train.perceptual``): a converted directory of kind
+  ``lpips`` (then it is pSp's exact term), ``vgg19`` or ``toy_recognizer`` (the toy-face
+  attribute classifier, trained in this project without downloaded weights), whose feature maps
+  enter LPIPS's parameter-free form (channel-unit-normalised features, squared difference summed
+  over channels, averaged over space, summed over taps: the ``lpips=False`` baseline of the lpips
+  package); ``"ms_ssim"`` (1 - MS-SSIM, no network); or ``""`` (none).
+- **No identity loss.** pSp's ``id_lambda`` needs ArcFace (IR-SE50 trained on MS-Celeb-1M); it
+  is left out, and so is the MoCo variant. The encoder starts from random weights, not from
+  the ArcFace backbone.
+- **Optimizer.** Adam instead of Ranger (RAdam + Lookahead): fewer moving parts, same lr scale.
+
+Checkpoints are self-contained: the frozen decoder, its noise buffers and ``latent_avg`` travel
+in the train state's ``g_collections`` next to the encoder's batch statistics, so a workdir
+exports (:func:`export_variables`, kind ``psp``, the layout ``weights_conversion.psp`` writes)
+and resumes without the StyleGAN2 it was trained against. :func:`reconstruction_quality`
+measures mean L2 and PSNR on test-split faces:
+
+    python -m difai_jax.training.stages.psp --psp toy-psp --num_images 256
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import os
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from difai_jax import pretrained
+from difai_jax.data import config as data_config_lib
+from difai_jax.data import image_io
+from difai_jax.data import loader as data_pipeline
+from difai_jax.data import sources
+from difai_jax.evaluation.metrics import ssim as ssim_lib
+from difai_jax.models import psp as psp_lib
+from difai_jax.models import stylegan2
+from difai_jax.nn import parameter_count
+from difai_jax.training import checkpoints
+from difai_jax.training import steps
+from difai_jax.training.stage import Stage
+from difai_jax.training.stage import StageSpec
+
+PyTree = Any
+
+# The collection of the train state's g_collections that holds the frozen decoder's params.
+FROZEN_PARAMS = "frozen_params"
+# Added inside the square root of the w-norm: keeps its gradient finite at codes == 0.
+_NORM_EPS = 1e-8
+# Added to the feature norms before unit-normalising them (lpips.normalize_tensor's eps).
+_FEATURE_EPS = 1e-10
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+  """Static settings of the pSp step (pSp's ``train_options.py`` loss lambdas)."""
+  lambda_l2: float = 1.0
+  lambda_perceptual: float = 0.8
+  lambda_wnorm: float = 0.005
+  randomize_noise: bool = True
+  ema_decay: float = 0.0
+
+
+# ----------------------------------------------------------------------------------------------
+# Config
+# ----------------------------------------------------------------------------------------------
+
+def config_defaults() -> ml_collections.ConfigDict:
+  """``config.psp``: the encoder's architecture, narrow for 64 px toy faces.
+
+  Four stages of IR-SE units (pSp's IR-SE50 has 3/4/14/3 units of widths 64/128/256/512); at
+  64 px input the taps c1 / c2 / c3 are 16 / 8 / 4 px, as 64 / 32 / 16 px at pSp's 256.
+  """
+  c = ml_collections.ConfigDict()
+  c.mode = "ir_se"
+  c.unit_counts = (1, 2, 2, 1)
+  c.widths = (32, 48, 64, 96)
+  c.input_width = 32
+  c.se_reduction = 16
+  # The style blocks' conv width (pSp: the style width, 512). 10 blocks of up to 4 convs hold
+  # most of an encoder's parameters: 32 keeps the toy encoder under 1 M parameters (4 MB).
+  c.block_width = 32
+  c.coarse_ind = 3                        # pSp: styles 0-2 read c3, 3-6 p2, the rest p1
+  c.middle_ind = 7
+  return c
+
+
+def train_defaults() -> ml_collections.ConfigDict:
+  """``config.psp_train``: pSp's ffhq_encode recipe, with the substitutions of the docstring."""
+  c = ml_collections.ConfigDict()
+  c.lr = 1e-4                             # pSp's learning_rate (with Ranger; Adam here)
+  c.b1 = 0.9
+  c.b2 = 0.999
+  c.lambda_l2 = 1.0                       # pSp's l2_lambda for ffhq_encode
+  c.lambda_perceptual = 0.8               # pSp's lpips_lambda for ffhq_encode
+  # pSp: 0 for ffhq_encode, 0.005 for its image-to-image tasks (super-resolution, sketches,
+  # segmentation), whose inputs lack detail as DiFAI's coarse completions do.
+  c.lambda_wnorm = 0.005
+  # "" (none) | "ms_ssim" | a converted directory (or shipped short name, "toy-recognizer") of
+  # kind lpips / vgg19 / toy_recognizer.
+  c.perceptual = ""
+  c.ms_ssim_weights = (0.0710, 0.4529, 0.4761)   # for perceptual="ms_ssim": 3 scales fit 64 px
+  c.randomize_noise = True                # pSp's forward default while training
+  c.latent_avg_samples = 100_000          # pSp: mean_latent(int(1e5))
+  c.ema_decay = 0.0                       # pSp keeps no EMA of the encoder
+  return c
+
+
+def encoder_config(config: ml_collections.ConfigDict, decoder_config: Mapping) -> dict:
+  """The ``encoder`` section of a kind-``psp`` config.json (``models.psp.from_config``)."""
+  c = config.psp
+  return {"unit_counts": [int(u) for u in c.unit_counts], "widths": [int(w) for w in c.widths],
+          "input_width": int(c.input_width), "mode": str(c.mode),
+          "se_reduction": int(c.se_reduction),
+          "n_styles": psp_lib.n_styles_for_size(int(decoder_config["size"])),
+          "style_dim": int(decoder_config["style_dim"]), "coarse_ind": int(c.coarse_ind),
+          "middle_ind": int(c.middle_ind), "block_width": int(c.block_width)}
+
+
+def psp_config(config: ml_collections.ConfigDict, decoder_config: Mapping) -> dict:
+  """The fields of a kind-``psp`` config.json (as ``weights_conversion.psp`` writes them)."""
+  size = int(config.image_size)
+  return {"encoder": encoder_config(config, decoder_config),
+          "decoder": json_ready(decoder_config), "start_from_latent_avg": True,
+          "input_size": size, "pool_size": size}
+
+
+def json_ready(tree):
+  """Tuples -> lists, as a config comes back from JSON (architectures compare equal)."""
+  if isinstance(tree, Mapping):
+    return {str(k): json_ready(v) for k, v in tree.items()}
+  if isinstance(tree, (list, tuple)):
+    return [json_ready(v) for v in tree]
+  return tree
+
+
+# ----------------------------------------------------------------------------------------------
+# The frozen StyleGAN2 and latent_avg
+# ----------------------------------------------------------------------------------------------
+
+def load_decoder(config: ml_collections.ConfigDict, previous: Mapping[str, str]):
+  """(config dict, variables) of the frozen StyleGAN2.
+
+  From the ``stylegan2`` stage of the same run (``previous["stylegan2"]``: its EMA weights), else
+  from ``config.pretrained.stylegan2`` (a converted directory of kind ``stylegan2``, or a
+  shipped short name such as ``toy-stylegan2``).
+  """
+  workdir = previous.get("stylegan2")
+  if workdir:
+    meta = checkpoints.latest_meta(workdir)
+    params, collections = checkpoints.load_stage_params(workdir)
+    return dict(meta["architecture"]["stylegan2"]), {"params": params, **collections}
+  directory = config.get("pretrained", {}).get("stylegan2", "")
+  if not directory:
+    raise FileNotFoundError(
+        "the psp stage needs a frozen StyleGAN2: set --config.pretrained.stylegan2=DIR (a "
+        "converted directory: python -m weights_conversion.stylegan2 SRC.pt DIR, or python -m "
+        "difai_jax.export --workdir STYLEGAN2_RUN --out DIR), or run a stylegan2 stage first in "
+        "the same config (config.stages = ('stylegan2', 'psp'))")
+  decoder_config = pretrained.read_config(directory)
+  if decoder_config.get("kind") != "stylegan2":
+    raise ValueError(f"config.pretrained.stylegan2 = {directory} holds a "
+                     f"'{decoder_config.get('kind')}' model, not a stylegan2 generator")
+  _, variables = pretrained.load(directory)
+  decoder_config.pop("kind")
+  return decoder_config, dict(variables)
+
+
+def fingerprint(variables) -> str:
+  """SHA-256 (16 hex digits) of a variable tree's float32 values in tree order."""
+  digest = hashlib.sha256()
+  for path, leaf in jax.tree_util.tree_leaves_with_path(variables):
+    digest.update(jax.tree_util.keystr(path).encode())
+    digest.update(np.ascontiguousarray(np.asarray(leaf, np.float32)).tobytes())
+  return digest.hexdigest()[:16]
+
+
+def latent_average(decoder: stylegan2.Generator, variables, num_samples: int,
+                   seed: int = 0) -> np.ndarray:
+  """The decoder's mean w over ``num_samples`` random z, shape (style_dim,) (pSp's
+  ``decoder.mean_latent(int(1e5))[0]``), in chunks of 10,000."""
+  chunk = 10_000
+
+  @functools.partial(jax.jit, static_argnums=2)
+  def mapped_sum(params, rng, n):
+    z = jax.random.normal(rng, (n, decoder.style_dim))
+    return decoder.apply({"params": params}, z, method="mapping").sum(axis=0)
+
+  total, done, key = np.zeros((decoder.style_dim,), np.float64), 0, jax.random.key(seed)
+  while done < num_samples:
+    n = min(chunk, num_samples - done)
+    total += np.asarray(mapped_sum(variables["params"], jax.random.fold_in(key, done), n))
+    done += n
+  return (total / num_samples).astype(np.float32)
+
+
+def _frozen_collections(decoder: stylegan2.Generator, decoder_variables, latent_avg: np.ndarray,
+                        n_styles: int, seed: int) -> dict:
+  """The non-trained part of the PSP's variables, in the PSP's own layout."""
+  noises = decoder_variables.get("noises")
+  if noises is None:   # a converted generator without buffers: fixed N(0, 1) ones, as at init
+    keys = jax.random.split(jax.random.key(seed), decoder.num_layers)
+    noises = {f"noise_{i}": np.asarray(jax.random.normal(k, shape))
+              for i, (k, shape) in enumerate(zip(keys, stylegan2.noise_shapes(decoder.size)))}
+  as_np = lambda t: jax.tree.map(lambda x: np.asarray(x, np.float32), t)
+  return {FROZEN_PARAMS: {"decoder": as_np(decoder_variables["params"])},
+          "noises": {"decoder": as_np(noises)},
+          "constants": {"latent_avg": np.broadcast_to(latent_avg, (n_styles,
+                                                                   latent_avg.shape[-1])).copy()}}
+
+
+def psp_variables(encoder_params, collections) -> dict:
+  """The PSP's variables from the trained encoder params and the state's ``g_collections``."""
+  collections = dict(collections)
+  frozen_params = collections.pop(FROZEN_PARAMS)
+  return {"params": {"encoder": encoder_params, **frozen_params}, **collections}
+
+
+# ----------------------------------------------------------------------------------------------
+# The perceptual term
+# ----------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Perceptual:
+  """A frozen perceptual distance: ``distance(variables, x, y) -> (N,)``; ``kind`` names it."""
+  kind: str
+  distance: Callable[[Any, jax.Array, jax.Array], jax.Array] | None
+
+
+def _unit_normalize(f: jax.Array) -> jax.Array:
+  return f / (jnp.sqrt(jnp.sum(jnp.square(f), axis=-1, keepdims=True)) + _FEATURE_EPS)
+
+
+def feature_distance(feats_x, feats_y) -> jax.Array:
+  """LPIPS's parameter-free form over lists of (N, h, w, C) (or (N, C)) feature maps: per tap,
+  the squared difference of channel-unit-normalised features summed over channels and averaged
+  over space; summed over taps. Returns (N,)."""
+  total = 0.0
+  for fx, fy in zip(feats_x, feats_y):
+    fx, fy = fx.astype(jnp.float32), fy.astype(jnp.float32)
+    diff = jnp.sum(jnp.square(_unit_normalize(fx) - _unit_normalize(fy)), axis=-1)
+    total = total + diff.reshape(diff.shape[0], -1).mean(axis=1)
+  return total
+
+
+def _feature_list(out) -> list:
+  if isinstance(out, Mapping):
+    return list(out.values())
+  if isinstance(out, (list, tuple)):
+    return list(out)
+  return [out]
+
+
+def _features_of(kind: str, module) -> Callable[[Any, jax.Array], list]:
+  """``(variables, images) -> [feature maps]`` of a converted feature network."""
+  if kind == "vgg19":
+    return lambda variables, x: _feature_list(module.apply(variables, x))
+  if hasattr(module, "features"):
+    return lambda variables, x: _feature_list(module.apply(variables, x, method="features"))
+  return lambda variables, x: _feature_list(module.apply(variables, x))
+
+
+def load_perceptual(spec: str, ms_ssim_weights=(0.0710, 0.4529, 0.4761)):
+  """(:class:`Perceptual`, its frozen variables) for ``psp_train.perceptual``."""
+  if not spec:
+    return Perceptual("none", None), {}
+  if spec == "ms_ssim":
+    weights = tuple(float(w) for w in ms_ssim_weights)
+
+    def ms_ssim_distance(variables, x, y):
+      del variables
+      return 1.0 - ssim_lib.ms_ssim((x + 1.0) * 0.5, (y + 1.0) * 0.5, data_range=1.0,
+                                    weights=weights)
+    return Perceptual("ms_ssim", ms_ssim_distance), {}
+  if not os.path.isfile(os.path.join(pretrained.resolve(spec), "config.json")):
+    raise FileNotFoundError(
+        f"psp_train.perceptual = {spec!r}: not a converted model directory (no config.json); "
+        "use '' (no perceptual term), 'ms_ssim', or a directory of kind lpips, vgg19 or "
+        "toy_recognizer (e.g. the shipped 'toy-recognizer')")
+  kind = pretrained.read_config(spec)["kind"]
+  module, variables = pretrained.load(spec)
+  if kind == "lpips":
+    return Perceptual("lpips", lambda v, x, y: module.apply(v, x, y)), variables
+  features = _features_of(kind, module)
+
+  def distance(v, x, y):
+    n = x.shape[0]
+    feats = features(v, jnp.concatenate([x, y], axis=0))   # one pass over both batches
+    return feature_distance([f[:n] for f in feats], [f[n:] for f in feats])
+  return Perceptual(kind, distance), variables
+
+
+# ----------------------------------------------------------------------------------------------
+# The step
+# ----------------------------------------------------------------------------------------------
+
+def w_norm(codes: jax.Array) -> jax.Array:
+  """pSp's ``WNormLoss``: batch mean of ||codes||_F over (styles, dim), codes relative to
+  ``latent_avg``."""
+  return jnp.mean(jnp.sqrt(jnp.sum(jnp.square(codes), axis=(1, 2)) + _NORM_EPS))
+
+
+def loss_terms(psp: psp_lib.PSP, variables, images, rng, *, perceptual: Perceptual,
+               perceptual_variables, recipe: Recipe, train: bool = True):
+  """(total, terms, reconstruction, updated batch_stats) of pSp's loss on ``images``."""
+  codes = psp.apply(variables, images, train=train, add_latent_avg=False, method="encode",
+                    mutable=["batch_stats"] if train else False)
+  codes, updated = codes if train else (codes, {})
+  latents = codes + variables["constants"]["latent_avg"][None]
+  recon = psp.apply(variables, latents, randomize_noise=recipe.randomize_noise,
+                    return_latents=False, rngs={"noise": rng}, method="decode")
+  terms = {"l2": jnp.mean(jnp.square(recon - images)), "w_norm": w_norm(codes)}
+  total = recipe.lambda_l2 * terms["l2"] + recipe.lambda_wnorm * terms["w_norm"]
+  if perceptual.distance is not None and recipe.lambda_perceptual:
+    terms["perceptual"] = jnp.mean(perceptual.distance(perceptual_variables, recon, images))
+    total = total + recipe.lambda_perceptual * terms["perceptual"]
+  return total, terms, recon, updated
+
+
+def train_step(state: steps.TrainState, batch, frozen, rng, *, psp: psp_lib.PSP,
+               perceptual: Perceptual, tx, recipe: Recipe):
+  """One pSp iteration: encoder forward (BatchNorm batch statistics), frozen decoder, loss,
+  Adam on the encoder's parameters only."""
+  images = batch["image"]
+
+  def loss_fn(params):
+    total, terms, _, updated = loss_terms(
+        psp, psp_variables(params, state.g_collections), images, rng, perceptual=perceptual,
+        perceptual_variables=frozen["perceptual"], recipe=recipe)
+    return total, (terms, updated)
+
+  (total, (terms, updated)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
+  updates, opt_state = tx.update(grads, state.g_opt_state, state.g_params)
+  params = optax.apply_updates(state.g_params, updates)
+  ema = state.ema_params
+  if ema is not None:
+    ema = steps.ema_update(ema, params, recipe.ema_decay)
+  collections = {**state.g_collections, **updated}
+  metrics = {"g/loss": total, **{f"g/{k}": v for k, v in terms.items()}}
+  return state.replace(step=state.step + 1, g_params=params, g_opt_state=opt_state,
+                       ema_params=ema, g_collections=collections), metrics
+
+
+def init_state(rng, *, psp: psp_lib.PSP, frozen_collections, tx, use_ema: bool):
+  """Fresh encoder params (random, as pSp without the ArcFace backbone) and Adam state."""
+  size = psp.input_size
+  enc = dict(psp.encoder.init(rng, jnp.zeros((1, size, size, 3))))
+  params = enc.pop("params")
+  collections = {**jax.tree.map(jnp.asarray, frozen_collections),
+                 "batch_stats": {"encoder": enc.pop("batch_stats")}}
+  return steps.TrainState(
+      step=jnp.zeros((), jnp.int32), g_params=params, g_collections=collections,
+      g_opt_state=tx.init(params), ema_params=jax.tree.map(jnp.copy, params) if use_ema else None,
+      d_params={}, d_collections={}, d_opt_state={}, aux={})
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def reconstruct(psp: psp_lib.PSP, variables, images) -> jax.Array:
+  """Inference: encode with running statistics, decode with the stored noise; (N, S, S, 3).
+  One compiled function per pSp architecture and image shape (modules compare by fields)."""
+  return psp.apply(variables, images, randomize_noise=False, return_latents=False)
+
+
+def build(config, workdir: str, previous) -> Stage:
+  del workdir
+  size = int(config.image_size)
+  decoder_config, decoder_variables = load_decoder(config, previous)
+  if int(decoder_config["size"]) != size:
+    raise ValueError(f"the frozen StyleGAN2 is {decoder_config['size']} px but image_size is "
+                     f"{size}: pSp reconstructs at the input size here (pool_size = image_size)")
+  architecture = {"stage": "psp", "image_size": size, "psp": psp_config(config, decoder_config),
+                  # The checkpoint carries the decoder: resuming against another one is refused.
+                  "stylegan2_sha256": fingerprint(decoder_variables)}
+  psp = psp_lib.from_config(architecture["psp"])
+  t = config.psp_train
+  recipe = Recipe(lambda_l2=float(t.lambda_l2), lambda_perceptual=float(t.lambda_perceptual),
+                  lambda_wnorm=float(t.lambda_wnorm), randomize_noise=bool(t.randomize_noise),
+                  ema_decay=float(t.ema_decay))
+  architecture["ema"] = bool(recipe.ema_decay)
+  perceptual, perceptual_variables = load_perceptual(str(t.perceptual),
+                                                     tuple(t.ms_ssim_weights))
+  latent_avg = latent_average(psp.decoder, decoder_variables, int(t.latent_avg_samples),
+                              seed=int(config.seed))
+  frozen_collections = _frozen_collections(psp.decoder, decoder_variables, latent_avg,
+                                           psp.encoder.n_styles, int(config.seed))
+  tx = optax.adam(float(t.lr), b1=float(t.b1), b2=float(t.b2))
+  init = functools.partial(init_state, psp=psp, frozen_collections=frozen_collections, tx=tx,
+                           use_ema=architecture["ema"])
+  step = functools.partial(train_step, psp=psp, perceptual=perceptual, tx=tx, recipe=recipe)
+
+  def preview(g_params, g_collections, frozen, batch):
+    del frozen
+    images = batch["image"][:8]
+    return [images, reconstruct(psp, psp_variables(g_params, g_collections), images)]
+
+  def batches(start_step: int):
+    return data_pipeline.make_train_iterator(
+        config.data, image_size=size, global_batch_size=int(config.train.batch_size),
+        seed=config.seed, start_step=start_step, verbose=jax.process_index() == 0,
+        with_masks=False)
+
+  def describe(state) -> str:
+    count = parameter_count(state.g_params)
+    return (f"encoder {count:,} parameters ({psp.encoder.n_styles} styles of "
+            f"{psp.encoder.style_dim}); frozen {size} px StyleGAN2; perceptual term: "
+            f"{perceptual.kind}; identity loss: none (no ArcFace weights)")
+
+  return Stage(name="psp", architecture=architecture, init=init, step=step, batches=batches,
+               frozen={"perceptual": perceptual_variables}, preview=preview,
+               log_prefixes=("g/",), describe=describe)
+
+
+# ----------------------------------------------------------------------------------------------
+# Export and measures
+# ----------------------------------------------------------------------------------------------
+
+def export_variables(meta: dict, params, collections):
+  """(kind, config, variables) of a trained pSp for ``pretrained.save``: kind ``psp`` with the
+  frozen decoder, its noise buffers and ``latent_avg``, as ``weights_conversion.psp`` writes."""
+  variables = psp_variables(params, collections)
+  variables = jax.tree.map(lambda x: np.asarray(x, np.float32), variables)
+  return "psp", json_ready(meta["architecture"]["psp"]), variables
+
+
+def reconstruction_quality(module: psp_lib.PSP, variables, *, data_config=None,
+                           num_images: int = 256, batch_size: int = 32) -> dict:
+  """Mean L2 and PSNR of pSp reconstructions of the first ``num_images`` test-split faces.
+
+  ``l2``: mean squared error with images in [-1, 1] (pSp's ``loss_l2``); ``psnr``: mean over
+  images of 10 log10(1 / MSE) with images in [0, 1], in dB. Images come from ``data_config``
+  (default: the toy faces) at the pSp's input size; reconstructions use the running BatchNorm
+  statistics and the stored noise (pSp's inference).
+  """
+  if data_config is None:
+    data_config = data_config_lib.default_data_config()
+    data_config.source = "toy"
+    data_config.verify_files = False
+  source = sources.make_source(data_config, "test", module.input_size, verbose=False)
+  n = min(int(num_images), len(source))
+  l2, psnr = [], []
+  for start in range(0, n, batch_size):
+    images = np.stack([image_io.uint8_to_float(source[i])
+                       for i in range(start, min(start + batch_size, n))])
+    recon = np.asarray(reconstruct(module, variables, jnp.asarray(images)))
+    if recon.shape != images.shape:   # pool_size != input_size: compare at the input size
+      recon = np.asarray(psp_lib.adaptive_avg_pool(jnp.asarray(recon), *images.shape[1:3]))
+    mse = np.mean(np.square(recon.astype(np.float64) - images), axis=(1, 2, 3))
+    l2.extend(mse)
+    psnr.extend(10.0 * np.log10(1.0 / np.maximum(mse / 4.0, 1e-12)))
+  return {"num_images": n, "l2": float(np.mean(l2)), "psnr": float(np.mean(psnr))}
+
+
+SPEC = StageSpec(name="psp", build=build,
+                 defaults=lambda: {"psp": config_defaults(), "psp_train": train_defaults()},
+                 export=export_variables)

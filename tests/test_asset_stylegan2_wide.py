@@ -1,0 +1,28 @@
+"""The wider toy StyleGAN2 in training (assets/toy/stylegan2_wide): generator pinned on fixed
+latents, and everything a later session needs to continue the GAN from it is there."""
+
+import json
+import os
+
+import jax
+import numpy as np
+
+from difai_jax import pretrained
+
+
+def test_wide_generator_is_pinned_and_carries_its_discriminator():
+  module, variables = pretrained.load("toy-stylegan2-wide")
+  assert module.style_dim == 128 and tuple(module.channels) == (128, 128, 64, 32, 16)
+  z = jax.random.normal(jax.random.key(0), (2, module.style_dim))
+  x = np.asarray(module.apply(variables, [z]))
+  assert x.shape == (2, 64, 64, 3)
+  # recorded when the asset was exported (step 7,540); a changed file or layer shows here
+  np.testing.assert_allclose(x[0, 32, 32], [0.79445434, 0.3898763, 0.12488069], atol=2e-4)
+  np.testing.assert_allclose(x[1, 10, 50], [-0.22406967, 0.5750068, 0.65441155], atol=2e-4)
+  np.testing.assert_allclose(x.mean(), 0.0068349293, atol=2e-5)
+  root = pretrained.resolve("toy-stylegan2-wide")
+  with open(os.path.join(root, "discriminator", "config.json"), encoding="utf-8") as f:
+    assert json.load(f)["kind"] == "stylegan2_discriminator"
+  with open(os.path.join(root, "training.json"), encoding="utf-8") as f:
+    training = json.load(f)
+  assert training["step"] == 7540 and training["mean_path_length"] > 0
