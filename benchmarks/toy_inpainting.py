@@ -1,6 +1,7 @@
 """Held-out inpainting quality on the toy domain: DiFAI, its coarse net and OpenCV Telea.
 
     python -m benchmarks.toy_inpainting [--checkpoint toy-difai] [--num 200] [--grid out.png]
+    python -m benchmarks.toy_inpainting --coarse runs/toy_coarse   # another coarse net in it
 
 Test-split toy faces (never trained on) with three mask families, each drawn from fixed seeds:
 (a) ``training``: the training masks (configs/demo.py's MaskSampler: strokes, 85 px-at-256
@@ -26,10 +27,12 @@ completions / ground truth for the first faces of each family.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from difai_jax.training import checkpoints
@@ -37,6 +40,7 @@ from difai_jax.data import image_io
 from difai_jax import pipeline
 from difai_jax.data import masks as masks_lib
 from difai_jax.evaluation.metrics import toy
+from difai_jax.models import coarse as coarse_lib
 
 FAMILIES = ("training", "squares", "thick_strokes")
 # the training masks of configs/demo.py / toy_difai.py (data/config.py's defaults)
@@ -134,14 +138,29 @@ def attribute_changes(judge, judge_vars, completions: np.ndarray) -> np.ndarray:
   return np.any(labels[1:] != labels[:1], axis=-1).sum(axis=0)
 
 
+def with_coarse(inference: checkpoints.Inference, workdir: str) -> checkpoints.Inference:
+  """``inference`` with the coarse net of a coarse-stage run (its latest checkpoint) in place of
+  its own: the coarse row then scores that net, and DiFAI's rows its style images."""
+  stage_dir = checkpoints.find_stage_dir(workdir, "coarse")
+  config = ml_collections.ConfigDict(checkpoints.latest_meta(stage_dir)["config"])
+  params, _ = checkpoints.load_stage_params(stage_dir)
+  models = dataclasses.replace(inference.models, coarse=coarse_lib.from_config(config.coarse))
+  variables = {**inference.variables, "coarse": {"params": params}}
+  return dataclasses.replace(inference, models=models, variables=variables)
+
+
 def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int = 4,
-             degree: float = 5.0, grid: str | None = None, grid_rows: int = 4) -> dict:
+             degree: float = 5.0, grid: str | None = None, grid_rows: int = 4,
+             coarse: str | None = None) -> dict:
   inference = checkpoints.load_difai(checkpoint)
+  if coarse:
+    inference = with_coarse(inference, coarse)
   size = int(inference.config.image_size)
   fn = make_difai_fn(inference, num_completions, degree)
   judge, judge_vars = toy.load_toy_recognizer()
   faces, _ = toy.toy_test_faces(num, size)
-  result, rows = {"checkpoint": checkpoint, "step": inference.step, "num_faces": num,
+  result, rows = {"checkpoint": checkpoint, "coarse": coarse or checkpoint,
+                  "step": inference.step, "num_faces": num,
                   "num_completions": num_completions, "degree": degree}, []
   for family in FAMILIES:
     m = family_masks(family, num, size)
@@ -160,7 +179,7 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
     result[family] = row
     if grid:
       n = grid_rows
-      masked = faces[:n] * m[:n] + (1 - m[:n]) * 0.0
+      masked = np.where(m[:n] > 0.5, faces[:n], -1.0)      # the hole in black
       cols = [masked, methods["telea"][:n], out["coarse"][:n], out["i_style"][0, :n],
               *out["completions"][:, :n], out["style_gt"][:n], faces[:n]]
       rows.append(np.concatenate([np.concatenate(list(c), 0) for c in cols], 1))
@@ -176,9 +195,11 @@ def main():
   parser.add_argument("--num_completions", type=int, default=4)
   parser.add_argument("--degree", type=float, default=5.0)
   parser.add_argument("--grid", default=None, help="write a picture of the first faces here")
+  parser.add_argument("--coarse", default=None,
+                      help="a coarse-stage workdir whose net replaces the checkpoint's")
   args = parser.parse_args()
   print(json.dumps(evaluate(args.checkpoint, args.num, args.num_completions, args.degree,
-                            args.grid), indent=2))
+                            args.grid, coarse=args.coarse), indent=2))
 
 
 if __name__ == "__main__":

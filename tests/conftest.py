@@ -21,13 +21,14 @@ FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 _TEST_CACHE = os.path.join(tempfile.gettempdir(), f"difai_jax_test_cache_{os.getpid()}")
 if "DIFAI_JAX_CACHE_DIR" not in os.environ:
   os.environ["DIFAI_JAX_CACHE_DIR"] = _TEST_CACHE
-# Those tools' runs are short: compiling is most of their time, so children compile without
-# LLVM's optimisation passes (a quarter less wall time; numbers differ at rounding level only,
-# and no test compares a child's numbers with this process's bit for bit). This process starts
-# its backend first, with the flags it was given.
-jax.devices()
+# Most tests are compile-bound (tiny networks, a few steps): every process of the test run,
+# this one and the tools it starts, compiles without LLVM's optimisation passes. A StyleGAN2
+# step with both lazy regularisers compiles in 28 s instead of 62 here; results differ at
+# rounding level only (parity tolerances are 1e-5 and up), and bit-identity tests compare two
+# results of the same settings. Set before this process starts its backend.
 os.environ["XLA_FLAGS"] = " ".join(
     os.environ.get("XLA_FLAGS", "").split() + ["--xla_backend_optimization_level=0"])
+jax.devices()
 
 
 def pytest_sessionfinish(session, exitstatus):
