@@ -91,7 +91,7 @@ class FeatureProbe:
 @dataclasses.dataclass(frozen=True)
 class Scorer:
   """What the evaluation step measures (settings only; closed over by the jitted function)."""
-  table1_all: bool = False              # deprecated alias of table1="all"
+  table1_all: bool = False              # alias of table1="all" (kept in step with it)
   diversity: str = "paper"              # "paper" | "all" | "off" (see the module docstring)
   pairs_per_image: int = diversity_lib.PAPER_PAIRS_PER_IMAGE
   seed: int = 0                         # the diversity pairs' seed (with each image's index)
@@ -104,6 +104,7 @@ class Scorer:
   def __post_init__(self):
     if self.table1_all:
       object.__setattr__(self, "table1", "all")
+    object.__setattr__(self, "table1_all", self.table1 == "all")
     if self.table1 not in TABLE1_READINGS:
       raise ValueError(f"table1 must be one of {TABLE1_READINGS}, not {self.table1!r}")
     unknown = sorted(set(self.extra) - set(EXTRA_METRICS))
