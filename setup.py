@@ -15,6 +15,7 @@ INSTALL_REQUIRES = [
     "pillow>=11.0",
     "absl-py>=2.0",
     "scipy>=1.11",          # matrix square root of the Frechet (FID) distance
+    "scikit-learn>=1.3",    # P-IDS / U-IDS' linear SVM (evaluation)
 ]
 
 EXTRAS = {
@@ -45,6 +46,8 @@ EXTRAS["test"] = sorted(set(
         "pytorch-msssim>=1.0.0",
         "scikit-image>=0.22",
         "scipy>=1.11",
+        "prdc>=0.2",              # precision / recall / density / coverage reference
+        "clean-fid>=0.1.35",      # clean-fid's resizing reference
     ]))
 
 setup(

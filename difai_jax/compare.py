@@ -97,7 +97,8 @@ def run(eval_dirs: Sequence[str], names: Sequence[str] | None = None,
   if names and len(names) != len(eval_dirs):
     raise ValueError(f"--names has {len(names)} entries for {len(eval_dirs)} --eval_dirs")
   reports = [load_report(d) for d in eval_dirs]
-  names = list(names or [r.get("generator_norm") or os.path.basename(os.path.normpath(d))
+  names = list(names or [r.get("method") or r.get("generator_norm") or
+                         os.path.basename(os.path.normpath(d))
                          for r, d in zip(reports, eval_dirs)])
   if len(set(names)) != len(names):
     raise ValueError(f"the runs' names {names} repeat; pass --names")
@@ -124,7 +125,7 @@ if __name__ == "__main__":
   from absl import flags as _flags  # pylint: disable=g-import-not-at-top
   _flags.DEFINE_list("eval_dirs", None, "evaluation directories (each with results.json)")
   _flags.DEFINE_list("names", None, "column names, one per directory (default: each run's "
-                     "generator.norm)")
+                     "generator.norm, or the method of a scored completions folder)")
   _flags.DEFINE_list("buckets", None, "buckets to show (default: those all runs have)")
   _flags.DEFINE_string("out", None, "also write compare.{md,csv,json} here")
   cli.run(main, user_errors=(ValueError, FileNotFoundError))

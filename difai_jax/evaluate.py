@@ -31,6 +31,15 @@ the paper's number, ``PAPER_NUMBERS``), the fixed bucket masks (``eval_masks/``)
 real-image FID statistics (``fid_stats_real_<size>px_n<N>_<data hash>[_random<seed>].npz``).
 ``python -m difai_jax.compare`` puts several evaluations side by side (Table 3's ablations).
 
+Other methods (README "Comparing methods"): ``--export_masks DIR [--mask_convention hole1]``
+writes every test image's bucket masks as files another method reads (and stops);
+``--masks_dir DIR`` evaluates on a mask folder (exported, or published: bucketed by hole ratio);
+``--completions_dir DIR [--config CONFIG]`` scores another method's completions,
+``DIR/<bucket>/<image_id>_<k>.png``, with this protocol and these metrics
+(``difai_jax.evaluation.score_folder``); ``--write_completions DIR`` writes a DiFAI run's in that
+layout. ``--extra_metrics psnr,lpips_hole,ids,prdc`` adds the metrics other papers report and
+``--fid_resize clean`` clean-fid's resize.
+
 The Frechet distance is computed from eigenvalues (``metrics.fid.frechet_distance_eig``: equal
 to pytorch-fid's ``sqrtm`` route, which takes ~1 min per 2048-d call on a CPU, up to float
 rounding and its ``eps`` fallback for singular products); ``--fid_exact`` uses pytorch-fid's
@@ -65,10 +74,12 @@ def _define_flags():
   flags.DEFINE_string("inception", None, "converted FID Inception directory")
   flags.DEFINE_boolean("random_metric_weights", False, "random LPIPS / Inception weights for "
                        "tests and demos (tables say RANDOM METRIC WEIGHTS - not comparable)")
-  flags.DEFINE_enum("table1_completions", "first", ["first", "all"], "which completions Table 1 "
-                    "(SSIM, MS-SSIM, LPIPS, FID) reads: first = completion 0, the unperturbed "
-                    "code w (the paper, section 3.3); all = all K per input (FID pooled over "
-                    "them)")
+  flags.DEFINE_enum("table1_completions", "first", ["first", "all", "best", "mean"], "which "
+                    "completions Table 1 (SSIM, MS-SSIM, LPIPS, FID, ...) reads: first = "
+                    "completion 0, the unperturbed code w (the paper, section 3.3); all = all K "
+                    "per input (FID pooled over them); best = each per-image metric's best of "
+                    "the K (FID pooled as all); mean = each completion number k scored alone "
+                    "(FID per k), averaged over k")
   flags.DEFINE_enum("diversity_pairs", "paper", ["paper", "all"], "Table 2's pairs: paper = 4 "
                     "seeded pairs per image among the perturbed completions 1..K-1, on "
                     "--diversity_images images; all = every pair of the K completions "
@@ -85,26 +96,109 @@ def _define_flags():
                     "(a baseline; K identical copies, so diversity 0)")
   flags.DEFINE_string("eval_dir", None, "output directory, also for the bucket masks and the "
                       "real-image FID statistics (default WORKDIR/eval)")
+  _define_comparison_flags(flags)
   flags.DEFINE_string("feature_probes", None, "module:function returning more feature probes, "
                       "[(eval_metrics.FeatureProbe, variables)], given the image size")
   cli.define_cache_flag()
 
 
-def _run_inputs(FLAGS):  # pylint: disable=invalid-name
+def _define_comparison_flags(flags):
+  """Other methods beside DiFAI: mask files out and in, completions folders, more metrics."""
+  flags.DEFINE_list("extra_metrics", [], "more metrics beside the paper's: psnr, lpips_hole "
+                    "(LPIPS restricted to the hole), ids (P-IDS / U-IDS), prdc (precision / "
+                    "recall / density / coverage); ids and prdc in each Frechet probe's feature "
+                    "space (Inception's; the toy recognizer's on the toy domain)")
+  flags.DEFINE_enum("fid_resize", "pytorch-fid", ["pytorch-fid", "clean"], "FID's resize to "
+                    "299 px: pytorch-fid's bilinear, or clean-fid's (8-bit, Pillow bicubic)")
+  flags.DEFINE_string("write_completions", None, "also write every completion as "
+                      "DIR/<bucket>/<image_id>_<k>.png (the --completions_dir layout); they are "
+                      "then scored as 8-bit files hold them")
+  flags.DEFINE_string("export_masks", None, "write the bucket masks of every test image (and "
+                      "the test images, manifest.json / .csv) to DIR in --mask_convention, then "
+                      "stop; needs --workdir or --config")
+  flags.DEFINE_enum("mask_convention", "known1", ["known1", "hole1"], "mask files of "
+                    "--export_masks / --masks_dir: known1 = white is known (this package, MAT, "
+                    "CoModGAN), hole1 = white is the hole (LaMa)")
+  flags.DEFINE_string("masks_dir", None, "evaluation buckets from a mask folder: exported ones "
+                      "or a published set (bucket subfolders, else bucketed by hole ratio)")
+  flags.DEFINE_string("completions_dir", None, "score another method's completions, "
+                      "DIR/<bucket>/<image_id>_<k>.png, instead of a DiFAI run; ground truth "
+                      "and masks from --config's test split (or the --workdir run's)")
+  flags.DEFINE_string("method", None, "the method's name in the report and in compare "
+                      "(default: the --completions_dir folder's name)")
+  flags.DEFINE_float("known_tolerance", None, "allowed mean |difference| (8-bit levels) on the "
+                     "known pixels of a completion file (default 0 for PNG, 4 for JPEG / WebP)")
+
+
+def _run_config(FLAGS, of_run: bool = False):  # pylint: disable=invalid-name
+  """(image size, data section, ms-ssim weights) of --config, else (or ``of_run``) of the
+  --workdir run."""
+  if FLAGS.config is not None and not of_run:
+    weights = FLAGS.config.get("loss", {}).get("ms_ssim_weights")
+    return int(FLAGS.config.image_size), FLAGS.config.data, weights
+  from difai_jax.training import checkpoints  # pylint: disable=import-outside-toplevel
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  saved = ml_collections.ConfigDict(
+      checkpoints.latest_meta(checkpoints.find_stage_dir(FLAGS.workdir, "difai"))["config"])
+  return int(saved.image_size), saved.data, saved.get("loss", {}).get("ms_ssim_weights")
+
+
+def _run_inputs(FLAGS, size_of_run):  # pylint: disable=invalid-name
   """(feature probes of --feature_probes, the data section of --config) for the trained run."""
   if not FLAGS.feature_probes and FLAGS.config is None:
     return [], None
-  from difai_jax.training import checkpoints  # pylint: disable=import-outside-toplevel
-  saved = checkpoints.latest_meta(checkpoints.find_stage_dir(FLAGS.workdir, "difai"))["config"]
-  size = int(saved["image_size"])
+  size = size_of_run()
   probes = []
   if FLAGS.feature_probes:
     module, _, function = FLAGS.feature_probes.partition(":")
     probes = list(getattr(importlib.import_module(module), function)(size))
-  if FLAGS.config is not None and int(FLAGS.config.image_size) != size:
+  if FLAGS.config is not None and FLAGS.workdir and int(FLAGS.config.image_size) != size:
     raise ValueError(f"--config has image_size {FLAGS.config.image_size} but the run in "
                      f"{FLAGS.workdir} was trained at {size} px")
   return probes, None if FLAGS.config is None else FLAGS.config.data
+
+
+def _options(FLAGS):  # pylint: disable=invalid-name
+  return eval_options.EvalOptions(
+      buckets=tuple(FLAGS.buckets), max_images=FLAGS.max_images, batch_size=FLAGS.batch_size,
+      num_completions=FLAGS.num_completions, lpips_dir=FLAGS.lpips,
+      inception_dir=FLAGS.inception, random_metric_weights=FLAGS.random_metric_weights,
+      table1_completions=FLAGS.table1_completions, diversity_pairs=FLAGS.diversity_pairs,
+      diversity_images=FLAGS.diversity_images, fid_exact=FLAGS.fid_exact, seed=FLAGS.seed,
+      completions=FLAGS.completions, extra_metrics=tuple(FLAGS.extra_metrics),
+      fid_resize=FLAGS.fid_resize, write_completions=FLAGS.write_completions,
+      masks_dir=FLAGS.masks_dir, mask_convention=FLAGS.mask_convention)
+
+
+def _export_masks(FLAGS, opts) -> int:  # pylint: disable=invalid-name
+  """--export_masks: the bucket masks (and test images) as files; nothing is scored."""
+  cli.check_output_dir(FLAGS.export_masks, "--export_masks")
+  size, data, _ = _run_config(FLAGS)
+  from difai_jax.data import sources  # pylint: disable=import-outside-toplevel
+  from difai_jax.evaluation import mask_exchange  # pylint: disable=import-outside-toplevel
+  data = mask_exchange.placed_data(data, FLAGS.export_masks)
+  source = sources.make_source(data, "test", size, verbose=False)
+  n = len(source) if opts.max_images is None else min(opts.max_images, len(source))
+  mask_exchange.export_masks(data, size, list(opts.buckets), n, FLAGS.export_masks,
+                             FLAGS.mask_convention, source=source)
+  return 0
+
+
+def _score_folder(FLAGS, opts) -> int:  # pylint: disable=invalid-name
+  """--completions_dir: another method's completions, scored as a DiFAI run."""
+  eval_dir = FLAGS.eval_dir or os.path.join(FLAGS.completions_dir, "eval")
+  eval_options.check_options(opts, eval_dir, "--eval_dir" if FLAGS.eval_dir else
+                             "--eval_dir (default COMPLETIONS_DIR/eval)")
+  size, data, weights = _run_config(FLAGS)
+  probes, _ = _run_inputs(FLAGS, lambda: size)
+  cli.enable_compilation_cache(FLAGS.compilation_cache)
+  from difai_jax.evaluation import score_folder  # pylint: disable=import-outside-toplevel
+  score_folder.score_folder(FLAGS.completions_dir, opts, data_config=data, image_size=size,
+                            eval_dir=eval_dir, probes=probes, masks_dir=opts.masks_dir,
+                            mask_convention=opts.mask_convention,
+                            known_tolerance=FLAGS.known_tolerance, method=FLAGS.method,
+                            ms_ssim_config=tuple(weights) if weights else None)
+  return 0
 
 
 def main(argv):
@@ -112,18 +206,18 @@ def main(argv):
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
   if len(argv) > 1:
     raise cli.CliError(f"unexpected arguments {argv[1:]}")
+  opts = _options(FLAGS)
+  if FLAGS.export_masks or FLAGS.completions_dir:
+    if not FLAGS.workdir and FLAGS.config is None:
+      raise cli.CliError("--export_masks / --completions_dir need the test split: pass --config "
+                         "(its data section and image_size) or --workdir (a trained run's)")
+    return _export_masks(FLAGS, opts) if FLAGS.export_masks else _score_folder(FLAGS, opts)
   if not FLAGS.workdir:
-    raise cli.CliError("--workdir is required (a trained DiFAI run); see --help")
-  opts = eval_options.EvalOptions(
-      buckets=tuple(FLAGS.buckets), max_images=FLAGS.max_images, batch_size=FLAGS.batch_size,
-      num_completions=FLAGS.num_completions, lpips_dir=FLAGS.lpips,
-      inception_dir=FLAGS.inception, random_metric_weights=FLAGS.random_metric_weights,
-      table1_completions=FLAGS.table1_completions, diversity_pairs=FLAGS.diversity_pairs,
-      diversity_images=FLAGS.diversity_images, fid_exact=FLAGS.fid_exact, seed=FLAGS.seed,
-      completions=FLAGS.completions)
+    raise cli.CliError("--workdir is required (a trained DiFAI run), or --completions_dir "
+                       "(another method's completions); see --help")
   eval_options.check_options(opts, FLAGS.eval_dir or os.path.join(FLAGS.workdir, "eval"),
                 "--eval_dir" if FLAGS.eval_dir else "--eval_dir (default WORKDIR/eval)")
-  probes, data_config = _run_inputs(FLAGS)
+  probes, data_config = _run_inputs(FLAGS, lambda: _run_config(FLAGS, of_run=True)[0])
   cli.enable_compilation_cache(FLAGS.compilation_cache)
   # JAX loads here, after the checks.
   from difai_jax.evaluation import loop as eval_loop  # pylint: disable=import-outside-toplevel

@@ -439,8 +439,8 @@ def test_coarse_baseline_scores_k_copies_of_the_coarse_composite(tiny_run, monke
       inference, eval_options.EvalOptions(num_completions=3, completions="coarse"))
   seen = {}
 
-  def keep(completions, image, index, variables, scorer):
-    del image, index, variables, scorer
+  def keep(completions, image, index, variables, scorer, mask=None):
+    del image, index, variables, scorer, mask
     seen["completions"] = completions
     return {}
 

@@ -157,10 +157,12 @@ class EvalExample(grain.transforms.Map):
 def make_eval_dataset(config, *, bucket: str, image_size: int, batch_size: int,
                       process_index: Optional[int] = None, process_count: Optional[int] = None,
                       num_images: Optional[int] = None, source=None,
-                      verbose: bool = True) -> grain.MapDataset:
+                      verbose: bool = True, bucket_masks=None) -> grain.MapDataset:
   """This host's evaluation batches: test images in order with a bucket's fixed masks.
 
-  The masks are written on first use by `masks.ensure_buckets(config.bucket_dir, ...)`. The test
+  The masks are written on first use by `masks.ensure_buckets(config.bucket_dir, ...)`, unless
+  `bucket_masks` gives them (anything with `len()` and `[i] -> (H, W, 1)`, e.g. a mask folder
+  made elsewhere: `difai_jax.evaluation.mask_exchange`). The test
   list (first `num_images` test images; default all) is padded to a multiple of
   `process_count * batch_size`; host p takes positions p, p + P, ... Every host gets the same
   number of batches; padding rows repeat image 0 with `valid = False` and `index = -1`.
@@ -178,6 +180,17 @@ def make_eval_dataset(config, *, bucket: str, image_size: int, batch_size: int,
   n = len(source) if num_images is None else min(int(num_images), len(source))
   if n <= 0:
     raise ValueError(f"evaluation needs at least one test image; got num_images={num_images}")
+  if bucket_masks is None:
+    bucket_masks = _generated_bucket(config, bucket, image_size, verbose)
+  chunk = process_count * batch_size
+  padded = -(-n // chunk) * chunk
+  ds = grain.MapDataset.range(padded)[process_index::process_count]
+  ds = ds.map(EvalExample(source, bucket_masks, n))
+  return ds.batch(batch_size, drop_remainder=True)
+
+
+def _generated_bucket(config, bucket: str, image_size: int, verbose: bool):
+  """The fixed masks of `bucket` under `config.bucket_dir` (written on first use)."""
   external = None
   if config.quickdraw_from_external:
     m = config.masks
@@ -187,9 +200,4 @@ def make_eval_dataset(config, *, bucket: str, image_size: int, batch_size: int,
                                          threshold=m.threshold, strict=m.strict)
   root = masks_lib.ensure_bucket(config.bucket_dir, image_size, bucket, config.masks_per_bucket,
                                  seed=config.bucket_seed, external=external, verbose=verbose)
-  bucket_masks = masks_lib.BucketMasks(root, bucket)
-  chunk = process_count * batch_size
-  padded = -(-n // chunk) * chunk
-  ds = grain.MapDataset.range(padded)[process_index::process_count]
-  ds = ds.map(EvalExample(source, bucket_masks, n))
-  return ds.batch(batch_size, drop_remainder=True)
+  return masks_lib.BucketMasks(root, bucket)

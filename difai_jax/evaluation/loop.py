@@ -29,9 +29,11 @@ import numpy as np
 from difai_jax import mesh as mesh_lib
 from difai_jax import pipeline
 from difai_jax import runtime
+from difai_jax.data import image_io
 from difai_jax.data import loader as data_pipeline
 from difai_jax.data import masks as masks_lib
 from difai_jax.data import sources
+from difai_jax.evaluation import mask_exchange
 from difai_jax.evaluation import options as eval_options
 from difai_jax.evaluation import report as eval_report
 from difai_jax.evaluation import scoring as eval_metrics
@@ -79,6 +81,7 @@ class EvalSpec:
   n_directions: int
   seed: int
   completions: str = "difai"                # "difai" | "coarse" (evaluate.COMPLETION_SOURCES)
+  quantize: bool = False                    # score (and return) them as 8-bit files hold them
 
 
 def edits_for(index: jax.Array, spec: EvalSpec) -> tuple[jax.Array, jax.Array]:
@@ -111,7 +114,13 @@ def eval_batch(variables, metric_variables, image, mask, index, *, models: pipel
   else:
     completions = pipeline.inpaint(models, variables, image, mask, components, degrees,
                                    spec.sampling.layers, valid=index >= 0)["completions"]
-  return eval_metrics.score_completions(completions, image, index, metric_variables, scorer)
+  if spec.quantize:
+    completions = eval_metrics.quantize_8bit(completions)
+  out = eval_metrics.score_completions(completions, image, index, metric_variables, scorer,
+                                       mask=mask)
+  if spec.quantize:
+    out["completions"] = jnp.swapaxes(completions, 0, 1)                # (N, K, H, W, 3)
+  return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -138,6 +147,8 @@ class Evaluation:
   diversity_images: np.ndarray | None     # bool (n_images,), the diversity sample
   real_paths: dict[str, str]              # probe name -> cached real statistics file
   real: dict[str, fid_lib.FIDStatistics]  # real statistics known so far
+  write_dir: str | None = None            # --write_completions
+  bucket_masks: dict | None = None        # bucket -> masks of --masks_dir (None: generated)
 
   @property
   def devices(self) -> str:
@@ -158,7 +169,8 @@ def completion_spec(inference: checkpoints.Inference, opts) -> EvalSpec:
                                    max_degree=float(sc.max_degree),
                                    layers=tuple(sc.layers) if sc.layers else None)
   return EvalSpec(num_completions=k, sampling=sampling, n_directions=n_directions,
-                  seed=opts.seed, completions=opts.completions)
+                  seed=opts.seed, completions=opts.completions,
+                  quantize=bool(getattr(opts, "write_completions", None)))
 
 
 def make_scorer(opts, nets: eval_metrics.MetricNets, k: int, size: int,
@@ -178,9 +190,17 @@ def make_scorer(opts, nets: eval_metrics.MetricNets, k: int, size: int,
   elif diversity == "paper" and nets.lpips is not None and (k - 1) * (k - 2) // 2 < 4:
     notes.append(f"diversity: K - 1 = {k - 1} perturbed completions give fewer than 4 distinct "
                  "pairs; the 4 pairs per image are drawn with replacement")
-  scorer = eval_metrics.Scorer(table1_all=opts.table1_completions == "all", diversity=diversity,
+  extra = tuple(getattr(opts, "extra_metrics", ()))
+  if "lpips_hole" in extra and nets.lpips is None:
+    notes.append("LPIPS (hole) skipped: no LPIPS network (--lpips)")
+  frechet = [p.name for p, _ in nets.probes if p.frechet]
+  for metric in ("ids", "prdc"):
+    if metric in extra and not frechet:
+      notes.append(f"{metric.upper()} skipped: no feature network (--inception, or a Frechet "
+                   "probe such as the toy recognizer's)")
+  scorer = eval_metrics.Scorer(table1=opts.table1_completions, diversity=diversity,
                                seed=opts.seed, ms_ssim_weights=weights, lpips=nets.lpips,
-                               probes=tuple(p for p, _ in nets.probes))
+                               probes=tuple(p for p, _ in nets.probes), extra=extra)
   return scorer, notes
 
 
@@ -227,7 +247,8 @@ def setup(workdir: str, opts, out_dir: str, data_config: ml_collections.ConfigDi
   spec = completion_spec(inference, opts)
   size = int(inference.config.image_size)
   nets = eval_metrics.load_metric_nets(opts.lpips_dir, opts.inception_dir,
-                                       opts.random_metric_weights, size, opts.seed)
+                                       opts.random_metric_weights, size, opts.seed,
+                                       opts.fid_resize)
   nets.probes += list(probes)
   weights = eval_metrics.ms_ssim_weights(size, tuple(inference.config.loss.ms_ssim_weights))
   scorer, notes = make_scorer(opts, nets, spec.num_completions, size, weights)
@@ -246,11 +267,16 @@ def setup(workdir: str, opts, out_dir: str, data_config: ml_collections.ConfigDi
                 for p in scorer.probes if p.frechet and p.cache_tag is not None}
   real = {name: fid_lib.load_statistics(path) for name, path in real_paths.items()
           if os.path.isfile(path)}
+  bucket_masks, mask_notes = mask_exchange.bucket_masks_from(
+      getattr(opts, "masks_dir", None), getattr(opts, "mask_convention", "known1"),
+      opts.buckets, size)
+  notes += mask_notes
   ev = Evaluation(inference.config, inference.step, step,
                   jax.device_put(inference.variables, replicated),
                   jax.device_put(nets.variables(), replicated), sharded, data, source,
                   mesh_lib.round_up(opts.batch_size, mesh.size), n_images, spec, scorer,
-                  notes, nets.random, diversity_sample(n_images, opts), real_paths, real)
+                  notes, nets.random, diversity_sample(n_images, opts), real_paths, real,
+                  getattr(opts, "write_completions", None), bucket_masks)
   log(f"evaluating on {n_images} test images x {len(opts.buckets)} buckets, K = "
       f"{spec.num_completions} completions, batch {ev.batch} over {ev.devices}; "
       f"{masks_line(data, size)}")
@@ -277,7 +303,9 @@ def run_bucket(ev: Evaluation, bucket: str, progress: Progress, done: int, exact
   ds = data_pipeline.make_eval_dataset(ev.data, bucket=bucket,
                                        image_size=int(ev.config.image_size), batch_size=ev.batch,
                                        process_index=0, process_count=1,
-                                       num_images=ev.n_images, source=ev.source, verbose=False)
+                                       num_images=ev.n_images, source=ev.source, verbose=False,
+                                       bucket_masks=None if ev.bucket_masks is None else
+                                       ev.bucket_masks[bucket])
   needed = [p.name for p in ev.scorer.probes if p.frechet and p.name not in ev.real]
   scores = eval_metrics.BucketScores(ev.scorer, needed, ev.diversity_images)
   for b in range(len(ds)):
@@ -286,8 +314,10 @@ def run_bucket(ev: Evaluation, bucket: str, progress: Progress, done: int, exact
                   *(jax.device_put(element[key], ev.sharding) for key in ("image", "mask",
                                                                           "index")))
     valid = np.asarray(element["valid"])
-    scores.add(jax.device_get(out), valid, element["index"],
-               masks_lib.hole_ratio(np.asarray(element["mask"])))
+    out = jax.device_get(out)
+    if "completions" in out:
+      write_completions(ev.write_dir, bucket, out.pop("completions"), element["index"], valid)
+    scores.add(out, valid, element["index"], masks_lib.hole_ratio(np.asarray(element["mask"])))
     done += int(valid.sum())
     progress.update(bucket, done, last=b == len(ds) - 1)
   for name, stats in scores.real_statistics().items():
@@ -297,6 +327,15 @@ def run_bucket(ev: Evaluation, bucket: str, progress: Progress, done: int, exact
   for name, arrays in scores.completion_outputs().items():
     np.savez(os.path.join(out_dir, f"{name}_{bucket}.npz"), **arrays)
   return scores.row(ev.real, exact)
+
+
+def write_completions(out_dir: str, bucket: str, completions: np.ndarray, index, valid) -> None:
+  """A batch's (B, K, H, W, 3) completions as ``out_dir/<bucket>/<image_id>_<k>.png`` (the
+  layout ``evaluate --completions_dir`` scores; ``evaluation.completions_folder``)."""
+  for row in np.flatnonzero(valid):
+    for k, completion in enumerate(completions[row]):
+      image_io.save_png(os.path.join(out_dir, bucket, f"{int(index[row]):05d}_{k}.png"),
+                        completion)
 
 
 def evaluate(workdir: str, options: eval_options.EvalOptions | None = None, *, data_config=None,
@@ -352,8 +391,12 @@ def make_report(workdir: str, opts: eval_options.EvalOptions, ev, results: dict,
                    "diversity_pairs": opts.diversity_pairs,
                    "pairs_per_image": ev.scorer.pairs_per_image, "diversity_images": n_div},
       "fid": {"real_statistics": ev.real_paths.get("fid"),
-              "distance": "pytorch-fid sqrtm" if opts.fid_exact else "eigenvalues"},
-      "completions": opts.completions, "scored": eval_options.COMPLETION_SOURCES[opts.completions],
+              "distance": "pytorch-fid sqrtm" if opts.fid_exact else "eigenvalues",
+              "resize": opts.fid_resize},
+      "extra_metrics": list(opts.extra_metrics),
+      "completions": opts.completions, "scored": eval_options.COMPLETION_SOURCES[opts.completions]
+                + (f", quantised to 8 bits as written to {opts.write_completions}"
+                   if opts.write_completions else ""),
       "sefa_edits": dataclasses.asdict(ev.spec.sampling), "seed": opts.seed,
       "seconds": round(seconds, 1), "notes": ev.notes, "metrics": metrics,
       "results": results, "paper_label": paper_label, "paper_citations": citations,

@@ -82,6 +82,11 @@ class EvalOptions:
   fid_exact: bool = False
   seed: int = 0                          # the per-image SeFa edits and diversity pairs
   completions: str = "difai"             # "difai" | "coarse": the coarse net alone (a baseline)
+  extra_metrics: tuple[str, ...] = ()    # eval_report.EXTRA_METRICS beside the paper's
+  fid_resize: str = "pytorch-fid"        # "pytorch-fid" | "clean" (clean-fid's bicubic resize)
+  write_completions: str | None = None   # write DIR/<bucket>/<image_id>_<k>.png, scored as 8-bit
+  masks_dir: str | None = None           # bucket masks from a folder (evaluation.mask_exchange)
+  mask_convention: str = "known1"        # of --masks_dir: known1 (white = known) | hole1
 
 
 # ----------------------------------------------------------------------------------------------
@@ -96,9 +101,16 @@ def check_options(opts: EvalOptions, out_dir: str, flag: str = "--eval_dir",
   if unknown or not opts.buckets:
     raise runtime.CliError(f"unknown mask bucket(s) {unknown}; choose from "
                            f"{masks_lib.EVAL_BUCKET_NAMES}")
-  if opts.table1_completions not in ("first", "all"):
-    raise runtime.CliError("--table1_completions must be first or all, not "
-                       f"{opts.table1_completions}")
+  if opts.table1_completions not in eval_report.TABLE1_READINGS:
+    raise runtime.CliError("--table1_completions must be first or all, best or mean, not "
+                           f"{opts.table1_completions}")
+  unknown = sorted(set(opts.extra_metrics) - set(eval_report.EXTRA_METRICS))
+  if unknown:
+    raise runtime.CliError(f"unknown --extra_metrics {unknown}; choose from "
+                           f"{', '.join(eval_report.EXTRA_METRICS)}")
+  if opts.fid_resize not in eval_report.FID_RESIZES:
+    raise runtime.CliError(f"--fid_resize must be one of {', '.join(eval_report.FID_RESIZES)}, "
+                           f"not {opts.fid_resize}")
   if opts.completions not in COMPLETION_SOURCES:
     raise runtime.CliError(f"--completions must be one of {list(COMPLETION_SOURCES)}, not "
                        f"{opts.completions}")

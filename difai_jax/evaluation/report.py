@@ -19,18 +19,38 @@ from typing import Any, Mapping, Sequence
 RANDOM_TITLE = "RANDOM METRIC WEIGHTS - not comparable"
 METRICS = ("ssim", "ms_ssim", "lpips", "fid", "diversity")
 METRIC_LABELS = {"ssim": "SSIM", "ms_ssim": "MS-SSIM", "lpips": "LPIPS", "fid": "FID",
-                 "diversity": "diversity"}
+                 "diversity": "diversity", "psnr": "PSNR", "lpips_hole": "LPIPS (hole)",
+                 "p_ids": "P-IDS", "u_ids": "U-IDS", "precision": "precision",
+                 "recall": "recall", "density": "density", "coverage": "coverage"}
 HIGHER_IS_BETTER = {"ssim": True, "ms_ssim": True, "lpips": False, "fid": False,
-                    "diversity": True}
+                    "diversity": True, "psnr": True, "lpips_hole": False, "p_ids": True,
+                    "u_ids": True, "precision": True, "recall": True, "density": True,
+                    "coverage": True}
+# Table 1's readings of the K completions (scoring.Scorer.table1), the opt-in metrics beside the
+# paper's (scoring.Scorer.extra) and the FID resizes (scoring.fid_probe).
+TABLE1_READINGS = ("first", "all", "best", "mean")
+EXTRA_METRICS = ("psnr", "lpips_hole", "ids", "prdc")
+FID_RESIZES = ("pytorch-fid", "clean")
+# Metrics in the toy recognizer's feature space carry this prefix (toy_fid, toy_p_ids, ...).
+TOY_PREFIX = "toy_"
+
+
+def _base(metric: str) -> str:
+  if metric.startswith(TOY_PREFIX) and metric[len(TOY_PREFIX):] in METRIC_LABELS:
+    return metric[len(TOY_PREFIX):]
+  return metric
 
 
 def label(metric: str) -> str:
+  base = _base(metric)
+  if base != metric:
+    return f"toy-domain {METRIC_LABELS[base]}"
   return METRIC_LABELS.get(metric, metric)
 
 
 def arrow(metric: str) -> str:
   # Plugged-in feature metrics are Frechet distances: lower is better.
-  return "↑" if HIGHER_IS_BETTER.get(metric, False) else "↓"
+  return "↑" if HIGHER_IS_BETTER.get(_base(metric), False) else "↓"
 
 
 def title(workdir: str, step: int, random: bool) -> str:
@@ -64,21 +84,29 @@ def paper_value(report: Mapping[str, Any], bucket: str, metric: str):
 
 def result_line(bucket: str, row: Mapping[str, Any], metrics: Sequence[str]) -> str:
   """One bucket's numbers on one line (the CLI's log)."""
-  return f"[{bucket}] " + " ".join(f"{label(m)}={row[m]:.4f}" for m in metrics if m in row)
+  return f"[{bucket}] " + " ".join(f"{label(m)}={fmt(row.get(m))}" for m in metrics
+                                  if m in row)
 
 
 def protocol_text(report: Mapping[str, Any]) -> str:
   """One sentence per reading: which completions Table 1 and the diversity score read."""
   p = report["protocol"]
-  table1 = ("completion 0 (the unperturbed code w, as the paper)" if p["table1_completions"]
-            == "first" else f"all K = {report['num_completions']} completions per input")
-  if p["diversity_pairs"] == "paper":
+  k = report["num_completions"]
+  table1 = {"first": "completion 0 (the unperturbed code w, as the paper)",
+            "all": f"all K = {k} completions per input (FID pooled over them)",
+            "best": f"the best of the K = {k} completions per input for each per-image metric "
+                    "(highest SSIM / PSNR, lowest LPIPS), FID over all K pooled",
+            "mean": f"each of the K = {k} completions separately, averaged over k (FID "
+                    "computed per completion number, then averaged)"}[p["table1_completions"]]
+  if report.get("diversity_na"):
+    diversity = f"n/a ({report['diversity_na']})"
+  elif p["diversity_pairs"] == "paper":
     diversity = (f"mean LPIPS over {p['pairs_per_image']} seeded pairs of perturbed completions "
                  f"(w_delta, never completion 0) per image, on {p['diversity_images']} images "
                  "per bucket (the paper: 4K pairs from 1K images)")
   else:
     diversity = "mean LPIPS over every pair of the K completions per input, completion 0 included"
-  return f"SSIM / MS-SSIM / LPIPS / FID on {table1}; diversity = {diversity}."
+  return f"Table 1 metrics (SSIM, LPIPS, FID, ...) on {table1}; diversity = {diversity}."
 
 
 def write_reports(report: Mapping[str, Any], out_dir: str) -> None:
@@ -92,12 +120,23 @@ def write_reports(report: Mapping[str, Any], out_dir: str) -> None:
   draw_chart(report, reported_metrics(report), os.path.join(out_dir, "chart.png"))
 
 
-def markdown(report: Mapping[str, Any]) -> str:
-  metrics = reported_metrics(report)
+def _table(report: Mapping[str, Any], results: Mapping[str, Any], metrics) -> list[str]:
   header = ["bucket"]
   for m in metrics:
     header += [f"{label(m)} {arrow(m)}", f"{label(m)} (paper)"]
   header += ["images", "mean hole"]
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  for b, row in results.items():
+    cells = [b]
+    for m in metrics:
+      cells += [fmt(row.get(m)), fmt_paper(paper_value(report, b, m))]
+    cells += [str(row["n_images"]), f"{row['hole_ratio']:.1%}"]
+    lines.append("| " + " | ".join(cells) + " |")
+  return lines
+
+
+def markdown(report: Mapping[str, Any]) -> str:
+  metrics = reported_metrics(report)
   cites = sorted({c for m, c in report.get("paper_citations", {}).items() if m in metrics})
   lines = [f"# {report['title']}", "",
            f"Scored: {report.get('weights', 'generator params')}. {report['num_images']} test "
@@ -105,14 +144,12 @@ def markdown(report: Mapping[str, Any]) -> str:
            "completions per input.", "",
            f"Protocol: {protocol_text(report)}", "",
            f"Paper: {report.get('paper_label', 'DiFAI')} as printed ({'; '.join(cites) or '-'}); "
-           "n/a where the paper gives no number.",
-           "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-  for b, row in report["results"].items():
-    cells = [b]
-    for m in metrics:
-      cells += [fmt(row.get(m)), fmt_paper(paper_value(report, b, m))]
-    cells += [str(row["n_images"]), f"{row['hole_ratio']:.1%}"]
-    lines.append("| " + " | ".join(cells) + " |")
+           "n/a where the paper gives no number.", ""]
+  lines += _table(report, report["results"], metrics)
+  if report.get("results_raw"):
+    lines += ["", "The files as they are (known pixels as the method left them; the table above "
+              "puts the ground truth back on them):", ""]
+    lines += _table(report, report["results_raw"], metrics)
   if report["notes"]:
     lines += ["", "Notes:", ""] + [f"* {n}" for n in report["notes"]]
   return "\n".join(lines) + "\n"
@@ -159,7 +196,8 @@ def draw_chart(report: Mapping[str, Any], metrics: Sequence[str], path: str) -> 
 def _draw_panel(draw, font, y0, panel_w, panel_h, metric, buckets, values, papers) -> None:
   ours_colour, paper_colour = (52, 101, 164), (245, 121, 0)
   x0, plot_w, plot_h = 70, panel_w - 80, panel_h - 70
-  better = "higher is better" if HIGHER_IS_BETTER.get(metric, False) else "lower is better"
+  better = "higher is better" if HIGHER_IS_BETTER.get(_base(metric), False) else \
+      "lower is better"
   draw.text((x0, y0 + 4), f"{label(metric)} per mask bucket ({better})", fill="black", font=font)
   finite = [v for v in values + papers if v is not None and math.isfinite(v)]
   vmax = max(finite + [1e-12]) * 1.15

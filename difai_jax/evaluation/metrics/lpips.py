@@ -13,7 +13,11 @@ DiFAI paper reports (Table 1, LPIPS; and the diversity score of PIC, see ``diver
    non-negative 1x1 linear layer ``lin_l`` (no bias), averaged over space, and
 5. summed over the five layers.
 
-The result is one distance per image pair, shape ``(N,)``. Weights come from
+The result is one distance per image pair, shape ``(N,)``. With a ``region`` (N, H, W, 1) weight
+(e.g. the hole, ``1 - mask``), step 4's spatial mean becomes a mean over that region: each layer's
+per-pixel map is upsampled to the input size bilinearly (``align_corners=False``) as the package's
+``spatial=True`` does, and averaged with the region's weights; so the distance restricted to the
+hole equals the package's spatial map averaged over the hole pixels. Weights come from
 ``python -m weights_conversion.lpips`` (torchvision backbone + the package's linear layers) and are
 loaded with ``difai_jax.pretrained.load(DIR)`` (kind ``"lpips"``).
 """
@@ -26,6 +30,8 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from difai_jax.evaluation.metrics import fid as fid_lib
 
 # The lpips package's ScalingLayer constants (fixed buffers, not learned).
 SHIFT = (-0.030, -0.088, -0.188)
@@ -149,12 +155,14 @@ class LPIPS(nn.Module):
   precision: Any = None   # None: the run's precision policy (difai_jax.nn.precision)
 
   @nn.compact
-  def __call__(self, x: jax.Array, y: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, y: jax.Array, region: jax.Array | None = None) -> jax.Array:
     """Distance per image.
 
     Args:
       x, y: (N, H, W, 3) images in [-1, 1] (the ``lpips`` package's default input range). H and W
         must be large enough for the backbone (AlexNet: >= 32 px; VGG-16: >= 16 px).
+      region: optional (N, H, W, 1) non-negative weights (e.g. the hole, 1 - mask): the distance
+        restricted to it (the package's ``spatial=True`` map averaged over the region).
 
     Returns:
       (N,) float32 LPIPS distances. Identical images give 0 up to float rounding (XLA may round
@@ -180,8 +188,17 @@ class LPIPS(nn.Module):
       # lin_l: 1x1 conv C -> 1 without bias, then the spatial mean.
       w = self.param(f"lin{l}", nn.initializers.ones, (width,), jnp.float32)
       per_pixel = jnp.einsum("nhwc,c->nhw", diff, w, precision=self.precision)
-      distance = distance + jnp.mean(per_pixel, axis=(1, 2))
+      distance = distance + (jnp.mean(per_pixel, axis=(1, 2)) if region is None else
+                             _region_mean(per_pixel, region, self.precision))
     return distance
+
+
+def _region_mean(per_pixel: jax.Array, region: jax.Array, precision) -> jax.Array:
+  """(N, h, w) map upsampled to the region's (N, H, W, 1) size, averaged with its weights."""
+  size = region.shape[1:3]
+  up = fid_lib.resize_bilinear(per_pixel[..., None], size, precision=precision)[..., 0]
+  weights = region[..., 0].astype(jnp.float32)
+  return jnp.sum(up * weights, axis=(1, 2)) / jnp.maximum(jnp.sum(weights, axis=(1, 2)), 1e-12)
 
 
 def from_config(config: dict) -> LPIPS:
