@@ -2,12 +2,14 @@
 run's trained weights (the demo starts from the shipped toy DiFAI); shapes must match."""
 
 import os
+import shutil
 
 import jax
 import numpy as np
 import pytest
 
 from difai_jax.training import checkpoints
+from difai_jax.training import loop
 from difai_jax.training import stages
 from difai_jax.training import steps
 from tests import tiny_config
@@ -45,3 +47,20 @@ def test_init_from_refuses_another_architecture(tmp_path_factory, tmp_path):
   stage = stages.build("coarse", config, str(tmp_path / "coarse"))
   with pytest.raises(ValueError, match="does not have this config's shapes"):
     stage.init(steps.prng_key(0))
+
+
+def test_a_resumed_run_ignores_init_from(tmp_path_factory, tmp_path):
+  # init_from is read by a new run only: a run resumed with an init_from whose network no longer
+  # fits (a shipped checkpoint replaced by a wider one, say) resumes from its own checkpoint.
+  run = trained_tiny_run(tmp_path_factory)
+  workdir = tmp_path / "coarse"
+  shutil.copytree(os.path.join(run, "coarse"), workdir)
+  done = checkpoints.latest_meta(str(workdir))["step"]
+  config = tiny_config.get_config()
+  config.stages = ("coarse",)
+  config.train.num_steps.coarse = done
+  config.pretrained.init_from = "toy-difai"      # another coarse architecture
+  with pytest.raises(ValueError, match="does not have this config's shapes"):
+    stages.build("coarse", config, str(tmp_path / "new")).init(steps.prng_key(0))
+  [result] = loop.run(config, str(workdir))
+  assert result.final_step == done

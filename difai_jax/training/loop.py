@@ -25,6 +25,7 @@ or restarted run load its compiled steps instead of compiling them again.
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import os
 import signal
@@ -135,7 +136,9 @@ class StageResult:
 
 def _restore_or_init(stage: stages.Stage, workdir: str, config, replicated):
   """(state, start step, checkpoint manager or None); creates nothing on disk."""
-  abstract = jax.eval_shape(stage.init, steps.prng_key(0))
+  # The state's shapes from the stage's own init: a warm-started init (pretrained.init_from,
+  # functools.wraps'd) reads and checks its source, which only a new run may need.
+  abstract = jax.eval_shape(inspect.unwrap(stage.init), steps.prng_key(0))
   state_sharding = state_shardings(abstract, replicated.mesh)
   state, meta, manager = None, None, None
   if os.path.isdir(os.path.join(workdir, "checkpoints")):

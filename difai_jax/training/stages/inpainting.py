@@ -92,6 +92,7 @@ def warm_started(init, config, stage: str):
   stage_dir = checkpoints.find_stage_dir(pretrained.resolve(source), stage)
   params, collections = checkpoints.load_stage_params(stage_dir)
 
+  @functools.wraps(init)
   def warm(rng):
     state = init(rng)
     fresh = jax.tree.map(lambda x: (x.shape, x.dtype), (state.g_params, state.g_collections))

@@ -414,6 +414,7 @@ def warm_started(init, source: str, *, g_tx, d_tx):
     with open(info_path, encoding="utf-8") as f:
       info = json.load(f)
 
+  @functools.wraps(init)         # the loop's resume reads the state's shapes from init itself
   def warm(rng):
     state = init(rng)
     shapes = lambda t: jax.tree.map(lambda x: (tuple(x.shape), str(x.dtype)), t)
