@@ -6,8 +6,9 @@ networks, on 2 CPU cores in a few minutes.
 It continues training the shipped toy DiFAI (``pretrained.init_from = "toy-difai"``: coarse net
 and generator start from its weights, the optimizers and critic fresh) for a few steps, so that
 its sample grid shows what the method does within minutes; from random weights DiFAI needs
-~1,000 steps (~30 min here) before the completions look like faces (configs/toy_difai.py, which
-made the shipped checkpoint). ``--config.pretrained.init_from=`` trains from scratch.
+~1,000 steps (~30 min here) and its coarse net thousands (configs/toy_coarse.py and
+configs/toy_difai.py made the shipped checkpoint). ``--config.pretrained.init_from=`` trains
+from scratch.
 
 The frozen pSp and its StyleGAN2 decoder are the ones trained on the toy faces by this repo
 (``toy-psp``, difai_jax/assets/toy/psp; README "Shipped toy networks" gives the commands), so
@@ -30,9 +31,10 @@ def get_config():
   config.data.masks_per_bucket = 200       # evaluation masks: enough for a CPU demo evaluation
 
   # Narrow networks (the 256 px widths divided by 4-8), same structure.
-  # Coarse MLGN: its widths / 16; floor_stride 8 runs the first stem conv at stride 1 so the
-  # floors sit at 8, 4, 2 px (MLGN's 16 would put floor 2 at 1 px), 3 MS-SSIM scales fit 64 px.
-  config.coarse.widths = (4, 8, 12, 16)
+  # Coarse MLGN: its widths / 4 (configs/toy_coarse.py trained it; /16 learned a flat fill);
+  # floor_stride 8 runs the first stem conv at stride 1 so the floors sit at 8, 4, 2 px
+  # (MLGN's 16 would put floor 2 at 1 px), 3 MS-SSIM scales fit 64 px.
+  config.coarse.widths = (16, 32, 48, 64)
   config.coarse.floor_stride = 8
   config.coarse.ms_ssim_weights = (0.0710, 0.4529, 0.4761)
   config.generator.encoder_widths = (16, 32, 64, 64)
@@ -60,7 +62,8 @@ def get_config():
   config.optim.b2 = 0.99
   config.train.batch_size = 8
   # A few steps on top of toy-difai (timings: README quick start). From scratch (init_from
-  # unset) the shipped recipe is 150 coarse + 1,000 DiFAI steps (configs/toy_difai.py).
+  # unset) the shipped recipe is 3,750 coarse steps x 16 (configs/toy_coarse.py) and 1,400
+  # DiFAI steps (configs/toy_difai.py).
   config.train.num_steps = {"coarse": 20, "difai": 40}
   config.train.ema_decay = 0.0
   config.train.log_every = 10

@@ -48,7 +48,7 @@ def test_toy_psp_pinned_and_reconstructs():
 
 def test_toy_difai_inpaints_keeping_known_pixels():
   inference = checkpoints.load_difai("toy-difai")
-  assert inference.config.image_size == 64 and inference.step == 1000
+  assert inference.config.image_size == 64 and inference.step == 400
   faces = _faces()
   mask = np.ones((2, 64, 64, 1), np.float32)
   mask[:, 36:54, 18:46] = 0.0
@@ -66,6 +66,18 @@ def test_toy_difai_inpaints_keeping_known_pixels():
   spread = float(np.mean([np.abs(completions[0][hole] - c[hole]).mean() for c in completions[1:]]))
   print(f"toy DiFAI: mean |completion j - completion 0| in the hole: {spread:.4f}")
   assert spread > 0.01                                      # the completions differ
+  # Pins (recorded at export, configs/toy_difai.py): the coarse net's and each completion's
+  # pixel (45, 32) in the hole of both faces, and each completion's hole error.
+  np.testing.assert_allclose(np.asarray(out["i_coarse"])[:, 45, 32],
+                             [[-0.07616, -0.44806, -0.61450], [0.59421, 0.25554, 0.10007]],
+                             atol=2e-4)
+  np.testing.assert_allclose(completions[:, :, 45, 32], [
+      [[0.01953, -0.33598, -0.66143], [0.50524, 0.36684, 0.15291]],
+      [[-0.19057, -0.37272, -0.81725], [0.21429, 0.04417, -0.25027]],
+      [[-0.35322, -0.60771, -0.82919], [-0.25176, -0.41077, -0.63917]],
+      [[-0.39593, -0.60210, -0.52762], [0.00811, -0.19515, -0.33529]]], atol=2e-4)
+  hole_error = [float(np.abs(c - faces)[hole].mean()) for c in completions]
+  np.testing.assert_allclose(hole_error, [0.179265, 0.305943, 0.459001, 0.377095], atol=1e-4)
 
 
 def test_difai_run_exports_for_inference_only(tmp_path):

@@ -212,10 +212,11 @@ def load_difai(workdir: str) -> Inference:
   meta = latest_meta(difai_dir)
   config = ml_collections.ConfigDict(meta["config"])
   g_params, g_collections = load_stage_params(difai_dir)
-  coarse_dir = config.pretrained.coarse_workdir
-  sibling = os.path.join(os.path.dirname(os.path.abspath(difai_dir)), "coarse")
-  if not coarse_dir or not os.path.isdir(coarse_dir):
-    coarse_dir = sibling
+  # The run's own coarse stage first (an exported run carries it); else the config's, a path
+  # that may mean another directory where the run is loaded from.
+  coarse_dir = os.path.join(os.path.dirname(os.path.abspath(difai_dir)), "coarse")
+  if not os.path.isdir(coarse_dir):
+    coarse_dir = config.pretrained.coarse_workdir
   coarse_params, _ = load_stage_params(find_stage_dir(coarse_dir, "coarse"))
   psp, psp_variables = load_pretrained(config, "psp")
   factors = sefa_lib.cached(os.path.join(difai_dir, "sefa.npz"),
