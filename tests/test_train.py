@@ -277,19 +277,29 @@ def test_kill9_then_resume_is_bit_identical(tmp_path):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-def _start_and_signal(workdir, signals):
-  """Starts a long coarse run, sends ``signals`` once steps run; returns (returncode, output)."""
+def _start_and_signal(workdir, signals, hold_save_s=0.0):
+  """Starts a long coarse run, sends ``signals`` once steps run, each after the run has
+  reported the one before (``hold_save_s``: the loop's test hook that keeps the save after an
+  interruption pending that long); returns (returncode, output)."""
+  env = {**_env(), train.HOLD_SAVE_ENV: str(hold_save_s)}
   proc = subprocess.Popen(
       _train_cmd(workdir, "--config.stages=('coarse',)", "--config.train.checkpoint_every=100000",
                  "--config.train.num_steps.coarse=100000"),
-      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(), cwd=ROOT)
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+  seen = []
   try:
     for line in proc.stdout:                      # wait until steps are running
+      seen.append(line)
       if "[coarse] step 3/" in line:
         break
-    for sig in signals:
+    for i, sig in enumerate(signals):
       proc.send_signal(sig)
-    out = proc.communicate(timeout=120)[0]
+      if i + 1 < len(signals):                    # the handler ran: the next one is a second
+        for line in proc.stdout:
+          seen.append(line)
+          if "interrupted:" in line:
+            break
+    out = "".join(seen) + proc.communicate(timeout=120)[0]
   finally:
     if proc.poll() is None:
       proc.kill()
@@ -312,9 +322,13 @@ def test_sigterm_and_ctrl_c_save_a_checkpoint_and_exit_75(tmp_path, sig):
 
 
 def test_second_ctrl_c_stops_at_once(tmp_path):
-  code, out = _start_and_signal(tmp_path / "run", [signal.SIGINT, signal.SIGINT])
-  assert code in (130, train.EXIT_PREEMPTED), out[-3000:]   # 75 if the step ended in between
-  assert "Traceback" not in out
+  # The second Ctrl-C arrives while the first one's save is held open: 130, nothing saved.
+  code, out = _start_and_signal(tmp_path / "run", [signal.SIGINT, signal.SIGINT],
+                                hold_save_s=30.0)
+  assert code == 130, out[-3000:]
+  assert "saved step" not in out and "Traceback" not in out
+  assert not (tmp_path / "run" / "checkpoints").exists() or not any(
+      d.isdigit() for d in os.listdir(tmp_path / "run" / "checkpoints"))
 
 
 def test_bad_workdir_and_missing_data_fail_first_and_write_nothing(tmp_path):

@@ -250,6 +250,17 @@ class _Log:
                          metrics, self.run.stage.log_prefixes), flush=True)
 
 
+# Tests only: seconds to wait between an interruption and its checkpoint, so that a second
+# Ctrl-C is sure to arrive while the save is pending (tests/test_train.py).
+HOLD_SAVE_ENV = "DIFAI_JAX_TEST_HOLD_SAVE_S"
+
+
+def _hold_for_tests() -> None:
+  seconds = float(os.environ.get(HOLD_SAVE_ENV) or 0)
+  if seconds > 0:
+    time.sleep(seconds)
+
+
 def _loop(run: _Run, config: ml_collections.ConfigDict, writer, save) -> tuple[int, bool]:
   """Steps from ``run.start`` to ``run.num_steps``; returns (last step, preempted)."""
   tc, stage = config.train, run.stage
@@ -278,6 +289,7 @@ def _loop(run: _Run, config: ml_collections.ConfigDict, writer, save) -> tuple[i
       if step % tc.checkpoint_every == 0 or step == run.num_steps:
         save(step)
       if interruption.reached(step):
+        _hold_for_tests()
         if step % tc.checkpoint_every and step != run.num_steps:
           save(step)
         print(f"[{run.name}] {interruption.requested}: saved step {step} and stopped; run the "
