@@ -93,6 +93,7 @@ class _Interruption:
 
   def __init__(self):
     self.requested = None
+    self.abort = False     # a second Ctrl-C came (its KeyboardInterrupt may have been lost)
     self.multi = jax.process_count() > 1
     self._previous = {}
     signals = [signal.SIGINT] + ([] if self.multi else [signal.SIGTERM])
@@ -102,13 +103,21 @@ class _Interruption:
   def _handle(self, signum, frame):
     del frame
     if self.requested is not None and signum == signal.SIGINT:
-      raise KeyboardInterrupt   # the second Ctrl-C: stop now
+      # The second Ctrl-C: stop now. Raised here it can land in a callback whose exceptions
+      # Python only prints (JAX's gc callback does): the flag makes the loop raise it again.
+      self.abort = True
+      raise KeyboardInterrupt
     self.requested = signal.Signals(signum).name
     if signum == signal.SIGINT:
       print("\ninterrupted: saving a checkpoint after this step (Ctrl-C again to stop now)",
             file=sys.stderr, flush=True)
 
+  def check_abort(self) -> None:
+    if self.abort:
+      raise KeyboardInterrupt
+
   def reached(self, step: int) -> bool:
+    self.check_abort()
     if self.multi and multihost_utils.reached_preemption_sync_point(step):
       self.requested = self.requested or "SIGTERM"
     return self.requested is not None
@@ -290,6 +299,7 @@ def _loop(run: _Run, config: ml_collections.ConfigDict, writer, save) -> tuple[i
         save(step)
       if interruption.reached(step):
         _hold_for_tests()
+        interruption.check_abort()
         if step % tc.checkpoint_every and step != run.num_steps:
           save(step)
         print(f"[{run.name}] {interruption.requested}: saved step {step} and stopped; run the "
