@@ -296,6 +296,15 @@ def open_test_split(data, size: int, max_images: int | None, frechet: bool, verb
 # One bucket
 # ----------------------------------------------------------------------------------------------
 
+
+def keep_real_statistics(scores, real: dict, real_paths: dict) -> None:
+  """Keeps the real images' FID statistics that ``scores`` gathered in ``real`` (for the next
+  bucket) and writes those with a path in ``real_paths`` (for the next evaluation)."""
+  for name, stats in scores.real_statistics().items():
+    real[name] = stats
+    if name in real_paths:
+      fid_lib.save_statistics(real_paths[name], stats.mu, stats.sigma, stats.n)
+
 def run_bucket(ev: Evaluation, bucket: str, progress: Progress, done: int, exact: bool,
                out_dir: str) -> dict:
   """One bucket's pass over the test images: its row of the tables (``done``: images of the
@@ -320,10 +329,7 @@ def run_bucket(ev: Evaluation, bucket: str, progress: Progress, done: int, exact
     scores.add(out, valid, element["index"], masks_lib.hole_ratio(np.asarray(element["mask"])))
     done += int(valid.sum())
     progress.update(bucket, done, last=b == len(ds) - 1)
-  for name, stats in scores.real_statistics().items():
-    ev.real[name] = stats
-    if name in ev.real_paths:
-      fid_lib.save_statistics(ev.real_paths[name], stats.mu, stats.sigma, stats.n)
+  keep_real_statistics(scores, ev.real, ev.real_paths)
   for name, arrays in scores.completion_outputs().items():
     np.savez(os.path.join(out_dir, f"{name}_{bucket}.npz"), **arrays)
   return scores.row(ev.real, exact)

@@ -142,10 +142,7 @@ def run_bucket(run: FolderRun, bucket: str, progress, done: int, exact: bool) ->
     raw_scores.add(out_raw, valid, element["index"], ratio)
     done += int(valid.sum())
     progress.update(bucket, done, last=b == len(ds) - 1)
-  for name, stats in scores.real_statistics().items():
-    run.real[name] = stats
-    if name in run.real_paths:
-      fid_lib.save_statistics(run.real_paths[name], stats.mu, stats.sigma, stats.n)
+  eval_loop.keep_real_statistics(scores, run.real, run.real_paths)
   return scores.row(run.real, exact), raw_scores.row(run.real, exact)
 
 
