@@ -38,6 +38,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.pretrained = ml_collections.ConfigDict()
   # The frozen generator: a converted directory of kind stylegan2 (the shipped toy one).
   config.pretrained.stylegan2 = "toy-stylegan2"
+  # A trained pSp (exported directory, short name or pSp workdir) whose encoder a new run
+  # continues; the frozen decoder stays the one above. "" = random weights, as pSp without
+  # its ArcFace backbone.
+  config.pretrained.init_from = ""
 
   config.psp = psp_stage.config_defaults()
   config.psp_train = psp_stage.train_defaults()

@@ -41,7 +41,7 @@ def _tiny_config(stylegan2_dir: str, perceptual: str = "") -> ml_collections.Con
   config.data = data_config.default_data_config()
   config.data.verify_files = False
   config.data.read_threads = 1
-  config.pretrained = ml_collections.ConfigDict({"stylegan2": stylegan2_dir})
+  config.pretrained = ml_collections.ConfigDict({"stylegan2": stylegan2_dir, "init_from": ""})
   config.psp = psp_stage.config_defaults()
   config.psp.unit_counts = (1, 1, 1, 1)
   config.psp.widths = (16, 16, 16, 16)    # >= 16: SE reduction 16
@@ -172,3 +172,30 @@ def test_resume_is_bit_identical_and_export_loads(setup):
   quality = psp_stage.reconstruction_quality(module, variables, data_config=config.data,
                                              num_images=8, batch_size=4)
   assert quality["num_images"] == 8 and quality["l2"] > 0 and np.isfinite(quality["psnr"])
+
+  # init_from: a new run's encoder (weights and running statistics) starts from the trained one,
+  # from the export or the workdir alike, while the frozen decoder is this config's own.
+  for source in (out, straight):
+    warm_config = _tiny_config(other)
+    warm_config.pretrained.init_from = source
+    warm = stages.build("psp", warm_config, str(root / "warm"), {}).init(steps.prng_key(7))
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(warm.g_params), a_params)
+    jax.tree.map(np.testing.assert_array_equal,
+                 jax.device_get(warm.g_collections["batch_stats"]),
+                 a_cols["batch_stats"])
+    other_decoder = pretrained.load(other)[1]["params"]
+    jax.tree.map(np.testing.assert_array_equal,
+                 jax.device_get(warm.g_collections[psp_stage.FROZEN_PARAMS]["decoder"]),
+                 other_decoder)
+  cold = stages.build("psp", _tiny_config(other), str(root / "cold"), {}).init(
+      steps.prng_key(7))
+  assert not np.array_equal(jax.tree.leaves(cold.g_params)[0], jax.tree.leaves(a_params)[0])
+  wider = _tiny_config(other)
+  wider.psp.block_width = 16
+  wider.pretrained.init_from = out
+  with pytest.raises(ValueError, match="its encoder does not have this config's architecture"):
+    stages.build("psp", wider, str(root / "wider"), {}).init(steps.prng_key(7))
+  not_psp = _tiny_config(other)
+  not_psp.pretrained.init_from = other
+  with pytest.raises(ValueError, match="'stylegan2' model, not a psp encoder"):
+    stages.build("psp", not_psp, str(root / "not_psp"), {})

@@ -382,6 +382,51 @@ def init_state(rng, *, psp: psp_lib.PSP, frozen_collections, tx, use_ema: bool):
       d_params={}, d_collections={}, d_opt_state={}, aux={})
 
 
+def load_encoder(source: str):
+  """(encoder params, encoder batch statistics) of a trained pSp: an exported directory of kind
+  ``psp`` (or a shipped short name such as ``toy-psp``), or a pSp run's workdir."""
+  directory = pretrained.resolve(source)
+  if os.path.isfile(os.path.join(directory, "config.json")):
+    kind = pretrained.read_config(directory).get("kind")
+    if kind != "psp":
+      raise ValueError(f"pretrained.init_from={source!r} holds a '{kind}' model, not a psp "
+                       "encoder")
+    _, variables = pretrained.load(directory)
+    return variables["params"]["encoder"], variables["batch_stats"]["encoder"]
+  try:
+    stage_dir = checkpoints.find_stage_dir(directory, "psp")
+  except FileNotFoundError as e:
+    raise FileNotFoundError(f"pretrained.init_from={source!r}: neither an exported psp "
+                            f"directory (config.json) nor a psp run's workdir ({e})") from None
+  params, collections = checkpoints.load_stage_params(stage_dir)
+  return params, collections["batch_stats"]["encoder"]
+
+
+def warm_started(init, source: str, *, tx):
+  """``init`` whose encoder (weights and BatchNorm running statistics) starts from the trained
+  pSp ``source`` (:func:`load_encoder`); the frozen decoder and ``latent_avg`` stay this
+  config's, the optimizer starts fresh. Only a new run calls ``init``: a resumed one restores
+  its own checkpoint (the loop reads the state's shapes from the unwrapped init)."""
+  params, batch_stats = load_encoder(source)
+
+  @functools.wraps(init)
+  def warm(rng):
+    state = init(rng)
+    shapes = lambda t: jax.tree.map(lambda x: (tuple(x.shape), str(x.dtype)), t)
+    fresh = (state.g_params, state.g_collections["batch_stats"]["encoder"])
+    if shapes(fresh) != shapes((params, batch_stats)):
+      raise ValueError(f"pretrained.init_from={source!r}: its encoder does not have this "
+                       "config's architecture (psp widths, unit counts, block width, the number "
+                       "of styles and style_dim of the frozen StyleGAN2)")
+    new_params = jax.tree.map(jnp.asarray, params)
+    collections = {**state.g_collections,
+                   "batch_stats": {"encoder": jax.tree.map(jnp.asarray, batch_stats)}}
+    ema = None if state.ema_params is None else jax.tree.map(jnp.copy, new_params)
+    return state.replace(g_params=new_params, g_collections=collections,
+                         g_opt_state=tx.init(new_params), ema_params=ema)
+  return warm
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def reconstruct(psp: psp_lib.PSP, variables, images) -> jax.Array:
   """Inference: encode with running statistics, decode with the stored noise; (N, S, S, 3).
@@ -414,6 +459,9 @@ def build(config, workdir: str, previous) -> Stage:
   tx = optax.adam(float(t.lr), b1=float(t.b1), b2=float(t.b2))
   init = functools.partial(init_state, psp=psp, frozen_collections=frozen_collections, tx=tx,
                            use_ema=architecture["ema"])
+  source = (config.get("pretrained") or {}).get("init_from", "")
+  if source:
+    init = warm_started(init, source, tx=tx)
   step = functools.partial(train_step, psp=psp, perceptual=perceptual, tx=tx, recipe=recipe)
 
   def preview(g_params, g_collections, frozen, batch):
