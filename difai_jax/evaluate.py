@@ -38,7 +38,9 @@ writes every test image's bucket masks as files another method reads (and stops)
 ``DIR/<bucket>/<image_id>_<k>.png``, with this protocol and these metrics
 (``difai_jax.evaluation.score_folder``); ``--write_completions DIR`` writes a DiFAI run's in that
 layout. ``--extra_metrics psnr,lpips_hole,ids,prdc`` adds the metrics other papers report and
-``--fid_resize clean`` clean-fid's resize.
+``--fid_resize clean`` clean-fid's resize. ``--sefa_degrees 1,2,4,8 [--frontier_with
+DIR,...]`` scores the run at several SeFa strengths and draws the fidelity-diversity frontier
+(``difai_jax.evaluation.frontier``), other methods as single points.
 
 The Frechet distance is computed from eigenvalues (``metrics.fid.frechet_distance_eig``: equal
 to pytorch-fid's ``sqrtm`` route, which takes ~1 min per 2048-d call on a CPU, up to float
@@ -126,6 +128,13 @@ def _define_comparison_flags(flags):
                       "and masks from --config's test split (or the --workdir run's)")
   flags.DEFINE_string("method", None, "the method's name in the report and in compare "
                       "(default: the --completions_dir folder's name)")
+  flags.DEFINE_list("sefa_degrees", [], "the fidelity-diversity frontier: evaluate the run once "
+                    "per SeFa degree (each edit moved by exactly that much, random sign) into "
+                    "EVAL_DIR/degree_<d>/ and draw EVAL_DIR/frontier.png (e.g. 1,2,4,8); Table 1 "
+                    "then reads all K completions unless --table1_completions is best or mean")
+  flags.DEFINE_list("frontier_with", [], "evaluation directories (results.json) of other "
+                    "methods drawn as single points on the frontier (Telea, the coarse net, "
+                    "a --completions_dir score)")
   flags.DEFINE_float("known_tolerance", None, "allowed mean |difference| (8-bit levels) on the "
                      "known pixels of a completion file (default 0 for PNG, 4 for JPEG / WebP)")
 
@@ -201,12 +210,37 @@ def _score_folder(FLAGS, opts) -> int:  # pylint: disable=invalid-name
   return 0
 
 
+def _sefa_degrees(FLAGS) -> list[float]:  # pylint: disable=invalid-name
+  """--sefa_degrees as numbers, checked before anything loads."""
+  try:
+    degrees = [float(d) for d in FLAGS.sefa_degrees]
+  except ValueError:
+    raise cli.CliError(f"--sefa_degrees must be numbers, e.g. 1,2,4,8; got "
+                       f"{','.join(FLAGS.sefa_degrees)}") from None
+  if any(not d > 0 for d in degrees) or len(set(degrees)) != len(degrees):
+    raise cli.CliError(f"--sefa_degrees must be distinct positive numbers (a random sign is "
+                       f"drawn per edit); got {','.join(FLAGS.sefa_degrees)}")
+  if FLAGS.frontier_with and not degrees:
+    raise cli.CliError("--frontier_with adds points to the frontier of --sefa_degrees; pass "
+                       "--sefa_degrees too")
+  for d in FLAGS.frontier_with:
+    if not os.path.isfile(os.path.join(d, "results.json")):
+      raise cli.CliError(f"--frontier_with {d}: no results.json there (an evaluate --eval_dir "
+                         "or --completions_dir output)")
+  return degrees
+
+
 def main(argv):
   from absl import flags  # pylint: disable=import-outside-toplevel
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
   if len(argv) > 1:
     raise cli.CliError(f"unexpected arguments {argv[1:]}")
   opts = _options(FLAGS)
+  degrees = _sefa_degrees(FLAGS)
+  if degrees and (FLAGS.export_masks or FLAGS.completions_dir or
+                  FLAGS.completions != "difai"):
+    raise cli.CliError("--sefa_degrees sweeps a DiFAI run's SeFa edits; it does not apply to "
+                       "--export_masks, --completions_dir or --completions coarse")
   if FLAGS.export_masks or FLAGS.completions_dir:
     if not FLAGS.workdir and FLAGS.config is None:
       raise cli.CliError("--export_masks / --completions_dir need the test split: pass --config "
@@ -220,6 +254,11 @@ def main(argv):
   probes, data_config = _run_inputs(FLAGS, lambda: _run_config(FLAGS, of_run=True)[0])
   cli.enable_compilation_cache(FLAGS.compilation_cache)
   # JAX loads here, after the checks.
+  if degrees:
+    from difai_jax.evaluation import frontier  # pylint: disable=import-outside-toplevel
+    frontier.sweep(FLAGS.workdir, opts, degrees, data_config=data_config,
+                   eval_dir=FLAGS.eval_dir, probes=probes, points=FLAGS.frontier_with)
+    return 0
   from difai_jax.evaluation import loop as eval_loop  # pylint: disable=import-outside-toplevel
   eval_loop.evaluate(FLAGS.workdir, opts, data_config=data_config, eval_dir=FLAGS.eval_dir,
            probes=probes)

@@ -22,8 +22,11 @@ framed) with the photo-space mask warped along (a crop pixel that any hole pixel
 hole), and each completion is warped back into the photo's hole pixels only; every other pixel
 of the photo is bit-exact. ``--align auto`` (the default) aligns every image that is not
 already a square of the model's size, and falls back to the plain resize, with a note, when no
-face is found; ``on`` requires a face; ``off`` never aligns. Several faces stop with a list of
-them (box, score); ``--face N`` picks one (0 = the largest). The hole must lie inside the crop.
+face is found or when the image already is the face's crop (a CelebA-HQ / FFHQ face: the crop
+spans >= 85 % of its side, centred, rolled <= 3 deg); a hole reaching outside the crop grows
+the crop about its centre, with a note. ``on`` requires a face, always crops, and refuses a hole
+outside the crop; ``off`` never aligns. Several faces stop with a list of them (box, score);
+``--face N`` picks one (0 = the largest).
 The detector looks at the photo as given, hole pixels included (the face is where it is); the
 model never sees them.
 
@@ -133,7 +136,7 @@ def _examples(inputs, problems, size: int, *, align: str, face: int | None, skip
   for image_path, mask_path, image_uint8, known in inputs:
     try:
       alignment, notes = detect.find_alignment(image_path, image_uint8, size, mode=align,
-                                               face=face)
+                                               face=face, known=known)
       examples.append(inputs_lib.make_example(image_path, mask_path, image_uint8, known, size,
                                               alignment=alignment, notes=notes))
     except inputs_lib.InputError as e:

@@ -14,6 +14,7 @@ from PIL import Image
 import pytest
 
 from difai_jax import inpaint
+from difai_jax.data import toy_faces
 from difai_jax.inference import inputs as inputs_lib
 from difai_jax.inference.face import detect
 from difai_jax.inference.face import align
@@ -204,3 +205,56 @@ def test_inpaints_whole_photos_changing_only_their_holes(photos, tmp_path, capsy
     assert grid.shape == (h + 4, 6 * (w + 2) + 2, 3)
     np.testing.assert_array_equal(grid[2:2 + h, 2 + 4 * (w + 2):2 + 4 * (w + 2) + w],
                                   completions[0])
+
+
+def test_already_aligned_faces_are_recognised_by_their_crop_geometry():
+  # The case of the issue: a 256 px FFHQ-aligned face whose detected crop has corners
+  # [[11, 17], [19, 249], [250, 242], [243, 10]] (~232 px, rolled 1.8 deg).
+  quad = np.array([[11, 17], [19, 249], [250, 242], [243, 10]], np.float64)
+  ffhq = align.Alignment(quad, 64)
+  assert 231 < ffhq.scale * 64 < 233 and 1.5 < ffhq.angle < 2.0
+  assert align.already_aligned((256, 256), ffhq)
+  assert not align.already_aligned((256, 320), ffhq)                # not square
+  centre = quad.mean(axis=0)
+  small = align.Alignment(centre + 0.7 * (quad - centre), 64)       # spans ~162 of 256 px
+  assert not align.already_aligned((256, 256), small)
+  assert not align.already_aligned((256, 256), align.Alignment(quad + [30, 0], 64))  # off centre
+  t = np.radians(8)
+  rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+  assert not align.already_aligned((256, 256),
+                                   align.Alignment((quad - centre) @ rot.T + centre, 64))
+  # In auto mode such an image is used as it is; --align on crops it anyway.
+  lm = _landmarks(128, 134, 58)
+  detector = _FakeDetector([mtcnn.Face(np.array([60, 50, 196, 210], np.float32), 0.99, lm)])
+  crop = align.from_landmarks(lm, 64)
+  assert align.already_aligned((256, 256), crop)
+  a, notes = detect.find_alignment("f.png", np.zeros((256, 256, 3), np.uint8), 64,
+                                   detector=detector)
+  assert a is None and "f.png is already a face crop" in notes[0] and "--align on" in notes[0]
+  a, _ = detect.find_alignment("f.png", np.zeros((256, 256, 3), np.uint8), 64, mode="on",
+                               detector=detector)
+  np.testing.assert_allclose(a.quad, crop.quad)
+
+
+def test_auto_grows_the_crop_to_hold_a_hole_at_the_edge_of_a_toy_face():
+  image = toy_faces.render_face(0, 28001, 256)                      # a test-split face
+  known = np.ones((256, 256, 1), np.float32)
+  known[0:24, 96:160] = 0                                           # a hole at its top edge
+  strict, _ = detect.find_alignment("t.png", image, 64, mode="on")
+  assert align.hole_outside(known, strict) > 0                      # outside MTCNN's crop ...
+  with pytest.raises(inputs_lib.InputError, match="lie outside the face crop"):
+    inputs_lib.make_example("t.png", "m.png", image, known, 64, alignment=strict)
+  a, notes = detect.find_alignment("t.png", image, 64, known=known)  # ... auto grows it
+  assert align.hole_outside(known, a) == 0
+  assert any("crop is grown" in n and "--align on refuses" in n for n in notes)
+  grown = a.scale / strict.scale
+  assert 1.0 < grown < 2.0
+  np.testing.assert_allclose(a.quad.mean(axis=0), strict.quad.mean(axis=0), atol=1e-9)
+  assert abs(a.angle - strict.angle) < 1e-9
+  example = inputs_lib.make_example("t.png", "m.png", image, known, 64, alignment=a)
+  assert example.model_mask.min() == 0.0 and example.model_mask.max() == 1.0
+  # A hole inside the crop leaves it as MTCNN found it.
+  inner = np.ones((256, 256, 1), np.float32)
+  inner[120:140, 120:140] = 0
+  same, _ = detect.find_alignment("t.png", image, 64, known=inner)
+  np.testing.assert_array_equal(same.quad, strict.quad)

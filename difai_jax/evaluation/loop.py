@@ -164,9 +164,10 @@ def completion_spec(inference: checkpoints.Inference, opts) -> EvalSpec:
   if not 1 <= k <= top_k + 1:
     raise ValueError(f"num_completions must be in [1, {top_k + 1}] (1 + the config's "
                      f"sefa.top_k distinct directions); got {k}")
-  sampling = pipeline.SefaSampling(num_edits=k - 1, top_k=top_k,
-                                   min_degree=float(sc.min_degree),
-                                   max_degree=float(sc.max_degree),
+  degree = getattr(opts, "sefa_degree", None)
+  low, high = (float(sc.min_degree), float(sc.max_degree)) if degree is None else (
+      float(degree), float(degree))
+  sampling = pipeline.SefaSampling(num_edits=k - 1, top_k=top_k, min_degree=low, max_degree=high,
                                    layers=tuple(sc.layers) if sc.layers else None)
   return EvalSpec(num_completions=k, sampling=sampling, n_directions=n_directions,
                   seed=opts.seed, completions=opts.completions,
@@ -239,8 +240,11 @@ def masks_line(data: ml_collections.ConfigDict, size: int) -> str:
 
 
 def setup(workdir: str, opts, out_dir: str, data_config: ml_collections.ConfigDict | None,
-          probes: Sequence[tuple[eval_metrics.FeatureProbe, Any]], log, verbose: bool):
-  """Loads the run and the metric networks; the jitted step (compiled on its first batch)."""
+          probes: Sequence[tuple[eval_metrics.FeatureProbe, Any]], log, verbose: bool,
+          shared_dir: str | None = None):
+  """Loads the run and the metric networks; the jitted step (compiled on its first batch).
+  The bucket masks and real-image statistics live in ``shared_dir`` (default ``out_dir``)."""
+  shared_dir = shared_dir or out_dir
   inference = checkpoints.load_difai(workdir)
   log(f"scoring {workdir}: "
       f"{eval_options.weights_description(inference.config, inference.step)}")
@@ -255,14 +259,14 @@ def setup(workdir: str, opts, out_dir: str, data_config: ml_collections.ConfigDi
   for note in notes:
     log(f"note: {note}")
   data = eval_data_config(inference.config if data_config is None else
-                          ml_collections.ConfigDict({"data": data_config}), out_dir)
+                          ml_collections.ConfigDict({"data": data_config}), shared_dir)
   mesh = mesh_lib.local_mesh()
   replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
   step = jax.jit(functools.partial(eval_batch, models=inference.models, spec=spec, scorer=scorer),
                  in_shardings=(replicated, replicated, sharded, sharded, sharded),
                  out_shardings=sharded)
   source, n_images = open_test_split(data, size, opts.max_images, bool(scorer.probes), verbose)
-  real_paths = {p.name: os.path.join(out_dir, real_statistics_name(data, size, n_images,
+  real_paths = {p.name: os.path.join(shared_dir, real_statistics_name(data, size, n_images,
                                                                    p.cache_tag, p.name))
                 for p in scorer.probes if p.frechet and p.cache_tag is not None}
   real = {name: fid_lib.load_statistics(path) for name, path in real_paths.items()
@@ -346,12 +350,14 @@ def write_completions(out_dir: str, bucket: str, completions: np.ndarray, index,
 
 def evaluate(workdir: str, options: eval_options.EvalOptions | None = None, *, data_config=None,
              eval_dir: str | None = None, probes: Sequence[tuple[Any, Any]] = (),
-             verbose: bool = True, **overrides) -> dict:
+             verbose: bool = True, shared_dir: str | None = None, **overrides) -> dict:
   """Evaluates a trained DiFAI workdir; writes and returns the report (see module docstring).
 
   ``options`` (or keyword ``overrides`` of its fields) say what is measured; ``data_config``
   replaces the run's data section; ``probes`` plug in more feature networks,
-  ``(eval_metrics.FeatureProbe, variables)`` pairs, beside the FID Inception.
+  ``(eval_metrics.FeatureProbe, variables)`` pairs, beside the FID Inception; ``shared_dir``
+  (default the output directory) keeps the bucket masks and real-image FID statistics that
+  several evaluations share (a SeFa sweep's, ``evaluation.frontier``).
   """
   opts = dataclasses.replace(options or eval_options.EvalOptions(), **overrides)
   log = (lambda *a: print(*a, flush=True)) if verbose else (lambda *a: None)
@@ -360,7 +366,8 @@ def evaluate(workdir: str, options: eval_options.EvalOptions | None = None, *, d
                              "--eval_dir" if eval_dir else "--eval_dir (default WORKDIR/eval)",
                              sum(p.frechet for p, _ in probes))
   t_start = time.time()
-  ev = setup(workdir, opts, out_dir, data_config, probes, log, verbose)
+  ev = setup(workdir, opts, out_dir, data_config, probes, log, verbose, shared_dir)
+  os.makedirs(out_dir, exist_ok=True)
   progress = Progress(ev.n_images * len(opts.buckets), log)
   metrics = eval_metrics.reported_metrics(ev.scorer)
   results = {}

@@ -87,6 +87,9 @@ class EvalOptions:
   write_completions: str | None = None   # write DIR/<bucket>/<image_id>_<k>.png, scored as 8-bit
   masks_dir: str | None = None           # bucket masks from a folder (evaluation.mask_exchange)
   mask_convention: str = "known1"        # of --masks_dir: known1 (white = known) | hole1
+  # SeFa strength: every edit moves by exactly this |degree| (random sign) instead of the run's
+  # [min_degree, max_degree]; None: the run's range. --sefa_degrees sweeps it (frontier.py).
+  sefa_degree: float | None = None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -116,6 +119,9 @@ def check_options(opts: EvalOptions, out_dir: str, flag: str = "--eval_dir",
                        f"{opts.completions}")
   if opts.diversity_pairs not in ("paper", "all"):
     raise runtime.CliError(f"--diversity_pairs must be paper or all, not {opts.diversity_pairs}")
+  if opts.sefa_degree is not None and not opts.sefa_degree > 0:
+    raise runtime.CliError(f"SeFa degrees must be positive (a random sign is drawn per edit), "
+                           f"got {opts.sefa_degree}")
   for name in ("batch_size", "diversity_images", "max_images"):
     if getattr(opts, name) is not None and getattr(opts, name) < 1:
       raise runtime.CliError(f"--{name} must be at least 1, got {getattr(opts, name)}")

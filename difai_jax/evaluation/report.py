@@ -35,14 +35,15 @@ FID_RESIZES = ("pytorch-fid", "clean")
 TOY_PREFIX = "toy_"
 
 
-def _base(metric: str) -> str:
+def base_metric(metric: str) -> str:
+  """The paper metric a toy-domain one stands for (``toy_fid`` -> ``fid``); others unchanged."""
   if metric.startswith(TOY_PREFIX) and metric[len(TOY_PREFIX):] in METRIC_LABELS:
     return metric[len(TOY_PREFIX):]
   return metric
 
 
 def label(metric: str) -> str:
-  base = _base(metric)
+  base = base_metric(metric)
   if base != metric:
     return f"toy-domain {METRIC_LABELS[base]}"
   return METRIC_LABELS.get(metric, metric)
@@ -50,7 +51,7 @@ def label(metric: str) -> str:
 
 def arrow(metric: str) -> str:
   # Plugged-in feature metrics are Frechet distances: lower is better.
-  return "↑" if HIGHER_IS_BETTER.get(_base(metric), False) else "↓"
+  return "↑" if HIGHER_IS_BETTER.get(base_metric(metric), False) else "↓"
 
 
 def title(workdir: str, step: int, random: bool) -> str:
@@ -196,7 +197,7 @@ def draw_chart(report: Mapping[str, Any], metrics: Sequence[str], path: str) -> 
 def _draw_panel(draw, font, y0, panel_w, panel_h, metric, buckets, values, papers) -> None:
   ours_colour, paper_colour = (52, 101, 164), (245, 121, 0)
   x0, plot_w, plot_h = 70, panel_w - 80, panel_h - 70
-  better = "higher is better" if HIGHER_IS_BETTER.get(_base(metric), False) else \
+  better = "higher is better" if HIGHER_IS_BETTER.get(base_metric(metric), False) else \
       "lower is better"
   draw.text((x0, y0 + 4), f"{label(metric)} per mask bucket ({better})", fill="black", font=font)
   finite = [v for v in values + papers if v is not None and math.isfinite(v)]

@@ -231,6 +231,50 @@ def hole_outside(known: np.ndarray, alignment: Alignment) -> int:
   return int(np.count_nonzero(np.any((uv < 0) | (uv > s), axis=1)))
 
 
+# An image counts as already aligned when its face's FFHQ crop nearly is the image: the crop's
+# side spans at least ALIGNED_MIN_SPAN of the image's shorter side, its centre lies within
+# ALIGNED_MAX_OFFSET of that side from the image's centre, it is rolled at most ALIGNED_MAX_ROLL
+# degrees, and the image is square within ALIGNED_MAX_ASPECT. (A 256 px FFHQ / CelebA-HQ face:
+# its detected crop spans ~232 px, ~3 px off centre, rolled ~1.8 deg.)
+ALIGNED_MIN_SPAN = 0.85
+ALIGNED_MAX_OFFSET = 0.06
+ALIGNED_MAX_ROLL = 3.0
+ALIGNED_MAX_ASPECT = 1.05
+
+
+def already_aligned(shape: tuple[int, int], alignment: Alignment) -> bool:
+  """Whether an image of ``shape`` (H, W) is already the face crop ``alignment`` would cut (the
+  thresholds above): re-cropping it would only cut its edges off."""
+  h, w = int(shape[0]), int(shape[1])
+  side = min(h, w)
+  if max(h, w) > ALIGNED_MAX_ASPECT * side:
+    return False
+  span = alignment.scale * alignment.size
+  centre = np.asarray(alignment.quad, np.float64).mean(axis=0)
+  offset = float(np.hypot(centre[0] - w / 2.0, centre[1] - h / 2.0))
+  return (span >= ALIGNED_MIN_SPAN * side and offset <= ALIGNED_MAX_OFFSET * side
+          and abs(alignment.angle) <= ALIGNED_MAX_ROLL)
+
+
+def grown_to_hold(known: np.ndarray, alignment: Alignment, margin: float = 1.02):
+  """``(alignment, factor)``: the crop scaled about its centre by the smallest ``factor`` >= 1
+  (times ``margin``) that puts every hole pixel's centre inside it; ``factor`` 1 and the same
+  alignment when none is outside."""
+  known = np.asarray(known).reshape(known.shape[0], known.shape[1])
+  ys, xs = np.nonzero(known < 0.5)
+  if not len(xs):
+    return alignment, 1.0
+  half = alignment.size / 2.0
+  uv = alignment.to_crop(np.stack([xs + 0.5, ys + 0.5], axis=1))
+  reach = float(np.max(np.abs(uv - half))) / half
+  if reach <= 1.0:
+    return alignment, 1.0
+  factor = reach * margin
+  quad = np.asarray(alignment.quad, np.float64)
+  centre = quad.mean(axis=0)
+  return Alignment(centre + factor * (quad - centre), alignment.size), factor
+
+
 def inside(shape: tuple[int, int], alignment: Alignment) -> np.ndarray:
   """(H, W) bool: photo pixels whose centre lies inside the crop square."""
   uv = alignment.to_crop(_pixel_corners(*shape) + 0.5)

@@ -17,11 +17,15 @@ from difai_jax.inference.inputs import SMALL_INPUT_FACTOR
 
 
 def find_alignment(image_path: str, image: np.ndarray, size: int, *, mode: str = "auto",
-                   face: int | None = None, detector: Any = None) -> tuple[Any, list[str]]:
+                   face: int | None = None, detector: Any = None,
+                   known: np.ndarray | None = None) -> tuple[Any, list[str]]:
   """(the face's ``align.Alignment`` or None, notes): where the model's crop of ``image`` lies.
 
-  ``mode``: ``off`` never aligns; ``auto`` aligns unless the image is already a square of the
-  model's ``size``, and uses the image as it is when no face is found; ``on`` requires a face.
+  ``mode``: ``off`` never aligns; ``on`` requires a face and crops it (a hole outside the crop
+  is then refused); ``auto`` aligns unless the image is already a square of the model's
+  ``size``, uses the image as it is when no face is found or when it already is the face's
+  crop (``align.already_aligned``: a CelebA-HQ / FFHQ face), and grows the crop about its
+  centre when the hole (``known``, (H, W[, 1]), 1 = known) reaches outside it.
   ``detector``: an ``mtcnn.Detector`` (default: the shipped weights).
 
   Raises:
@@ -43,8 +47,20 @@ def find_alignment(image_path: str, image: np.ndarray, size: int, *, mode: str =
     hint = ("; pass --align off to use the image as it is (a face crop)" if not faces else "")
     raise InputError(f"{e}{hint}") from None
   alignment = align.from_landmarks(faces[index].landmarks, size)
-  notes = [f"note: {image_path}: face {index} ({faces[index].describe()}) -> "
-           f"{align.describe(alignment)}"]
+  if mode == "auto" and align.already_aligned((h, w), alignment):
+    return None, [f"note: {image_path} is already a face crop (face {index}'s FFHQ crop spans "
+                  f"{alignment.scale * size:.0f} of its {min(h, w)} px, rolled "
+                  f"{alignment.angle:+.1f} deg): used as it is, resized to {size}x{size} "
+                  "(--align on crops it anyway)"]
+  notes = []
+  if mode == "auto" and known is not None:
+    alignment, factor = align.grown_to_hold(known, alignment)
+    if factor > 1.0:
+      notes.append(f"note: the hole in {image_path} reaches outside face {index}'s crop: the "
+                   f"crop is grown {factor:.2f}x about its centre to hold it (--align on "
+                   "refuses instead)")
+  notes.insert(0, f"note: {image_path}: face {index} ({faces[index].describe()}) -> "
+                  f"{align.describe(alignment)}")
   if alignment.scale * SMALL_INPUT_FACTOR < 1:
     notes.append(f"note: the face in {image_path} is small: the model's {size} px crop "
                  f"enlarges it {1 / alignment.scale:.1f}x, so expect a blurry completion")
