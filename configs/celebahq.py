@@ -16,7 +16,7 @@ Ablations of Table 3: --config.generator.norm=spade  /  --config.generator.norm=
 import ml_collections
 
 from configs import model_defaults
-from difai_jax.data import config as data_config
+from configs import data_defaults
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -31,7 +31,7 @@ def get_config() -> ml_collections.ConfigDict:
   # CelebA-HQ at 256 x 256, 28,000 train / 2,000 test (paper, section 4).
   config.image_size = 256
 
-  config.data = data_config.default_data_config()
+  config.data = data_defaults.default_data_config()
   config.data.source = "folder"            # CelebA-HQ images as users have them
   config.data.num_workers = 8              # decoding + mask drawing off the main process
 

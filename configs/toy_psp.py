@@ -16,13 +16,10 @@ instead of Ranger. The StyleGAN2 may also be trained in the same run: config.sta
 ("stylegan2", "psp") with a stylegan2 section (configs/toy_stylegan2.py).
 """
 
-import os
-
 import ml_collections
 
-from difai_jax import pretrained
-from difai_jax.data import config as data_config
-from difai_jax.training.stages import psp as psp_stage
+from configs import data_defaults
+from configs import stage_defaults
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -30,7 +27,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.stages = ("psp",)
   config.seed = 0
   config.image_size = 64
-  config.data = data_config.default_data_config()
+  config.data = data_defaults.default_data_config()
   config.data.source = "toy"
   config.data.verify_files = False
   config.data.num_workers = 0
@@ -43,22 +40,21 @@ def get_config() -> ml_collections.ConfigDict:
   # its ArcFace backbone.
   config.pretrained.init_from = ""
 
-  config.psp = psp_stage.config_defaults()
-  config.psp_train = psp_stage.train_defaults()
+  config.psp = stage_defaults.psp()
+  config.psp_train = stage_defaults.psp_train()
   # Adam at 5x pSp's 1e-4: pSp trains 500k steps from an ArcFace-initialised body; this
   # encoder starts from random weights and gets a few thousand steps on 2 CPU cores.
   config.psp_train.lr = 5e-4
-  # The perceptual term: the toy-face recognizer's features in LPIPS's parameter-free form
-  # (no ImageNet LPIPS here). Without it, "ms_ssim" or "" (L2 + w-norm only).
-  shipped = os.path.join(pretrained.ASSETS_DIR, pretrained.SHORT_NAMES["toy-recognizer"])
-  config.psp_train.perceptual = "toy-recognizer" if os.path.isdir(shipped) else "ms_ssim"
+  # The perceptual term: the toy-face recognizer's features (shipped: toy-recognizer) in LPIPS's
+  # parameter-free form (no ImageNet LPIPS here); "ms_ssim" or "" (L2 + w-norm only) otherwise.
+  config.psp_train.perceptual = "toy-recognizer"
   # pSp weighs LPIPS 0.8 against L2 1.0, which makes the perceptual term several times the L2
   # term on a blurry reconstruction. The recognizer's distance runs larger than LPIPS (its taps'
   # channel-normalised differences are summed without LPIPS's learned, small weights): a face
   # blurred through 16 px scores 1.28 against an L2 of 0.018, so 0.1 keeps the perceptual term
   # about 7x the L2 term there, pSp's balance. (With "ms_ssim", 1 - MS-SSIM is on LPIPS's
-  # scale: pSp's 0.8.)
-  config.psp_train.lambda_perceptual = 0.1 if config.psp_train.perceptual != "ms_ssim" else 0.8
+  # scale: use 0.8.)
+  config.psp_train.lambda_perceptual = 0.1
   config.psp_train.lambda_l2 = 1.0
   # pSp's value for its image-to-image tasks: keeps codes near latent_avg, where DiFAI's SeFa
   # edits of the (blurry) coarse completion's codes stay plausible faces.

@@ -20,8 +20,8 @@ stem) never picks them up within these steps; `metrics.toy.reliable_attributes()
 
 import ml_collections
 
-from difai_jax.data import config as data_config
-from difai_jax.training.stages import recognizer as recognizer_stage
+from configs import data_defaults
+from configs import stage_defaults
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -30,10 +30,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0
   # The resolution of the shipped toy StyleGAN2 / pSp / DiFAI: the recognizer sees what they make.
   config.image_size = 64
-  config.data = data_config.default_data_config()
+  config.data = data_defaults.default_data_config()
   config.data.source = "toy"          # the labels come from the renderer
   config.data.verify_files = False
-  config.recognizer = recognizer_stage.config_defaults()
+  config.recognizer = stage_defaults.recognizer()
   # 10,000 distinct faces of the 28,000-face train split: rendering (~15 ms a face on a loaded
   # core) would otherwise cost as much as the training; flips and +-4 px shifts add variety.
   config.recognizer.num_train_faces = 10_000

@@ -12,8 +12,8 @@ distinct faces (28,000 train indices), so no augmentation is needed.
 
 import ml_collections
 
-from difai_jax.data import config as data_config
-from difai_jax.training.stages import stylegan2 as stylegan2_stage
+from configs import data_defaults
+from configs import stage_defaults
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -22,7 +22,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0
   config.precision = "default"            # difai_jax/nn/precision.py
   config.image_size = 64
-  config.data = data_config.default_data_config()
+  config.data = data_defaults.default_data_config()
   config.data.source = "toy"
   config.data.verify_files = False
   config.data.num_workers = 0
@@ -30,7 +30,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Continue from an exported generator (and the discriminator exported beside it), e.g.
   # "toy-stylegan2"; "" starts from random weights.
   config.pretrained.init_from = ""
-  config.stylegan2 = stylegan2_stage.config_defaults()
+  config.stylegan2 = stage_defaults.stylegan2()
   # Widths: 8 channels at 64 px could not draw an eye or a lens rim; these are the widest that
   # train at ~20 images/s on 2 CPU cores (benchmarks/toy_training.py).
   config.stylegan2.style_dim = 128

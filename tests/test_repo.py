@@ -35,3 +35,27 @@ def test_sample_cli_writes_grid_and_sefa_strip(tmp_path):
   strip = Image.open(tmp_path / "grid_sefa.png")
   assert grid.size[1] == 16 + 2 * 2                 # one row of 16 px samples, padded
   assert strip.size[0] > grid.size[0] - 20 and strip.size[1] > grid.size[1]
+
+
+def test_configs_are_data_that_import_nothing_from_the_package():
+  import ast  # pylint: disable=import-outside-toplevel
+  import importlib  # pylint: disable=import-outside-toplevel
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  folder = os.path.join(ROOT, "configs")
+  names = sorted(f[:-3] for f in os.listdir(folder) if f.endswith(".py") and f != "__init__.py")
+  assert {"toy_psp", "toy_stylegan2", "toy_recognizer", "celebahq", "data_defaults"} <= set(names)
+  for name in names:
+    with open(os.path.join(folder, f"{name}.py"), encoding="utf-8") as f:
+      tree = ast.parse(f.read())
+    imported = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    imported += [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    assert not [m for m in imported if m and m.split(".")[0] == "difai_jax"], (name, imported)
+    module = importlib.import_module(f"configs.{name}")
+    if hasattr(module, "get_config"):
+      assert isinstance(module.get_config(), ml_collections.ConfigDict), name
+  # The stages fill in the same defaults the config files use.
+  from configs import stage_defaults  # pylint: disable=import-outside-toplevel
+  from difai_jax.training.stages import psp, recognizer, stylegan2  # pylint: disable=import-outside-toplevel
+  assert stylegan2.config_defaults() == stage_defaults.stylegan2()
+  assert psp.train_defaults() == stage_defaults.psp_train()
+  assert recognizer.config_defaults() == stage_defaults.recognizer()

@@ -55,6 +55,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from configs import stage_defaults
 from difai_jax import pretrained
 from difai_jax.data import config as data_config_lib
 from difai_jax.data import image_io
@@ -94,45 +95,12 @@ class Recipe:
 # ----------------------------------------------------------------------------------------------
 
 def config_defaults() -> ml_collections.ConfigDict:
-  """``config.psp``: the encoder's architecture, narrow for 64 px toy faces.
-
-  Four stages of IR-SE units (pSp's IR-SE50 has 3/4/14/3 units of widths 64/128/256/512); at
-  64 px input the taps c1 / c2 / c3 are 16 / 8 / 4 px, as 64 / 32 / 16 px at pSp's 256.
-  """
-  c = ml_collections.ConfigDict()
-  c.mode = "ir_se"
-  c.unit_counts = (1, 2, 2, 1)
-  c.widths = (32, 48, 64, 96)
-  c.input_width = 32
-  c.se_reduction = 16
-  # The style blocks' conv width (pSp: the style width, 512). 10 blocks of up to 4 convs hold
-  # most of an encoder's parameters: 32 keeps the toy encoder under 1 M parameters (4 MB).
-  c.block_width = 32
-  c.coarse_ind = 3                        # pSp: styles 0-2 read c3, 3-6 p2, the rest p1
-  c.middle_ind = 7
-  return c
-
+  """``config.psp`` defaults (``configs/stage_defaults.py``)."""
+  return stage_defaults.psp()
 
 def train_defaults() -> ml_collections.ConfigDict:
-  """``config.psp_train``: pSp's ffhq_encode recipe, with the substitutions of the docstring."""
-  c = ml_collections.ConfigDict()
-  c.lr = 1e-4                             # pSp's learning_rate (with Ranger; Adam here)
-  c.b1 = 0.9
-  c.b2 = 0.999
-  c.lambda_l2 = 1.0                       # pSp's l2_lambda for ffhq_encode
-  c.lambda_perceptual = 0.8               # pSp's lpips_lambda for ffhq_encode
-  # pSp: 0 for ffhq_encode, 0.005 for its image-to-image tasks (super-resolution, sketches,
-  # segmentation), whose inputs lack detail as DiFAI's coarse completions do.
-  c.lambda_wnorm = 0.005
-  # "" (none) | "ms_ssim" | a converted directory (or shipped short name, "toy-recognizer") of
-  # kind lpips / vgg19 / toy_recognizer.
-  c.perceptual = ""
-  c.ms_ssim_weights = (0.0710, 0.4529, 0.4761)   # for perceptual="ms_ssim": 3 scales fit 64 px
-  c.randomize_noise = True                # pSp's forward default while training
-  c.latent_avg_samples = 100_000          # pSp: mean_latent(int(1e5))
-  c.ema_decay = 0.0                       # pSp keeps no EMA of the encoder
-  return c
-
+  """``config.psp_train`` defaults (``configs/stage_defaults.py``)."""
+  return stage_defaults.psp_train()
 
 def encoder_config(config: ml_collections.ConfigDict, decoder_config: Mapping) -> dict:
   """The ``encoder`` section of a kind-``psp`` config.json (``models.psp.from_config``)."""

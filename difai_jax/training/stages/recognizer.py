@@ -30,6 +30,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from configs import stage_defaults
 from difai_jax.data import image_io
 from difai_jax.data import toy_faces
 from difai_jax.models import recognizer as recognizer_lib
@@ -43,20 +44,8 @@ PREFIX = "recognizer/"
 
 
 def config_defaults() -> ml_collections.ConfigDict:
-  """``config.recognizer``: the architecture, the optimiser and the data of the stage."""
-  c = ml_collections.ConfigDict()
-  c.widths = (16, 32, 64, 64)      # 64 -> 4 px in four levels; ~220k parameters in all
-  c.feature_dim = 128              # the embedding (toy-FID features)
-  c.bottleneck = 32
-  c.input_size = 64
-  c.groups = 8
-  c.lr = 2e-3
-  c.warmup_steps = 100
-  c.weight_decay = 1e-4            # AdamW's decoupled decay: a little regularisation
-  c.num_train_faces = 28000        # distinct train faces drawn from (<= data.num_train)
-  c.max_shift = 4                  # random translation (px at 64 px, scaled with image_size)
-  return c
-
+  """``config.recognizer`` defaults (``configs/stage_defaults.py``)."""
+  return stage_defaults.recognizer()
 
 def architecture(config) -> dict:
   """The converted ``config.json`` fields of ``config.recognizer``."""

@@ -35,6 +35,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from configs import stage_defaults
 from difai_jax import pretrained
 from difai_jax.data import loader as data_pipeline
 from difai_jax.models import stylegan2
@@ -352,25 +353,8 @@ def build(config, workdir: str, previous) -> Stage:
 
 
 def config_defaults() -> ml_collections.ConfigDict:
-  """``config.stylegan2`` defaults: rosinality's recipe, narrow widths for 64 px toy faces."""
-  c = ml_collections.ConfigDict()
-  c.size = 64
-  c.style_dim = 128
-  c.n_mlp = 4
-  c.lr_mlp = 0.01
-  c.channels = (128, 128, 64, 32, 16)     # resolutions 4, 8, ..., 64
-  c.d_channels = (128, 128, 64, 32, 16)
-  c.lr = 0.002                            # rosinality's default
-  c.r1 = 10.0
-  c.d_reg_every = 16
-  c.path_regularize = 2.0
-  c.g_reg_every = 4
-  c.path_batch_shrink = 2
-  c.mixing = 0.9
-  c.ema_kimg = 10.0                       # rosinality: 0.5 ** (32 / (10 * 1000)) at batch 32
-  c.augment = ()                          # e.g. ("color", "translation", "cutout")
-  return c
-
+  """``config.stylegan2`` defaults (``configs/stage_defaults.py``)."""
+  return stage_defaults.stylegan2()
 
 def export_variables(meta: dict, params, collections):
   """(kind, config, variables) of a trained generator for ``pretrained.save``."""
