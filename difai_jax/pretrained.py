@@ -63,6 +63,79 @@ SHORT_NAMES = {
 }
 
 
+# ----------------------------------------------------------------------------------------------
+# Checkpoint directories are untrusted: what they declare is bounded before anything is read.
+# ----------------------------------------------------------------------------------------------
+
+# No checkpoint of these networks holds more (the 256 px DiFAI's train state is ~1 GB).
+MAX_DECLARED_BYTES = 16 << 30
+# Declared array bytes per byte on disk: trained weights barely compress, so a directory whose
+# arrays claim far more than its files hold (a zeros "bomb", a forged shape) is refused.
+MAX_EXPANSION = 32
+EXPANSION_SLACK = 64 << 20
+MAX_JSON_BYTES = 16 << 20            # config.json and orbax's metadata files
+NUMERIC_KINDS = "biufc"              # bool, ints, floats, complex: never objects or strings
+
+
+def directory_bytes(directory: str) -> int:
+  """Bytes of the regular files under ``directory`` (links not followed)."""
+  total = 0
+  for root, _, names in os.walk(directory):
+    for name in names:
+      path = os.path.join(root, name)
+      if os.path.isfile(path) and not os.path.islink(path):
+        total += os.path.getsize(path)
+  return total
+
+
+def check_json_size(path: str) -> None:
+  if os.path.isfile(path) and os.path.getsize(path) > MAX_JSON_BYTES:
+    raise ValueError(f"{path} is {os.path.getsize(path):,} bytes, more than the "
+                     f"{MAX_JSON_BYTES:,} any metadata file of this package needs: refused")
+
+
+def check_declared_arrays(tree, directory: str, what: str) -> None:
+  """Refuses a checkpoint whose array metadata (orbax ``ArrayMetadata`` leaves of ``tree``)
+  declares a non-numeric dtype, a malformed shape, or more bytes than :data:`MAX_DECLARED_BYTES`
+  or :data:`MAX_EXPANSION` times the directory's size on disk; before any array is read."""
+  leaves = jax.tree_util.tree_leaves_with_path(
+      tree, is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
+  total = 0
+  for path, leaf in leaves:
+    name = jax.tree_util.keystr(path)
+    try:
+      dtype = np.dtype(leaf.dtype)
+      shape = tuple(leaf.shape)
+    except (TypeError, ValueError, AttributeError):
+      raise ValueError(f"{what}: array {name} has no readable dtype / shape; refused") from None
+    if dtype.kind not in NUMERIC_KINDS:
+      raise ValueError(f"{what}: array {name} has dtype {dtype}; only numeric arrays are read "
+                       "(refused)")
+    if not all(isinstance(d, (int, np.integer)) and d >= 0 for d in shape):
+      raise ValueError(f"{what}: array {name} declares the shape {shape}; refused")
+    total += int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+  on_disk = directory_bytes(directory)
+  limit = min(MAX_DECLARED_BYTES, MAX_EXPANSION * on_disk + EXPANSION_SLACK)
+  if total > limit:
+    raise ValueError(f"{what}: its arrays claim {total:,} bytes, more than the {limit:,} "
+                     f"allowed for {on_disk:,} bytes on disk; refused (a truncated, forged or "
+                     "hostile checkpoint)")
+
+
+def restore_checked(directory: str, what: str):
+  """The variables of an orbax ``StandardCheckpointer`` directory, their metadata checked by
+  :func:`check_declared_arrays` first and used as the restore target."""
+  check_json_size(os.path.join(directory, "_METADATA"))
+  with ocp.StandardCheckpointer() as ckptr:
+    metadata = ckptr.metadata(directory)
+    tree = getattr(metadata, "item_metadata", metadata)
+    tree = getattr(tree, "tree", tree)
+    check_declared_arrays(tree, directory, what)
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype), tree,
+                          is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
+    return ckptr.restore(directory, target)
+
+
 def resolve(name_or_dir: str | os.PathLike) -> str:
   """The directory of a shipped network's short name (``toy-psp``, ...), else the path itself."""
   name = os.fspath(name_or_dir)
@@ -110,9 +183,10 @@ def read_config(directory: str | os.PathLike) -> dict:
     raise FileNotFoundError(
         f"{directory} is not a converted model directory (no config.json). Convert a PyTorch "
         "checkpoint first, e.g. python -m weights_conversion.stylegan2 SRC.pt DST_DIR")
+  check_json_size(path)
   with open(path, encoding="utf-8") as f:
     config = json.load(f)
-  if "kind" not in config:
+  if not isinstance(config, dict) or "kind" not in config:
     raise ValueError(f"{path} has no 'kind' field")
   return config
 
@@ -129,6 +203,6 @@ def load(directory: str | os.PathLike) -> tuple[Any, Any]:
   directory = os.path.abspath(resolve(directory))
   config = read_config(directory)
   module = build(config)
-  with ocp.StandardCheckpointer() as ckptr:
-    variables = ckptr.restore(os.path.join(directory, "variables"))
+  variables = restore_checked(os.path.join(directory, "variables"),
+                              f"converted model directory {directory}")
   return module, variables

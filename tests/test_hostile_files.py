@@ -457,3 +457,64 @@ def test_image_above_the_pixel_ceiling_is_refused_before_decoding(tmp_path, monk
   assert image_io.load_mask(tmp_path / "at.png").shape == (30, 40, 1)
   with pytest.raises(ValueError, match="has 41 x 30 = 1,230 pixels, above the ceiling of 1,200"):
     image_io.load_image(tmp_path / "above.png")
+
+
+def test_folder_images_above_the_pixel_ceiling_are_named_from_their_headers(tmp_path):
+  from difai_jax.data import sources  # pylint: disable=import-outside-toplevel
+  folder = tmp_path / "faces"
+  folder.mkdir()
+  for i in range(3):
+    Image.new("RGB", (8, 8), (i, 0, 0)).save(folder / f"{i}.png")
+  (folder / "3.png").write_bytes(_png_header(8193, 8192))
+  with pytest.raises(sources.DataError, match=r"3\.png'.*8193 x 8192 pixels, above the ceiling"):
+    sources.FolderSource(str(folder), 8, "train", num_train=3, num_test=1, on_corrupt="raise",
+                         verbose=False)
+  source = sources.FolderSource(str(folder), 8, "train", num_train=2, num_test=1, verbose=False)
+  assert source.skipped == ["3.png"] and len(source) == 2
+
+
+def test_mask_folders_past_the_file_count_are_refused_before_reading(tmp_path, monkeypatch):
+  from difai_jax.data import masks as masks_lib  # pylint: disable=import-outside-toplevel
+  from difai_jax.evaluation import mask_exchange  # pylint: disable=import-outside-toplevel
+  for i in range(5):
+    Image.new("L", (8, 8), 255).save(tmp_path / f"{i}.png")
+  assert len(masks_lib.ExternalMaskSet(str(tmp_path))) == 5
+  monkeypatch.setattr(masks_lib, "MAX_MASK_FILES", 4)
+  for read in (lambda: masks_lib.ExternalMaskSet(str(tmp_path)),
+               lambda: mask_exchange.read_mask_folder(str(tmp_path), "known1", 8)):
+    with pytest.raises(ValueError, match="holds more than 4 mask images"):
+      read()
+
+
+class _Declared:
+  def __init__(self, shape, dtype):
+    self.shape, self.dtype = shape, dtype
+
+
+def test_checkpoint_metadata_is_bounded_before_any_array_is_read(tmp_path, monkeypatch):
+  from difai_jax import pretrained  # pylint: disable=import-outside-toplevel
+  from difai_jax.training import checkpoints  # pylint: disable=import-outside-toplevel
+  (tmp_path / "w").write_bytes(b"\0" * 1000)
+  ok = {"a": _Declared((10, 10), np.float32), "b": {"c": _Declared((3,), np.int32)}}
+  pretrained.check_declared_arrays(ok, str(tmp_path), "x")
+  for tree, message in (
+      ({"a": _Declared((2,), np.dtype("O"))}, r"x: array \['a'\] has dtype object"),
+      ({"a": _Declared((2,), "U8")}, "has dtype <U8"),
+      ({"a": _Declared((-1, 4), np.float32)}, r"declares the shape \(-1, 4\)"),
+      ({"a": _Declared((1 << 20, 1 << 20), np.float32)},     # 4 TB claimed by 1 kB on disk
+       r"claim 4,398,046,511,104 bytes, more than the 67,140,864 allowed for 1,000 bytes")):
+    with pytest.raises(ValueError, match=message):
+      pretrained.check_declared_arrays(tree, str(tmp_path), "x")
+  # The shipped networks pass; with no room for expansion the same files are refused, by both
+  # readers (converted directories and training workdirs), before anything is restored.
+  pretrained.load("toy-psp")
+  monkeypatch.setattr(pretrained, "MAX_EXPANSION", 0)
+  monkeypatch.setattr(pretrained, "EXPANSION_SLACK", 0)
+  with pytest.raises(ValueError, match=r"converted model directory .*psp: its arrays claim"):
+    pretrained.load("toy-psp")
+  coarse = os.path.join(pretrained.resolve("toy-difai"), "coarse")
+  with pytest.raises(ValueError, match=r"checkpoint .*coarse/checkpoints/\d+: its arrays claim"):
+    checkpoints.load_stage_state(coarse)
+  monkeypatch.setattr(pretrained, "MAX_JSON_BYTES", 10)
+  with pytest.raises(ValueError, match=r"config.json is \d+ bytes, more than the 10"):
+    pretrained.read_config("toy-psp")

@@ -160,6 +160,25 @@ def square_mask(rng: np.random.Generator, size: int, side_at_256: int = 85) -> n
   return mask
 
 
+
+# A mask folder is untrusted: its walk stops past these counts (the Quickdraw irregular mask set
+# holds 50,000 files), before any file is opened.
+MAX_MASK_FILES = 500_000
+MAX_MASK_FOLDERS = 10_000
+
+
+def list_mask_files(root: str) -> list[str]:
+  """The mask images (``IMAGE_EXTENSIONS``) under ``root``, sorted; a folder holding more than
+  :data:`MAX_MASK_FILES` of them or :data:`MAX_MASK_FOLDERS` folders is refused."""
+  files, folders = [], 0
+  for dirpath, _, names in os.walk(root):
+    folders += 1
+    files += [os.path.join(dirpath, n) for n in names if n.lower().endswith(IMAGE_EXTENSIONS)]
+    if len(files) > MAX_MASK_FILES or folders > MAX_MASK_FOLDERS:
+      raise ValueError(f"mask folder {root!r} holds more than {MAX_MASK_FILES:,} mask images or "
+                       f"{MAX_MASK_FOLDERS:,} folders: refused (point it at the mask set itself)")
+  return sorted(files)
+
 class ExternalMaskSet:
   """A folder of mask images (e.g. the public Quickdraw irregular mask set), read lazily.
 
@@ -177,9 +196,7 @@ class ExternalMaskSet:
                        f"{image_io.MASK_CONVENTIONS}")
     if not os.path.isdir(root):
       raise ValueError(f"mask folder not found: {root!r}")
-    files = []
-    for dirpath, _, names in os.walk(root):
-      files += [os.path.join(dirpath, n) for n in names if n.lower().endswith(IMAGE_EXTENSIONS)]
+    files = list_mask_files(root)
     if not files:
       raise ValueError(f"mask folder {root!r} holds no mask images ({', '.join(IMAGE_EXTENSIONS)})")
     self.files = sorted(files)

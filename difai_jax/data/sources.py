@@ -114,6 +114,10 @@ def _readable(root: str, files: List[str], on_corrupt: str) -> tuple[List[str], 
   for rel in files:
     try:
       with Image.open(os.path.join(root, rel)) as img:
+        width, height = img.size
+        if width * height > image_io.MAX_PIXELS:     # from the header: nothing decoded
+          raise ValueError(f"{width} x {height} pixels, above the ceiling of "
+                           f"{image_io.MAX_PIXELS:,} pixels this tool decodes")
         img.verify()
       good.append(rel)
     except Exception as e:  # pylint: disable=broad-except

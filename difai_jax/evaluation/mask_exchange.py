@@ -134,14 +134,6 @@ class FolderBucketMasks:
                               convention=self.convention, threshold=THRESHOLD)
 
 
-def _mask_files(folder: str) -> list[str]:
-  files = []
-  for dirpath, _, names in os.walk(folder):
-    files += [os.path.join(dirpath, n) for n in names
-              if n.lower().endswith(masks_lib.IMAGE_EXTENSIONS)]
-  return sorted(files)
-
-
 def _check_manifest(folder: str, convention: str) -> None:
   path = os.path.join(folder, MANIFEST)
   if not os.path.isfile(path):
@@ -159,7 +151,7 @@ def read_mask_folder(folder: str, convention: str, image_size: int) -> tuple[dic
   if not os.path.isdir(folder):
     raise ValueError(f"mask folder not found: {folder}")
   _check_manifest(folder, convention)
-  files = [f for f in _mask_files(folder) if os.path.relpath(f, folder).split(os.sep)[0]
+  files = [f for f in masks_lib.list_mask_files(folder) if os.path.relpath(f, folder).split(os.sep)[0]
            != "images"]
   if not files:
     raise ValueError(f"mask folder {folder} holds no mask images "

@@ -150,7 +150,13 @@ def load_stage_state(workdir: str) -> dict:
     step = manager.latest_step()
     if step is None:
       raise FileNotFoundError(f"{directory} holds no finished checkpoint")
+    step_dir = os.path.join(directory, str(step))
+    for root, _, names in os.walk(step_dir):
+      for name in names:
+        if name.endswith(("_METADATA", "metadata", ".json")):
+          pretrained.check_json_size(os.path.join(root, name))
     tree = manager.item_metadata(step)["state"].tree
+    pretrained.check_declared_arrays(tree, step_dir, f"checkpoint {step_dir}")
     sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
                           tree, is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
