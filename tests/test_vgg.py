@@ -1,5 +1,6 @@
 """VGG-19 features and their converter against torchvision's vgg19 (random weights)."""
 
+import os
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -140,7 +141,7 @@ def test_cli_end_to_end(tmp_path, torch_vgg, converted, images):
   src = tmp_path / "vgg19.pth"
   torch.save(sd, src)
   dst = tmp_path / "vgg19_jax"
-  vgg19_conversion.main([str(src), str(dst)])
+  assert vgg19_conversion.main([str(src), str(dst)]) == 0
   module, variables = pretrained.load(dst)
   assert isinstance(module, vgg.VGG19Features) and module.taps == vgg.DEFAULT_TAPS
   _, expected = converted
@@ -149,5 +150,19 @@ def test_cli_end_to_end(tmp_path, torch_vgg, converted, images):
   theirs = _torch_taps(torch_vgg, images[:1, :32, :32], vgg.DEFAULT_TAPS)
   for tap in vgg.DEFAULT_TAPS:
     np.testing.assert_allclose(np.asarray(out[tap]), theirs[tap], rtol=0, atol=1e-4)
-  with pytest.raises(FileExistsError):
-    vgg19_conversion.main([str(src), str(dst)])
+  assert vgg19_conversion.main([str(src), str(dst)]) == 1     # never overwrites a model
+
+
+def test_vgg19_and_mlgn_converters_refuse_a_bad_file_in_one_line(tmp_path, capsys):
+  from weights_conversion import mlgn  # pylint: disable=import-outside-toplevel
+  garbage = tmp_path / "garbage.pth"
+  garbage.write_bytes(b"not a checkpoint at all" * 10)
+  wrong = tmp_path / "wrong.pth"
+  torch.save({"features.0.weight": torch.zeros(3, 3)}, wrong)
+  for convert in (vgg19_conversion.main, mlgn.main):
+    for src in (garbage, wrong, tmp_path / "missing.pth"):
+      assert convert([str(src), str(tmp_path / "out")]) == 1
+      err = capsys.readouterr().err
+      assert err.startswith("error: ") and err.count("\n") == 1, err
+      assert "Traceback" not in err and "weights_only=False" not in err
+  assert not os.path.exists(tmp_path / "out" / "config.json")

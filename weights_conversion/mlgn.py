@@ -27,6 +27,7 @@ with the flipped one. InstanceNorm2d has no parameters (affine=False, no running
 
 from __future__ import annotations
 
+import sys
 from typing import Callable, Mapping, Sequence
 
 import jax
@@ -145,17 +146,18 @@ def convert(state_dict: Mapping[str, np.ndarray],
   return config, variables
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-  parser = torch_io.converter_parser(
-      "mlgn", "Convert an MLGN generator state dict (.pth) to a difai-jax coarse directory.",
-      "MLGN Generator state dict, e.g. latest_net_G.pth")
-  args = parser.parse_args(argv)
-  state_dict = torch_io.load_checkpoint(args.src)
-  config, variables = convert(state_dict, source=args.src)
-  pretrained.save(args.dst, "coarse", config, variables)
-  n = parameter_count(variables)
-  print(f"wrote {args.dst}: MLGN generator, widths {config['widths']}, {n} parameters")
+def convert_and_save(src: str, dst: str) -> str:
+  config, variables = convert(torch_io.load_checkpoint(src), source=src)
+  pretrained.save(dst, "coarse", config, variables)
+  return (f"wrote {dst}: MLGN generator, widths {config['widths']}, "
+          f"{parameter_count(variables)} parameters")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  return torch_io.converter_main(
+      argv, "mlgn", "Convert an MLGN generator state dict (.pth) to a difai-jax coarse "
+      "directory.", "MLGN Generator state dict, e.g. latest_net_G.pth", convert_and_save)
 
 
 if __name__ == "__main__":
-  main()
+  sys.exit(main())

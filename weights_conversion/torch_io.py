@@ -34,6 +34,7 @@ import os
 import pickletools
 import re
 import reprlib
+import sys
 import zipfile
 from typing import Any, Callable, Iterable, Mapping
 
@@ -559,6 +560,19 @@ def check_shapes(converted: Mapping, expected: Mapping, path: str = "") -> None:
   for k in converted:
     if k not in expected:
       raise ConversionError(f"converted variables have {path}/{k}, which the module lacks")
+
+
+def converter_main(argv, module: str, description: str, src_help: str,
+                   convert_and_save: Callable[[str, str], str]) -> int:
+  """A converter's command line: parses ``SRC DST``, runs ``convert_and_save(src, dst)`` (which
+  returns the line to print) and turns a refused file into one ``error:`` line and exit code 1."""
+  args = converter_parser(module, description, src_help).parse_args(argv)
+  try:
+    print(convert_and_save(args.src, args.dst))
+  except (ConversionError, FileNotFoundError, FileExistsError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  return 0
 
 
 def converter_parser(module: str, description: str, src_help: str) -> argparse.ArgumentParser:

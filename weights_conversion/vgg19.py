@@ -21,6 +21,7 @@ Any other key (e.g. the BatchNorm buffers of ``vgg19_bn``) stops the conversion 
 
 from __future__ import annotations
 
+import sys
 from typing import Mapping, Sequence
 
 import jax
@@ -78,20 +79,21 @@ def convert(state_dict: Mapping[str, np.ndarray],
   return config, variables
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-  parser = torch_io.converter_parser(
-      "vgg19", "Convert a torchvision vgg19 state dict (.pth) to a difai-jax model directory.",
-      "torchvision vgg19 state dict, e.g. vgg19-dcbb9e9d.pth")
-  args = parser.parse_args(argv)
-
-  state_dict = torch_io.load_checkpoint(args.src)
+def convert_and_save(src: str, dst: str) -> str:
+  state_dict = torch_io.load_checkpoint(src)
   if "state_dict" in state_dict and isinstance(state_dict["state_dict"], Mapping):
     state_dict = state_dict["state_dict"]
-  config, variables = convert(state_dict, source=args.src)
-  pretrained.save(args.dst, "vgg19", config, variables)
-  n = parameter_count(variables)
-  print(f"wrote {args.dst}: VGG-19 features, 16 convs, {n} parameters, taps {config['taps']}")
+  config, variables = convert(state_dict, source=src)
+  pretrained.save(dst, "vgg19", config, variables)
+  return (f"wrote {dst}: VGG-19 features, 16 convs, {parameter_count(variables)} parameters, "
+          f"taps {config['taps']}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  return torch_io.converter_main(
+      argv, "vgg19", "Convert a torchvision vgg19 state dict (.pth) to a difai-jax model "
+      "directory.", "torchvision vgg19 state dict, e.g. vgg19-dcbb9e9d.pth", convert_and_save)
 
 
 if __name__ == "__main__":
-  main()
+  sys.exit(main())
