@@ -98,3 +98,40 @@ def test_difai_run_exports_for_inference_only(tmp_path):
     assert sorted(tree) == ["g_collections", "g_params"], (stage, sorted(tree))
   with pytest.raises(FileExistsError, match="is not empty"):
     export.export(pretrained.resolve("toy-difai"), out)
+
+
+def _stored_config(name):
+  config = pretrained.read_config(name)
+  config.pop("kind")
+  return config
+
+
+def test_each_shipped_network_is_what_its_config_file_builds():
+  """The architecture each shipped network was saved with is the one its configs/toy_*.py
+  builds, with the overrides its docstring or the README lists (training lengths and learning
+  rates are the run's, recorded in the checkpoint and the README table)."""
+  from configs import toy_coarse, toy_difai, toy_psp, toy_recognizer, toy_stylegan2  # pylint: disable=import-outside-toplevel
+  from difai_jax.training.stages import psp as psp_stage  # pylint: disable=import-outside-toplevel
+  from difai_jax.training.stages import recognizer as recognizer_stage  # pylint: disable=import-outside-toplevel
+  from difai_jax.training.stages import stylegan2 as stylegan2_stage  # pylint: disable=import-outside-toplevel
+  wide = toy_stylegan2.get_config()
+  assert _stored_config("toy-stylegan2-wide") == stylegan2_stage.generator_config(wide.stylegan2)
+  discriminator = pretrained.read_config(os.path.join(pretrained.resolve("toy-stylegan2-wide"),
+                                                      stylegan2_stage.DISCRIMINATOR_DIR))
+  assert discriminator["channels"] == list(wide.stylegan2.d_channels)
+  narrow = toy_stylegan2.get_config()     # README: the shipped toy-stylegan2's overrides
+  narrow.stylegan2.channels = narrow.stylegan2.d_channels = (64, 64, 32, 16, 8)
+  narrow.stylegan2.style_dim = 64
+  assert _stored_config("toy-stylegan2") == stylegan2_stage.generator_config(narrow.stylegan2)
+
+  psp_config = toy_psp.get_config()
+  decoder = _stored_config(psp_config.pretrained.stylegan2)
+  assert _stored_config("toy-psp") == psp_stage.psp_config(psp_config, decoder)
+
+  assert _stored_config("toy-recognizer") == recognizer_stage.architecture(
+      toy_recognizer.get_config())
+
+  run = pretrained.resolve("toy-difai")
+  for stage, module in (("coarse", toy_coarse), ("difai", toy_difai)):
+    stored = checkpoints.latest_meta(os.path.join(run, stage))["architecture"]
+    assert stored == checkpoints.architecture(module.get_config(), stage), stage
