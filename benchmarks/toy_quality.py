@@ -50,15 +50,23 @@ def main():
   parser.add_argument("--stylegan2", default="toy-stylegan2",
                       help="the generator to score (an exported directory or short name)")
   parser.add_argument("--only_stylegan2", action="store_true")
+  parser.add_argument("--psp", default="toy-psp",
+                      help="the pSp to score (an exported directory or short name)")
+  parser.add_argument("--only_psp", action="store_true",
+                      help="only the pSp's reconstruction L2 / PSNR on 256 test faces")
   parser.add_argument("--inpainting", action="store_true",
                       help="also score DiFAI / coarse / Telea on held-out faces (needs cv2)")
   parser.add_argument("--difai", default="toy-difai", help="the DiFAI run for --inpainting")
   args = parser.parse_args()
+  psp, psp_vars = pretrained.load(args.psp)
+  if args.only_psp:
+    print(json.dumps({"psp": psp_stage.reconstruction_quality(psp, psp_vars, num_images=256)},
+                     indent=2, default=float))
+    return
   result = {"stylegan2": stylegan2_quality(args.num, args.stylegan2)}
   if args.only_stylegan2:
     print(json.dumps(result, indent=2, default=float))
     return
-  psp, psp_vars = pretrained.load("toy-psp")
   result["psp"] = psp_stage.reconstruction_quality(psp, psp_vars, num_images=256)
   rec, rec_vars = toy.load_toy_recognizer()
   result["recognizer_accuracy"] = toy.evaluate_recognizer(rec, rec_vars, num_faces=2000)

@@ -142,16 +142,22 @@ def test_table1_best_and_mean_readings():
 
 # ---- completions folders ----
 
+def random_lpips_dir(tmp) -> str:
+  """Random LPIPS (AlexNet) weights saved in converted form under ``tmp``."""
+  lpips_dir = str(tmp / "lpips_alex")
+  x = jax.ShapeDtypeStruct((1, SIZE, SIZE, 3), jnp.float32)
+  pretrained.save(lpips_dir, "lpips", {"net": "alex"}, eval_metrics.random_variables(
+      lpips_lib.LPIPS(net="alex"), x, x, seed=0))
+  return lpips_dir
+
+
 @pytest.fixture(scope="module")
 def difai_written(tmp_path_factory):
   """A DiFAI evaluation of the tiny run (K = 3, 8 images, 2 buckets, every extra metric) that
   wrote its completions as 8-bit PNGs; (report, completions folder, options)."""
   run = test_evaluate.trained_tiny_run(tmp_path_factory)
   tmp = tmp_path_factory.mktemp("difai_written")
-  lpips_dir = str(tmp / "lpips_alex")                  # random LPIPS weights, converted form
-  x = jax.ShapeDtypeStruct((1, SIZE, SIZE, 3), jnp.float32)
-  pretrained.save(lpips_dir, "lpips", {"net": "alex"}, eval_metrics.random_variables(
-      lpips_lib.LPIPS(net="alex"), x, x, seed=0))
+  lpips_dir = random_lpips_dir(tmp)
   options = dict(buckets=BUCKETS, max_images=N_IMAGES, batch_size=4, num_completions=3,
                  lpips_dir=lpips_dir, extra_metrics=("psnr", "lpips_hole", "ids", "prdc"))
   written = str(tmp / "completions")

@@ -5,21 +5,18 @@ import dataclasses
 import json
 import os
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 import pytest
 
 from difai_jax import pipeline
-from difai_jax import pretrained
 from difai_jax.evaluation import frontier
 from difai_jax.evaluation import loop as eval_loop
 from difai_jax.evaluation import options as eval_options
-from difai_jax.evaluation import scoring as eval_metrics
-from difai_jax.evaluation.metrics import lpips as lpips_lib
 from tests import test_evaluate
 from tests.test_compare_methods import SIZE
+from tests.test_compare_methods import random_lpips_dir
 from tests.test_compare_methods import tiny_data
 
 
@@ -40,20 +37,18 @@ def test_a_degree_changes_only_the_step_length_of_the_edits():
 def test_sweep_scores_each_degree_and_draws_the_frontier(tmp_path_factory):
   run = test_evaluate.trained_tiny_run(tmp_path_factory)
   tmp = tmp_path_factory.mktemp("frontier")
-  lpips_dir = str(tmp / "lpips_alex")                  # random LPIPS weights, converted form
-  x = jax.ShapeDtypeStruct((1, SIZE, SIZE, 3), jnp.float32)
-  pretrained.save(lpips_dir, "lpips", {"net": "alex"}, eval_metrics.random_variables(
-      lpips_lib.LPIPS(net="alex"), x, x, seed=0))
+  lpips_dir = random_lpips_dir(tmp)
   opts = eval_options.EvalOptions(buckets=("40-50",), max_images=4, batch_size=4,
                                   num_completions=3, lpips_dir=lpips_dir)
   probes = test_evaluate.toy_probes(SIZE)
-  # A single-completion method: the coarse net alone, K = 1.
-  eval_loop.evaluate(run, dataclasses.replace(opts, completions="coarse", num_completions=1),
-                     data_config=tiny_data(), eval_dir=str(tmp / "coarse_eval"), probes=probes,
-                     verbose=False)
+  # A single-completion method's report, as evaluate --completions_dir writes it (K = 1).
+  os.makedirs(tmp / "one_shot")
+  with open(tmp / "one_shot" / "results.json", "w", encoding="utf-8") as f:
+    json.dump({"method": "one-shot", "num_completions": 1, "metrics": ["lpips", "toy_fid"],
+               "results": {"40-50": {"lpips": 0.75, "toy_fid": 150.0, "diversity": None}}}, f)
   out = tmp / "sweep"
   table = frontier.sweep(run, opts, [8.0, 0.5], data_config=tiny_data(), eval_dir=str(out),
-                         probes=probes, points=[str(tmp / "coarse_eval")], verbose=False)
+                         probes=probes, points=[str(tmp / "one_shot")], verbose=False)
   assert table["degrees"] == [0.5, 8.0] and table["table1_completions"] == "all"
   assert table["metrics"] == ["lpips", "toy_fid"]
   low, high = table["curve"]
@@ -70,10 +65,10 @@ def test_sweep_scores_each_degree_and_draws_the_frontier(tmp_path_factory):
   assert os.path.isdir(out / "eval_masks")
   assert not os.path.exists(out / "degree_8" / "eval_masks")
   [point] = table["points"]
-  assert point["name"] == "coarse net" and point["bucket"] == "40-50"
-  assert point["diversity"] is None and point["lpips"] is not None
+  assert point == {"name": "one-shot", "bucket": "40-50", "diversity": None, "lpips": 0.75,
+                   "toy_fid": 150.0}
   md = (out / "frontier.md").read_text(encoding="utf-8")
-  assert "| 40-50 | 0.5 |" in md and "| 40-50 | coarse net | n/a |" in md
+  assert "| 40-50 | 0.5 |" in md and "| 40-50 | one-shot | n/a | 0.7500 | 150.0000 |" in md
   with Image.open(out / "frontier.png") as img:
     assert img.size == (2 * 520 + 20, 64 + 360 + 20)
     pixels = np.asarray(img.convert("RGB"))
