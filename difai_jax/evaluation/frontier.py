@@ -172,13 +172,14 @@ def _panel(canvas, font, origin, size, metric, table) -> None:
     for x, y, d in pts:
       canvas.ellipse((x - 3, y - 3, x + 3, y + 3), fill=colour)
       canvas.text((x + 4, y - 12), f"d={d:g}", fill=colour, font=font)
-  for r in table["points"]:
-    if r.get(metric) is None:
-      continue
-    x, y = sx(r[DIVERSITY]), sy(r[metric])
+  placed = [(sx(r[DIVERSITY]), sy(r[metric]), r) for r in table["points"]
+            if r.get(metric) is not None]
+  label_y = -1e9
+  for x, y, r in sorted(placed, key=lambda p: p[1]):   # labels top-down, never overlapping
     canvas.rectangle((x - 4, y - 4, x + 4, y + 4), outline=_POINT,
                      fill=_COLOURS[table["buckets"].index(r["bucket"]) % len(_COLOURS)])
-    canvas.text((x + 6, y + 2), f"{r['name']} ({r['bucket']})", fill=_POINT, font=font)
+    label_y = max(y - 5, label_y + 12)
+    canvas.text((x + 8, label_y), f"{r['name']} ({r['bucket']})", fill=_POINT, font=font)
 
 
 def sweep(workdir: str, options, degrees: Sequence[float], *, data_config=None,
