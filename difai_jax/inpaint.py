@@ -161,29 +161,22 @@ def _inpaint_examples(checkpoint: str, examples, targets, edit_lists, *, layers,
   ``edit_lists``: ``(components, degrees)`` of the completions, then optionally those of the
   walk (its first frame, the unperturbed one, is dropped).
   """
-  import jax  # pylint: disable=import-outside-toplevel
-  from jax.sharding import NamedSharding  # pylint: disable=import-outside-toplevel
-  from jax.sharding import PartitionSpec as P  # pylint: disable=import-outside-toplevel
   from difai_jax import mesh as mesh_lib  # pylint: disable=import-outside-toplevel
-  from difai_jax.inference import model as model_lib  # pylint: disable=import-outside-toplevel
-  from difai_jax.training import checkpoints  # pylint: disable=import-outside-toplevel
-  inference = checkpoints.load_difai(checkpoint)
+  from difai_jax.inference.inpainter import Inpainter  # pylint: disable=import-outside-toplevel
+  inpainter = Inpainter(checkpoint, layers=layers, compilation_cache="off")  # cache: run()'s
   comps, degs = edit_lists[0]
-  log(f"DiFAI step {inference.step} from {checkpoint}: {int(inference.config.image_size)} px, "
+  log(f"DiFAI step {inpainter.step} from {checkpoint}: {inpainter.image_size} px, "
       f"{len(examples)} input(s), K = {len(comps) + 1} completions (SeFa components {comps}, "
       f"degrees {degs})")
-  mesh = mesh_lib.local_mesh()
-  batch = mesh_lib.round_up(min(max(batch_size, 1), len(examples)), mesh.size)
-  fn = model_lib.make_inpaint_fn(inference.models, mesh, layers)
+  batch = mesh_lib.round_up(min(max(batch_size, 1), len(examples)), inpainter.devices)
   log("compiling the pipeline for these shapes" + (f" (or reading it from the cache {cache})"
                                                    if cache else "") + " ...")
-  variables = jax.device_put(inference.variables, NamedSharding(mesh, P()))
   arrays = [(np.broadcast_to(np.asarray(c, np.int32), (batch, len(c))).copy(),
              np.broadcast_to(np.asarray(d, np.float32), (batch, len(d))).copy())
             for c, d in edit_lists]
   written, t0 = [], time.time()
   for chunk, (images, masks, valid) in _batched(examples, batch):
-    results = [jax.device_get(fn(variables, images, masks, *e, valid)) for e in arrays]
+    results = [inpainter.model_outputs(images, masks, *e, valid) for e in arrays]
     for i, ex in enumerate(chunk):
       mine = {"i_coarse": results[0]["i_coarse"][i], "i_style": results[0]["i_style"][i],
               "completions": results[0]["completions"][:, i]}

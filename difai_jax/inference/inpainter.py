@@ -11,8 +11,9 @@ pipeline is compiled once per number of SeFa edits (``K - 1`` for :meth:`complet
 :meth:`edit`, ``steps`` for :meth:`walk`) and kept, also in JAX's persistent compilation cache
 when ``compilation_cache`` names one.
 
-The data flow is ``python -m difai_jax.inpaint``'s (Sec. 3, Fig. 1 and 4 of the paper), on the
-same library functions: any input size, the model sees the image at its resolution
+``python -m difai_jax.inpaint`` is built on this class (its face crops and batches of files go
+through :meth:`Inpainter.model_outputs`). The data flow (Sec. 3, Fig. 1 and 4 of the paper): any
+input size, the model sees the image at its resolution
 (:func:`inputs.to_model_resolution`), and each completion is resized back and composited in
 uint8 with the input's known pixels (:func:`outputs.composite_uint8`), which stay bit-exact.
 
@@ -53,7 +54,8 @@ class Inpainter:
   """
 
   def __init__(self, checkpoint: str = "toy-difai", *, degree: float = 5.0,
-               pad_edits: int = 0, compilation_cache: str | None = "off"):
+               pad_edits: int = 0, compilation_cache: str | None = "off",
+               layers: Sequence[int] | None = None):
     """Loads the run's models and prepares the pipeline (compiled at the first call).
 
     Args:
@@ -66,7 +68,10 @@ class Inpainter:
         the extra variants' compute on every call; the results do not change (each variant's
         completion is independent of the others, see :func:`pipeline.generate`).
       compilation_cache: folder of JAX's persistent compilation cache (None: the user cache
-        folder; ``"off"``: none), see :func:`runtime.enable_compilation_cache`.
+        folder; ``"off"``: none, or the one a caller already turned on), see
+        :func:`runtime.enable_compilation_cache`.
+      layers: the W+ layers the SeFa edits move (default: the run's ``config.sefa.layers``,
+        else all).
 
     Raises:
       FileNotFoundError: no such run; ValueError: a run whose metadata cannot be used.
@@ -86,9 +91,13 @@ class Inpainter:
     sefa_config = inference.config.sefa
     self.sampling = (int(sefa_config.get("top_k", 8)), float(sefa_config.get("min_degree", 2.0)),
                      float(sefa_config.get("max_degree", 5.0)))
-    layers = inputs.check_layers(info.config_layers, info.n_latent,
-                                  source="config.sefa.layers")
+    if layers is None:
+      layers = inputs.check_layers(info.config_layers, info.n_latent,
+                                   source="config.sefa.layers")
+    self.layers = layers
+    self.config = inference.config
     mesh = mesh_lib.local_mesh()
+    self.devices = mesh.size
     self._batch = mesh.size          # one image, repeated over the devices of the data axis
     self._fn = model.make_inpaint_fn(inference.models, mesh, layers)
     self._variables = jax.device_put(inference.variables, NamedSharding(mesh, P()))
@@ -182,6 +191,26 @@ class Inpainter:
   # Calls
   # --------------------------------------------------------------------------------------------
 
+  def model_outputs(self, images: np.ndarray, masks: np.ndarray, components: np.ndarray,
+                    degrees: np.ndarray, valid: np.ndarray) -> dict[str, np.ndarray]:
+    """The pipeline on a batch at the model's resolution, for callers that bring their own
+    inputs (``python -m difai_jax.inpaint``: face crops, batches of files).
+
+    Args:
+      images: (N, S, S, 3) float32 in [-1, 1]; masks (N, S, S, 1), 1 = known; N a multiple of
+        :attr:`devices`.
+      components, degrees: (N, alpha) SeFa edits; valid (N,) bool (False: a padding row, kept
+        out of the generator's batch statistics).
+
+    Returns:
+      ``i_coarse`` (N, S, S, 3), ``i_style`` (N, S, S, 3) (the unperturbed one) and
+      ``completions`` (1 + alpha, N, S, S, 3), numpy, in [-1, 1].
+    """
+    with self._lock:
+      out = jax.device_get(self._fn(self._variables, images, masks, components, degrees, valid))
+      self._compiled.add(int(np.shape(components)[1]))
+    return out
+
   def _run(self, image: np.ndarray, known: np.ndarray, components: Sequence[int],
            degrees: Sequence[float]) -> list[np.ndarray]:
     """1 + len(components) completions, composited at the input's size (uint8)."""
@@ -195,10 +224,8 @@ class Inpainter:
     masks = np.broadcast_to(model_mask[None], (n,) + model_mask.shape).copy()
     comps = np.broadcast_to(np.asarray(components, np.int32), (n, len(components))).copy()
     degs = np.broadcast_to(np.asarray(degrees, np.float32), (n, len(degrees))).copy()
-    with self._lock:
-      valid = np.arange(n) == 0      # one face, copied to fill the devices
-      out = jax.device_get(self._fn(self._variables, images, masks, comps, degs, valid))
-      self._compiled.add(alpha)
+    out = self.model_outputs(images, masks, comps, degs,
+                             valid=np.arange(n) == 0)   # one face, copied to fill the devices
     hw = image.shape[:2]
     return [outputs.composite_uint8(image, known, outputs.resize_back(completion, hw))
             for completion in out["completions"][:1 + alpha - extra, 0]]
