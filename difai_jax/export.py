@@ -16,7 +16,7 @@ def main(argv):
   f = flags.FLAGS
   if not f.workdir or not f.out:
     raise app.UsageError("--workdir and --out are required")
-  config = export.export(f.workdir, f.out, use_ema=not f.raw)
+  config = export.export(f.workdir, f.out, use_ema=not f.raw, psp=f.psp)
   print(f"wrote {config['kind']} to {f.out}")
 
 
@@ -26,4 +26,7 @@ if __name__ == "__main__":
   flags.DEFINE_string("workdir", None, "a training stage's workdir")
   flags.DEFINE_string("out", None, "new directory for the converted model")
   flags.DEFINE_bool("raw", False, "export the trained weights instead of their EMA")
+  flags.DEFINE_string("psp", None, "DiFAI runs: the pSp the exported copy names (a shipped "
+                      "short name such as toy-psp, or a directory), instead of the run's "
+                      "pretrained.psp path; it must hold the same weights (checked)")
   cli.run(main, user_errors=(FileNotFoundError, FileExistsError, ValueError))

@@ -98,6 +98,23 @@ def test_difai_run_exports_for_inference_only(tmp_path):
     assert sorted(tree) == ["g_collections", "g_params"], (stage, sorted(tree))
   with pytest.raises(FileExistsError, match="is not empty"):
     export.export(pretrained.resolve("toy-difai"), out)
+  # --psp names another copy of the same pSp (a run moved to another machine) ...
+  import shutil  # pylint: disable=import-outside-toplevel
+  copy = str(tmp_path / "psp_copy")
+  shutil.copytree(pretrained.resolve("toy-psp"), copy)
+  moved = str(tmp_path / "moved")
+  export.export(pretrained.resolve("toy-difai"), moved, psp=copy)
+  assert checkpoints.load_difai(moved).config.pretrained.psp == copy
+  # ... and refuses a pSp with other weights.
+  config = pretrained.read_config(copy)
+  kind = config.pop("kind")
+  variables = jax.tree.map(np.asarray, pretrained.load(copy)[1])
+  variables["constants"]["latent_avg"] = variables["constants"]["latent_avg"] + 1.0
+  other = str(tmp_path / "psp_other")
+  pretrained.save(other, kind, config, variables)
+  with pytest.raises(ValueError, match="does not hold the weights of the pSp the run was "
+                     r"trained with \(toy-psp\)"):
+    export.export(pretrained.resolve("toy-difai"), str(tmp_path / "wrong"), psp=other)
 
 
 def _stored_config(name):

@@ -27,9 +27,24 @@ from difai_jax.training import stages
 INFERENCE_STAGES = ("coarse", "difai")
 
 
-def export_inference_run(workdir: str, out: str, use_ema: bool = True) -> dict:
+def _checked_psp(config: dict, psp: str) -> None:
+  """Refuses ``psp`` unless it holds the weights of the pSp the run was trained with."""
+  from difai_jax.training.stages import psp as psp_stage  # pylint: disable=import-outside-toplevel
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  trained = checkpoints.load_pretrained(ml_collections.ConfigDict(config), "psp")[1]
+  named = pretrained.load(psp)[1]
+  if psp_stage.fingerprint(trained) != psp_stage.fingerprint(named):
+    source = config["pretrained"].get("psp") or "a random pSp"
+    raise ValueError(f"--psp {psp} does not hold the weights of the pSp the run was trained "
+                     f"with ({source}); an exported run must name that pSp")
+
+
+def export_inference_run(workdir: str, out: str, use_ema: bool = True,
+                         psp: str | None = None) -> dict:
   """Writes an inference-only copy of a DiFAI run (see the module docstring); returns
-  ``{stage: step}``."""
+  ``{stage: step}``. ``psp`` (a shipped short name or a directory holding the same weights as
+  the run's ``pretrained.psp``, checked) replaces that path in the copy's config: a run trained
+  against a local directory can then be loaded on another machine."""
   if os.path.exists(out) and os.listdir(out):
     raise FileExistsError(f"{out} is not empty; choose a new directory")
   written = {}
@@ -38,6 +53,11 @@ def export_inference_run(workdir: str, out: str, use_ema: bool = True) -> dict:
     meta = checkpoints.latest_meta(src)
     params, collections = checkpoints.load_stage_params(src, use_ema=use_ema)
     meta = {**meta, "inference_only": True}
+    if psp is not None:
+      if stage == "difai":
+        _checked_psp(meta["config"], psp)
+      meta["config"] = {**meta["config"],
+                        "pretrained": {**meta["config"]["pretrained"], "psp": psp}}
     with checkpoints.checkpoint_manager(os.path.join(out, stage), keep=1) as manager:
       checkpoints.save_checkpoint(manager, int(meta["step"]),
                                   {"g_params": params, "g_collections": collections}, meta)
@@ -55,12 +75,15 @@ def _is_difai_run(workdir: str) -> bool:
   return True
 
 
-def export(workdir: str, out: str, use_ema: bool = True) -> dict:
-  """Writes ``out`` from the latest checkpoint of ``workdir``; returns the written config."""
+def export(workdir: str, out: str, use_ema: bool = True, psp: str | None = None) -> dict:
+  """Writes ``out`` from the latest checkpoint of ``workdir``; returns the written config.
+  ``psp``: for a DiFAI run, the pSp its copy names (:func:`export_inference_run`)."""
   if os.path.exists(os.path.join(out, "config.json")):
     raise FileExistsError(f"{out} already holds a converted model; choose a new directory")
   if _is_difai_run(workdir):
-    return {"kind": "difai inference run", **export_inference_run(workdir, out, use_ema)}
+    return {"kind": "difai inference run", **export_inference_run(workdir, out, use_ema, psp)}
+  if psp is not None:
+    raise ValueError("--psp applies to DiFAI runs only (the pSp their exported copy names)")
   meta = checkpoints.latest_meta(workdir)
   stage = meta["architecture"]["stage"]
   exportable = [name for name, spec in stages.SPECS.items() if spec.export is not None]
