@@ -150,7 +150,7 @@ def _panel(canvas, font, origin, size, metric, table) -> None:
   x_max = max(xs + [1e-6]) * 1.1
   y_min, y_max = min(ys), max(ys)
   pad = (y_max - y_min) * 0.1 or abs(y_max) * 0.1 or 1.0
-  y_min, y_max = y_min - pad, y_max + pad
+  y_min, y_max = (max(y_min - pad, 0.0) if y_min >= 0 else y_min - pad), y_max + pad
   sx = lambda v: left + (v or 0.0) / x_max * plot_w
   sy = lambda v: bottom - (v - y_min) / (y_max - y_min) * plot_h
   canvas.line((left, y0 + 20, left, bottom), fill="black")
