@@ -295,18 +295,18 @@ def test_run_checks_needing_the_runs_metadata_before_loading_the_models(demo_run
   Image.fromarray(_face(40, 50, 0)).save(tmp_path / "img.png")
   _save_mask(tmp_path / "mask.png", _mask(40, 50, (5, 20, 5, 20)))
   info = model_lib.read_run_info(demo_run)
-  assert (info.image_size, info.n_directions, info.n_latent) == (64, 64, 10)
+  assert (info.image_size, info.n_directions, info.n_latent) == (64, 128, 10)
   run = lambda **kw: inpaint.run(demo_run, str(tmp_path / "img.png"), str(tmp_path / "mask.png"),
                                  str(tmp_path / "out"), verbose=False, **kw)
   cases = [
-      (dict(num=70), "--num 70 asks for 69 SeFa edits, one per direction, but the generator "
-       "has 64 directions; use --num <= 65 or name directions with --components"),
+      (dict(num=130), "--num 130 asks for 129 SeFa edits, one per direction, but the generator "
+       "has 128 directions; use --num <= 129 or name directions with --components"),
       (dict(layers=[99]), "--layers 99: layers [99] out of range; W+ has 10 layers (0..9)"),
       (dict(layers=[0, 99]), "--layers 0,99: layers [99] out of range; W+ has 10 layers (0..9)"),
-      (dict(num=2, components=[64]), "SeFa components [64] out of range: the generator has 64 "
-       "directions (0..63)"),
+      (dict(num=2, components=[128]), "SeFa components [128] out of range: the generator has "
+       "128 directions (0..127)"),
       (dict(walk=True, walk_component=-1), "--walk_component -1 out of range: the generator has "
-       "64 directions (0..63)"),
+       "128 directions (0..127)"),
   ]
   for kwargs, message in cases:
     with pytest.raises(ValueError) as e:

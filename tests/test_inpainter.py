@@ -85,7 +85,7 @@ def test_seeded_edits_are_drawn_and_reproducible(inpainter, completions, face_an
     ((64, 64, 3), (64, 64), 0.0, K, "mask is all hole"),
     ((64, 64, 3), (64, 64), 0.5, K, "mask has values other than 0 and 1"),
     ((64, 64, 3), (64, 64), None, 0, "K must be at least 1"),
-    ((64, 64, 3), (64, 64), None, 66, "K = 66 asks for 65 SeFa edits"),
+    ((64, 64, 3), (64, 64), None, 130, "K = 130 asks for 129 SeFa edits"),
 ])
 def test_bad_inputs_raise_clear_errors(inpainter, image_shape, known_shape, known_value, k,
                                        match):
@@ -100,8 +100,8 @@ def test_bad_inputs_raise_clear_errors(inpainter, image_shape, known_shape, know
 
 
 def test_edit_direction_out_of_range(inpainter, face_and_known):
-  with pytest.raises(ValueError, match=r"SeFa direction 64 out of range.*\(0\.\.63\)"):
-    inpainter.edit(*face_and_known, component=64, degree=1.0)
+  with pytest.raises(ValueError, match=r"SeFa direction 128 out of range.*\(0\.\.127\)"):
+    inpainter.edit(*face_and_known, component=128, degree=1.0)
 
 
 def test_editor_value_to_image_and_mask():
