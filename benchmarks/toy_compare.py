@@ -132,7 +132,7 @@ def main() -> None:
   degrees = [float(d) for d in args.degrees.split(",")]
 
   from benchmarks import toy_tables  # pylint: disable=import-outside-toplevel
-  from difai_jax import compare  # pylint: disable=import-outside-toplevel
+  from difai_jax.evaluation import comparison  # pylint: disable=import-outside-toplevel
   from difai_jax import pretrained  # pylint: disable=import-outside-toplevel
   from difai_jax.evaluation import frontier  # pylint: disable=import-outside-toplevel
   from difai_jax.evaluation import loop as eval_loop  # pylint: disable=import-outside-toplevel
@@ -169,7 +169,7 @@ def main() -> None:
   if not os.path.isfile(os.path.join(sweep_dir, "frontier.json")):
     frontier.sweep(run, opts, degrees, eval_dir=sweep_dir, probes=probes,
                    points=[eval_dirs["Telea"], eval_dirs["coarse net"]])
-  compare.run(list(eval_dirs.values()), list(eval_dirs), out_dir=os.path.join(args.out,
+  comparison.run(list(eval_dirs.values()), list(eval_dirs), out_dir=os.path.join(args.out,
                                                                               "compare"))
   with open(os.path.join(sweep_dir, "frontier.md"), encoding="utf-8") as f:
     print(f.read(), end="")

@@ -181,9 +181,9 @@ def main(argv=None) -> int:
   if args.coarse_of and args.coarse_of not in runs:
     raise SystemExit(f"error: --coarse_of {args.coarse_of!r} is not one of {list(runs)}")
   buckets = tuple(b for b in args.buckets.split(",") if b)
-  from difai_jax import compare  # pylint: disable=import-outside-toplevel
+  from difai_jax.evaluation import comparison  # pylint: disable=import-outside-toplevel
   eval_dirs = evaluate_runs(runs, args.coarse_of, args.out, args.max_images, buckets)
-  compare.run(list(eval_dirs.values()), list(eval_dirs), buckets, args.out)
+  comparison.run(list(eval_dirs.values()), list(eval_dirs), buckets, args.out)
   measures = toy_measures(eval_dirs, buckets)
   with open(os.path.join(args.out, "toy_measures.md"), "w", encoding="utf-8") as f:
     f.write(measures)

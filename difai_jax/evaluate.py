@@ -54,6 +54,7 @@ import importlib
 import os
 
 from difai_jax import cli
+from difai_jax.evaluation import frontier
 from difai_jax.evaluation import options as eval_options
 
 
@@ -217,9 +218,11 @@ def _sefa_degrees(FLAGS) -> list[float]:  # pylint: disable=invalid-name
   except ValueError:
     raise cli.CliError(f"--sefa_degrees must be numbers, e.g. 1,2,4,8; got "
                        f"{','.join(FLAGS.sefa_degrees)}") from None
-  if any(not d > 0 for d in degrees) or len(set(degrees)) != len(degrees):
-    raise cli.CliError(f"--sefa_degrees must be distinct positive numbers (a random sign is "
-                       f"drawn per edit); got {','.join(FLAGS.sefa_degrees)}")
+  if degrees:
+    try:
+      frontier.check_degrees(degrees)
+    except ValueError as e:
+      raise cli.CliError(f"--sefa_degrees: {e}") from None
   if FLAGS.frontier_with and not degrees:
     raise cli.CliError("--frontier_with adds points to the frontier of --sefa_degrees; pass "
                        "--sefa_degrees too")
@@ -255,7 +258,6 @@ def main(argv):
   cli.enable_compilation_cache(FLAGS.compilation_cache)
   # JAX loads here, after the checks.
   if degrees:
-    from difai_jax.evaluation import frontier  # pylint: disable=import-outside-toplevel
     frontier.sweep(FLAGS.workdir, opts, degrees, data_config=data_config,
                    eval_dir=FLAGS.eval_dir, probes=probes, points=FLAGS.frontier_with)
     return 0

@@ -16,7 +16,7 @@ def main(argv):
   f = flags.FLAGS
   if not f.workdir or not f.out:
     raise app.UsageError("--workdir and --out are required")
-  config = export.export(f.workdir, f.out, use_ema=not f.raw, psp=f.psp)
+  config = export.export(f.workdir, f.out, use_ema=not f.raw, psp=f.psp, coarse=f.coarse)
   print(f"wrote {config['kind']} to {f.out}")
 
 
@@ -29,4 +29,7 @@ if __name__ == "__main__":
   flags.DEFINE_string("psp", None, "DiFAI runs: the pSp the exported copy names (a shipped "
                       "short name such as toy-psp, or a directory), instead of the run's "
                       "pretrained.psp path; it must hold the same weights (checked)")
+  flags.DEFINE_string("coarse", None, "DiFAI runs: a coarse-stage workdir (or a DiFAI run "
+                      "holding one) whose coarse net, with its own architecture, replaces the "
+                      "run's in the exported copy")
   cli.run(main, user_errors=(FileNotFoundError, FileExistsError, ValueError))

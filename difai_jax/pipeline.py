@@ -203,7 +203,7 @@ def generate(generator: sparn_lib.DiFAIGenerator, variables, i_masked: jax.Array
   """Eq. 5 for every style image: (K, N, H, W, 3) raw outputs I_out_j.
 
   The K variants run as one generator batch of N * K, sample-major (``variants.fold_variants``:
-  a batch split over a mesh stays split), with ``num_variants=K``:
+  a batch split over a mesh stays split), with ``num_completions=K``:
   batch statistics (region norm with ``rn_stats='batch'``, BatchNorm in training) are pooled
   over the N images of each variant j and never across variants, so I_out_j is what a forward
   of variant j alone gives and does not change with K.
@@ -219,7 +219,7 @@ def generate(generator: sparn_lib.DiFAIGenerator, variables, i_masked: jax.Array
   k = i_style_prime.shape[0]
   result = generator.apply(variables, _repeat_variants(i_masked, k),
                            variants.fold_variants(i_style_prime), _repeat_variants(mask, k),
-                           train=train, num_variants=k, mutable=mutable,
+                           train=train, num_completions=k, mutable=mutable,
                            valid=None if valid is None else _repeat_variants(valid, k))
   i_out, updates = result if mutable else (result, None)
   i_out = variants.unfold_variants(i_out, k)

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from difai_jax import compare
+from difai_jax.evaluation import comparison
 from difai_jax import pretrained
 from difai_jax.data import image_io
 from difai_jax.data import loader as data_loader
@@ -194,7 +194,7 @@ def test_a_folder_of_difai_outputs_scores_what_evaluate_gave(difai_written, tmp_
   assert report["metrics"] == expected["metrics"]
   _assert_rows_equal(report["results"], expected["results"])
   # Beside the DiFAI run in compare, under the method's name, with DiFAI's paper column.
-  table = compare.run([os.path.dirname(written) + "/eval", str(tmp_path / "eval")])
+  table = comparison.run([os.path.dirname(written) + "/eval", str(tmp_path / "eval")])
   assert table["names"] == ["sparn", "DiFAI-as-files"]
   row = [r for r in table["rows"] if r["bucket"] == "20-30" and r["metric"] == "lpips"][0]
   assert row["sparn (paper)"] == 0.084 and row["DiFAI-as-files (paper)"] is None

@@ -26,17 +26,16 @@ from PIL import Image
 import pytest
 
 from difai_jax import cli
-from difai_jax import compare
+from difai_jax.evaluation import comparison
 from difai_jax.evaluation import loop as eval_loop
+from difai_jax.evaluation import mask_exchange
 from difai_jax.evaluation import scoring as eval_metrics
 from difai_jax.evaluation import report as eval_report
 from difai_jax.evaluation import options as eval_options
 from difai_jax.evaluation.metrics import diversity
+from tests import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TRAIN_ARGS = ["--config", "configs/demo.py", "--config.train.num_steps.coarse=2",
-              "--config.train.num_steps.difai=2", "--config.train.sample_every=0",
-              "--config.train.checkpoint_every=2"]
 TINY_TRAIN_ARGS = ["--config", "tests/tiny_config.py", "--config.train.num_steps.coarse=2",
                    "--config.train.num_steps.difai=2"]
 # Few bucket masks: writing the default 2,000 per bucket takes over a minute on 2 cores.
@@ -71,11 +70,6 @@ def _trained_run(tmp_path_factory, name: str, train_args) -> str:
       assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
       open(done, "w", encoding="utf-8").close()
   return workdir
-
-
-def trained_demo_run(tmp_path_factory) -> str:
-  """A demo run (64 px) trained for 2 + 2 steps, once per test session (tests/test_inpaint.py)."""
-  return _trained_run(tmp_path_factory, "demo_run_2steps", TRAIN_ARGS)
 
 
 def trained_tiny_run(tmp_path_factory) -> str:
@@ -345,7 +339,7 @@ def test_reports_put_the_paper_beside_ours(tmp_path):
 def test_compare_puts_two_runs_side_by_side(tmp_path, capsys):
   eval_report.write_reports(_report("sparn", 0.5), str(tmp_path / "a"))
   eval_report.write_reports(_report("spade", 0.4, diversity_images=4), str(tmp_path / "b"))
-  table = compare.run([str(tmp_path / "a"), str(tmp_path / "b")], buckets=["quickdraw"],
+  table = comparison.run([str(tmp_path / "a"), str(tmp_path / "b")], buckets=["quickdraw"],
                       out_dir=str(tmp_path / "cmp"))
   printed = capsys.readouterr().out
   assert table["names"] == ["sparn", "spade"]
@@ -508,3 +502,33 @@ def test_cli_scores_a_trained_run_under_the_paper_protocol(tiny_run, lpips_dir, 
   assert sorted(p.name for p in out.iterdir()) == sorted(
       ["chart.png", "eval_masks", "results.csv", "results.json", "results.md",
        "toy_attributes_20-30.npz", "toy_attributes_quickdraw.npz"])
+
+  # The same run through the flags of a research comparison: the buckets read back from exported
+  # mask files (white = hole, LaMa's convention), Table 1 on each metric's best completion, the
+  # extra metrics and clean-fid's resize, each stated in the report.
+  data = ml_collections.ConfigDict(tiny_config.get_config().data.to_dict())
+  data.masks_per_bucket = 4
+  mask_exchange.export_masks(mask_exchange.placed_data(data, str(tmp_path / "export_work")),
+                             SIZE, ["quickdraw", "20-30"], 3, str(tmp_path / "masks"), "hole1",
+                             verbose=False)
+  proc = run_module("difai_jax.evaluate", "--workdir", tiny_run, *TINY_EVAL_ARGS,
+                    "--masks_dir", str(tmp_path / "masks"), "--mask_convention", "hole1",
+                    "--buckets", "quickdraw,20-30", "--max_images=3", "--batch_size=4", "--lpips", lpips_dir,
+                    "--table1_completions", "best", "--extra_metrics", "psnr,lpips_hole",
+                    "--fid_resize", "clean", "--eval_dir", str(tmp_path / "eval_best"),
+                    "--compilation_cache=none")
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  with open(tmp_path / "eval_best" / "results.json", encoding="utf-8") as f:
+    best = json.load(f)
+  assert best["protocol"]["table1_completions"] == "best" and best["fid"]["resize"] == "clean"
+  assert best["extra_metrics"] == ["psnr", "lpips_hole"]
+  assert sorted(best["results"]) == sorted(report["results"])
+  for bucket, first in report["results"].items():
+    row = best["results"][bucket]
+    # The same masks and seeded pairs: the same diversity; the best completion scores at
+    # least as well as completion 0.
+    assert row["diversity"] == pytest.approx(first["diversity"], rel=1e-5), bucket
+    assert row["ssim"] >= first["ssim"] - 1e-6 and row["lpips"] <= first["lpips"] + 1e-6, bucket
+    assert row["psnr"] > 0 and 0 < row["lpips_hole"], bucket
+  assert "the best of the K = 5 completions" in (tmp_path / "eval_best" / "results.md").read_text(
+      encoding="utf-8")

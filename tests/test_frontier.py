@@ -8,7 +8,6 @@ import os
 import jax.numpy as jnp
 import numpy as np
 from PIL import Image
-import pytest
 
 from difai_jax import pipeline
 from difai_jax.evaluation import frontier

@@ -1,6 +1,7 @@
-"""The inpaint CLI on a tiny trained demo run (64 px model): files, known pixels, input checks.
+"""The inpaint CLI on the shipped toy DiFAI (64 px model): files, known pixels, input checks.
 
-The demo run is trained once per test session, shared with tests/test_evaluate.py.
+(A trained run's workdir and an exported one load through the same ``checkpoints.load_difai``;
+tests/test_evaluate.py runs workdirs, tests/test_shipped.py the export itself.)
 """
 
 import os
@@ -16,13 +17,13 @@ from difai_jax.inference import inputs as inputs_lib
 from difai_jax.inference import model as model_lib
 from tests.test_cli import assert_one_line_error
 from tests.test_cli import run_cli
+from difai_jax import pretrained
 from tests.test_evaluate import run_module
-from tests.test_evaluate import trained_demo_run
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-  return trained_demo_run(tmp_path_factory)
+def demo_run():
+  return pretrained.resolve("toy-difai")
 
 
 def _face(h, w, seed):

@@ -1,5 +1,6 @@
 """The README's quick start and .ci/run stay in step, and the sample CLI writes its files."""
 
+import ast
 import os
 import re
 import subprocess
@@ -59,3 +60,57 @@ def test_configs_are_data_that_import_nothing_from_the_package():
   assert stylegan2.config_defaults() == stage_defaults.stylegan2()
   assert psp.train_defaults() == stage_defaults.psp_train()
   assert recognizer.config_defaults() == stage_defaults.recognizer()
+
+
+# ---- the import graph ----
+
+COMMANDS = ("app", "compare", "evaluate", "export", "inpaint", "invert", "sample", "summary",
+            "train", "data.preview")
+
+
+def _import_graph() -> dict[str, set[str]]:
+  """{module: the package's modules it imports anywhere in its file}; ``from P import m`` of a
+  submodule is an edge to the submodule, not to the package P."""
+  root = os.path.join(ROOT, "difai_jax")
+  paths = {}
+  for folder, _, files in os.walk(root):
+    for f in files:
+      if f.endswith(".py"):
+        rel = os.path.relpath(os.path.join(folder, f), ROOT)[:-3].split(os.sep)
+        paths[".".join(rel[:-1] if rel[-1] == "__init__" else rel)] = os.path.join(folder, f)
+  graph = {}
+  for name, path in paths.items():
+    with open(path, encoding="utf-8") as f:
+      tree = ast.parse(f.read())
+    edges = set()
+    for node in ast.walk(tree):
+      if isinstance(node, ast.Import):
+        edges.update(a.name for a in node.names)
+      elif isinstance(node, ast.ImportFrom) and node.module:
+        subs = {f"{node.module}.{a.name}" for a in node.names} & set(paths)
+        edges.update(subs or {node.module})
+    graph[name] = {e for e in edges if e in paths and e != name}
+  return graph
+
+
+def test_library_never_imports_a_command_and_no_import_cycle():
+  graph = _import_graph()
+  commands = {f"difai_jax.{c}" for c in COMMANDS}
+  assert commands <= set(graph)
+  upward = sorted((m, d) for m, deps in graph.items() if m not in commands
+                  for d in deps & commands)
+  assert not upward, f"library modules importing commands: {upward}"
+  cycles, done = [], set()
+
+  def visit(module, path):
+    for dep in sorted(graph[module]):
+      if dep in path:
+        cycles.append(path[path.index(dep):] + [dep])
+      elif dep not in done:
+        visit(dep, path + [dep])
+    done.add(module)
+
+  for module in sorted(graph):
+    if module not in done:
+      visit(module, [module])
+  assert not cycles, cycles

@@ -3,16 +3,24 @@ fixed inputs (values recorded when they were exported; a changed file, layer or 
 up here), and the shipped DiFAI inpaints a toy face keeping every known pixel."""
 
 import os
+import shutil
 
-import numpy as np
+import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
-from difai_jax.training import checkpoints
-from difai_jax.data import image_io
+from configs import toy_coarse, toy_difai, toy_psp, toy_recognizer, toy_stylegan2
 from difai_jax import pipeline
 from difai_jax import pretrained
+from difai_jax.data import image_io
 from difai_jax.data import toy_faces
+from difai_jax.training import checkpoints
+from difai_jax.training import export
+from difai_jax.training.stages import psp as psp_stage
+from difai_jax.training.stages import recognizer as recognizer_stage
+from difai_jax.training.stages import stylegan2 as stylegan2_stage
+from tests import test_evaluate
 
 
 def _faces(n=2):
@@ -81,8 +89,6 @@ def test_toy_difai_inpaints_keeping_known_pixels():
 
 
 def test_difai_run_exports_for_inference_only(tmp_path):
-  from difai_jax.training import export  # pylint: disable=import-outside-toplevel
-  import jax  # pylint: disable=import-outside-toplevel
   out = str(tmp_path / "slim")
   written = export.export(pretrained.resolve("toy-difai"), out)
   full, slim = checkpoints.load_difai("toy-difai"), checkpoints.load_difai(out)
@@ -95,11 +101,10 @@ def test_difai_run_exports_for_inference_only(tmp_path):
   for stage in export.INFERENCE_STAGES:
     with checkpoints._manager(os.path.join(out, stage, "checkpoints")) as manager:  # pylint: disable=protected-access
       tree = manager.item_metadata(manager.latest_step())["state"].tree
-    assert sorted(tree) == ["g_collections", "g_params"], (stage, sorted(tree))
+    assert sorted(tree) == ["collections", "params"], (stage, sorted(tree))
   with pytest.raises(FileExistsError, match="is not empty"):
     export.export(pretrained.resolve("toy-difai"), out)
   # --psp names another copy of the same pSp (a run moved to another machine) ...
-  import shutil  # pylint: disable=import-outside-toplevel
   copy = str(tmp_path / "psp_copy")
   shutil.copytree(pretrained.resolve("toy-psp"), copy)
   moved = str(tmp_path / "moved")
@@ -127,10 +132,6 @@ def test_each_shipped_network_is_what_its_config_file_builds():
   """The architecture each shipped network was saved with is the one its configs/toy_*.py
   builds, with the overrides its docstring or the README lists (training lengths and learning
   rates are the run's, recorded in the checkpoint and the README table)."""
-  from configs import toy_coarse, toy_difai, toy_psp, toy_recognizer, toy_stylegan2  # pylint: disable=import-outside-toplevel
-  from difai_jax.training.stages import psp as psp_stage  # pylint: disable=import-outside-toplevel
-  from difai_jax.training.stages import recognizer as recognizer_stage  # pylint: disable=import-outside-toplevel
-  from difai_jax.training.stages import stylegan2 as stylegan2_stage  # pylint: disable=import-outside-toplevel
   wide = toy_stylegan2.get_config()
   assert _stored_config("toy-stylegan2-wide") == stylegan2_stage.generator_config(wide.stylegan2)
   discriminator = pretrained.read_config(os.path.join(pretrained.resolve("toy-stylegan2-wide"),
@@ -152,3 +153,19 @@ def test_each_shipped_network_is_what_its_config_file_builds():
   for stage, module in (("coarse", toy_coarse), ("difai", toy_difai)):
     stored = checkpoints.latest_meta(os.path.join(run, stage))["architecture"]
     assert stored == checkpoints.architecture(module.get_config(), stage), stage
+
+
+def test_export_pairs_a_run_with_another_coarse_net(tmp_path_factory, tmp_path):
+  run = test_evaluate.trained_tiny_run(tmp_path_factory)
+  with pytest.raises(ValueError, match="its coarse net completes 32 px images, the run's "
+                     "generator 64 px"):
+    export.export(pretrained.resolve("toy-difai"), str(tmp_path / "mixed"), coarse=run)
+  with pytest.raises(ValueError, match="--psp and --coarse apply to DiFAI runs only"):
+    export.export(pretrained.resolve("toy-stylegan2"), str(tmp_path / "sg"), coarse=run)
+  # The tiny run completed by its own coarse stage named as --coarse: the same inference.
+  export.export(run, str(tmp_path / "same"), coarse=run)
+  a, b = checkpoints.load_difai(run), checkpoints.load_difai(str(tmp_path / "same"))
+  assert a.models.coarse == b.models.coarse
+  same = jax.tree.map(lambda x, y: bool(np.array_equal(x, y)), a.variables["coarse"],
+                      b.variables["coarse"])
+  assert all(jax.tree.leaves(same))

@@ -182,11 +182,11 @@ def _variant_major(a, k):
 
 def test_region_norm_matches_rn_reference_per_variant():
   """RN-B (geekyutao/RN) run on each style variant's batch alone = our 'batch' statistics with
-  num_variants = K on the folded batch, at RN-B's eps 1e-5 (fixture rn_batch.npz)."""
+  num_completions = K on the folded batch, at RN-B's eps 1e-5 (fixture rn_batch.npz)."""
   ref = np.load(os.path.join(FIXTURES, "rn_batch.npz"))
   k = int(ref["num_variants"])
   x, m = _sample_major(_nhwc(ref["x"]), k), _sample_major(_nhwc(ref["mask"]), k)
-  per_variant = _variant_major(sparn.region_norm(x, m, "batch", num_variants=k), k)
+  per_variant = _variant_major(sparn.region_norm(x, m, "batch", num_completions=k), k)
   pooled = _variant_major(sparn.region_norm(x, m, "batch"), k)
   per_sample = _variant_major(sparn.region_norm(x, m, "instance"), k)
   assert _max_err("RN-B per variant", per_variant, _nhwc(ref["out_per_variant"])) < 2e-5
@@ -200,11 +200,11 @@ def test_region_norm_variants_never_share_statistics(features):
   x, m = features
   x2 = _sample_major(np.concatenate([x, 5.0 * x[::-1] - 2.0]), 2)   # K = 2 variants of 3 images
   m2 = _sample_major(np.concatenate([m, m[::-1]]), 2)
-  both = variants.unfold_variants(sparn.region_norm(x2, m2, "batch", num_variants=2), 2)
+  both = variants.unfold_variants(sparn.region_norm(x2, m2, "batch", num_completions=2), 2)
   alone = np.asarray(sparn.region_norm(jnp.asarray(x), jnp.asarray(m), "batch"))
   assert _max_err("variant 0 within K = 2 vs alone", both[0], alone) < 1e-6
-  with pytest.raises(ValueError, match="num_variants = 4 equal blocks"):
-    sparn.region_norm(jnp.asarray(x2), jnp.asarray(m2), "batch", num_variants=4)
+  with pytest.raises(ValueError, match="num_completions = 4 equal blocks"):
+    sparn.region_norm(jnp.asarray(x2), jnp.asarray(m2), "batch", num_completions=4)
 
 
 def test_region_norm_padding_rows_stay_out_of_batch_statistics(features):
@@ -221,18 +221,19 @@ def test_region_norm_padding_rows_stay_out_of_batch_statistics(features):
   valid = jnp.asarray(np.repeat([1.0, 1.0, 1.0, 0.0, 0.0], 2))   # per row, sample-major
   alone = variants.unfold_variants(sparn.region_norm(_sample_major(real, 2),
                                                   _sample_major(real_m, 2), "batch",
-                                                  num_variants=2), 2)
-  padded = variants.unfold_variants(sparn.region_norm(x_pad, m_pad, "batch", num_variants=2,
+                                                  num_completions=2), 2)
+  padded = variants.unfold_variants(sparn.region_norm(x_pad, m_pad, "batch", num_completions=2,
                                                    valid=valid), 2)
   assert _max_err("real rows with padding flagged vs alone", padded[:, :3], alone) < 1e-5
-  unflagged = variants.unfold_variants(sparn.region_norm(x_pad, m_pad, "batch", num_variants=2), 2)
+  unflagged = variants.unfold_variants(
+      sparn.region_norm(x_pad, m_pad, "batch", num_completions=2), 2)
   assert float(jnp.max(jnp.abs(unflagged[:, :3] - alone))) > 1e-2
   # 'instance' statistics are per row: the flags change nothing
   np.testing.assert_array_equal(
-      np.asarray(sparn.region_norm(x_pad, m_pad, "instance", num_variants=2, valid=valid)),
-      np.asarray(sparn.region_norm(x_pad, m_pad, "instance", num_variants=2)))
+      np.asarray(sparn.region_norm(x_pad, m_pad, "instance", num_completions=2, valid=valid)),
+      np.asarray(sparn.region_norm(x_pad, m_pad, "instance", num_completions=2)))
   with pytest.raises(ValueError, match="one flag per row"):
-    sparn.region_norm(x_pad, m_pad, "batch", num_variants=2, valid=valid[:4])
+    sparn.region_norm(x_pad, m_pad, "batch", num_completions=2, valid=valid[:4])
 
 
 def test_region_norm_empty_regions_are_finite_with_finite_gradients(features):
@@ -320,7 +321,7 @@ def test_sparn_layer_modes():
     np.testing.assert_allclose(np.asarray(stats["var"]), 0.9 + 0.1 * batch_var, atol=1e-5)
     # Training statistics per variant: variant 0 of K = 2 is x alone; the running statistics
     # move by the average of the two variants' statistics.
-    both, updates = layer.apply(variables, x2, cond2, m2, train=True, num_variants=2,
+    both, updates = layer.apply(variables, x2, cond2, m2, train=True, num_completions=2,
                                 mutable=["batch_stats"])
     assert _max_err(f"{norm}: variant 0 of K = 2 vs alone", variants.unfold_variants(both, 2)[0],
                     alone) < 1e-5
@@ -420,12 +421,12 @@ def test_res_block_matches_spade_resnet_block():
   mask = seg[..., 3:]
   variables = {"params": params, "batch_stats": stats, "spectral": spectral}
   train = jax.jit(functools.partial(block.apply, train=True, mutable=["batch_stats", "spectral"]),
-                  static_argnames="num_variants")
+                  static_argnames="num_completions")
 
   out, updates = train(variables, x, seg, mask)
   assert _max_err("SPADE block, training forward", out, _nhwc(ref["out_train"])) < 1e-5
   out_k2, _ = train(variables, _sample_major(x, 2), _sample_major(seg, 2),
-                    _sample_major(mask, 2), num_variants=2)
+                    _sample_major(mask, 2), num_completions=2)
   assert _max_err("SPADE block, training forward per variant (K = 2)",
                   _variant_major(out_k2, 2), _nhwc(ref["out_train_variants"])) < 1e-5
   s1 = lambda key: ref["state1." + key]
@@ -620,8 +621,8 @@ def test_generator_validates_inputs_and_config(batch):
     init(sparn.DiFAIGenerator(encoder_widths=(8, 8, 8), decoder_widths=(8, 8)), *args)
   with pytest.raises(ValueError, match="encoder must be one of"):
     init(sparn.from_config(dict(TINY, encoder="vae")), *args)
-  with pytest.raises(ValueError, match="num_variants = 3 equal blocks"):
-    jax.eval_shape(functools.partial(sparn.from_config(TINY).init, num_variants=3),
+  with pytest.raises(ValueError, match="num_completions = 3 equal blocks"):
+    jax.eval_shape(functools.partial(sparn.from_config(TINY).init, num_completions=3),
                    jax.random.key(0), *args)
   with pytest.raises(ValueError, match="mask must have shape"):
     init(sparn.from_config(TINY), args[0], args[1], args[2][..., 0])

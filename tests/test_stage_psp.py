@@ -7,6 +7,7 @@ directory, with a tiny IR-SE encoder; one stage (one compiled step) is shared by
 
 import functools
 import os
+import tarfile
 
 from absl import flags
 import jax
@@ -29,6 +30,7 @@ from difai_jax.data import loader as data_pipeline
 from difai_jax.models import psp as psp_lib
 from difai_jax.models import stylegan2
 from difai_jax.training.stages import psp as psp_stage
+from tests.conftest import fixture_path
 
 SIZE = 32
 
@@ -114,7 +116,7 @@ def setup(tmp_path_factory, compilation_cache):
 def test_step_lowers_its_loss_and_leaves_the_decoder_alone(setup):
   stage = setup["stage"]
   state = setup["init"](steps.prng_key(0))
-  decoder_before = jax.device_get(state.g_collections[psp_stage.FROZEN_PARAMS])
+  assert set(state.collections) == {"batch_stats"}   # the frozen decoder is not in the state
   assert stage.architecture["psp"]["encoder"]["n_styles"] == 8
   losses = []
   for _ in range(25):   # one batch, one noise draw: a fixed objective
@@ -124,9 +126,7 @@ def test_step_lowers_its_loss_and_leaves_the_decoder_alone(setup):
   assert np.all(np.isfinite(losses))
   assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3])
   assert int(state.step) == 25
-  decoder_after = jax.device_get(state.g_collections[psp_stage.FROZEN_PARAMS])
-  jax.tree.map(np.testing.assert_array_equal, decoder_before, decoder_after)
-  avg = np.asarray(state.g_collections["constants"]["latent_avg"])
+  avg = np.asarray(stage.frozen["psp"]["constants"]["latent_avg"])
   assert avg.shape == (8, 16) and np.all(avg == avg[0])   # one mean w for every style
 
 
@@ -147,7 +147,7 @@ def test_resume_is_bit_identical_and_export_loads(setup):
   jax.tree.map(np.testing.assert_array_equal, (a_params, a_cols), (b_params, b_cols))
   assert checkpoints.latest_meta(resumed)["step"] == 4
   assert os.path.isfile(os.path.join(straight, "samples", "psp_0000004.png"))
-  # The checkpoint carries its decoder: resuming against another StyleGAN2 is refused.
+  # The checkpoint records its decoder's fingerprint: resuming against another is refused.
   other = str(root / "other_stylegan2")
   _random_stylegan2(other, seed=4)
   with pytest.raises(checkpoints.WorkdirMismatchError, match="stylegan2_sha256"):
@@ -164,10 +164,11 @@ def test_resume_is_bit_identical_and_export_loads(setup):
   recon = psp_stage.reconstruct(module, variables, images)
   # The stage's own forward (its preview's) on the checkpoint's variables.
   own = psp_stage.reconstruct(psp_lib.from_config(setup["stage"].architecture["psp"]),
-                              psp_stage.psp_variables(a_params, a_cols), images)
+                              psp_stage.psp_variables(a_params, a_cols,
+                                                      setup["stage"].frozen["psp"]), images)
   np.testing.assert_array_equal(np.asarray(recon), np.asarray(own))
   np.testing.assert_array_equal(variables["constants"]["latent_avg"],
-                                a_cols["constants"]["latent_avg"])
+                                setup["stage"].frozen["psp"]["constants"]["latent_avg"])
 
   quality = psp_stage.reconstruction_quality(module, variables, data_config=config.data,
                                              num_images=8, batch_size=4)
@@ -178,18 +179,18 @@ def test_resume_is_bit_identical_and_export_loads(setup):
   for source in (out, straight):
     warm_config = _tiny_config(other)
     warm_config.pretrained.init_from = source
-    warm = stages.build("psp", warm_config, str(root / "warm"), {}).init(steps.prng_key(7))
-    jax.tree.map(np.testing.assert_array_equal, jax.device_get(warm.g_params), a_params)
+    warm_stage = stages.build("psp", warm_config, str(root / "warm"), {})
+    warm = warm_stage.init(steps.prng_key(7))
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(warm.params), a_params)
     jax.tree.map(np.testing.assert_array_equal,
-                 jax.device_get(warm.g_collections["batch_stats"]),
+                 jax.device_get(warm.collections["batch_stats"]),
                  a_cols["batch_stats"])
     other_decoder = pretrained.load(other)[1]["params"]
-    jax.tree.map(np.testing.assert_array_equal,
-                 jax.device_get(warm.g_collections[psp_stage.FROZEN_PARAMS]["decoder"]),
+    jax.tree.map(np.testing.assert_array_equal, warm_stage.frozen["psp"]["params"]["decoder"],
                  other_decoder)
   cold = stages.build("psp", _tiny_config(other), str(root / "cold"), {}).init(
       steps.prng_key(7))
-  assert not np.array_equal(jax.tree.leaves(cold.g_params)[0], jax.tree.leaves(a_params)[0])
+  assert not np.array_equal(jax.tree.leaves(cold.params)[0], jax.tree.leaves(a_params)[0])
   wider = _tiny_config(other)
   wider.psp.block_width = 16
   wider.pretrained.init_from = out
@@ -199,3 +200,34 @@ def test_resume_is_bit_identical_and_export_loads(setup):
   not_psp.pretrained.init_from = other
   with pytest.raises(ValueError, match="'stylegan2' model, not a psp encoder"):
     stages.build("psp", not_psp, str(root / "not_psp"), {})
+
+
+def test_workdir_of_eb09f1e_resumes_and_exports(setup, tmp_path):
+  """``fixtures/workdir_psp_eb09f1e.tar.gz``: a 2-step run of this module's config written by
+  commit eb09f1e, when the pSp stage kept its frozen decoder inside a GAN-shaped train state
+  (``g_params``, ``g_collections["frozen_params"]``, empty ``d_*``). It exports as it is and
+  resumes into the one-network state, the decoder coming from the config again."""
+  with tarfile.open(fixture_path("workdir_psp_eb09f1e.tar.gz")) as tar:
+    tar.extractall(tmp_path, filter="data")
+  workdir = str(tmp_path / "psp")
+  params, collections = checkpoints.load_stage_params(workdir)
+  assert psp_stage.LEGACY_FROZEN_PARAMS in collections
+  decoder = pretrained.load(str(setup["root"] / "stylegan2"))[1]["params"]
+
+  written = export.export(workdir, str(tmp_path / "exported"))
+  assert written["kind"] == "psp"
+  _, variables = pretrained.load(str(tmp_path / "exported"))
+  jax.tree.map(np.testing.assert_array_equal, variables["params"]["encoder"], params)
+  jax.tree.map(np.testing.assert_array_equal, variables["params"]["decoder"], decoder)
+
+  config = ml_collections.ConfigDict(setup["config"].to_dict())
+  config.train.sample_every = 0
+  _run(config, workdir, 3)
+  assert checkpoints.latest_meta(workdir)["step"] == 3
+  state = checkpoints.load_stage_state(workdir)
+  assert {"params", "collections", "opt_state"} <= set(state), sorted(state)
+  assert not [k for k in state if k.startswith(("g_", "d_"))], sorted(state)
+  assert sorted(state["collections"]) == ["batch_stats"] and int(state["step"]) == 3
+  moved = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state["params"]),
+                                                     jax.tree.leaves(params))]
+  assert any(moved)

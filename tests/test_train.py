@@ -111,8 +111,8 @@ def test_coarse_stage_lowers_its_loss(fixed_batch):
   assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3])
   assert int(state.step) == 20
   # EMA moved towards the params but lags them
-  assert 0 < _max_diff(state.ema_params, state.g_params) < _max_diff(
-      jax.tree.map(jnp.zeros_like, state.g_params), state.g_params)
+  assert 0 < _max_diff(state.ema_params, state.params) < _max_diff(
+      jax.tree.map(jnp.zeros_like, state.params), state.params)
 
 
 def test_difai_stage_lowers_its_loss(fixed_batch):
@@ -362,6 +362,6 @@ def test_bfloat16_compute_keeps_float32_params_and_optimizer_state(fixed_batch):
                          cfg=inpainting.step_config(config))
   state, history = _run_steps(fn, state, fixed_batch, {}, 3)
   assert all(np.isfinite(h["coarse/loss"]) for h in history)
-  floats = [x for x in jax.tree.leaves((state.g_params, state.g_opt_state))
+  floats = [x for x in jax.tree.leaves((state.params, state.opt_state))
             if jnp.issubdtype(x.dtype, jnp.floating)]
   assert floats and all(x.dtype == jnp.float32 for x in floats)

@@ -31,11 +31,11 @@ def test_init_from_starts_both_stages_from_a_trained_run(tmp_path_factory, tmp_p
     state = stage.init(steps.prng_key(1))
     params, collections = checkpoints.load_stage_params(
         checkpoints.find_stage_dir(run, name))
-    assert _equal(state.g_params, params) and _equal(state.g_collections, collections), name
+    assert _equal(state.network, (params, collections)), name
     # Without init_from the same seed gives other (random) weights.
     config.pretrained.init_from = ""
     fresh = stages.build(name, config, str(tmp_path / f"{name}_fresh"), previous)
-    assert not _equal(fresh.init(steps.prng_key(1)).g_params, params), name
+    assert not _equal(fresh.init(steps.prng_key(1)).network[0], params), name
     config.pretrained.init_from = run
 
 

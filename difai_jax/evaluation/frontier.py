@@ -19,11 +19,11 @@ EVAL_DIR. The bucket masks and the real images' FID statistics are made once, in
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from typing import Any, Mapping, Sequence
 
+from difai_jax.evaluation import comparison
 from difai_jax.evaluation import report as eval_report
 
 DIVERSITY = "diversity"
@@ -103,11 +103,7 @@ def markdown(table: Mapping[str, Any]) -> str:
 
 
 def write(table: Mapping[str, Any], out_dir: str) -> None:
-  os.makedirs(out_dir, exist_ok=True)
-  with open(os.path.join(out_dir, "frontier.md"), "w", encoding="utf-8") as f:
-    f.write(markdown(table))
-  with open(os.path.join(out_dir, "frontier.json"), "w", encoding="utf-8") as f:
-    json.dump(table, f, indent=1)
+  eval_report.write_text_and_json(out_dir, "frontier", markdown(table), table)
   draw(table, os.path.join(out_dir, "frontier.png"))
 
 
@@ -182,21 +178,21 @@ def _panel(canvas, font, origin, size, metric, table) -> None:
     canvas.text((x + 8, label_y), f"{r['name']} ({r['bucket']})", fill=_POINT, font=font)
 
 
+def check_degrees(degrees: Sequence[float]) -> None:
+  """Raises a ValueError unless ``degrees`` are one or more distinct positive numbers."""
+  if not degrees or any(not d > 0 for d in degrees) or len(set(degrees)) != len(degrees):
+    raise ValueError(f"SeFa degrees must be distinct positive numbers (a random sign is drawn "
+                     f"per edit), e.g. 1,2,4,8; got {','.join(f'{d:g}' for d in degrees)}")
+
+
 def sweep(workdir: str, options, degrees: Sequence[float], *, data_config=None,
           eval_dir: str | None = None, probes: Sequence[tuple[Any, Any]] = (),
           points: Sequence[str] = (), verbose: bool = True) -> dict:
   """Evaluates ``workdir`` once per SeFa degree (``EVAL_DIR/degree_<d>``), then writes and
   returns the frontier table; ``points`` are other evaluations' directories (results.json)."""
-  from difai_jax.compare import load_report  # pylint: disable=import-outside-toplevel
   from difai_jax.evaluation import loop as eval_loop  # pylint: disable=import-outside-toplevel
-  if not degrees:
-    raise ValueError("--sefa_degrees needs at least one degree")
-  if len(set(degrees)) != len(degrees):
-    raise ValueError(f"--sefa_degrees repeats a degree: {list(degrees)}")
-  bad = [d for d in degrees if not d > 0]
-  if bad:
-    raise ValueError(f"SeFa degrees must be positive (a random sign is drawn per edit), got {bad}")
-  others = [(_point_name(r, d), r) for d, r in ((d, load_report(d)) for d in points)]
+  check_degrees(degrees)
+  others = [(_point_name(r, d), r) for d, r in ((d, comparison.load_report(d)) for d in points)]
   out_dir = eval_dir or os.path.join(workdir, "eval")
   if options.table1_completions == "first":
     options = dataclasses.replace(options, table1_completions="all")

@@ -110,13 +110,18 @@ def protocol_text(report: Mapping[str, Any]) -> str:
   return f"Table 1 metrics (SSIM, LPIPS, FID, ...) on {table1}; diversity = {diversity}."
 
 
+def write_text_and_json(out_dir: str, stem: str, text: str, data: Mapping[str, Any]) -> None:
+  """``STEM.md`` (``text``) and ``STEM.json`` (``data``) in ``out_dir``, created if needed."""
+  os.makedirs(out_dir, exist_ok=True)
+  with open(os.path.join(out_dir, f"{stem}.md"), "w", encoding="utf-8") as f:
+    f.write(text)
+  with open(os.path.join(out_dir, f"{stem}.json"), "w", encoding="utf-8") as f:
+    json.dump(data, f, indent=1)
+
+
 def write_reports(report: Mapping[str, Any], out_dir: str) -> None:
   """``results.md`` / ``results.csv`` / ``results.json`` and ``chart.png`` in ``out_dir``."""
-  os.makedirs(out_dir, exist_ok=True)
-  with open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as f:
-    json.dump(report, f, indent=1)
-  with open(os.path.join(out_dir, "results.md"), "w", encoding="utf-8") as f:
-    f.write(markdown(report))
+  write_text_and_json(out_dir, "results", markdown(report), report)
   write_csv(report, os.path.join(out_dir, "results.csv"))
   draw_chart(report, reported_metrics(report), os.path.join(out_dir, "chart.png"))
 

@@ -25,7 +25,7 @@ SPADE's parts as NVlabs/SPADE has them (Park et al. 2019):
   variance) and use them when ``train=False``.
 
 Batch statistics and the K style variants. The pipeline folds the K = 1 + alpha completions of
-a batch of N images into one generator batch of N * K, sample-major (``num_variants=K``: rows
+a batch of N images into one generator batch of N * K, sample-major (``num_completions=K``: rows
 i * K ... i * K + K - 1 are the K variants of image i, see :func:`fold_variants`; sample-major
 keeps each image's variants on the device that holds the image when the batch is split over a
 mesh, where a variant-major fold would make XLA gather the whole batch on every device). Every
@@ -145,13 +145,13 @@ def _upsample2x(x: jax.Array) -> jax.Array:
   return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
 
 
-def _variant_blocks(x: jax.Array, num_variants: int, where: str) -> jax.Array:
-  """(N * K, ...) -> (K, N, ...): the batch's ``num_variants`` style variants apart (folded
+def _variant_blocks(x: jax.Array, num_completions: int, where: str) -> jax.Array:
+  """(N * K, ...) -> (K, N, ...): the batch's ``num_completions`` style variants apart (folded
   sample-major, as ``pipeline.generate`` does)."""
-  if num_variants < 1 or x.shape[0] % num_variants:
-    raise ValueError(f"{where}: the batch of {x.shape[0]} is not num_variants = {num_variants} "
-                     "equal blocks (K style variants folded sample-major into the batch)")
-  return unfold_variants(x, num_variants)
+  if num_completions < 1 or x.shape[0] % num_completions:
+    raise ValueError(f"{where}: the batch of {x.shape[0]} is not num_completions = "
+                     f"{num_completions} equal blocks (K style variants folded sample-major into the batch)")
+  return unfold_variants(x, num_completions)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -247,7 +247,7 @@ def _conv(features: int, kernel: int, name: str, *, spectral_norm: bool, dtype: 
 # ----------------------------------------------------------------------------------------------
 
 def region_norm(x: jax.Array, mask: jax.Array, stats: str = "batch", eps: float = 1e-5,
-                num_variants: int = 1, valid: jax.Array | None = None) -> jax.Array:
+                num_completions: int = 1, valid: jax.Array | None = None) -> jax.Array:
   """Region normalisation (parameter-free part of RN-B, Yu et al. 2020, geekyutao/RN).
 
   Per channel, the known region (mask = 1) and the hole (mask = 0) are each normalised with their
@@ -258,7 +258,7 @@ def region_norm(x: jax.Array, mask: jax.Array, stats: str = "batch", eps: float 
   ``sqrt(|r| / T)``, which puts ``eps * T / |r|`` on the region variance.
 
   Args:
-    x: (N, H, W, C) features; with ``num_variants = K``, N = n * K holds K style variants of n
+    x: (N, H, W, C) features; with ``num_completions = K``, N = n * K holds K style variants of n
       images, sample-major (:func:`fold_variants`).
     mask: (N, H, W, 1) binary at x's resolution, 1 = known, 0 = hole.
     stats: ``'batch'``: statistics over the n images, H and W of each variant, as RN-B
@@ -266,7 +266,7 @@ def region_norm(x: jax.Array, mask: jax.Array, stats: str = "batch", eps: float 
       ``'instance'``: per sample over (H, W), so a sample never depends on its batch-mates
       (equal to ``'batch'`` applied to each sample alone).
     eps: added to the variance (RN-B's BatchNorm eps, 1e-5).
-    num_variants: K, the number of style variants folded into the batch (sample-major) that
+    num_completions: K, the number of style variants folded into the batch (sample-major) that
       never share statistics.
     valid: optional (N,) with 1 for real rows and 0 for padding (a last batch filled up to a
       compiled size): with ``'batch'`` statistics, padding rows do not enter the statistics, so
@@ -281,8 +281,8 @@ def region_norm(x: jax.Array, mask: jax.Array, stats: str = "batch", eps: float 
     raise ValueError(f"region_norm: stats must be one of {RN_STATS}; got {stats!r}")
   _check_mask(mask, x.shape, "region_norm")
   # (n * K, H, W, C) -> (K, n, H, W, C); statistics over (n, H, W) or (H, W) of each variant.
-  x32 = _variant_blocks(x.astype(jnp.float32), num_variants, "region_norm")
-  known = _variant_blocks(mask.astype(jnp.float32), num_variants, "region_norm")
+  x32 = _variant_blocks(x.astype(jnp.float32), num_completions, "region_norm")
+  known = _variant_blocks(mask.astype(jnp.float32), num_completions, "region_norm")
   axes = (2, 3) if stats == "instance" else (1, 2, 3)
   total = float(np.prod([x32.shape[a] for a in axes]))
   weight = 1.0
@@ -290,7 +290,7 @@ def region_norm(x: jax.Array, mask: jax.Array, stats: str = "batch", eps: float 
     if valid.shape != (x.shape[0],):
       raise ValueError(f"region_norm: valid must be ({x.shape[0]},), one flag per row; got "
                        f"{valid.shape}")
-    weight = _variant_blocks(valid.astype(jnp.float32).reshape(-1, 1, 1, 1), num_variants,
+    weight = _variant_blocks(valid.astype(jnp.float32).reshape(-1, 1, 1, 1), num_completions,
                              "region_norm")                              # (K, n, 1, 1, 1)
     total = jnp.sum(weight, axis=1, keepdims=True) * total / x32.shape[1]  # real rows' pixels
   out = jnp.zeros_like(x32)
@@ -309,7 +309,7 @@ class VariantBatchNorm(nn.Module):
   """PyTorch's BatchNorm2d with the batch statistics of each style variant kept apart.
 
   Training (``train=True``): x is normalised with the mean and biased variance of its own
-  variant block (see :func:`region_norm`'s ``num_variants``) and the running statistics (the
+  variant block (see :func:`region_norm`'s ``num_completions``) and the running statistics (the
   ``batch_stats`` collection, ``mean`` and ``var``) move once, by momentum 0.1, towards the
   average over variants of the block mean and unbiased block variance (PyTorch's update when
   K = 1). Inference: the running statistics. Variables are named as ``flax.linen.BatchNorm``'s
@@ -320,13 +320,13 @@ class VariantBatchNorm(nn.Module):
   momentum: float = BN_MOMENTUM
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool, num_variants: int = 1) -> jax.Array:
+  def __call__(self, x: jax.Array, *, train: bool, num_completions: int = 1) -> jax.Array:
     c = x.shape[-1]
     ra_mean = self.variable("batch_stats", "mean", jnp.zeros, (c,), jnp.float32)
     ra_var = self.variable("batch_stats", "var", jnp.ones, (c,), jnp.float32)
     x32 = x.astype(jnp.float32)
     if train:
-      blocks = _variant_blocks(x32, num_variants, "VariantBatchNorm")  # (K, n, H, W, C)
+      blocks = _variant_blocks(x32, num_completions, "VariantBatchNorm")  # (K, n, H, W, C)
       mean = jnp.mean(blocks, axis=(1, 2, 3), keepdims=True)
       var = jnp.mean(jnp.square(blocks - mean), axis=(1, 2, 3), keepdims=True)
       y = fold_variants((blocks - mean) * jax.lax.rsqrt(var + self.eps))
@@ -369,11 +369,11 @@ class SPARN(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, cond: jax.Array, mask: jax.Array, *,
-               train: bool = False, num_variants: int = 1,
+               train: bool = False, num_completions: int = 1,
                valid: jax.Array | None = None) -> jax.Array:
     """x (N, h, w, C); cond (N, h, w, Cc); mask (N, h, w, 1) binary -> (N, h, w, C).
 
-    ``num_variants``: the batch holds that many style variants (sample-major) whose batch
+    ``num_completions``: the batch holds that many style variants (sample-major) whose batch
     statistics are kept apart (see the module docstring). ``valid``: (N,) 1 = real row,
     0 = padding kept out of region norm's batch statistics (:func:`region_norm`).
     """
@@ -381,10 +381,10 @@ class SPARN(nn.Module):
       raise ValueError(f"SPARN: condition {cond.shape} is not at the features' resolution "
                        f"{x.shape}; resize it first (see condition_pyramid)")
     if self.norm == "sparn":
-      normalized = region_norm(x, mask, self.rn_stats, self.eps, num_variants, valid)
+      normalized = region_norm(x, mask, self.rn_stats, self.eps, num_completions, valid)
     elif self.norm in ("spade", "batch"):
       normalized = VariantBatchNorm(self.norm == "batch", self.eps, name="batch_norm")(
-          x, train=train, num_variants=num_variants)
+          x, train=train, num_completions=num_completions)
     else:
       raise ValueError(f"SPARN: norm must be one of {NORMS}; got {self.norm!r}")
     conv = lambda f, name: nn.Conv(f, (3, 3), padding="SAME", dtype=self.dtype, name=name)
@@ -411,12 +411,12 @@ class SPARNResBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, cond: jax.Array, mask: jax.Array, *,
-               train: bool = False, num_variants: int = 1,
+               train: bool = False, num_completions: int = 1,
                valid: jax.Array | None = None) -> jax.Array:
     """(N, h, w, C_in) -> (N, h, w, features)."""
     def sparn(name, y):
       return SPARN(self.norm, self.rn_stats, self.hidden, self.eps, self.dtype, name=name)(
-          y, cond, mask, train=train, num_variants=num_variants, valid=valid)
+          y, cond, mask, train=train, num_completions=num_completions, valid=valid)
 
     conv = functools.partial(_conv, spectral_norm=self.spectral_norm, dtype=self.dtype)
     f_in = x.shape[-1]
@@ -516,7 +516,7 @@ class DiFAIGenerator(nn.Module):
   dtype: Any = jnp.float32
 
   def check_inputs(self, i_masked: jax.Array, i_style_prime: jax.Array, mask: jax.Array,
-                   num_variants: int) -> None:
+                   num_completions: int) -> None:
     """Raises a ValueError saying what does not fit: shapes, options, widths, image size."""
     where = "DiFAIGenerator"
     _check_image(i_masked, "i_masked", where)
@@ -543,11 +543,11 @@ class DiFAIGenerator(nn.Module):
     if h % factor or w % factor:
       raise ValueError(f"{where}: image size {h}x{w} must be divisible by {factor} "
                        f"({n_down} stride-2 downsamplings)")
-    _variant_blocks(mask, num_variants, where)
+    _variant_blocks(mask, num_completions, where)
 
   @nn.compact
   def __call__(self, i_masked: jax.Array, i_style_prime: jax.Array, mask: jax.Array, *,
-               train: bool = False, num_variants: int = 1,
+               train: bool = False, num_completions: int = 1,
                valid: jax.Array | None = None) -> jax.Array:
     """Args:
       i_masked: (N, H, W, 3) ``image * mask`` in [-1, 1].
@@ -558,7 +558,7 @@ class DiFAIGenerator(nn.Module):
         iteration (``mutable=['spectral']``); pass ``mutable=list(collections)``. When False,
         running averages and the stored power-iteration vectors, nothing changes. Region norm
         with ``rn_stats='batch'`` uses batch statistics either way, as RN-B.
-      num_variants: K when the batch is K style variants of the same N / K images, folded
+      num_completions: K when the batch is K style variants of the same N / K images, folded
         sample-major (``nn.variants.fold_variants``, as ``pipeline.generate`` does): batch
         statistics
         are pooled within each variant, never across, so completion j does not depend on K.
@@ -570,7 +570,7 @@ class DiFAIGenerator(nn.Module):
       I_out (N, H, W, 3) in [-1, 1] (tanh), not yet composited
       (:func:`difai_jax.pipeline.composite`).
     """
-    self.check_inputs(i_masked, i_style_prime, mask, num_variants)
+    self.check_inputs(i_masked, i_style_prime, mask, num_completions)
     n_down = len(self.encoder_widths)
     _, h, w, _ = i_masked.shape
 
@@ -584,7 +584,7 @@ class DiFAIGenerator(nn.Module):
     for i, (width, (cond, mask_hw)) in enumerate(zip(self.decoder_widths, pyramid)):
       x = SPARNResBlock(width, self.norm, self.rn_stats, self.spade_hidden, self.eps,
                         self.spectral_norm, self.dtype, name=f"block_{i}")(
-                            x, cond, mask_hw, train=train, num_variants=num_variants,
+                            x, cond, mask_hw, train=train, num_completions=num_completions,
                             valid=valid)
       if i < n_down:
         x = _upsample2x(x)  # (N, h, w, C) -> (N, 2h, 2w, C)

@@ -8,10 +8,11 @@ import jax.numpy as jnp
 
 def fold_variants(x: jax.Array) -> jax.Array:
   """(K, N, ...) -> (N * K, ...), sample-major: the K variants of image i are rows
-  i * K ... i * K + K - 1 (the generator's ``num_variants`` layout)."""
+  i * K ... i * K + K - 1 (the generator's ``num_completions`` layout)."""
   return jnp.swapaxes(x, 0, 1).reshape((x.shape[0] * x.shape[1],) + x.shape[2:])
 
 
-def unfold_variants(x: jax.Array, num_variants: int) -> jax.Array:
+def unfold_variants(x: jax.Array, num_completions: int) -> jax.Array:
   """(N * K, ...) -> (K, N, ...), the inverse of :func:`fold_variants`."""
-  return jnp.swapaxes(x.reshape((x.shape[0] // num_variants, num_variants) + x.shape[1:]), 0, 1)
+  k = num_completions
+  return jnp.swapaxes(x.reshape((x.shape[0] // k, k) + x.shape[1:]), 0, 1)

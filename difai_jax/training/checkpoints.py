@@ -1,7 +1,8 @@
 """Checkpoints and the networks a run is made of, shared by train, evaluate and inpaint.
 
 A stage's workdir holds ``checkpoints/<step>/{state,meta}`` (orbax ``CheckpointManager``;
-``state`` is the :class:`difai_jax.training.steps.TrainState`, ``meta`` JSON with the step, the
+``state`` is the stage's :class:`difai_jax.training.steps.TrainState` or ``GanState``, ``meta``
+JSON with the step, the
 architecture and the full config) and, for the DiFAI stage, ``sefa.npz`` (the SeFa directions,
 computed once). :func:`load_difai` rebuilds everything inference needs from such a workdir.
 """
@@ -132,9 +133,39 @@ def restore_checkpoint(manager: ocp.CheckpointManager, abstract_state, arch: dic
         f"{manager.directory} holds checkpoints of a different architecture (fields differing: "
         f"{diff}; saved {[saved.get(k) for k in diff]}, config {[arch.get(k) for k in diff]}). "
         "Use a new --workdir or the config the workdir was made with.")
+  if isinstance(abstract_state, steps.TrainState) and "g_params" in _saved_tree(manager, step):
+    return _restore_legacy(manager, step, abstract_state), meta
   restored = manager.restore(step, args=ocp.args.Composite(
       state=ocp.args.StandardRestore(abstract_state)))
   return restored["state"], meta
+
+
+def _saved_tree(manager: ocp.CheckpointManager, step: int) -> dict:
+  """The saved train state's tree of array metadata (shapes and dtypes)."""
+  return manager.item_metadata(step)["state"].tree
+
+
+def _restore_legacy(manager: ocp.CheckpointManager, step: int, abstract_state):
+  """A one-network stage's checkpoint written in the GAN-shaped layout that every stage used
+  before (``g_params`` ..., empty critic fields; the pSp stage's frozen decoder among
+  ``g_collections``), read into ``abstract_state``'s :class:`steps.TrainState`. What the stage
+  no longer keeps in its state (the critic fields, frozen networks now in ``Stage.frozen``) is
+  dropped."""
+  sharding = jax.tree.leaves(abstract_state)[0].sharding
+  # The saved tree as it is (shapes and dtypes from its metadata), with the fields the new state
+  # keeps taken from the new state's own abstract tree (optimizer states are tuples there).
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
+                        dict(_saved_tree(manager, step)),
+                        is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
+  for field, key in steps.LEGACY_KEYS.items():
+    if key in target and field != "collections":
+      target[key] = getattr(abstract_state, field)
+  target["g_collections"] = {**target["g_collections"], **abstract_state.collections}
+  saved = manager.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(target)))["state"]
+  fields = {field: saved.get(key) for field, key in steps.LEGACY_KEYS.items()}
+  fields["collections"] = {k: fields["collections"][k] for k in abstract_state.collections}
+  return steps.TrainState(**fields)
 
 
 def load_stage_state(workdir: str) -> dict:
@@ -169,7 +200,9 @@ def load_stage_params(workdir: str, use_ema: bool = True):
   (the EMA params when the run kept them)."""
   state = load_stage_state(workdir)
   params = state.get("ema_params") if use_ema else None
-  return params if params is not None else state["g_params"], state.get("g_collections", {})
+  if params is None:
+    params = state["params"] if "params" in state else state["g_params"]
+  return params, state.get("collections", state.get("g_collections", {}))
 
 
 def latest_meta(workdir: str) -> dict:
@@ -209,8 +242,8 @@ def load_difai(workdir: str) -> Inference:
   """Rebuilds a trained DiFAI (latest checkpoint; EMA weights when the run kept them).
 
   ``workdir`` may be the DiFAI stage's directory or a multi-stage run's top directory. The
-  coarse net comes from the run's coarse stage (``<run>/coarse`` or the config's
-  ``pretrained.coarse_workdir``); pSp from the config's converted directory (or the same random
+  coarse net (weights and architecture) comes from the run's coarse stage (``<run>/coarse`` or
+  the config's ``pretrained.coarse_workdir``); pSp from the config's converted directory (or the same random
   weights the run trained with, when it used ``pretrained.random_init``).
   """
   workdir = pretrained.resolve(workdir)            # short names: toy-difai
@@ -223,12 +256,16 @@ def load_difai(workdir: str) -> Inference:
   coarse_dir = os.path.join(os.path.dirname(os.path.abspath(difai_dir)), "coarse")
   if not os.path.isdir(coarse_dir):
     coarse_dir = config.pretrained.coarse_workdir
-  coarse_params, _ = load_stage_params(find_stage_dir(coarse_dir, "coarse"))
+  coarse_dir = find_stage_dir(coarse_dir, "coarse")
+  coarse_params, _ = load_stage_params(coarse_dir)
+  # The coarse net's architecture is its own stage's (a run may pair a DiFAI generator with a
+  # coarse net trained apart, e.g. at another floor_stride).
+  coarse_config = latest_meta(coarse_dir)["architecture"]["coarse"]
   psp, psp_variables = load_pretrained(config, "psp")
   factors = sefa_lib.cached(os.path.join(difai_dir, "sefa.npz"),
                             psp_variables["params"]["decoder"], config.sefa.method,
                             config.sefa.factor_layers)
-  models = pipeline.Models(coarse=coarse_lib.from_config(config.coarse), psp=psp,
+  models = pipeline.Models(coarse=coarse_lib.from_config(coarse_config), psp=psp,
                            generator=sparn_lib.from_config(config.generator),
                            image_size=config.image_size,
                            psp_decode_size=config.pretrained.get("psp_decode_size", 0))

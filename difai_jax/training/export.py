@@ -40,16 +40,28 @@ def _checked_psp(config: dict, psp: str) -> None:
 
 
 def export_inference_run(workdir: str, out: str, use_ema: bool = True,
-                         psp: str | None = None) -> dict:
+                         psp: str | None = None, coarse: str | None = None) -> dict:
   """Writes an inference-only copy of a DiFAI run (see the module docstring); returns
   ``{stage: step}``. ``psp`` (a shipped short name or a directory holding the same weights as
   the run's ``pretrained.psp``, checked) replaces that path in the copy's config: a run trained
-  against a local directory can then be loaded on another machine."""
+  against a local directory can then be loaded on another machine. ``coarse`` (a coarse-stage
+  workdir, or a run holding one) replaces the run's coarse net: the generator only sees the
+  coarse completion through pSp's style image, so a coarse net trained apart (another
+  architecture too) can complete the same run; the copy's config then records its section."""
   if os.path.exists(out) and os.listdir(out):
     raise FileExistsError(f"{out} is not empty; choose a new directory")
   written = {}
-  for stage in INFERENCE_STAGES:
-    src = checkpoints.find_stage_dir(workdir, stage)
+  sources = {stage: checkpoints.find_stage_dir(workdir, stage) for stage in INFERENCE_STAGES}
+  if coarse is not None:
+    sources["coarse"] = checkpoints.find_stage_dir(pretrained.resolve(coarse), "coarse")
+  coarse_meta = checkpoints.latest_meta(sources["coarse"])
+  size = checkpoints.latest_meta(sources["difai"])["architecture"]["image_size"]
+  if coarse_meta["architecture"]["image_size"] != size:
+    raise ValueError(f"--coarse {coarse}: its coarse net completes "
+                     f"{coarse_meta['architecture']['image_size']} px images, the run's "
+                     f"generator {size} px")
+  coarse_section = coarse_meta["config"]["coarse"]
+  for stage, src in sources.items():
     meta = checkpoints.latest_meta(src)
     params, collections = checkpoints.load_stage_params(src, use_ema=use_ema)
     meta = {**meta, "inference_only": True}
@@ -58,9 +70,10 @@ def export_inference_run(workdir: str, out: str, use_ema: bool = True,
         _checked_psp(meta["config"], psp)
       meta["config"] = {**meta["config"],
                         "pretrained": {**meta["config"]["pretrained"], "psp": psp}}
+    meta["config"] = {**meta["config"], "coarse": coarse_section}
     with checkpoints.checkpoint_manager(os.path.join(out, stage), keep=1) as manager:
       checkpoints.save_checkpoint(manager, int(meta["step"]),
-                                  {"g_params": params, "g_collections": collections}, meta)
+                                  {"params": params, "collections": collections}, meta)
     if os.path.isfile(os.path.join(src, "sefa.npz")):
       shutil.copyfile(os.path.join(src, "sefa.npz"), os.path.join(out, stage, "sefa.npz"))
     written[stage] = int(meta["step"])
@@ -75,15 +88,19 @@ def _is_difai_run(workdir: str) -> bool:
   return True
 
 
-def export(workdir: str, out: str, use_ema: bool = True, psp: str | None = None) -> dict:
+def export(workdir: str, out: str, use_ema: bool = True, psp: str | None = None,
+           coarse: str | None = None) -> dict:
   """Writes ``out`` from the latest checkpoint of ``workdir``; returns the written config.
-  ``psp``: for a DiFAI run, the pSp its copy names (:func:`export_inference_run`)."""
+  ``psp``, ``coarse``: for a DiFAI run, the pSp its copy names and the coarse net it uses
+  (:func:`export_inference_run`)."""
   if os.path.exists(os.path.join(out, "config.json")):
     raise FileExistsError(f"{out} already holds a converted model; choose a new directory")
   if _is_difai_run(workdir):
-    return {"kind": "difai inference run", **export_inference_run(workdir, out, use_ema, psp)}
-  if psp is not None:
-    raise ValueError("--psp applies to DiFAI runs only (the pSp their exported copy names)")
+    return {"kind": "difai inference run",
+            **export_inference_run(workdir, out, use_ema, psp, coarse)}
+  if psp is not None or coarse is not None:
+    raise ValueError("--psp and --coarse apply to DiFAI runs only (the pSp their exported copy "
+                     "names, the coarse net it uses)")
   meta = checkpoints.latest_meta(workdir)
   stage = meta["architecture"]["stage"]
   exportable = [name for name, spec in stages.SPECS.items() if spec.export is not None]
@@ -92,7 +109,7 @@ def export(workdir: str, out: str, use_ema: bool = True, psp: str | None = None)
                      f"{', '.join(exportable)} (DiFAI workdirs are used as they are)")
   spec = stages.spec(stage)
   params, collections = checkpoints.load_stage_params(workdir, use_ema=use_ema)
-  kind, config, variables = spec.export(meta, params, collections)
+  kind, config, variables = spec.export(meta, params, collections, workdir)
   pretrained.save(out, kind, {**config}, variables)
   if spec.export_training is not None:     # what continuing the run needs (the GAN's critic)
     spec.export_training(meta, checkpoints.load_stage_state(workdir), out)

@@ -329,7 +329,7 @@ def train_stage(config: ml_collections.ConfigDict, name: str, workdir: str,
   finally:
     writer.flush()
     run.manager.close()
-  print(f"[{name}] params checksum {params_checksum(run.state.g_params):.12e}", flush=True)
+  print(f"[{name}] params checksum {params_checksum(run.state.network[0]):.12e}", flush=True)
   return StageResult(workdir, step, preempted)
 
 
@@ -345,8 +345,10 @@ def params_checksum(params) -> float:
 # ----------------------------------------------------------------------------------------------
 
 def write_preview(workdir, step, name, preview_fn, state, batch, frozen) -> None:
-  params = state.ema_params if state.ema_params is not None else state.g_params
-  columns = preview_fn(params, state.g_collections, frozen, batch)
+  params, collections = state.network
+  if state.ema_params is not None:
+    params = state.ema_params
+  columns = preview_fn(params, collections, frozen, batch)
   # A collective: every process gathers, process 0 writes.
   columns = [np.asarray(multihost_utils.process_allgather(c, tiled=True))[:8] for c in columns]
   if jax.process_index() != 0:

@@ -19,7 +19,8 @@ class Stage:
   Attributes:
     name: the stage's name (log prefix, sample file names).
     architecture: JSON-able fields that shape the checkpoint; a resumed run must match them.
-    init: ``rng -> TrainState`` (pure; the loop jits it with replicated output shardings).
+    init: ``rng -> state`` (a ``steps.TrainState``, or a ``steps.GanState`` for a generator
+      trained against a critic; pure; the loop jits it with replicated output shardings).
     step: ``(state, batch, frozen, rng) -> (state, metrics)``, pure; jitted once by the loop.
     batches: ``start_step -> iterator`` of this host's batches (dicts of numpy arrays, leading
       axis the per-host batch); batch s must depend only on (seed, host, s) so resumes are exact.
@@ -54,13 +55,14 @@ class StageSpec:
       (same run) to their workdirs.
     defaults: ``() -> {section: ConfigDict}``, the config sections the stage reads with their
       default values (a config file starts from them and overrides what it chooses).
-    export: ``(meta, params, collections) -> (kind, config, variables)`` of the trained network
-      for ``pretrained.save``; None for stages exported otherwise (the DiFAI run as a whole).
+    export: ``(meta, params, collections, workdir) -> (kind, config, variables)`` of the
+      trained network for ``pretrained.save``; None for stages exported otherwise (the DiFAI
+      run as a whole).
     export_training: ``(meta, state, out)``: what continuing the training needs, written beside
       the export (the GAN's discriminator), or None.
   """
   name: str
   build: Callable[[ml_collections.ConfigDict, str, Mapping[str, str]], Stage]
   defaults: Callable[[], dict[str, ml_collections.ConfigDict]] = dict
-  export: Callable[[dict, PyTree, PyTree], tuple[str, dict, PyTree]] | None = None
+  export: Callable[[dict, PyTree, PyTree, str], tuple[str, dict, PyTree]] | None = None
   export_training: Callable[[dict, dict, str], None] | None = None

@@ -1,5 +1,6 @@
-"""Train state and the pure update functions of the ``coarse`` and ``difai`` stages (the other
-stages' steps live in their stage modules), and the helpers every stage shares.
+"""The two train states (:class:`TrainState`: one trained network; :class:`GanState`: a
+generator and its critic), the pure update functions of the ``coarse`` and ``difai`` stages (the
+other stages' steps live in their stage modules), and the helpers every stage shares.
 
 Stage ``coarse``: the coarse net (the paper's customised MLGN) on (I_masked, mask) with its
 multi-scale hole-weighted L1 (``losses.coarse_loss``), plus a WGAN-GP critic when
@@ -11,7 +12,7 @@ pSp, StyleGAN2 and VGG-19 (paper eq. 1-11). One step = ``n_critic`` critic updat
 all on the same batch and the same frozen style conditions.
 
 Every function here is pure: ``(state, batch, frozen variables, rng) -> (state, metrics)``;
-``train.py`` jits them once over the device mesh.
+the training loop jits them once over the device mesh.
 """
 
 from __future__ import annotations
@@ -35,8 +36,30 @@ PyTree = Any
 
 @flax.struct.dataclass
 class TrainState:
-  """Everything a step changes. ``g_*``: the trained generator (coarse net in stage 'coarse',
-  SPARN generator in stage 'difai'); ``d_*``: the critic (empty dicts when there is none)."""
+  """Everything a step changes in a stage that trains one network (the recognizer, the pSp
+  encoder, the coarse net without a critic). Frozen networks are never part of it: they reach
+  the step through ``Stage.frozen``."""
+  step: jax.Array
+  params: PyTree
+  collections: PyTree        # the network's other variables, e.g. {"batch_stats": ...}
+  opt_state: PyTree
+  ema_params: PyTree = None  # EMA of params (same tree), or None when disabled
+  aux: PyTree = None         # a stage's other running state
+
+  @property
+  def network(self) -> tuple[PyTree, PyTree]:
+    """(params, collections) of the trained network."""
+    return self.params, self.collections
+
+  def with_network(self, params: PyTree, collections: PyTree) -> "TrainState":
+    return self.replace(params=params, collections=collections)
+
+
+@flax.struct.dataclass
+class GanState:
+  """Everything a step changes in a stage that trains a generator against a critic (StyleGAN2,
+  DiFAI, the coarse net with ``coarse.lambda_adv > 0``): ``g_*`` the generator (the one exported),
+  ``d_*`` the critic."""
   step: jax.Array
   g_params: PyTree
   g_collections: PyTree      # e.g. {"batch_stats": ...} for norm='spade'/'batch'
@@ -46,6 +69,20 @@ class TrainState:
   d_collections: PyTree      # {"spectral": ...}
   d_opt_state: PyTree
   aux: PyTree = None         # a stage's other running state (e.g. StyleGAN2's path-length mean)
+
+  @property
+  def network(self) -> tuple[PyTree, PyTree]:
+    """(params, collections) of the trained generator."""
+    return self.g_params, self.g_collections
+
+  def with_network(self, params: PyTree, collections: PyTree) -> "GanState":
+    return self.replace(g_params=params, g_collections=collections)
+
+
+# Checkpoints written before the two state types held every stage's state in GanState's fields
+# (empty critic fields for one-network stages): their keys for TrainState's fields.
+LEGACY_KEYS = {"step": "step", "params": "g_params", "collections": "g_collections",
+               "opt_state": "g_opt_state", "ema_params": "ema_params", "aux": "aux"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,29 +131,29 @@ def _split_vars(variables: Mapping) -> tuple[PyTree, dict]:
 
 def init_state(generator: nn.Module, generator_inputs: tuple, critic: nn.Module | None,
                image_shape: tuple[int, ...], g_tx, d_tx, rng: jax.Array,
-               use_ema: bool) -> TrainState:
-  """Initialises parameters and optimizer states (call under jit with out_shardings)."""
+               use_ema: bool) -> TrainState | GanState:
+  """Initialises parameters and optimizer states (call under jit with out_shardings): a
+  :class:`GanState` with a critic, a :class:`TrainState` without one."""
   k_g, k_d = jax.random.split(rng)
   g_params, g_collections = _split_vars(generator.init(k_g, *generator_inputs))
-  if critic is not None:
-    d_params, d_collections = _split_vars(
-        critic.init(k_d, jnp.zeros(image_shape, jnp.float32), train=False))
-    d_opt_state = d_tx.init(d_params)
-  else:
-    d_params, d_collections, d_opt_state = {}, {}, {}
-  return TrainState(
+  ema = jax.tree.map(jnp.copy, g_params) if use_ema else None
+  if critic is None:
+    return TrainState(step=jnp.zeros((), jnp.int32), params=g_params, collections=g_collections,
+                      opt_state=g_tx.init(g_params), ema_params=ema)
+  d_params, d_collections = _split_vars(
+      critic.init(k_d, jnp.zeros(image_shape, jnp.float32), train=False))
+  return GanState(
       step=jnp.zeros((), jnp.int32), g_params=g_params, g_collections=g_collections,
-      g_opt_state=g_tx.init(g_params),
-      ema_params=jax.tree.map(jnp.copy, g_params) if use_ema else None,
-      d_params=d_params, d_collections=d_collections, d_opt_state=d_opt_state)
+      g_opt_state=g_tx.init(g_params), ema_params=ema,
+      d_params=d_params, d_collections=d_collections, d_opt_state=d_tx.init(d_params))
 
 
 def _critic_fn(critic: nn.Module, params, collections) -> Callable[[jax.Array], jax.Array]:
   return lambda x: critic.apply({"params": params, **collections}, x, train=False)
 
 
-def critic_update(state: TrainState, real: jax.Array, fake: jax.Array, rng: jax.Array, *,
-                  critic: nn.Module, d_tx, lambda_gp: float) -> tuple[TrainState, dict]:
+def critic_update(state: GanState, real: jax.Array, fake: jax.Array, rng: jax.Array, *,
+                  critic: nn.Module, d_tx, lambda_gp: float) -> tuple[GanState, dict]:
   """One WGAN-GP critic step (eq. 10) on real (N, ...) and fake (K, N, ...) images.
 
   The power-iteration state of the spectral norm advances once per update (on the real batch),
@@ -137,13 +174,19 @@ def critic_update(state: TrainState, real: jax.Array, fake: jax.Array, rng: jax.
   return state, {"critic/loss": loss, **{f"critic/{k}": v for k, v in terms.items()}}
 
 
-def _apply_generator_grads(state: TrainState, grads, g_tx, new_collections,
-                           ema_decay: float) -> TrainState:
-  updates, g_opt_state = g_tx.update(grads, state.g_opt_state, state.g_params)
-  g_params = optax.apply_updates(state.g_params, updates)
-  ema = state.ema_params
+def apply_grads(params, opt_state, ema, grads, tx, ema_decay: float):
+  """One optimizer update of a trained network: (params, opt_state, ema) after ``grads``."""
+  updates, opt_state = tx.update(grads, opt_state, params)
+  params = optax.apply_updates(params, updates)
   if ema is not None:
-    ema = ema_update(ema, g_params, ema_decay)
+    ema = ema_update(ema, params, ema_decay)
+  return params, opt_state, ema
+
+
+def _apply_generator_grads(state: GanState, grads, g_tx, new_collections,
+                           ema_decay: float) -> GanState:
+  g_params, g_opt_state, ema = apply_grads(state.g_params, state.g_opt_state, state.ema_params,
+                                           grads, g_tx, ema_decay)
   return state.replace(g_params=g_params, g_opt_state=g_opt_state, ema_params=ema,
                        g_collections={**state.g_collections, **new_collections})
 
@@ -156,10 +199,10 @@ def critic_input(cfg: StepConfig, i_masked: jax.Array, i_out: jax.Array,
   return i_out
 
 
-def generator_update(state: TrainState, batch: Mapping[str, jax.Array],
+def generator_update(state: GanState, batch: Mapping[str, jax.Array],
                      cond: Mapping[str, jax.Array], *, generator: nn.Module,
                      critic: nn.Module, vgg: nn.Module, vgg_variables, g_tx,
-                     cfg: StepConfig) -> tuple[TrainState, dict, jax.Array]:
+                     cfg: StepConfig) -> tuple[GanState, dict, jax.Array]:
   """One generator step on eq. 11 = sum of lambda * (hole, valid, perceptual, style, MS-SSIM,
   adversarial). Returns the new state, the loss terms and the raw outputs (K, N, H, W, 3)."""
   image, mask = batch["image"], batch["mask"]
@@ -200,7 +243,7 @@ def generator_update(state: TrainState, batch: Mapping[str, jax.Array],
   return state, {f"g/{k}": v for k, v in terms.items()}, i_out
 
 
-def difai_train_step(state: TrainState, batch: Mapping[str, jax.Array], frozen: Mapping,
+def difai_train_step(state: GanState, batch: Mapping[str, jax.Array], frozen: Mapping,
                      rng: jax.Array, *, models: pipeline.Models, critic: nn.Module,
                      vgg: nn.Module, g_tx, d_tx, cfg: StepConfig):
   """A full DiFAI step: frozen conditions, ``n_critic`` critic updates, one generator update.
@@ -234,23 +277,25 @@ def difai_train_step(state: TrainState, batch: Mapping[str, jax.Array], frozen: 
   return state.replace(step=state.step + 1), metrics
 
 
-def coarse_train_step(state: TrainState, batch: Mapping[str, jax.Array], frozen: Mapping,
-                      rng: jax.Array, *, coarse: coarse_lib.CoarseNet, critic: nn.Module,
-                      g_tx, d_tx, cfg: StepConfig):
-  """A coarse-stage step: optional critic updates (lambda_adv > 0), one coarse-net update."""
+def coarse_train_step(state: TrainState | GanState, batch: Mapping[str, jax.Array],
+                      frozen: Mapping, rng: jax.Array, *, coarse: coarse_lib.CoarseNet,
+                      critic: nn.Module, g_tx, d_tx, cfg: StepConfig):
+  """A coarse-stage step: critic updates when lambda_adv > 0 (a :class:`GanState`), one
+  coarse-net update (a :class:`TrainState` without a critic)."""
   del frozen
   image, mask = batch["image"], batch["mask"]
   i_masked = pipeline.masked_image(image, mask)
   loss_kwargs = dict(cfg.coarse_loss_kwargs)
   lambda_adv = loss_kwargs.get("lambda_adv", 0.0)
-  metrics = {}
+  params = state.network[0]
+  metrics, critic_fn = {}, None
   if lambda_adv:
-    outputs = coarse.apply({"params": state.g_params}, i_masked, mask)
+    outputs = coarse.apply({"params": params}, i_masked, mask)
     fake = pipeline.composite(i_masked, outputs.full, mask)
     for key in jax.random.split(rng, cfg.n_critic):
       state, metrics = critic_update(state, image, fake, key, critic=critic, d_tx=d_tx,
                                      lambda_gp=cfg.lambda_gp)
-  critic_fn = _critic_fn(critic, state.d_params, state.d_collections) if lambda_adv else None
+    critic_fn = _critic_fn(critic, state.d_params, state.d_collections)
 
   def loss_fn(params):
     outputs = coarse.apply({"params": params}, i_masked, mask)
@@ -259,7 +304,12 @@ def coarse_train_step(state: TrainState, batch: Mapping[str, jax.Array], frozen:
       scores = critic_fn(pipeline.composite(i_masked, outputs.full, mask))
     return losses.coarse_loss(outputs, image, mask, fake_scores=scores, **loss_kwargs)
 
-  loss, grads = jax.value_and_grad(loss_fn)(state.g_params)
-  state = _apply_generator_grads(state, grads, g_tx, {}, cfg.ema_decay)
+  loss, grads = jax.value_and_grad(loss_fn)(params)
+  if lambda_adv:
+    state = _apply_generator_grads(state, grads, g_tx, {}, cfg.ema_decay)
+  else:
+    params, opt_state, ema = apply_grads(params, state.opt_state, state.ema_params, grads, g_tx,
+                                         cfg.ema_decay)
+    state = state.replace(params=params, opt_state=opt_state, ema_params=ema)
   metrics["coarse/loss"] = loss
   return state.replace(step=state.step + 1), metrics

@@ -222,11 +222,16 @@ def warp_hole(known: np.ndarray, alignment: Alignment) -> np.ndarray:
   return out.reshape(s, s) > 1e-9
 
 
-def hole_outside(known: np.ndarray, alignment: Alignment) -> int:
-  """How many hole pixels of the photo have their centre outside the crop square."""
+def _hole_in_crop(known: np.ndarray, alignment: Alignment) -> np.ndarray:
+  """(n, 2) crop coordinates of the centres of the photo's hole pixels."""
   known = np.asarray(known).reshape(known.shape[0], known.shape[1])
   ys, xs = np.nonzero(known < 0.5)
-  uv = alignment.to_crop(np.stack([xs + 0.5, ys + 0.5], axis=1))
+  return alignment.to_crop(np.stack([xs + 0.5, ys + 0.5], axis=1))
+
+
+def hole_outside(known: np.ndarray, alignment: Alignment) -> int:
+  """How many hole pixels of the photo have their centre outside the crop square."""
+  uv = _hole_in_crop(known, alignment)
   s = alignment.size
   return int(np.count_nonzero(np.any((uv < 0) | (uv > s), axis=1)))
 
@@ -260,12 +265,10 @@ def grown_to_hold(known: np.ndarray, alignment: Alignment, margin: float = 1.02)
   """``(alignment, factor)``: the crop scaled about its centre by the smallest ``factor`` >= 1
   (times ``margin``) that puts every hole pixel's centre inside it; ``factor`` 1 and the same
   alignment when none is outside."""
-  known = np.asarray(known).reshape(known.shape[0], known.shape[1])
-  ys, xs = np.nonzero(known < 0.5)
-  if not len(xs):
+  uv = _hole_in_crop(known, alignment)
+  if not len(uv):
     return alignment, 1.0
   half = alignment.size / 2.0
-  uv = alignment.to_crop(np.stack([xs + 0.5, ys + 0.5], axis=1))
   reach = float(np.max(np.abs(uv - half))) / half
   if reach <= 1.0:
     return alignment, 1.0

@@ -74,7 +74,7 @@ def _masked_batches(config):
 
 def _describe(use_critic: bool):
   def describe(state) -> str:
-    text = f"trained network: {parameter_count(state.g_params):,} parameters"
+    text = f"trained network: {parameter_count(state.network[0]):,} parameters"
     if use_critic:
       text += f"; critic {parameter_count(state.d_params):,}"
     return text
@@ -95,14 +95,14 @@ def warm_started(init, config, stage: str):
   @functools.wraps(init)
   def warm(rng):
     state = init(rng)
-    fresh = jax.tree.map(lambda x: (x.shape, x.dtype), (state.g_params, state.g_collections))
+    fresh = jax.tree.map(lambda x: (x.shape, x.dtype), state.network)
     given = jax.tree.map(lambda x: (x.shape, x.dtype), (params, collections))
     if fresh != given:
       raise ValueError(f"config.pretrained.init_from={source!r}: its '{stage}' network "
                        f"({stage_dir}) does not have this config's shapes; init_from needs the "
                        "same architecture")
     ema = None if state.ema_params is None else params
-    return state.replace(g_params=params, g_collections=collections, ema_params=ema)
+    return state.with_network(params, collections).replace(ema_params=ema)
   return warm
 
 
@@ -121,10 +121,10 @@ def build_coarse(config, workdir: str, previous) -> Stage:
   step = functools.partial(steps.coarse_train_step, coarse=coarse, critic=critic, g_tx=g_tx,
                            d_tx=d_tx, cfg=step_config(config))
 
-  def preview(g_params, g_collections, frozen, batch):
-    del g_collections, frozen
+  def preview(params, collections, frozen, batch):
+    del collections, frozen
     i_masked = pipeline.masked_image(batch["image"], batch["mask"])
-    completed = pipeline.coarse_completion(coarse, {"params": g_params}, i_masked, batch["mask"])
+    completed = pipeline.coarse_completion(coarse, {"params": params}, i_masked, batch["mask"])
     return [i_masked, completed, batch["image"]]
 
   return Stage(name="coarse", architecture=checkpoints.architecture(config, "coarse"),
@@ -154,8 +154,8 @@ def _difai_frozen(config, workdir: str, previous):
 
 
 def difai_step_functions(config, models: pipeline.Models, critic, vgg):
-  """(init, step) of the DiFAI stage: ``init(rng) -> TrainState`` and the pure
-  ``step(state, batch, frozen, rng)`` that ``train.py`` jits (also used by the benchmarks)."""
+  """(init, step) of the DiFAI stage: ``init(rng) -> GanState`` and the pure
+  ``step(state, batch, frozen, rng)`` that the training loop jits (also used by the benchmarks)."""
   size = config.image_size
   g_tx, d_tx = _optimizers(config)
   image_shape = (1, size, size, 3)
@@ -180,13 +180,13 @@ def build_difai(config, workdir: str, previous) -> Stage:
   init = warm_started(init, config, "difai")
   alpha = cfg.sefa.num_edits
 
-  def preview(g_params, g_collections, frozen, batch):
+  def preview(params, collections, frozen, batch):
     n = batch["image"].shape[0]
     # Fixed, evenly spread edits: direction i, degrees alternating in sign.
     components = jnp.broadcast_to(jnp.arange(alpha, dtype=jnp.int32), (n, alpha))
     degrees = jnp.broadcast_to(
         cfg.sefa.max_degree * jnp.where(jnp.arange(alpha) % 2 == 0, 1.0, -1.0), (n, alpha))
-    variables = {**frozen, "generator": {"params": g_params, **g_collections}}
+    variables = {**frozen, "generator": {"params": params, **collections}}
     out = pipeline.inpaint(models, variables, batch["image"], batch["mask"], components,
                            degrees, cfg.sefa.layers)
     return ([out["i_masked"], out["i_coarse"], out["i_style"][0]] + list(out["completions"])

@@ -32,10 +32,12 @@ What differs from pSp, and why:
   the ArcFace backbone.
 - **Optimizer.** Adam instead of Ranger (RAdam + Lookahead): fewer moving parts, same lr scale.
 
-Checkpoints are self-contained: the frozen decoder, its noise buffers and ``latent_avg`` travel
-in the train state's ``g_collections`` next to the encoder's batch statistics, so a workdir
-exports (:func:`export_variables`, kind ``psp``, the layout ``weights_conversion.psp`` writes)
-and resumes without the StyleGAN2 it was trained against. :func:`reconstruction_quality`
+The frozen decoder, its noise buffers and ``latent_avg`` reach the step through ``Stage.frozen``,
+as every stage's frozen networks do; the checkpoint holds the encoder alone (its weights, batch
+statistics and optimizer state) and the architecture the decoder's fingerprint, so that a resume
+or an export (:func:`export_variables`, kind ``psp``, the layout ``weights_conversion.psp``
+writes) against another StyleGAN2 is refused. Workdirs written before this layout carry the
+decoder in their checkpoint; they resume and export as they are. :func:`reconstruction_quality`
 measures mean L2 and PSNR on test-split faces:
 
     python -m difai_jax.training.stages.psp --psp toy-psp --num_images 256
@@ -72,8 +74,8 @@ from difai_jax.training.stage import StageSpec
 
 PyTree = Any
 
-# The collection of the train state's g_collections that holds the frozen decoder's params.
-FROZEN_PARAMS = "frozen_params"
+# Where checkpoints written before the frozen decoder left the train state kept its params.
+LEGACY_FROZEN_PARAMS = "frozen_params"
 # Added inside the square root of the w-norm: keeps its gradient finite at codes == 0.
 _NORM_EPS = 1e-8
 # Added to the feature norms before unit-normalising them (lpips.normalize_tensor's eps).
@@ -190,26 +192,26 @@ def latent_average(decoder: stylegan2.Generator, variables, num_samples: int,
   return (total / num_samples).astype(np.float32)
 
 
-def _frozen_collections(decoder: stylegan2.Generator, decoder_variables, latent_avg: np.ndarray,
-                        n_styles: int, seed: int) -> dict:
-  """The non-trained part of the PSP's variables, in the PSP's own layout."""
+def frozen_variables(decoder: stylegan2.Generator, decoder_variables, latent_avg: np.ndarray,
+                     n_styles: int, seed: int) -> dict:
+  """The PSP's variables that training leaves alone, in the PSP's own layout: the decoder's
+  params and noise buffers and ``latent_avg``."""
   noises = decoder_variables.get("noises")
   if noises is None:   # a converted generator without buffers: fixed N(0, 1) ones, as at init
     keys = jax.random.split(jax.random.key(seed), decoder.num_layers)
     noises = {f"noise_{i}": np.asarray(jax.random.normal(k, shape))
               for i, (k, shape) in enumerate(zip(keys, stylegan2.noise_shapes(decoder.size)))}
   as_np = lambda t: jax.tree.map(lambda x: np.asarray(x, np.float32), t)
-  return {FROZEN_PARAMS: {"decoder": as_np(decoder_variables["params"])},
+  return {"params": {"decoder": as_np(decoder_variables["params"])},
           "noises": {"decoder": as_np(noises)},
           "constants": {"latent_avg": np.broadcast_to(latent_avg, (n_styles,
                                                                    latent_avg.shape[-1])).copy()}}
 
 
-def psp_variables(encoder_params, collections) -> dict:
-  """The PSP's variables from the trained encoder params and the state's ``g_collections``."""
-  collections = dict(collections)
-  frozen_params = collections.pop(FROZEN_PARAMS)
-  return {"params": {"encoder": encoder_params, **frozen_params}, **collections}
+def psp_variables(encoder_params, collections, frozen) -> dict:
+  """The PSP's variables: the trained encoder's params and ``collections`` (its batch
+  statistics) with the :func:`frozen_variables`."""
+  return {**frozen, **collections, "params": {"encoder": encoder_params, **frozen["params"]}}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -316,38 +318,33 @@ def loss_terms(psp: psp_lib.PSP, variables, images, rng, *, perceptual: Perceptu
 def train_step(state: steps.TrainState, batch, frozen, rng, *, psp: psp_lib.PSP,
                perceptual: Perceptual, tx, recipe: Recipe):
   """One pSp iteration: encoder forward (BatchNorm batch statistics), frozen decoder, loss,
-  Adam on the encoder's parameters only."""
+  Adam on the encoder's parameters only. ``frozen``: ``{"psp": frozen_variables(...),
+  "perceptual": variables}``."""
   images = batch["image"]
 
   def loss_fn(params):
     total, terms, _, updated = loss_terms(
-        psp, psp_variables(params, state.g_collections), images, rng, perceptual=perceptual,
-        perceptual_variables=frozen["perceptual"], recipe=recipe)
+        psp, psp_variables(params, state.collections, frozen["psp"]), images, rng,
+        perceptual=perceptual, perceptual_variables=frozen["perceptual"], recipe=recipe)
     return total, (terms, updated)
 
-  (total, (terms, updated)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
-  updates, opt_state = tx.update(grads, state.g_opt_state, state.g_params)
-  params = optax.apply_updates(state.g_params, updates)
-  ema = state.ema_params
-  if ema is not None:
-    ema = steps.ema_update(ema, params, recipe.ema_decay)
-  collections = {**state.g_collections, **updated}
+  (total, (terms, updated)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  params, opt_state, ema = steps.apply_grads(state.params, state.opt_state, state.ema_params,
+                                             grads, tx, recipe.ema_decay)
   metrics = {"g/loss": total, **{f"g/{k}": v for k, v in terms.items()}}
-  return state.replace(step=state.step + 1, g_params=params, g_opt_state=opt_state,
-                       ema_params=ema, g_collections=collections), metrics
+  return state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema,
+                       collections={**state.collections, **updated}), metrics
 
 
-def init_state(rng, *, psp: psp_lib.PSP, frozen_collections, tx, use_ema: bool):
+def init_state(rng, *, psp: psp_lib.PSP, tx, use_ema: bool) -> steps.TrainState:
   """Fresh encoder params (random, as pSp without the ArcFace backbone) and Adam state."""
   size = psp.input_size
   enc = dict(psp.encoder.init(rng, jnp.zeros((1, size, size, 3))))
   params = enc.pop("params")
-  collections = {**jax.tree.map(jnp.asarray, frozen_collections),
-                 "batch_stats": {"encoder": enc.pop("batch_stats")}}
   return steps.TrainState(
-      step=jnp.zeros((), jnp.int32), g_params=params, g_collections=collections,
-      g_opt_state=tx.init(params), ema_params=jax.tree.map(jnp.copy, params) if use_ema else None,
-      d_params={}, d_collections={}, d_opt_state={}, aux={})
+      step=jnp.zeros((), jnp.int32), params=params,
+      collections={"batch_stats": {"encoder": enc.pop("batch_stats")}},
+      opt_state=tx.init(params), ema_params=jax.tree.map(jnp.copy, params) if use_ema else None)
 
 
 def load_encoder(source: str):
@@ -381,17 +378,16 @@ def warm_started(init, source: str, *, tx):
   def warm(rng):
     state = init(rng)
     shapes = lambda t: jax.tree.map(lambda x: (tuple(x.shape), str(x.dtype)), t)
-    fresh = (state.g_params, state.g_collections["batch_stats"]["encoder"])
+    fresh = (state.params, state.collections["batch_stats"]["encoder"])
     if shapes(fresh) != shapes((params, batch_stats)):
       raise ValueError(f"pretrained.init_from={source!r}: its encoder does not have this "
                        "config's architecture (psp widths, unit counts, block width, the number "
                        "of styles and style_dim of the frozen StyleGAN2)")
     new_params = jax.tree.map(jnp.asarray, params)
-    collections = {**state.g_collections,
-                   "batch_stats": {"encoder": jax.tree.map(jnp.asarray, batch_stats)}}
+    collections = {"batch_stats": {"encoder": jax.tree.map(jnp.asarray, batch_stats)}}
     ema = None if state.ema_params is None else jax.tree.map(jnp.copy, new_params)
-    return state.replace(g_params=new_params, g_collections=collections,
-                         g_opt_state=tx.init(new_params), ema_params=ema)
+    return state.replace(params=new_params, collections=collections,
+                         opt_state=tx.init(new_params), ema_params=ema)
   return warm
 
 
@@ -410,7 +406,7 @@ def build(config, workdir: str, previous) -> Stage:
     raise ValueError(f"the frozen StyleGAN2 is {decoder_config['size']} px but image_size is "
                      f"{size}: pSp reconstructs at the input size here (pool_size = image_size)")
   architecture = {"stage": "psp", "image_size": size, "psp": psp_config(config, decoder_config),
-                  # The checkpoint carries the decoder: resuming against another one is refused.
+                  # Resuming or exporting against another decoder is refused.
                   "stylegan2_sha256": fingerprint(decoder_variables)}
   psp = psp_lib.from_config(architecture["psp"])
   t = config.psp_train
@@ -420,22 +416,17 @@ def build(config, workdir: str, previous) -> Stage:
   architecture["ema"] = bool(recipe.ema_decay)
   perceptual, perceptual_variables = load_perceptual(str(t.perceptual),
                                                      tuple(t.ms_ssim_weights))
-  latent_avg = latent_average(psp.decoder, decoder_variables, int(t.latent_avg_samples),
-                              seed=int(config.seed))
-  frozen_collections = _frozen_collections(psp.decoder, decoder_variables, latent_avg,
-                                           psp.encoder.n_styles, int(config.seed))
+  frozen = _frozen(config, psp, decoder_variables)
   tx = optax.adam(float(t.lr), b1=float(t.b1), b2=float(t.b2))
-  init = functools.partial(init_state, psp=psp, frozen_collections=frozen_collections, tx=tx,
-                           use_ema=architecture["ema"])
+  init = functools.partial(init_state, psp=psp, tx=tx, use_ema=architecture["ema"])
   source = (config.get("pretrained") or {}).get("init_from", "")
   if source:
     init = warm_started(init, source, tx=tx)
   step = functools.partial(train_step, psp=psp, perceptual=perceptual, tx=tx, recipe=recipe)
 
-  def preview(g_params, g_collections, frozen, batch):
-    del frozen
+  def preview(params, collections, frozen, batch):
     images = batch["image"][:8]
-    return [images, reconstruct(psp, psp_variables(g_params, g_collections), images)]
+    return [images, reconstruct(psp, psp_variables(params, collections, frozen["psp"]), images)]
 
   def batches(start_step: int):
     return data_pipeline.make_train_iterator(
@@ -444,13 +435,13 @@ def build(config, workdir: str, previous) -> Stage:
         with_masks=False)
 
   def describe(state) -> str:
-    count = parameter_count(state.g_params)
+    count = parameter_count(state.params)
     return (f"encoder {count:,} parameters ({psp.encoder.n_styles} styles of "
             f"{psp.encoder.style_dim}); frozen {size} px StyleGAN2; perceptual term: "
             f"{perceptual.kind}; identity loss: none (no ArcFace weights)")
 
   return Stage(name="psp", architecture=architecture, init=init, step=step, batches=batches,
-               frozen={"perceptual": perceptual_variables}, preview=preview,
+               frozen={"psp": frozen, "perceptual": perceptual_variables}, preview=preview,
                log_prefixes=("g/",), describe=describe)
 
 
@@ -458,10 +449,39 @@ def build(config, workdir: str, previous) -> Stage:
 # Export and measures
 # ----------------------------------------------------------------------------------------------
 
-def export_variables(meta: dict, params, collections):
+def _frozen(config, psp: psp_lib.PSP, decoder_variables) -> dict:
+  """:func:`frozen_variables` of a config: ``latent_avg`` from its seed and sample count."""
+  latent_avg = latent_average(psp.decoder, decoder_variables,
+                              int(config.psp_train.latent_avg_samples), seed=int(config.seed))
+  return frozen_variables(psp.decoder, decoder_variables, latent_avg, psp.encoder.n_styles,
+                          int(config.seed))
+
+
+def export_variables(meta: dict, params, collections, workdir: str):
   """(kind, config, variables) of a trained pSp for ``pretrained.save``: kind ``psp`` with the
-  frozen decoder, its noise buffers and ``latent_avg``, as ``weights_conversion.psp`` writes."""
-  variables = psp_variables(params, collections)
+  frozen decoder, its noise buffers and ``latent_avg``, as ``weights_conversion.psp`` writes.
+
+  The decoder is the run's (its ``pretrained.stylegan2``, or the ``stylegan2`` stage beside
+  ``workdir`` in a two-stage run), refused unless its fingerprint is the one the run recorded.
+  """
+  collections = dict(collections)
+  if LEGACY_FROZEN_PARAMS in collections:   # a checkpoint that carried the frozen decoder
+    frozen = {"params": collections.pop(LEGACY_FROZEN_PARAMS),
+              "noises": collections.pop("noises"), "constants": collections.pop("constants")}
+  else:
+    config = ml_collections.ConfigDict(meta["config"])
+    stages_run = list(config.get("stages", ()))
+    previous = {}
+    if "stylegan2" in stages_run and len(stages_run) > 1:
+      previous["stylegan2"] = os.path.join(os.path.dirname(os.path.abspath(workdir)),
+                                           "stylegan2")
+    _, decoder_variables = load_decoder(config, previous)
+    if fingerprint(decoder_variables) != meta["architecture"].get("stylegan2_sha256"):
+      raise ValueError(f"{workdir}: the StyleGAN2 its config names now holds other weights "
+                       "than the one the encoder was trained against (fingerprints differ)")
+    frozen = _frozen(config, psp_lib.from_config(meta["architecture"]["psp"]),
+                     decoder_variables)
+  variables = psp_variables(params, collections, frozen)
   variables = jax.tree.map(lambda x: np.asarray(x, np.float32), variables)
   return "psp", json_ready(meta["architecture"]["psp"]), variables
 

@@ -153,18 +153,17 @@ def train_step(state: steps.TrainState, batch: Mapping[str, jax.Array], frozen, 
   augmentation is part of the batch)."""
   del frozen, rng
   (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-      state.g_params, module, batch["image"], batch["labels"])
-  updates, opt_state = tx.update(grads, state.g_opt_state, state.g_params)
-  return state.replace(step=state.step + 1, g_params=optax.apply_updates(state.g_params, updates),
-                       g_opt_state=opt_state), metrics
+      state.params, module, batch["image"], batch["labels"])
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  return state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                       opt_state=opt_state), metrics
 
 
 def init_state(rng, *, module: recognizer_lib.Recognizer, tx) -> steps.TrainState:
   size = module.input_size
   params = module.init(rng, jnp.zeros((1, size, size, 3), jnp.float32))["params"]
-  return steps.TrainState(step=jnp.zeros((), jnp.int32), g_params=params, g_collections={},
-                          g_opt_state=tx.init(params), ema_params=None, d_params={},
-                          d_collections={}, d_opt_state={})
+  return steps.TrainState(step=jnp.zeros((), jnp.int32), params=params, collections={},
+                          opt_state=tx.init(params))
 
 
 def optimizer(c: ml_collections.ConfigDict, num_steps: int) -> optax.GradientTransformation:
@@ -215,7 +214,7 @@ def build(config, workdir: str, previous) -> Stage:
                           max_shift=max_shift)
 
   def describe(state) -> str:
-    count = parameter_count(state.g_params)
+    count = parameter_count(state.params)
     return (f"toy-face recognizer: {count:,} parameters, heads "
             + ", ".join(f"{n} ({k})" for n, k in module.attributes)
             + f"; {num_faces} train faces of toy seed {config.data.toy_seed} at {size} px")
@@ -225,9 +224,9 @@ def build(config, workdir: str, previous) -> Stage:
                log_prefixes=(PREFIX,), describe=describe)
 
 
-def export_variables(meta: dict, params, collections) -> tuple[str, dict, Any]:
+def export_variables(meta: dict, params, collections, workdir: str) -> tuple[str, dict, Any]:
   """(kind, config, variables) of a trained recognizer for ``pretrained.save``."""
-  del collections
+  del collections, workdir
   config = dict(meta["architecture"]["recognizer"])
   attributes = config["attributes"]
   if isinstance(attributes, Mapping):

@@ -197,7 +197,7 @@ def _lazy(static: bool | None, traced_flag, update, skip, args):
   return update(args) if static else skip(args)
 
 
-def _d_update(state: steps.TrainState, real, keys, *, generator, discriminator, d_tx,
+def _d_update(state: steps.GanState, real, keys, *, generator, discriminator, d_tx,
               recipe: Recipe, phase: Phase | None):
   """The discriminator's step (+ lazy R1): ``(d_params, d_opt_state, metrics)``."""
   g_vars = {"params": state.g_params, **state.g_collections}
@@ -227,7 +227,7 @@ def _d_update(state: steps.TrainState, real, keys, *, generator, discriminator, 
   return d_params, d_opt, metrics
 
 
-def _g_update(state: steps.TrainState, d_params, n: int, keys, *, generator, discriminator,
+def _g_update(state: steps.GanState, d_params, n: int, keys, *, generator, discriminator,
               g_tx, recipe: Recipe, phase: Phase | None):
   """The generator's step (+ lazy path length) against the updated discriminator:
   ``(g_params, g_opt_state, mean_path_length, metrics)``."""
@@ -271,7 +271,7 @@ def _g_update(state: steps.TrainState, d_params, n: int, keys, *, generator, dis
   return g_params, g_opt, mean_path, metrics
 
 
-def train_step(state: steps.TrainState, batch, frozen, rng, *, generator, discriminator, g_tx,
+def train_step(state: steps.GanState, batch, frozen, rng, *, generator, discriminator, g_tx,
                d_tx, recipe: Recipe, phase: Phase | None = None):
   """One rosinality iteration: D step (+ lazy R1), G step (+ lazy path length), EMA.
 
@@ -294,13 +294,13 @@ def train_step(state: steps.TrainState, batch, frozen, rng, *, generator, discri
                        aux={"mean_path_length": mean_path}), metrics
 
 
-def init_state(rng, *, generator, discriminator, g_tx, d_tx) -> steps.TrainState:
+def init_state(rng, *, generator, discriminator, g_tx, d_tx) -> steps.GanState:
   k_g, k_d = jax.random.split(rng)
   size = generator.size
   g_vars = dict(generator.init(k_g, [jnp.zeros((1, generator.style_dim))]))
   g_params = g_vars.pop("params")
   d_params = discriminator.init(k_d, jnp.zeros((1, size, size, 3)))["params"]
-  return steps.TrainState(
+  return steps.GanState(
       step=jnp.zeros((), jnp.int32), g_params=g_params, g_collections=g_vars,
       g_opt_state=g_tx.init(g_params), ema_params=jax.tree.map(jnp.copy, g_params),
       d_params=d_params, d_collections={}, d_opt_state=d_tx.init(d_params),
@@ -356,8 +356,10 @@ def config_defaults() -> ml_collections.ConfigDict:
   """``config.stylegan2`` defaults (``configs/stage_defaults.py``)."""
   return stage_defaults.stylegan2()
 
-def export_variables(meta: dict, params, collections):
+
+def export_variables(meta: dict, params, collections, workdir: str):
   """(kind, config, variables) of a trained generator for ``pretrained.save``."""
+  del workdir
   return "stylegan2", dict(meta["architecture"]["stylegan2"]), {"params": params, **collections}
 
 
