@@ -1,15 +1,11 @@
-"""Several evaluations side by side (the library of ``python -m difai_jax.compare``).
+"""Several evaluations side by side, the tables of ``python -m difai_jax.compare``.
 
-Reads the ``results.json`` that ``difai_jax.evaluate`` wrote in each directory (no network is
-loaded) and prints one Markdown table, a row per (bucket, metric) and per run two columns: ours
-and the paper's number for that run's variant (DiFAI's Tables 1-2, or its Table 3 row for the
-``generator.norm=spade`` / ``batch`` ablations). This is Table 3's layout:
-
-    python -m difai_jax.compare --eval_dirs runs/sparn/eval,runs/spade/eval,runs/batch/eval \
-        --names DiFAI,SPADE,batch --buckets quickdraw --out runs/table3
-
-With an output directory it also writes ``compare.{md,csv,json}`` there. Runs measured under different protocols
-(K, images, readings, metric weights) are compared anyway, with a note saying what differs.
+:func:`run` reads each directory's ``results.json`` (as ``difai_jax.evaluate`` writes it; no
+network is loaded) and returns one table: a row per (bucket, metric), per run our number and the
+paper's for that run's variant (DiFAI's Tables 1-2, or its Table 3 row for the
+``generator.norm`` ablations); :func:`write` stores it as ``compare.{md,csv,json}``. Runs
+measured under different protocols (K, images, readings, metric weights) are compared anyway,
+with a note saying what differs.
 """
 
 from __future__ import annotations
