@@ -146,17 +146,21 @@ def convert(state_dict: Mapping[str, np.ndarray],
   return config, variables
 
 
-def convert_and_save(src: str, dst: str) -> str:
-  config, variables = convert(torch_io.load_checkpoint(src), source=src)
+COMMAND = {"module": "mlgn", "src_help": "MLGN Generator state dict, e.g. latest_net_G.pth",
+           "description": "Convert an MLGN generator state dict (.pth) to a difai-jax coarse "
+                          "directory."}
+
+
+def save(dst: str, config: dict, variables) -> None:
   pretrained.save(dst, "coarse", config, variables)
-  return (f"wrote {dst}: MLGN generator, widths {config['widths']}, "
-          f"{parameter_count(variables)} parameters")
+
+
+def describe(config: dict, variables) -> str:
+  return f"MLGN generator, widths {config['widths']}, {parameter_count(variables)} parameters"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  return torch_io.converter_main(
-      argv, "mlgn", "Convert an MLGN generator state dict (.pth) to a difai-jax coarse "
-      "directory.", "MLGN Generator state dict, e.g. latest_net_G.pth", convert_and_save)
+  return torch_io.converter_main(argv, sys.modules[__name__])
 
 
 if __name__ == "__main__":

@@ -562,16 +562,20 @@ def check_shapes(converted: Mapping, expected: Mapping, path: str = "") -> None:
       raise ConversionError(f"converted variables have {path}/{k}, which the module lacks")
 
 
-def converter_main(argv, module: str, description: str, src_help: str,
-                   convert_and_save: Callable[[str, str], str]) -> int:
-  """A converter's command line: parses ``SRC DST``, runs ``convert_and_save(src, dst)`` (which
-  returns the line to print) and turns a refused file into one ``error:`` line and exit code 1."""
-  args = converter_parser(module, description, src_help).parse_args(argv)
+def converter_main(argv, converter) -> int:
+  """The command line of a single-network converter module ``converter``: parses ``SRC DST``,
+  loads SRC, converts it with ``converter.convert(state_dict, source=SRC)`` into ``(config,
+  variables)``, writes them with ``converter.save(DST, config, variables)`` and prints ``wrote
+  DST: converter.describe(config, variables)``; a refused file is one ``error:`` line and exit
+  code 1. ``converter.COMMAND`` holds the module name, description and SRC help."""
+  args = converter_parser(**converter.COMMAND).parse_args(argv)
   try:
-    print(convert_and_save(args.src, args.dst))
+    config, variables = converter.convert(load_checkpoint(args.src), source=args.src)
+    converter.save(args.dst, config, variables)
   except (ConversionError, FileNotFoundError, FileExistsError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
+  print(f"wrote {args.dst}: {converter.describe(config, variables)}")
   return 0
 
 

@@ -52,6 +52,8 @@ def convert(state_dict: Mapping[str, np.ndarray],
   Raises:
     torch_io.ConversionError naming the key (and shapes) that is missing, mis-shaped or unknown.
   """
+  if "state_dict" in state_dict and isinstance(state_dict["state_dict"], Mapping):
+    state_dict = state_dict["state_dict"]     # a training checkpoint around the weights
   if any("running_mean" in k for k in state_dict):
     raise torch_io.ConversionError(
         f"{source} has BatchNorm buffers (e.g. "
@@ -79,20 +81,22 @@ def convert(state_dict: Mapping[str, np.ndarray],
   return config, variables
 
 
-def convert_and_save(src: str, dst: str) -> str:
-  state_dict = torch_io.load_checkpoint(src)
-  if "state_dict" in state_dict and isinstance(state_dict["state_dict"], Mapping):
-    state_dict = state_dict["state_dict"]
-  config, variables = convert(state_dict, source=src)
+COMMAND = {"module": "vgg19", "src_help": "torchvision vgg19 state dict, e.g. vgg19-dcbb9e9d.pth",
+           "description": "Convert a torchvision vgg19 state dict (.pth) to a difai-jax model "
+                          "directory."}
+
+
+def save(dst: str, config: dict, variables) -> None:
   pretrained.save(dst, "vgg19", config, variables)
-  return (f"wrote {dst}: VGG-19 features, 16 convs, {parameter_count(variables)} parameters, "
+
+
+def describe(config: dict, variables) -> str:
+  return (f"VGG-19 features, 16 convs, {parameter_count(variables)} parameters, "
           f"taps {config['taps']}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  return torch_io.converter_main(
-      argv, "vgg19", "Convert a torchvision vgg19 state dict (.pth) to a difai-jax model "
-      "directory.", "torchvision vgg19 state dict, e.g. vgg19-dcbb9e9d.pth", convert_and_save)
+  return torch_io.converter_main(argv, sys.modules[__name__])
 
 
 if __name__ == "__main__":
