@@ -54,7 +54,6 @@ import importlib
 import os
 
 from difai_jax import cli
-from difai_jax.evaluation import frontier
 from difai_jax.evaluation import options as eval_options
 
 
@@ -220,7 +219,7 @@ def _sefa_degrees(FLAGS) -> list[float]:  # pylint: disable=invalid-name
                        f"{','.join(FLAGS.sefa_degrees)}") from None
   if degrees:
     try:
-      frontier.check_degrees(degrees)
+      eval_options.check_degrees(degrees)
     except ValueError as e:
       raise cli.CliError(f"--sefa_degrees: {e}") from None
   if FLAGS.frontier_with and not degrees:
@@ -258,6 +257,7 @@ def main(argv):
   cli.enable_compilation_cache(FLAGS.compilation_cache)
   # JAX loads here, after the checks.
   if degrees:
+    from difai_jax.evaluation import frontier  # pylint: disable=import-outside-toplevel
     frontier.sweep(FLAGS.workdir, opts, degrees, data_config=data_config,
                    eval_dir=FLAGS.eval_dir, probes=probes, points=FLAGS.frontier_with)
     return 0

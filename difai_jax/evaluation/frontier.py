@@ -23,7 +23,13 @@ import math
 import os
 from typing import Any, Mapping, Sequence
 
+from PIL import Image
+from PIL import ImageDraw
+from PIL import ImageFont
+
 from difai_jax.evaluation import comparison
+from difai_jax.evaluation import loop as eval_loop
+from difai_jax.evaluation import options as eval_options
 from difai_jax.evaluation import report as eval_report
 
 DIVERSITY = "diversity"
@@ -116,7 +122,6 @@ _POINT = (0, 0, 0)
 def draw(table: Mapping[str, Any], path: str) -> None:
   """One panel per fidelity metric: the metric (y) against diversity (x), a curve per bucket
   through the degrees (labelled), single-completion methods as squares (n/a diversity at 0)."""
-  from PIL import Image, ImageDraw, ImageFont  # pylint: disable=import-outside-toplevel
   font = ImageFont.load_default()
   metrics = table["metrics"] or [DIVERSITY]
   panel_w, panel_h, top = 520, 360, 64
@@ -178,20 +183,12 @@ def _panel(canvas, font, origin, size, metric, table) -> None:
     canvas.text((x + 8, label_y), f"{r['name']} ({r['bucket']})", fill=_POINT, font=font)
 
 
-def check_degrees(degrees: Sequence[float]) -> None:
-  """Raises a ValueError unless ``degrees`` are one or more distinct positive numbers."""
-  if not degrees or any(not d > 0 for d in degrees) or len(set(degrees)) != len(degrees):
-    raise ValueError(f"SeFa degrees must be distinct positive numbers (a random sign is drawn "
-                     f"per edit), e.g. 1,2,4,8; got {','.join(f'{d:g}' for d in degrees)}")
-
-
 def sweep(workdir: str, options, degrees: Sequence[float], *, data_config=None,
           eval_dir: str | None = None, probes: Sequence[tuple[Any, Any]] = (),
           points: Sequence[str] = (), verbose: bool = True) -> dict:
   """Evaluates ``workdir`` once per SeFa degree (``EVAL_DIR/degree_<d>``), then writes and
   returns the frontier table; ``points`` are other evaluations' directories (results.json)."""
-  from difai_jax.evaluation import loop as eval_loop  # pylint: disable=import-outside-toplevel
-  check_degrees(degrees)
+  eval_options.check_degrees(degrees)
   others = [(_point_name(r, d), r) for d, r in ((d, comparison.load_report(d)) for d in points)]
   out_dir = eval_dir or os.path.join(workdir, "eval")
   if options.table1_completions == "first":

@@ -7,6 +7,7 @@ Imports nothing heavy: ``python -m difai_jax.evaluate`` answers a bad flag befor
 from __future__ import annotations
 
 import dataclasses
+from typing import Sequence
 
 from difai_jax import runtime
 from difai_jax.data import masks as masks_lib
@@ -96,6 +97,14 @@ class EvalOptions:
 # Checks before any work (no model loaded yet)
 # ----------------------------------------------------------------------------------------------
 
+def check_degrees(degrees: Sequence[float]) -> None:
+  """Raises a ValueError unless ``degrees`` are one or more distinct positive numbers (each SeFa
+  edit moves by exactly its degree, with a random sign)."""
+  if not degrees or any(not d > 0 for d in degrees) or len(set(degrees)) != len(degrees):
+    raise ValueError(f"SeFa degrees must be distinct positive numbers (a random sign is drawn "
+                     f"per edit), e.g. 1,2,4,8; got {','.join(f'{d:g}' for d in degrees)}")
+
+
 def check_options(opts: EvalOptions, out_dir: str, flag: str = "--eval_dir",
                   frechet_probes: int = 0) -> None:
   """Raises ``runtime.CliError`` (one line for the user) for options that cannot work, before any
@@ -119,9 +128,11 @@ def check_options(opts: EvalOptions, out_dir: str, flag: str = "--eval_dir",
                        f"{opts.completions}")
   if opts.diversity_pairs not in ("paper", "all"):
     raise runtime.CliError(f"--diversity_pairs must be paper or all, not {opts.diversity_pairs}")
-  if opts.sefa_degree is not None and not opts.sefa_degree > 0:
-    raise runtime.CliError(f"SeFa degrees must be positive (a random sign is drawn per edit), "
-                           f"got {opts.sefa_degree}")
+  if opts.sefa_degree is not None:
+    try:
+      check_degrees([opts.sefa_degree])
+    except ValueError as e:
+      raise runtime.CliError(str(e)) from None
   for name in ("batch_size", "diversity_images", "max_images"):
     if getattr(opts, name) is not None and getattr(opts, name) < 1:
       raise runtime.CliError(f"--{name} must be at least 1, got {getattr(opts, name)}")

@@ -16,6 +16,10 @@ import math
 import os
 from typing import Any, Mapping, Sequence
 
+from PIL import Image
+from PIL import ImageDraw
+from PIL import ImageFont
+
 RANDOM_TITLE = "RANDOM METRIC WEIGHTS - not comparable"
 METRICS = ("ssim", "ms_ssim", "lpips", "fid", "diversity")
 METRIC_LABELS = {"ssim": "SSIM", "ms_ssim": "MS-SSIM", "lpips": "LPIPS", "fid": "FID",
@@ -180,7 +184,6 @@ def write_csv(report: Mapping[str, Any], path: str) -> None:
 
 def draw_chart(report: Mapping[str, Any], metrics: Sequence[str], path: str) -> None:
   """One bar panel per metric: each bucket's value, ours (blue) beside the paper's (orange)."""
-  from PIL import Image, ImageDraw, ImageFont  # pylint: disable=import-outside-toplevel
   font = ImageFont.load_default()
   buckets = list(report["results"])
   panel_w, panel_h, top = 760, 230, 50

@@ -20,17 +20,18 @@ from __future__ import annotations
 import os
 import shutil
 
+import ml_collections
+
 from difai_jax import pretrained
 from difai_jax.training import checkpoints
 from difai_jax.training import stages
+from difai_jax.training.stages import psp as psp_stage
 
 INFERENCE_STAGES = ("coarse", "difai")
 
 
 def _checked_psp(config: dict, psp: str) -> None:
   """Refuses ``psp`` unless it holds the weights of the pSp the run was trained with."""
-  from difai_jax.training.stages import psp as psp_stage  # pylint: disable=import-outside-toplevel
-  import ml_collections  # pylint: disable=import-outside-toplevel
   trained = checkpoints.load_pretrained(ml_collections.ConfigDict(config), "psp")[1]
   named = pretrained.load(psp)[1]
   if psp_stage.fingerprint(trained) != psp_stage.fingerprint(named):
