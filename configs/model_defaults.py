@@ -20,7 +20,7 @@ def coarse_config() -> ml_collections.ConfigDict:
   c.widths = (64, 128, 192, 256)
   # Input size / floor-0 size: 16 as MLGN, i.e. floors at 16, 8 and 4 px for 256 px input.
   c.floor_stride = 16
-  # Compute dtype; params stay float32 (DESIGN: float32 on CPU, bfloat16 allowed on TPU/GPU).
+  # Compute dtype; params stay float32 (float32 on CPU; bfloat16 is for TPU / GPU).
   c.dtype = "float32"
   # --- loss (coarse_loss; MLGN Models/inpainting_model.py backward_G) ---
   # SmoothL1 of the hole: weighted by MLGN's lambda_l1, commented "lambda=100" there (its
@@ -44,9 +44,9 @@ def generator_config() -> ml_collections.ConfigDict:
   # (a 7x7 conv then plain stride-2 convs, no normalisation) is the option.
   c.encoder = "spade"
   # One stride-2 conv per width: SPADE's ngf = 64 doubling to 512, four of them so that
-  # 256 px -> 16 px, the first decoder resolution (DESIGN).
+  # 256 px -> 16 px, the first decoder resolution.
   c.encoder_widths = (64, 128, 256, 512)
-  # SPARN res-blocks at 16, 32, 64, 128, 256 px (DESIGN; SPADE generator widths).
+  # SPARN res-blocks at 16, 32, 64, 128, 256 px (SPADE generator widths).
   c.decoder_widths = (512, 512, 256, 128, 64)
   # 'sparn' (the paper), 'spade' or 'batch': the three columns of the paper's Table 3.
   c.norm = "sparn"
@@ -69,7 +69,7 @@ def generator_config() -> ml_collections.ConfigDict:
 def critic_config() -> ml_collections.ConfigDict:
   """The spectral-norm WGAN-GP critic (paper eq. 9-10)."""
   c = ml_collections.ConfigDict()
-  # 4x4 stride-2 convs with leaky ReLU 0.2, no normalisation layers: 256 px -> 8 px (DESIGN).
+  # 4x4 stride-2 convs with leaky ReLU 0.2, no normalisation layers: 256 px -> 8 px.
   c.widths = (64, 128, 256, 512, 512)
   # Last conv to one channel, averaged to one score per image.
   c.final_kernel = 3
@@ -78,7 +78,7 @@ def critic_config() -> ml_collections.ConfigDict:
   c.sn_eps = 1e-12
   c.dtype = "float32"
   # --- loss ---
-  # Gradient-penalty weight of WGAN-GP (Gulrajani et al. 2017; DESIGN).
+  # Gradient-penalty weight of WGAN-GP (Gulrajani et al. 2017).
   c.lambda_gp = 10.0
   # What the critic scores: "raw" generator outputs I_out (eq. 9-10 write D(G(...)) and
   # D(I_out)), or "composite" (I_masked + hole * I_out; not the paper's).
