@@ -16,13 +16,15 @@ What it does, as a user would:
      files the page shows), and asserts: each completion keeps every known pixel of the example
      face exactly (the face rendered here, so the browser round trip is checked too), the
      completions differ from each other inside the hole, and the hole is the drawn stroke;
-  4. sets K = 4 and runs again (no compile; completions 0..2 unchanged), then presses "Edit" (direction 0, degree +d: the same edit as completion 1) and "Walk" (its
-     middle frame is degree 0: completion 0), and checks both against the completions;
+  4. sets K = 4 and runs again (no compile; completions 0..2 unchanged), then presses "Edit"
+     (direction 0, degree +d: the same edit as completion 1) and "Walk" (its middle frame is
+     degree 0: completion 0), and checks both against the completions;
   5. saves a screenshot (palette PNG, < 300 KB) and prints the timings.
 
 Exit status 0 when every check passes, 1 otherwise (the app's log tail is printed then).
 """
 
+# pylint: disable=import-outside-toplevel
 from __future__ import annotations
 
 import argparse
@@ -89,7 +91,7 @@ def fetch_png(url: str) -> np.ndarray:
 
 def _page_error(driver) -> str:
   """The text of gradio's error toast, if one shows."""
-  from selenium.webdriver.common.by import By  # pylint: disable=import-outside-toplevel
+  from selenium.webdriver.common.by import By
   toasts = driver.find_elements(By.CSS_SELECTOR, "[data-testid='toast-body']")
   return " | ".join(t.text.replace("\n", " ") for t in toasts if "rror" in t.text)
 
@@ -109,7 +111,7 @@ def wait_for(driver, what: str, condition, timeout: float, poll: float = 0.5):
 
 
 def image_srcs(driver, selector: str) -> list[str]:
-  from selenium.webdriver.common.by import By  # pylint: disable=import-outside-toplevel
+  from selenium.webdriver.common.by import By
   return [e.get_attribute("src") for e in driver.find_elements(By.CSS_SELECTOR, selector)
           if e.get_attribute("src")]
 
@@ -137,13 +139,13 @@ def check_known(name: str, image: np.ndarray, face: np.ndarray, known: np.ndarra
 
 def run_check(args, timings: dict) -> list[str]:
   """The whole check; returns the lines of its report (raises CheckFailed)."""
-  from selenium import webdriver  # pylint: disable=import-outside-toplevel
-  from selenium.webdriver.chrome.service import Service  # pylint: disable=import-outside-toplevel
-  from selenium.webdriver.common.action_chains import ActionChains  # pylint: disable=import-outside-toplevel
-  from selenium.webdriver.common.by import By  # pylint: disable=import-outside-toplevel
-  from selenium.webdriver.common.keys import Keys  # pylint: disable=import-outside-toplevel
+  from selenium import webdriver
+  from selenium.webdriver.chrome.service import Service
+  from selenium.webdriver.common.action_chains import ActionChains
+  from selenium.webdriver.common.by import By
+  from selenium.webdriver.common.keys import Keys
   sys.path.insert(0, ROOT)
-  from difai_jax import app  # pylint: disable=import-outside-toplevel
+  from difai_jax import app
   report = []
   face = app.example_faces()[EXAMPLE]
 

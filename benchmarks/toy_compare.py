@@ -24,6 +24,7 @@ Folders already written under ``--out`` are reused (delete one to redo it). Need
 opencv-python-headless (the ``bench`` extra).
 """
 
+# pylint: disable=import-outside-toplevel
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,8 @@ DEFAULT_BUCKETS = ("quickdraw", "20-30", "40-50", "squares", "thick_strokes")
 
 def export(inference, out: str, buckets, max_images: int) -> str:
   """Step 1: the bucket masks and test faces as files; returns the folder."""
-  from difai_jax.data import sources  # pylint: disable=import-outside-toplevel
-  from difai_jax.evaluation import mask_exchange  # pylint: disable=import-outside-toplevel
+  from difai_jax.data import sources
+  from difai_jax.evaluation import mask_exchange
   masks_dir = os.path.join(out, "masks")
   if os.path.isfile(os.path.join(masks_dir, mask_exchange.MANIFEST)):
     print(f"reusing {masks_dir}", flush=True)
@@ -53,7 +54,7 @@ def export(inference, out: str, buckets, max_images: int) -> str:
 
 
 def _read(path: str) -> np.ndarray:
-  from PIL import Image  # pylint: disable=import-outside-toplevel
+  from PIL import Image
   with Image.open(path) as img:
     return np.asarray(img.convert("RGB"))
 
@@ -61,7 +62,7 @@ def _read(path: str) -> np.ndarray:
 def write_baseline(name: str, fill, masks_dir: str, out: str) -> str:
   """Step 2: ``fill(images uint8 (N,H,W,3), known bool (N,H,W)) -> uint8 completions`` over
   every bucket of the exported files, written as a K = 1 completions folder."""
-  from difai_jax.evaluation import mask_exchange  # pylint: disable=import-outside-toplevel
+  from difai_jax.evaluation import mask_exchange
   folder = os.path.join(out, name)
   if os.path.isdir(folder):
     print(f"reusing {folder}", flush=True)
@@ -83,24 +84,24 @@ def write_baseline(name: str, fill, masks_dir: str, out: str) -> str:
 
 
 def _save(path: str, pixels: np.ndarray) -> None:
-  from PIL import Image  # pylint: disable=import-outside-toplevel
+  from PIL import Image
   Image.fromarray(pixels).save(path)
 
 
 def telea_fill(images: np.ndarray, known: np.ndarray) -> np.ndarray:
   """OpenCV Telea (2004), radius 5, on the masked image: known pixels stay exact."""
-  from benchmarks import toy_inpainting  # pylint: disable=import-outside-toplevel
-  from difai_jax.data import image_io  # pylint: disable=import-outside-toplevel
+  from benchmarks import toy_inpainting
+  from difai_jax.data import image_io
   return image_io.to_uint8(toy_inpainting.telea(image_io.uint8_to_float(images),
                                                 known[..., None].astype(np.float32)))
 
 
 def coarse_fill(inference):
   """The DiFAI run's coarse net alone, composited with the known pixels."""
-  import jax  # pylint: disable=import-outside-toplevel
-  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  from difai_jax import pipeline  # pylint: disable=import-outside-toplevel
-  from difai_jax.data import image_io  # pylint: disable=import-outside-toplevel
+  import jax
+  import jax.numpy as jnp
+  from difai_jax import pipeline
+  from difai_jax.data import image_io
 
   @jax.jit
   def complete(image, mask):
@@ -131,15 +132,15 @@ def main() -> None:
   buckets = tuple(b for b in args.buckets.split(",") if b)
   degrees = [float(d) for d in args.degrees.split(",")]
 
-  from benchmarks import toy_tables  # pylint: disable=import-outside-toplevel
-  from difai_jax.evaluation import comparison  # pylint: disable=import-outside-toplevel
-  from difai_jax import pretrained  # pylint: disable=import-outside-toplevel
-  from difai_jax.evaluation import frontier  # pylint: disable=import-outside-toplevel
-  from difai_jax.evaluation import loop as eval_loop  # pylint: disable=import-outside-toplevel
-  from difai_jax.evaluation import options as eval_options  # pylint: disable=import-outside-toplevel
-  from difai_jax.evaluation import score_folder  # pylint: disable=import-outside-toplevel
-  from difai_jax.evaluation.metrics import toy_probes  # pylint: disable=import-outside-toplevel
-  from difai_jax.training import checkpoints  # pylint: disable=import-outside-toplevel
+  from benchmarks import toy_tables
+  from difai_jax.evaluation import comparison
+  from difai_jax import pretrained
+  from difai_jax.evaluation import frontier
+  from difai_jax.evaluation import loop as eval_loop
+  from difai_jax.evaluation import options as eval_options
+  from difai_jax.evaluation import score_folder
+  from difai_jax.evaluation.metrics import toy_probes
+  from difai_jax.training import checkpoints
 
   os.makedirs(args.out, exist_ok=True)
   run = pretrained.resolve(args.difai)

@@ -30,8 +30,9 @@ def stylegan2_quality(num: int, source: str = "toy-stylegan2") -> dict:
   module, variables = pretrained.load(source)
   rec, rec_vars = toy.load_toy_recognizer()
   apply = jax.jit(lambda z: module.apply(variables, [z]))
-  samples = np.concatenate([np.asarray(apply(jax.random.normal(jax.random.key(i), (250, module.style_dim))))
-                            for i in range(-(-num // 250))])[:num]
+  samples = np.concatenate([
+      np.asarray(apply(jax.random.normal(jax.random.key(i), (250, module.style_dim))))
+      for i in range(-(-num // 250))])[:num]
   real, _ = toy.toy_test_faces(num)
   real2, _ = toy.toy_test_faces(num, start=toy.TEST_START - num)      # train-split faces
   f_fake = toy.recognizer_features(rec, rec_vars, samples)

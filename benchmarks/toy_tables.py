@@ -8,14 +8,15 @@
 Each run is scored by ``difai_jax.evaluate`` under the paper's protocol (Table 1 from completion
 0, Table 2 from 4 seeded pairs of perturbed completions per image) on the first ``--max_images``
 toy test faces of every mask bucket, with the toy recognizer's probes
-(``difai_jax.evaluation.metrics.toy_probes``): the toy FID and, per completion, attributes and embeddings.
+(``difai_jax.evaluation.metrics.toy_probes``): the toy FID and, per completion, attributes
+and embeddings.
 ``--coarse_of NAME`` adds the coarse net of that run alone (``--completions coarse``: the
 baseline "coarse net", diversity 0 by construction). No LPIPS / Inception weights exist here,
 so the LPIPS columns (perceptual distance and the paper's diversity) use a *random* AlexNet
 saved as ``<out>/random_lpips_alex_seed0`` (Zhang et al. 2018 report random features as a
 weaker but working perceptual distance): these are not comparable with the paper's LPIPS. The
-Inception FID is not reported; the toy FID stands in for it. Toy-domain measures added from the saved per-completion
-outputs, over all K completions of each input:
+Inception FID is not reported; the toy FID stands in for it. Toy-domain measures added from
+the saved per-completion outputs, over all K completions of each input:
 
 - attribute diversity: how many of the perturbed completions 1..K-1 differ from completion 0 in
   a reliably recognised attribute (``metrics.toy.reliable_attributes``), and the share of the
@@ -28,6 +29,7 @@ Writes ``--out``/compare.md (Tables 1-3 beside the paper's numbers), ``toy_measu
 with ``--figure``, a picture: per row a masked input, its K completions and the ground truth.
 """
 
+# pylint: disable=import-outside-toplevel
 from __future__ import annotations
 
 import argparse
@@ -57,11 +59,11 @@ def parse_runs(items: list[str]) -> dict[str, str]:
 def evaluate_runs(runs: dict[str, str], coarse_of: str | None, out: str, max_images: int,
                   buckets: tuple[str, ...]) -> dict[str, str]:
   """{name: eval_dir}: one evaluation per run (and the coarse baseline), reused when present."""
-  from difai_jax.training import checkpoints  # pylint: disable=import-outside-toplevel
-  from difai_jax import pretrained  # pylint: disable=import-outside-toplevel
-  from difai_jax.evaluation import loop as eval_loop  # pylint: disable=import-outside-toplevel
-  from difai_jax.evaluation import options as eval_options  # pylint: disable=import-outside-toplevel
-  from difai_jax.evaluation.metrics import toy_probes  # pylint: disable=import-outside-toplevel
+  from difai_jax.training import checkpoints
+  from difai_jax import pretrained
+  from difai_jax.evaluation import loop as eval_loop
+  from difai_jax.evaluation import options as eval_options
+  from difai_jax.evaluation.metrics import toy_probes
   lpips_dir = random_lpips(out)
   jobs = [(name, workdir, "difai") for name, workdir in runs.items()]
   if coarse_of:
@@ -87,11 +89,11 @@ def random_lpips(out: str) -> str:
   """A randomly initialised LPIPS (AlexNet + lin layers, seed 0) saved as a converted directory
   whose name says so: the perceptual distance of these tables (no Inception: FID is the toy
   FID, and a random Inception at 299 px would dominate the time)."""
-  import jax  # pylint: disable=import-outside-toplevel
-  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  from difai_jax import pretrained  # pylint: disable=import-outside-toplevel
-  from difai_jax.evaluation import scoring as eval_metrics  # pylint: disable=import-outside-toplevel
-  from difai_jax.evaluation.metrics import lpips as lpips_lib  # pylint: disable=import-outside-toplevel
+  import jax
+  import jax.numpy as jnp
+  from difai_jax import pretrained
+  from difai_jax.evaluation import scoring as eval_metrics
+  from difai_jax.evaluation.metrics import lpips as lpips_lib
   path = os.path.join(out, "random_lpips_alex_seed0")
   if not os.path.isfile(os.path.join(path, "config.json")):
     x = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)
@@ -102,7 +104,7 @@ def random_lpips(out: str) -> str:
 
 def toy_measures(eval_dirs: dict[str, str], buckets: tuple[str, ...]) -> str:
   """Markdown: toy FID, attribute diversity and plausibility per run and bucket."""
-  from difai_jax.evaluation.metrics import toy  # pylint: disable=import-outside-toplevel
+  from difai_jax.evaluation.metrics import toy
   attributes = toy.reliable_attributes()
   module, variables = toy.load_toy_recognizer()
   names = [name for name, _ in module.attributes]
@@ -131,14 +133,14 @@ def toy_measures(eval_dirs: dict[str, str], buckets: tuple[str, ...]) -> str:
 
 def figure(workdir: str, path: str, bucket: str = "30-40", rows: int = 6) -> None:
   """Per row: masked input, coarse, the K completions, ground truth (toy test faces)."""
-  import jax  # pylint: disable=import-outside-toplevel
-  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  from difai_jax import pipeline  # pylint: disable=import-outside-toplevel
-  from difai_jax.evaluation import options as eval_options  # pylint: disable=import-outside-toplevel
-  from difai_jax.data import image_io  # pylint: disable=import-outside-toplevel
-  from difai_jax.evaluation import loop as eval_loop  # pylint: disable=import-outside-toplevel
-  from difai_jax.training import checkpoints  # pylint: disable=import-outside-toplevel
-  from difai_jax.data import loader as data_pipeline  # pylint: disable=import-outside-toplevel
+  import jax
+  import jax.numpy as jnp
+  from difai_jax import pipeline
+  from difai_jax.evaluation import options as eval_options
+  from difai_jax.data import image_io
+  from difai_jax.evaluation import loop as eval_loop
+  from difai_jax.training import checkpoints
+  from difai_jax.data import loader as data_pipeline
   inference = checkpoints.load_difai(workdir)
   spec = eval_loop.completion_spec(inference, eval_options.EvalOptions())
   data = eval_loop.eval_data_config(inference.config, os.path.dirname(path) or ".")
@@ -153,7 +155,8 @@ def figure(workdir: str, path: str, bucket: str = "30-40", rows: int = 6) -> Non
                                                        spec.sampling.layers))(
       inference.variables, jnp.asarray(batch["image"]), jnp.asarray(batch["mask"]),
       components, degrees)
-  columns = [np.asarray(out["i_masked"]), np.asarray(out["i_coarse"])] + list(np.asarray(out["completions"]))
+  columns = [np.asarray(out["i_masked"]), np.asarray(out["i_coarse"])]
+  columns += list(np.asarray(out["completions"]))
   columns.append(np.asarray(batch["image"]))
   pad = 2
   sheet = np.ones((rows * (size + pad), len(columns) * (size + pad), 3), np.float32)
@@ -181,7 +184,7 @@ def main(argv=None) -> int:
   if args.coarse_of and args.coarse_of not in runs:
     raise SystemExit(f"error: --coarse_of {args.coarse_of!r} is not one of {list(runs)}")
   buckets = tuple(b for b in args.buckets.split(",") if b)
-  from difai_jax.evaluation import comparison  # pylint: disable=import-outside-toplevel
+  from difai_jax.evaluation import comparison
   eval_dirs = evaluate_runs(runs, args.coarse_of, args.out, args.max_images, buckets)
   comparison.run(list(eval_dirs.values()), list(eval_dirs), buckets, args.out)
   measures = toy_measures(eval_dirs, buckets)

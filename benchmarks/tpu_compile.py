@@ -506,7 +506,8 @@ def main(argv=None) -> int:
       common.header(), "",
       f"`{cmd}` (libtpu {_libtpu_version()}): `steps.difai_train_step` of the "
       f"{args.config} config ({config.image_size} px, the paper's widths; frozen pSp: "
-      f"{nets.description}; n_critic {config.optim.n_critic}, alpha {config.sefa.num_completions - 1}; "
+      f"{nets.description}; n_critic {config.optim.n_critic}, "
+      f"alpha {config.sefa.num_completions - 1}; "
       f"precision '{config.precision}') compiled ahead of time by XLA:TPU for every chip of "
       f"the topology, over `mesh.make_mesh` (axis `data`: batch split, state replicated); "
       f"nothing ran on a TPU. Memory per chip from `memory_analysis()` of the full "

@@ -12,8 +12,8 @@ test faces (the previous toy-psp, against the narrow toy-stylegan2: 18.9 dB).
 --config.pretrained.init_from=toy-psp continues the shipped encoder.)
 
 pSp's ffhq_encode recipe (eladrich/pixel2style2pixel: L2 1.0, LPIPS 0.8, codes relative to
-latent_avg, frozen decoder, batch 8) with what this project can run without downloaded
-weights (difai_jax/training/stages/psp.py says why each differs): the perceptual term uses the toy-face
+latent_avg, frozen decoder, batch 8) with what this project can run without downloaded weights
+(difai_jax/training/stages/psp.py says why each differs): the perceptual term uses the toy-face
 recognizer's features instead of ImageNet LPIPS, the identity loss (ArcFace) is left out, the
 encoder starts from random weights instead of the ArcFace backbone, and the optimizer is Adam
 instead of Ranger. The StyleGAN2 may also be trained in the same run: config.stages =

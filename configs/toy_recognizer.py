@@ -7,9 +7,9 @@
     python -m benchmarks.toy_quality      # its accuracy on 2,000 test faces
 
 Not a paper component: a small attribute classifier (`difai_jax/models/recognizer.py`) whose
-embedding and predictions give the toy domain its measures (`difai_jax/evaluation/metrics/toy.py`). Sized
-to train in under 30 minutes on 2 shared CPU cores (25 min measured, at nice 10 beside other
-trainings).
+embedding and predictions give the toy domain its measures
+(`difai_jax/evaluation/metrics/toy.py`). Sized to train in under 30 minutes on 2 shared CPU
+cores (25 min measured, at nice 10 beside other trainings).
 
 Measured (`quality.json` beside the weights; 2,000 test faces, toy-domain): mean accuracy
 0.889; hair style 0.83, hair colour 0.96, skin tone 0.94, beard 0.95, moustache 0.91, glasses

@@ -68,6 +68,8 @@ def test_help_exits_zero(module):
   proc = run_cli(module, "--help")
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "usage" in proc.stdout.lower() or "flags:" in proc.stdout.lower(), proc.stdout[:500]
+  if module.startswith("weights_conversion."):   # the usage line names the command to type
+    assert f"usage: python -m {module} " in proc.stdout, proc.stdout[:500]
 
 
 def test_flag_errors_still_exit_one():

@@ -8,6 +8,7 @@ run (tests/tiny_config.py, 2 + 2 steps, trained once per test session), and on b
 must fail before any model is loaded (the workdir given there does not even exist).
 """
 
+# pylint: disable=import-outside-toplevel
 import contextlib
 import csv
 import fcntl
@@ -416,8 +417,8 @@ def tiny_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def lpips_dir(tmp_path_factory):
   """Random LPIPS weights saved as a converted directory (no Inception: its compile is slow)."""
-  from difai_jax import pretrained  # pylint: disable=import-outside-toplevel
-  from difai_jax.evaluation.metrics import lpips as lpips_lib  # pylint: disable=import-outside-toplevel
+  from difai_jax import pretrained
+  from difai_jax.evaluation.metrics import lpips as lpips_lib
   x = jax.ShapeDtypeStruct((1, SIZE, SIZE, 3), jnp.float32)
   variables = eval_metrics.random_variables(lpips_lib.LPIPS(net="alex"), x, x, seed=0)
   path = str(tmp_path_factory.mktemp("lpips") / "lpips_alex")
@@ -426,8 +427,8 @@ def lpips_dir(tmp_path_factory):
 
 
 def test_coarse_baseline_scores_k_copies_of_the_coarse_composite(tiny_run, monkeypatch):
-  from difai_jax.training import checkpoints  # pylint: disable=import-outside-toplevel
-  from difai_jax import pipeline  # pylint: disable=import-outside-toplevel
+  from difai_jax.training import checkpoints
+  from difai_jax import pipeline
   inference = checkpoints.load_difai(tiny_run)
   spec = eval_loop.completion_spec(
       inference, eval_options.EvalOptions(num_completions=3, completions="coarse"))
@@ -513,7 +514,8 @@ def test_cli_scores_a_trained_run_under_the_paper_protocol(tiny_run, lpips_dir, 
                              verbose=False)
   proc = run_module("difai_jax.evaluate", "--workdir", tiny_run, *TINY_EVAL_ARGS,
                     "--masks_dir", str(tmp_path / "masks"), "--mask_convention", "hole1",
-                    "--buckets", "quickdraw,20-30", "--max_images=3", "--batch_size=4", "--lpips", lpips_dir,
+                    "--buckets", "quickdraw,20-30", "--max_images=3", "--batch_size=4",
+                    "--lpips", lpips_dir,
                     "--table1_completions", "best", "--extra_metrics", "psnr,lpips_hole",
                     "--fid_resize", "clean", "--eval_dir", str(tmp_path / "eval_best"),
                     "--compilation_cache=none")

@@ -151,7 +151,8 @@ def test_dry_run_prints_every_step_without_calling_gcloud(tmp_path, fakebin):
 def test_dry_run_follows_env_overrides(tmp_path, fakebin):
   tricky = "--config.data.path=/data/it's here"                # a quote survives both shells
   proc = _run(["--dry-run", "--no-follow"], tmp_path, fakebin, TPU_NAME="pod7",
-              ZONE="europe-west4-a", ACCELERATOR_TYPE="v5litepod-16", RUNTIME_VERSION="v2-alpha-tpuv5-lite",
+              ZONE="europe-west4-a", ACCELERATOR_TYPE="v5litepod-16",
+              RUNTIME_VERSION="v2-alpha-tpuv5-lite",
               PROJECT="my-proj", SPOT="1", CONFIG="configs/demo.py", WORKDIR="runs/a",
               EXTRA_ARGS=tricky, PIP_EXTRAS="", LOG_DIR="/var/tmp/logs")
   assert proc.returncode == 0, proc.stderr

@@ -1,4 +1,5 @@
-"""MTCNN (difai_jax/inference/face/mtcnn.py) against facenet-pytorch 2.6.0, from the shipped weights.
+"""MTCNN (difai_jax/inference/face/mtcnn.py) against facenet-pytorch 2.6.0, from the shipped
+weights.
 
 tests/fixtures/mtcnn_io.npz was written by facenet-pytorch 2.6.0 (torch 2.14.1, CPU, its
 default MTCNN()) outside this repo: each net's outputs on fixed random inputs, and ``detect``'s

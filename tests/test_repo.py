@@ -1,5 +1,6 @@
 """The README's quick start and .ci/run stay in step, and the sample CLI writes its files."""
 
+# pylint: disable=import-outside-toplevel
 import ast
 import os
 import re
@@ -39,9 +40,9 @@ def test_sample_cli_writes_grid_and_sefa_strip(tmp_path):
 
 
 def test_configs_are_data_that_import_nothing_from_the_package():
-  import ast  # pylint: disable=import-outside-toplevel
-  import importlib  # pylint: disable=import-outside-toplevel
-  import ml_collections  # pylint: disable=import-outside-toplevel
+  import ast
+  import importlib
+  import ml_collections
   folder = os.path.join(ROOT, "configs")
   names = sorted(f[:-3] for f in os.listdir(folder) if f.endswith(".py") and f != "__init__.py")
   assert {"toy_psp", "toy_stylegan2", "toy_recognizer", "celebahq", "data_defaults"} <= set(names)
@@ -55,8 +56,8 @@ def test_configs_are_data_that_import_nothing_from_the_package():
     if hasattr(module, "get_config"):
       assert isinstance(module.get_config(), ml_collections.ConfigDict), name
   # The stages fill in the same defaults the config files use.
-  from configs import stage_defaults  # pylint: disable=import-outside-toplevel
-  from difai_jax.training.stages import psp, recognizer, stylegan2  # pylint: disable=import-outside-toplevel
+  from configs import stage_defaults
+  from difai_jax.training.stages import psp, recognizer, stylegan2
   assert stylegan2.config_defaults() == stage_defaults.stylegan2()
   assert psp.train_defaults() == stage_defaults.psp_train()
   assert recognizer.config_defaults() == stage_defaults.recognizer()
@@ -114,3 +115,14 @@ def test_library_never_imports_a_command_and_no_import_cycle():
     if module not in done:
       visit(module, [module])
   assert not cycles, cycles
+
+
+def test_python_lines_fit_in_100_columns():
+  tracked = subprocess.run(["git", "ls-files", "*.py"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split()
+  assert len(tracked) > 100, tracked                     # the listing really ran
+  long_lines = []
+  for path in tracked:
+    with open(os.path.join(ROOT, path), encoding="utf-8") as f:
+      long_lines += [f"{path}:{n}" for n, line in enumerate(f, 1) if len(line.rstrip("\n")) > 100]
+  assert not long_lines, long_lines

@@ -99,7 +99,8 @@ def test_difai_run_exports_for_inference_only(tmp_path):
     assert all(jax.tree.leaves(same)), part
   # Only what inference reads: no optimizer state, critic or EMA copy.
   for stage in export.INFERENCE_STAGES:
-    with checkpoints._manager(os.path.join(out, stage, "checkpoints")) as manager:  # pylint: disable=protected-access
+    stage_dir = os.path.join(out, stage, "checkpoints")
+    with checkpoints._manager(stage_dir) as manager:  # pylint: disable=protected-access
       tree = manager.item_metadata(manager.latest_step())["state"].tree
     assert sorted(tree) == ["collections", "params"], (stage, sorted(tree))
   with pytest.raises(FileExistsError, match="is not empty"):

@@ -168,7 +168,8 @@ def test_converter_errors_name_key_and_shapes():
       fake[k] = stylegan2_common.fir_kernel((1, 3, 3, 1), 4.0)
   bad = dict(fake)
   bad["to_rgb1.bias"] = np.zeros((1, 4, 1, 1), np.float32)
-  with pytest.raises(torch_io.ConversionError, match=r"to_rgb1\.bias.*\(1, 4, 1, 1\).*\(1, 3, 1, 1\)"):
+  with pytest.raises(torch_io.ConversionError,
+                     match=r"to_rgb1\.bias.*\(1, 4, 1, 1\).*\(1, 3, 1, 1\)"):
     convert.convert_generator(torch_io.StateDict(bad, "bad"), check=False)
   missing = dict(fake)
   del missing["convs.3.noise.weight"]

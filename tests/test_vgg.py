@@ -134,7 +134,7 @@ def test_converter_uses_all_convs_and_ignores_classifier(state_dict, converted):
                                 state_dict["features.5.bias"])
 
 
-def test_cli_end_to_end(tmp_path, torch_vgg, converted, images):
+def test_cli_end_to_end(tmp_path, torch_vgg, converted, images, capsys):
   # The classifier is ignored, so small stand-ins keep the file small (same key names).
   sd = {k: v for k, v in torch_vgg.state_dict().items() if k.startswith("features.")}
   sd.update({k: torch.zeros(2, 2) for k in ("classifier.0.weight", "classifier.6.weight")})
@@ -142,6 +142,8 @@ def test_cli_end_to_end(tmp_path, torch_vgg, converted, images):
   torch.save(sd, src)
   dst = tmp_path / "vgg19_jax"
   assert vgg19_conversion.main([str(src), str(dst)]) == 0
+  assert capsys.readouterr().out == (f"wrote {dst}: vgg19, 20,024,384 parameters, "
+                                     f"taps {list(vgg.DEFAULT_TAPS)}\n")
   module, variables = pretrained.load(dst)
   assert isinstance(module, vgg.VGG19Features) and module.taps == vgg.DEFAULT_TAPS
   _, expected = converted

@@ -14,8 +14,9 @@ Usage::
     python -m weights_conversion.lpips --net alex --backbone alexnet.pth [--linear alex.pth] DST_DIR
 
 The result loads with ``difai_jax.pretrained.load(DST_DIR)`` as
-:class:`difai_jax.evaluation.metrics.lpips.LPIPS`. Layout: ``params/backbone/features_{i}/{kernel,bias}`` (torchvision index ``i``, HWIO
-kernels) and ``params/lin{l}`` of shape (C_l,).
+:class:`difai_jax.evaluation.metrics.lpips.LPIPS`. Layout:
+``params/backbone/features_{i}/{kernel,bias}`` (torchvision index ``i``, HWIO kernels) and
+``params/lin{l}`` of shape (C_l,).
 """
 
 from __future__ import annotations

@@ -28,15 +28,13 @@ with the flipped one. InstanceNorm2d has no parameters (affine=False, no running
 from __future__ import annotations
 
 import sys
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from difai_jax import pretrained
 from difai_jax.models import coarse
-from difai_jax.nn import parameter_count
 from weights_conversion import torch_io
 
 # (reference block, block type, number of ResnetBlocks), in the reference's definition order.
@@ -121,6 +119,8 @@ def widths_of(state_dict: Mapping[str, np.ndarray]) -> tuple[int, int, int, int]
         f"not an MLGN Generator state dict: missing {e.args[0]!r}") from e
 
 
+@torch_io.converter_command(kind="coarse",
+                             src_help="MLGN Generator state dict, e.g. latest_net_G.pth")
 def convert(state_dict: Mapping[str, np.ndarray],
             source: str = "MLGN generator state dict") -> tuple[dict, dict]:
   """Maps an MLGN ``Generator`` state dict (numpy arrays) to ``(config, variables)``.
@@ -146,22 +146,7 @@ def convert(state_dict: Mapping[str, np.ndarray],
   return config, variables
 
 
-COMMAND = {"module": "mlgn", "src_help": "MLGN Generator state dict, e.g. latest_net_G.pth",
-           "description": "Convert an MLGN generator state dict (.pth) to a difai-jax coarse "
-                          "directory."}
-
-
-def save(dst: str, config: dict, variables) -> None:
-  pretrained.save(dst, "coarse", config, variables)
-
-
-def describe(config: dict, variables) -> str:
-  return f"MLGN generator, widths {config['widths']}, {parameter_count(variables)} parameters"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-  return torch_io.converter_main(argv, sys.modules[__name__])
-
+main = convert.main
 
 if __name__ == "__main__":
   sys.exit(main())

@@ -28,6 +28,7 @@ message naming the key and both shapes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fnmatch
 import math
 import os
@@ -36,7 +37,7 @@ import re
 import reprlib
 import sys
 import zipfile
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -562,21 +563,48 @@ def check_shapes(converted: Mapping, expected: Mapping, path: str = "") -> None:
       raise ConversionError(f"converted variables have {path}/{k}, which the module lacks")
 
 
-def converter_main(argv, converter) -> int:
-  """The command line of a single-network converter module ``converter``: parses ``SRC DST``,
-  loads SRC, converts it with ``converter.convert(state_dict, source=SRC)`` into ``(config,
-  variables)``, writes them with ``converter.save(DST, config, variables)`` and prints ``wrote
-  DST: converter.describe(config, variables)``; a refused file is one ``error:`` line and exit
-  code 1. ``converter.COMMAND`` holds the module name, description and SRC help."""
-  args = converter_parser(**converter.COMMAND).parse_args(argv)
-  try:
-    config, variables = converter.convert(load_checkpoint(args.src), source=args.src)
-    converter.save(args.dst, config, variables)
-  except (ConversionError, FileNotFoundError, FileExistsError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
-  print(f"wrote {args.dst}: {converter.describe(config, variables)}")
-  return 0
+@dataclasses.dataclass(frozen=True)
+class Converter:
+  """A single-network converter and its command, ``python -m weights_conversion.<module> SRC DST``.
+
+  Made by decorating a converter module's ``convert`` function with :func:`converter_command`;
+  calling it calls that function (``convert(state_dict, source=SRC)`` -> ``(config,
+  variables)``). The command writes the result as a ``difai_jax.pretrained`` directory of
+  ``kind``; its description is the first line of the module's docstring.
+  """
+  convert: Callable[..., tuple]
+  kind: str
+  src_help: str
+
+  def __call__(self, state_dict: Mapping[str, Any], **kwargs) -> tuple:
+    return self.convert(state_dict, **kwargs)
+
+  def main(self, argv: Sequence[str] | None = None) -> int:
+    """Parses ``SRC DST``, converts and writes, then prints one line naming the kind, the
+    parameter count and the config; a refused file is one ``error:`` line and exit code 1 (DST
+    is never overwritten)."""
+    # The package is imported here, not at the top: torch_io itself serves numpy-only readers.
+    from difai_jax import pretrained  # pylint: disable=import-outside-toplevel
+    from difai_jax.nn import parameter_count  # pylint: disable=import-outside-toplevel
+    module = sys.modules[self.convert.__module__]
+    name = module.__spec__.name if module.__spec__ else module.__name__   # "__main__" under -m
+    parser = converter_parser(name.rsplit(".", 1)[-1],
+                              (module.__doc__ or "").strip().splitlines()[0], self.src_help)
+    args = parser.parse_args(argv)
+    try:
+      config, variables = self.convert(load_checkpoint(args.src), source=args.src)
+      pretrained.save(args.dst, self.kind, config, variables)
+    except (ConversionError, FileNotFoundError, FileExistsError) as e:
+      print(f"error: {e}", file=sys.stderr)
+      return 1
+    settings = ", ".join(f"{key} {value}" for key, value in config.items() if key != "dtype")
+    print(f"wrote {args.dst}: {self.kind}, {parameter_count(variables):,} parameters, {settings}")
+    return 0
+
+
+def converter_command(*, kind: str, src_help: str) -> Callable[[Callable[..., tuple]], Converter]:
+  """Decorator: makes a module's ``convert`` function a :class:`Converter` writing ``kind``."""
+  return lambda convert: Converter(convert=convert, kind=kind, src_help=src_help)
 
 
 def converter_parser(module: str, description: str, src_help: str) -> argparse.ArgumentParser:

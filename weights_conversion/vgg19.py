@@ -22,21 +22,21 @@ Any other key (e.g. the BatchNorm buffers of ``vgg19_bn``) stops the conversion 
 from __future__ import annotations
 
 import sys
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from difai_jax import pretrained
 from difai_jax.models import vgg
-from difai_jax.nn import parameter_count
 from weights_conversion import torch_io
 
 # Tensors of the state dict that the converter reads on purpose never (the classifier head).
 IGNORED = ("classifier.*",)
 
 
+@torch_io.converter_command(kind="vgg19",
+                             src_help="torchvision vgg19 state dict, e.g. vgg19-dcbb9e9d.pth")
 def convert(state_dict: Mapping[str, np.ndarray],
             source: str = "vgg19 state dict") -> tuple[dict, dict]:
   """Maps a torchvision ``vgg19`` state dict (numpy arrays) to ``(config, variables)``.
@@ -81,23 +81,7 @@ def convert(state_dict: Mapping[str, np.ndarray],
   return config, variables
 
 
-COMMAND = {"module": "vgg19", "src_help": "torchvision vgg19 state dict, e.g. vgg19-dcbb9e9d.pth",
-           "description": "Convert a torchvision vgg19 state dict (.pth) to a difai-jax model "
-                          "directory."}
-
-
-def save(dst: str, config: dict, variables) -> None:
-  pretrained.save(dst, "vgg19", config, variables)
-
-
-def describe(config: dict, variables) -> str:
-  return (f"VGG-19 features, 16 convs, {parameter_count(variables)} parameters, "
-          f"taps {config['taps']}")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-  return torch_io.converter_main(argv, sys.modules[__name__])
-
+main = convert.main
 
 if __name__ == "__main__":
   sys.exit(main())

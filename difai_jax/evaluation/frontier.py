@@ -129,8 +129,9 @@ def draw(table: Mapping[str, Any], path: str) -> None:
   canvas = ImageDraw.Draw(img)
   canvas.text((12, 8), f"Fidelity-diversity frontier: {table['title']}",
               fill="red" if table["random_metric_weights"] else "black", font=font)
-  canvas.text((12, 24), "curves: one per bucket (colours below), a point per SeFa degree;  squares: "
-              "single-completion methods (diversity n/a: drawn at 0)", fill="gray", font=font)
+  canvas.text((12, 24), "curves: one per bucket (colours below), a point per SeFa degree;  "
+              "squares: single-completion methods (diversity n/a: drawn at 0)", fill="gray",
+              font=font)
   for i, b in enumerate(table["buckets"]):
     canvas.text((12 + 60 * i, 40), b, fill=_COLOURS[i % len(_COLOURS)], font=font)
   for p, metric in enumerate(metrics):

@@ -151,8 +151,8 @@ def read_mask_folder(folder: str, convention: str, image_size: int) -> tuple[dic
   if not os.path.isdir(folder):
     raise ValueError(f"mask folder not found: {folder}")
   _check_manifest(folder, convention)
-  files = [f for f in masks_lib.list_mask_files(folder) if os.path.relpath(f, folder).split(os.sep)[0]
-           != "images"]
+  files = [f for f in masks_lib.list_mask_files(folder)
+           if os.path.relpath(f, folder).split(os.sep)[0] != "images"]
   if not files:
     raise ValueError(f"mask folder {folder} holds no mask images "
                      f"({', '.join(masks_lib.IMAGE_EXTENSIONS)})")

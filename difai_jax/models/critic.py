@@ -81,5 +81,6 @@ NON_ARCHITECTURE_FIELDS = ("lambda_gp", "input")
 
 
 def from_config(cfg: Any) -> Critic:
-  """Builds a :class:`Critic` from a ConfigDict or dict (``lambda_gp`` and ``input`` are loss settings)."""
+  """Builds a :class:`Critic` from a ConfigDict or dict (``lambda_gp`` and ``input`` are loss
+  settings, not architecture)."""
   return Critic(**module_kwargs(Critic, cfg, NON_ARCHITECTURE_FIELDS))

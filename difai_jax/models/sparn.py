@@ -150,7 +150,8 @@ def _variant_blocks(x: jax.Array, num_completions: int, where: str) -> jax.Array
   sample-major, as ``pipeline.generate`` does)."""
   if num_completions < 1 or x.shape[0] % num_completions:
     raise ValueError(f"{where}: the batch of {x.shape[0]} is not num_completions = "
-                     f"{num_completions} equal blocks (K style variants folded sample-major into the batch)")
+                     f"{num_completions} equal blocks (K style variants folded sample-major "
+                     "into the batch)")
   return unfold_variants(x, num_completions)
 
 

@@ -3,7 +3,8 @@
 Same semantics as rosinality's ``Generator``: mapping network (PixelNorm + equalized dense
 layers with lr multiplier and fused leaky ReLU), a learned 4x4 constant, modulated 3x3 convs with
 demodulation, transposed-conv upsampling followed by the [1, 3, 3, 1] blur, per-layer noise
-injection, ToRGB layers whose skip is upsampled with the same filter, ``n_latent = 2 log2(size) - 2``.
+injection, ToRGB layers whose skip is upsampled with the same filter,
+``n_latent = 2 log2(size) - 2``.
 
 Differences in form only: NHWC; explicit rngs; the modulated conv demodulates activations
 (see ``layers.ModulatedConv2d``); ``randomize_noise`` defaults to False (stored buffers).
@@ -85,8 +86,9 @@ class StyledConv(nn.Module):
 
   @nn.compact
   def __call__(self, x, style, noise):
-    x = layers.ModulatedConv2d(self.features, 3, upsample=self.upsample,
-                               blur_kernel=self.blur_kernel, dtype=self.dtype, name="conv")(x, style)
+    conv = layers.ModulatedConv2d(self.features, 3, upsample=self.upsample,
+                                  blur_kernel=self.blur_kernel, dtype=self.dtype, name="conv")
+    x = conv(x, style)
     # NoiseInjection: a single learned scalar per layer; noise (1 or N, H, W, 1).
     weight = self.param("noise_weight", nn.initializers.zeros, (1,))
     x = x + (weight * noise).astype(x.dtype)

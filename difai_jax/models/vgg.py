@@ -107,8 +107,8 @@ class VGG19Features(nn.Module):
     features = {}
     for name, _, width in LAYERS[:last + 1]:
       if name.startswith("conv"):
-        x = nn.Conv(max(1, width // self.width_divisor), (3, 3), padding=((1, 1), (1, 1)), dtype=self.dtype,
-                    param_dtype=jnp.float32, name=name)(x)
+        x = nn.Conv(max(1, width // self.width_divisor), (3, 3), padding=((1, 1), (1, 1)),
+                    dtype=self.dtype, param_dtype=jnp.float32, name=name)(x)
       elif name.startswith("relu"):
         x = nn.relu(x)
       else:  # (N, H, W, C) -> (N, H // 2, W // 2, C)

@@ -243,8 +243,8 @@ def load_difai(workdir: str) -> Inference:
 
   ``workdir`` may be the DiFAI stage's directory or a multi-stage run's top directory. The
   coarse net (weights and architecture) comes from the run's coarse stage (``<run>/coarse`` or
-  the config's ``pretrained.coarse_workdir``); pSp from the config's converted directory (or the same random
-  weights the run trained with, when it used ``pretrained.random_init``).
+  the config's ``pretrained.coarse_workdir``); pSp from the config's converted directory (or the
+  same random weights the run trained with, when it used ``pretrained.random_init``).
   """
   workdir = pretrained.resolve(workdir)            # short names: toy-difai
   difai_dir = find_stage_dir(workdir, "difai")
