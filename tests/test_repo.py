@@ -126,3 +126,18 @@ def test_python_lines_fit_in_100_columns():
     with open(os.path.join(ROOT, path), encoding="utf-8") as f:
       long_lines += [f"{path}:{n}" for n, line in enumerate(f, 1) if len(line.rstrip("\n")) > 100]
   assert not long_lines, long_lines
+
+
+def test_no_library_function_is_longer_than_60_lines():
+  long_functions = []
+  for folder, _, files in os.walk(os.path.join(ROOT, "difai_jax")):
+    for name in files:
+      if name.endswith(".py"):
+        path = os.path.join(folder, name)
+        with open(path, encoding="utf-8") as f:
+          tree = ast.parse(f.read())
+        long_functions += [f"{os.path.relpath(path, ROOT)}:{node.lineno} {node.name}"
+                           for node in ast.walk(tree)
+                           if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                           and node.end_lineno - node.lineno + 1 > 60]
+  assert not long_functions, long_functions
