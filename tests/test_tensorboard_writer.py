@@ -121,3 +121,22 @@ def test_record_framing(read_back):
   assert len(record) == 8 + 4 + 3 + 4
   assert varint_300 == "ac02"                                # the protobuf docs' example
   assert varint_minus_1 == "ff" * 9 + "01"                   # int64 -1: ten bytes
+
+
+def test_training_never_imports_tensorflow_even_when_installed():
+  # TensorFlow is installed in the test environment (the test extra), and clu's metric writers
+  # would import it: the training loop must not pay for it.
+  script = textwrap.dedent("""
+      import importlib.util, json, sys
+      import difai_jax.training.loop
+      from clu import metric_writers
+      print(json.dumps({"installed": importlib.util.find_spec("tensorflow") is not None,
+                        "imported": "tensorflow" in sys.modules,
+                        "writer": metric_writers.SummaryWriter.__module__}))
+      """)
+  proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                        text=True, timeout=300, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  seen = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert seen == {"installed": True, "imported": False,
+                  "writer": "difai_jax.training.tensorboard_writer"}, seen
