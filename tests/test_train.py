@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from tensorboard.backend.event_processing import event_accumulator
 
 from difai_jax.training import checkpoints
 from difai_jax import pipeline
@@ -190,53 +191,76 @@ def test_workdir_of_another_architecture_is_refused(tmp_path, monkeypatch):
 
 # ---- subprocess runs ----
 
-def test_data_parallel_matches_one_device(tmp_path):
-  common = ["--config.stages=('coarse',)", "--config.coarse.lambda_adv=0.1",
-            "--config.train.num_steps.coarse=3"]
-  out1 = _run(_train_cmd(tmp_path / "one", *common), devices=1)
-  out4 = _run(_train_cmd(tmp_path / "four", *common), devices=4)
-  assert "devices: 4" in out4
-  # The first step's loss (same initial params, same global batch, split over 4 devices or
-  # not) must agree. Later steps are not compared: MLGN's InstanceNorms over 2x2 maps at this
-  # tiny size amplify reduction-order rounding (and Adam turns the zero-in-exact-arithmetic
-  # gradients of the conv biases before each InstanceNorm into lr-sized steps), so parameters
-  # of the two runs drift apart chaotically without either being wrong.
-  losses = [float(re.search(r"\[coarse\] step 1/3 .*? loss=(\S+)", out).group(1))
-            for out in (out1, out4)]
-  print(f"data parallel (4 devices) vs 1 device: first-step loss {losses[1]} vs {losses[0]}")
-  assert losses[1] == pytest.approx(losses[0], rel=1e-4)
-
-
 def _free_port():
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     return s.getsockname()[1]
 
 
-def test_two_processes_train_in_lockstep(tmp_path):
+def _first_loss(workdir: str, name: str) -> float:
+  """The stage's step-1 loss as its TensorBoard file holds it (float32, not the log's 4 digits)."""
+  acc = event_accumulator.EventAccumulator(workdir)
+  acc.Reload()
+  return next(e.value for e in acc.Scalars(f"{name}/loss") if e.step == 1)
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory):
+  """Both stages, 2 steps each, over 2 processes of 2 CPU devices each: one 4-device data
+  parallel mesh across two hosts, as on a TPU pod slice. The coarse net trains with its critic
+  (a GAN state). Returns (run dir, each process's output)."""
+  workdir = tmp_path_factory.mktemp("two_processes") / "run"
   port = _free_port()
   procs = [subprocess.Popen(
-      _train_cmd(tmp_path / "run", f"--coordinator_address=127.0.0.1:{port}",
-                 "--num_processes=2", f"--process_id={i}", "--config.train.num_steps.coarse=2",
-                 "--config.train.num_steps.difai=2"),
-      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(1), cwd=ROOT)
+      _train_cmd(workdir, f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+                 f"--process_id={i}", "--config.coarse.lambda_adv=0.1",
+                 "--config.train.num_steps.coarse=2", "--config.train.num_steps.difai=2"),
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(2), cwd=ROOT)
       for i in range(2)]
   outs = []
   try:
     for p in procs:
-      outs.append(p.communicate(timeout=300)[0])
+      outs.append(p.communicate(timeout=400)[0])
   finally:
     for p in procs:
       if p.poll() is None:
         p.kill()
   for p, out in zip(procs, outs):
     assert p.returncode == 0, out[-3000:]
-  assert "over 2 process(es)" in outs[0]
+  return workdir, outs
+
+
+def test_two_processes_train_in_lockstep(two_process_run):
+  workdir, outs = two_process_run
+  assert "devices: 4 (cpu) over 2 process(es)" in outs[0], outs[0][-3000:]
   sums = [_checksums(o) for o in outs]
   print("per-process params checksums:", sums)
   assert set(sums[0]) == {"coarse", "difai"}
   assert sums[0] == sums[1]
-  assert checkpoints.latest_meta(str(tmp_path / "run" / "difai"))["step"] == 2
+  assert checkpoints.latest_meta(str(workdir / "difai"))["step"] == 2
+
+
+def test_data_parallel_matches_one_device(tmp_path):
+  # The first step's loss (same initial params, same global batch, split over 4 devices or
+  # not) must agree. Later steps are not compared: MLGN's InstanceNorms over 2x2 maps at this
+  # tiny size amplify reduction-order rounding (and Adam turns the zero-in-exact-arithmetic
+  # gradients of the conv biases before each InstanceNorm into lr-sized steps), so parameters
+  # of the two runs drift apart chaotically without either being wrong. (Several processes
+  # read different shards, so their global batch is another one: not compared here.)
+  out4 = _run(_train_cmd(tmp_path / "four", "--config.stages=('coarse',)",
+                         "--config.coarse.lambda_adv=0.1", "--config.train.num_steps.coarse=1"),
+              devices=4)
+  assert "devices: 4 (cpu) over 1 process(es)" in out4
+  config = tiny_config.get_config()
+  config.stages = ("coarse",)
+  config.coarse.lambda_adv = 0.1
+  config.train.num_steps = {"coarse": 1, "difai": 1}
+  assert jax.device_count() == 1
+  train.run(config, str(tmp_path / "one"))              # in this process: one device
+  one, four = _first_loss(str(tmp_path / "one"), "coarse"), _first_loss(str(tmp_path / "four"),
+                                                                        "coarse")
+  print(f"data parallel (4 devices) vs 1 device: first-step loss {four} vs {one}")
+  assert four == pytest.approx(one, rel=1e-5)
 
 
 def _wait_for_checkpoint(workdir, proc, timeout=120):
