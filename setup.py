@@ -27,15 +27,16 @@ EXTRAS = {
     "train": [],
     # Optional CelebA-HQ source through tensorflow-datasets.
     "tfds": ["tensorflow-datasets>=4.9.10"],
-    # The browser demo (python -m difai_jax.app); not needed by the tests. gradio 6.31 pins
-    # pillow < 13, so this extra may move Pillow back to 12.x.
+    # The browser demo (python -m difai_jax.app). gradio 6.31 pins pillow < 13, so this extra
+    # may move Pillow back to 12.x.
     "app": ["gradio>=6.31.0"],
     # benchmarks/toy_inpainting.py's non-learned baseline (OpenCV Telea); never a runtime need.
     "bench": ["opencv-python-headless>=4.8"],
 }
 EXTRAS["test"] = sorted(set(
-    EXTRAS["convert"] + EXTRAS["train"] + EXTRAS["tfds"] + EXTRAS["bench"] + [
+    EXTRAS["convert"] + EXTRAS["train"] + EXTRAS["tfds"] + EXTRAS["bench"] + EXTRAS["app"] + [
         "pytest>=8.0",
+        "selenium>=4.51",         # tests/test_browser_app.py (Debian's chromedriver, no download)
         "tensorboard>=2.21",      # reads back the event files in test_tensorboard_writer
         "tensorflow-cpu>=2.21",   # tfds.testing.mock_data (test_data_sources) needs it
         "pytest-xdist>=3.5",

@@ -19,7 +19,15 @@ What it does, as a user would:
   4. sets K = 4 and runs again (no compile; completions 0..2 unchanged), then presses "Edit"
      (direction 0, degree +d: the same edit as completion 1) and "Walk" (its middle frame is
      degree 0: completion 0), and checks both against the completions;
-  5. saves a screenshot (palette PNG, < 300 KB) and prints the timings.
+  5. saves a screenshot (palette PNG, < 300 KB);
+  6. uploads a large photo that is not square (1600 x 1000), brushes a hole and presses
+     "Inpaint": the page shows a warning (the model sees it stretched) and completions of the
+     photo's size whose known pixels are the photo's; prints the timings.
+
+Before the first hole is drawn it also presses "Inpaint" with no hole brushed: the page must
+show the app's message (an error toast), never a stack trace, and the app keeps serving.
+
+``tests/test_browser_app.py`` runs the same check on every CI run (``check``).
 
 Exit status 0 when every check passes, 1 otherwise (the app's log tail is printed then).
 """
@@ -28,6 +36,7 @@ Exit status 0 when every check passes, 1 otherwise (the app's log tail is printe
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import io
 import os
 import socket
@@ -46,6 +55,7 @@ SCREENSHOT_LIMIT = 300 * 1024
 EXAMPLE = 1            # which toy example face to pick (index into app.EXAMPLE_INDICES)
 K = 3
 MIN_HOLE_DIFF = 1.0    # mean |a - b| (uint8 levels) between two completions inside the hole
+LARGE_PHOTO = (1600, 1000)   # (width, height) of the photo that is not square
 
 
 class CheckFailed(Exception):
@@ -96,14 +106,15 @@ def _page_error(driver) -> str:
   return " | ".join(t.text.replace("\n", " ") for t in toasts if "rror" in t.text)
 
 
-def wait_for(driver, what: str, condition, timeout: float, poll: float = 0.5):
+def wait_for(driver, what: str, condition, timeout: float, poll: float = 0.5,
+             fail_on_error: bool = True):
   """Polls ``condition()`` until truthy; fails early when the page shows an error."""
   deadline = time.time() + timeout
   while time.time() < deadline:
     value = condition()
     if value:
       return value
-    error = _page_error(driver)
+    error = _page_error(driver) if fail_on_error else ""
     if error:
       raise CheckFailed(f"waiting for {what}: the page shows an error: {error}")
     time.sleep(poll)
@@ -137,13 +148,93 @@ def check_known(name: str, image: np.ndarray, face: np.ndarray, known: np.ndarra
     raise CheckFailed(f"{name}: {changed} known pixels differ from the example face")
 
 
+def toasts(driver, kind: str) -> list[str]:
+  """The messages of gradio's toasts of ``kind`` (error / warning / info) now on the page."""
+  from selenium.webdriver.common.by import By
+  return [t.text.split("\n")[-1] for t in driver.find_elements(
+      By.CSS_SELECTOR, f"[data-testid='toast-body'].{kind}")]
+
+
+def close_toasts(driver) -> None:
+  from selenium.webdriver.common.by import By
+  for button in driver.find_elements(By.CSS_SELECTOR, "[data-testid='toast-close']"):
+    button.click()
+  time.sleep(0.5)
+
+
+def draw_stroke(driver) -> None:
+  """A horizontal brush stroke (120 screen px) across the editor's canvas."""
+  from selenium.webdriver.common.action_chains import ActionChains
+  from selenium.webdriver.common.by import By
+  brush = driver.find_element(By.CSS_SELECTOR, "#face_editor button[aria-label=Brush]")
+  if "highlight" not in (brush.get_attribute("class") or ""):
+    brush.click()
+  canvas = driver.find_elements(By.CSS_SELECTOR, "#face_editor canvas")[-1]
+  stroke = ActionChains(driver).move_to_element_with_offset(canvas, -60, 15).click_and_hold()
+  for _ in range(12):
+    stroke = stroke.move_by_offset(10, 0)
+  stroke.release().perform()
+
+
+def set_k(driver, k: int) -> None:
+  from selenium.webdriver.common.by import By
+  from selenium.webdriver.common.keys import Keys
+  k_box = driver.find_element(By.CSS_SELECTOR, "#k_slider input[type=number]")
+  k_box.send_keys(Keys.CONTROL, "a")
+  k_box.send_keys(str(k), Keys.TAB)
+  time.sleep(0.5)
+
+
+def check_no_hole_message(driver, report: list[str]) -> None:
+  """Inpaint before a hole is brushed: the app's message on the page, no stack trace."""
+  from selenium.webdriver.common.by import By
+  driver.find_element(By.ID, "run_button").click()
+  messages = wait_for(driver, "the no-hole message", lambda: toasts(driver, "error"), 60,
+                      fail_on_error=False)
+  if not any("brush the hole" in m for m in messages):
+    raise CheckFailed(f"Inpaint with no hole: the page says {messages}, not the app's message")
+  if "Traceback" in driver.page_source:
+    raise CheckFailed("Inpaint with no hole: the page shows a stack trace")
+  close_toasts(driver)
+  report.append(f"Inpaint with no hole brushed: the page says {messages[0]!r} (no trace)")
+
+
+def check_large_photo(driver, work: str, previous: list[str], k: int, timeout: float,
+                      report: list[str]) -> None:
+  """A large photo that is not square: a warning on the page, completions of its size."""
+  from selenium.webdriver.common.by import By
+  from difai_jax.data import toy_faces
+  photo = np.asarray(Image.fromarray(toy_faces.render_face(0, 28005, 256)).resize(
+      LARGE_PHOTO, Image.BICUBIC))
+  path = os.path.join(work, "large_photo.png")
+  Image.fromarray(photo).save(path)
+  driver.find_element(By.CSS_SELECTOR, "#face_editor input[type=file]").send_keys(path)
+  time.sleep(2.0)
+  draw_stroke(driver)
+  driver.find_element(By.ID, "run_button").click()
+  srcs = wait_for(driver, "the large photo's completions", lambda: (
+      image_srcs(driver, "#completions img") if len(image_srcs(driver, "#completions img")) == k
+      and image_srcs(driver, "#completions img") != previous else None), timeout)
+  warnings = toasts(driver, "warning")
+  if not any("not square" in w for w in warnings):
+    raise CheckFailed(f"a {LARGE_PHOTO[0]}x{LARGE_PHOTO[1]} photo: no 'not square' warning on "
+                      f"the page (warnings: {warnings})")
+  completion = fetch_png(srcs[0])
+  known = fetch_png(image_srcs(driver, "#mask_used img")[0])[..., 0] > 127
+  check_known("the large photo's completion 0", completion, photo, known)
+  if known.all():
+    raise CheckFailed("the large photo's mask has no hole: the stroke was not drawn")
+  close_toasts(driver)
+  report.append(f"large photo {LARGE_PHOTO[0]}x{LARGE_PHOTO[1]}: the page warns "
+                f"{warnings[0]!r}; completions {completion.shape[1]}x{completion.shape[0]}, "
+                f"known pixels exact, {int((~known).sum())} hole px")
+
+
 def run_check(args, timings: dict) -> list[str]:
   """The whole check; returns the lines of its report (raises CheckFailed)."""
   from selenium import webdriver
   from selenium.webdriver.chrome.service import Service
-  from selenium.webdriver.common.action_chains import ActionChains
   from selenium.webdriver.common.by import By
-  from selenium.webdriver.common.keys import Keys
   sys.path.insert(0, ROOT)
   from difai_jax import app
   report = []
@@ -181,20 +272,10 @@ def run_check(args, timings: dict) -> list[str]:
   wait_for(driver, "the face in the editor", lambda: driver.find_elements(
       By.CSS_SELECTOR, "#face_editor button[aria-label=Color]"), 60)
   time.sleep(1.0)
-  brush = driver.find_element(By.CSS_SELECTOR, "#face_editor button[aria-label=Brush]")
-  if "highlight" not in (brush.get_attribute("class") or ""):
-    brush.click()
-  canvas = driver.find_elements(By.CSS_SELECTOR, "#face_editor canvas")[-1]
-  stroke = ActionChains(driver).move_to_element_with_offset(canvas, -60, 15).click_and_hold()
-  for _ in range(12):                      # a horizontal stroke, 120 screen px
-    stroke = stroke.move_by_offset(10, 0)
-  stroke.release().perform()
+  check_no_hole_message(driver, report)
+  draw_stroke(driver)
   report.append("mask: drawn with the brush (a mouse drag on the editor's canvas)")
-
-  k_box = driver.find_element(By.CSS_SELECTOR, "#k_slider input[type=number]")
-  k_box.send_keys(Keys.CONTROL, "a")
-  k_box.send_keys(str(K), Keys.TAB)
-  time.sleep(0.5)
+  set_k(driver, K)
 
   t0 = time.time()
   driver.find_element(By.ID, "run_button").click()
@@ -231,9 +312,7 @@ def run_check(args, timings: dict) -> list[str]:
 
   # K = 4: the same compiled program (the app pads every call to one number of edits), and
   # the first three completions do not change with K.
-  k_box.send_keys(Keys.CONTROL, "a")
-  k_box.send_keys(str(K + 1), Keys.TAB)
-  time.sleep(0.5)
+  set_k(driver, K + 1)
   t0 = time.time()
   driver.find_element(By.ID, "run_button").click()
   srcs = wait_for(driver, f"{K + 1} completions", lambda: (
@@ -285,42 +364,57 @@ def run_check(args, timings: dict) -> list[str]:
   time.sleep(0.5)
   nbytes = save_screenshot(driver, args.screenshot)
   report.append(f"screenshot: {os.path.relpath(args.screenshot, ROOT)} ({nbytes / 1024:.0f} KB)")
+
+  t0 = time.time()
+  check_large_photo(driver, work, srcs, K + 1, args.timeout, report)
+  timings[f"large photo, K = {K + 1}"] = time.time() - t0
   return report
 
 
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m benchmarks.browser_app_check",
-                                   description=__doc__.split("\n", maxsplit=1)[0])
-  parser.add_argument("--checkpoint", default="toy-difai")
-  parser.add_argument("--chromedriver", default="/usr/bin/chromedriver")
-  parser.add_argument("--chromium", default=None,
-                      help="browser binary (default: the one chromedriver finds)")
-  parser.add_argument("--screenshot", default=DEFAULT_SCREENSHOT)
-  parser.add_argument("--timeout", type=float, default=600.0,
-                      help="seconds to wait for the app to start and for each click's result")
-  parser.add_argument("--skip_sefa", "--skip-sefa", action="store_true",
-                      help="stop after the K completions (no Edit / Walk)")
-  args = parser.parse_args(argv)
-  if not os.path.exists(args.chromedriver):
-    print(f"error: no chromedriver at {args.chromedriver} (apt-get install -y chromium "
-          "chromium-driver, or pass --chromedriver)", file=sys.stderr)
-    return 1
-  try:
-    import gradio  # pylint: disable=import-outside-toplevel,unused-import
-    import selenium  # pylint: disable=import-outside-toplevel,unused-import
-  except ImportError as e:
-    print(f"error: {e.name} is missing: pip install -e \".[app]\" selenium", file=sys.stderr)
-    return 1
+INSTALL_HINT = ('apt-get install -y chromium chromium-driver; pip install -e ".[test]" (gradio '
+                "and selenium)")
+
+
+def missing_requirements(chromedriver: str = "/usr/bin/chromedriver") -> str | None:
+  """What this check needs and cannot find (None when everything is there)."""
+  if not os.path.exists(chromedriver):
+    return f"no chromedriver at {chromedriver}"
+  for module in ("gradio", "selenium"):
+    if importlib.util.find_spec(module) is None:
+      return f"the Python package {module} is missing"
+  return None
+
+
+def parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(prog="python -m benchmarks.browser_app_check",
+                              description=__doc__.split("\n", maxsplit=1)[0])
+  p.add_argument("--checkpoint", default="toy-difai")
+  p.add_argument("--chromedriver", default="/usr/bin/chromedriver")
+  p.add_argument("--chromium", default=None,
+                 help="browser binary (default: the one chromedriver finds)")
+  p.add_argument("--screenshot", default=DEFAULT_SCREENSHOT)
+  p.add_argument("--timeout", type=float, default=600.0,
+                 help="seconds to wait for the app to start and for each click's result")
+  p.add_argument("--skip_sefa", "--skip-sefa", action="store_true",
+                 help="stop after the K completions (no Edit / Walk)")
+  return p
+
+
+def check(args) -> tuple[list[str], dict[str, float]]:
+  """Runs the whole check (app, browser, clicks) and cleans up after it; returns the report's
+  lines and the timings. Raises CheckFailed, with the app log's tail, when a check fails."""
   args.proc = args.driver = args.log_path = None
   timings: dict[str, float] = {}
   t_all = time.time()
-  status = 0
   try:
     report = run_check(args, timings)
-  except CheckFailed as e:
-    report, status = [f"FAILED: {e}"], 1
   except Exception as e:  # pylint: disable=broad-except
-    report, status = [f"FAILED: {type(e).__name__}: {e}"], 1
+    tail = ""
+    if args.log_path and os.path.exists(args.log_path):
+      with open(args.log_path, encoding="utf-8") as f:
+        tail = "\napp log (tail):\n" + "".join(f.readlines()[-30:])
+    what = str(e) if isinstance(e, CheckFailed) else f"{type(e).__name__}: {e}"
+    raise CheckFailed(what + tail) from e
   finally:
     if args.driver is not None:
       args.driver.quit()
@@ -331,15 +425,26 @@ def main(argv=None) -> int:
       except subprocess.TimeoutExpired:
         args.proc.kill()
   timings["total"] = time.time() - t_all
+  return report, timings
+
+
+def main(argv=None) -> int:
+  args = parser().parse_args(argv)
+  missing = missing_requirements(args.chromedriver)
+  if missing:
+    print(f"error: {missing} ({INSTALL_HINT}, or pass --chromedriver)", file=sys.stderr)
+    return 1
+  try:
+    report, timings = check(args)
+  except CheckFailed as e:
+    print(f"FAILED: {e}\nbrowser check: FAILED")
+    return 1
   for line in report:
     print(line)
   for name, seconds in timings.items():
     print(f"  {name:38s} {seconds:7.1f} s")
-  if status and args.log_path and os.path.exists(args.log_path):
-    with open(args.log_path, encoding="utf-8") as f:
-      print("app log (tail):\n" + "".join(f.readlines()[-30:]), file=sys.stderr)
-  print("browser check: " + ("PASSED" if status == 0 else "FAILED"))
-  return status
+  print("browser check: PASSED")
+  return 0
 
 
 if __name__ == "__main__":

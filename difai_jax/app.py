@@ -84,6 +84,12 @@ def editor_inputs(value: dict | None) -> tuple[np.ndarray, np.ndarray]:
   return image, ~hole
 
 
+def input_notes(inpainter, image: np.ndarray) -> list[str]:
+  """What the page tells about a face the model sees distorted (not square, far too small)."""
+  return [note.removeprefix("note: ").replace("the image", "the face", 1)
+          for note in inpainter.notes(image)]
+
+
 def walk_outputs(frames: list[np.ndarray], folder: str,
                  gif_ms: int = 150) -> tuple[np.ndarray, str]:
   """A walk's frames as a strip (uint8) and an animated GIF (forth and back) in ``folder``."""
@@ -119,6 +125,8 @@ def _handlers(gr, inpainter, workdir: str, walk_steps: int):
   def on_complete(editor, k, seed, progress=gr.Progress()):
     def work():
       image, known = editor_inputs(editor)
+      for note in input_notes(inpainter, image):       # e.g. a photo that is not square
+        gr.Warning(note)
       k_ = int(k)
       seed_ = None if seed is None or int(seed) < 0 else int(seed)
       components, degrees = inpainter.default_edits(k_, seed_)

@@ -124,3 +124,14 @@ def test_editor_value_to_image_and_mask():
     app.editor_inputs({"background": background, "layers": [], "composite": None})
   with pytest.raises(ValueError, match="upload a face or pick a toy face first"):
     app.editor_inputs(None)
+
+
+def test_app_notes_a_face_the_model_sees_distorted(inpainter):
+  size = inpainter.image_size
+  assert app.input_notes(inpainter, np.zeros((size, size, 3), np.uint8)) == []
+  notes = app.input_notes(inpainter, np.zeros((1000, 1600, 3), np.uint8))
+  assert notes == [f"the face is 1600x1000, not square: the model sees it stretched to "
+                   f"{size}x{size} (the outputs keep 1600x1000); crop it to the face for best "
+                   "results"], notes
+  (small,) = app.input_notes(inpainter, np.zeros((8, 8, 3), np.uint8))
+  assert small.startswith(f"the face is 8x8, far smaller than the model's {size} px"), small
