@@ -90,7 +90,7 @@ def test_toy_difai_inpaints_keeping_known_pixels():
 
 def test_difai_run_exports_for_inference_only(tmp_path):
   out = str(tmp_path / "slim")
-  written = export.export(pretrained.resolve("toy-difai"), out)
+  written = export.export("toy-difai", out)                 # a short name, as on the CLI
   full, slim = checkpoints.load_difai("toy-difai"), checkpoints.load_difai(out)
   assert written["difai"] == slim.step == full.step and slim.config == full.config
   for part in ("coarse", "generator", "sefa"):

@@ -93,7 +93,8 @@ def export(workdir: str, out: str, use_ema: bool = True, psp: str | None = None,
            coarse: str | None = None) -> dict:
   """Writes ``out`` from the latest checkpoint of ``workdir``; returns the written config.
   ``psp``, ``coarse``: for a DiFAI run, the pSp its copy names and the coarse net it uses
-  (:func:`export_inference_run`)."""
+  (:func:`export_inference_run`). ``workdir`` may be a shipped short name (``toy-difai``)."""
+  workdir = pretrained.resolve(workdir)
   if os.path.exists(os.path.join(out, "config.json")):
     raise FileExistsError(f"{out} already holds a converted model; choose a new directory")
   if _is_difai_run(workdir):
