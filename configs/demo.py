@@ -32,10 +32,11 @@ def get_config():
 
   # Narrow networks (the 256 px widths divided by 4-8), same structure.
   # Coarse MLGN: its widths / 4 (configs/toy_coarse.py trained it; /16 learned a flat fill);
-  # floor_stride 8 runs the first stem conv at stride 1 so the floors sit at 8, 4, 2 px
-  # (MLGN's 16 would put floor 2 at 1 px), 3 MS-SSIM scales fit 64 px.
+  # floor_stride 4 puts the floors at 16, 8, 4 px, the sizes MLGN's floors have at 256 px
+  # (its 16 would put floor 2 at 1 px; 8, the earlier toy net's, at 8, 4, 2 px lost thin
+  # detail), 3 MS-SSIM scales fit 64 px.
   config.coarse.widths = (16, 32, 48, 64)
-  config.coarse.floor_stride = 8
+  config.coarse.floor_stride = 4
   config.coarse.ms_ssim_weights = (0.0710, 0.4529, 0.4761)
   config.generator.encoder_widths = (16, 32, 64, 64)
   config.generator.decoder_widths = (64, 64, 64, 32, 16)
@@ -62,7 +63,7 @@ def get_config():
   config.optim.b2 = 0.99
   config.train.batch_size = 8
   # A few steps on top of toy-difai (timings: README quick start). From scratch (init_from
-  # unset) the shipped recipe is 3,750 coarse steps x 16 (configs/toy_coarse.py) and 1,400
+  # unset) the shipped recipe is 5,500 coarse steps x 16 (configs/toy_coarse.py) and 1,400
   # DiFAI steps (configs/toy_difai.py).
   config.train.num_steps = {"coarse": 20, "difai": 40}
   config.train.ema_decay = 0.0

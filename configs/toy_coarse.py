@@ -1,22 +1,27 @@
 """The coarse net alone on the toy faces: the shipped ``toy-difai``'s coarse net (step 1 of
 configs/toy_difai.py's recipe), trained in two phases on 2 CPU cores:
 
-    # 1. from random weights, 3,750 steps x 16 images at lr 1e-3 (~90 min, sharing the cores
-    #    with the test suite; 1.2 steps/s alone)
+    # 1. from random weights, 2,500 steps x 16 images at lr 1e-3 (~90 min at nice 19, sharing
+    #    the cores with the test suite)
     python -m difai_jax.train --config configs/toy_coarse.py --workdir runs/toy_coarse_1
-    # 2. continued from phase 1 (shipped then as toy-difai's coarse net) at lr 2e-4: stopped at
-    #    step 2,183 of 3,000 (~72 min, sharing the cores with the pSp and DiFAI trainings)
-    python -m difai_jax.train --config configs/toy_coarse.py --workdir runs/toy_difai/coarse \
-        --config.pretrained.init_from=toy-difai --config.optim.g_lr=0.0002 \
+    # 2. continued from phase 1 at lr 2e-4 for 3,000 steps (~2 h at nice 19, 0.3-0.65
+    #    steps/s beside tests; it ran in two pieces, 593 + 2,407 steps, resumed exactly)
+    python -m difai_jax.train --config configs/toy_coarse.py --workdir runs/toy_coarse_2 \
+        --config.pretrained.init_from=runs/toy_coarse_1 --config.optim.g_lr=0.0002 \
         --config.train.num_steps.coarse=3000
+    # 3. paired with the shipped generator (its generator saw the earlier coarse net)
+    python -m difai_jax.export --workdir toy-difai --coarse runs/toy_coarse_2 --psp toy-psp \
+        --out difai_jax/assets/toy/difai
 
-The first toy coarse net (widths 4-8-12-16, 150 steps) learned little more than a flat fill: on
-held-out faces its hole error was above the known pixels' mean colour (benchmarks/
-toy_inpainting.py: 46.7 against 39.6 on 0-255). This one is 4x wider (configs/demo.py's
-widths 16-32-48-64, 0.94 M parameters), the MLGN loss unchanged (SmoothL1 of the hole x 100 +
-5 (1 - MS-SSIM), no critic: blurry on purpose). Held-out hole error (training masks / squares /
-thick strokes; OpenCV Telea 15.7 / 22.1 / 12.8): 21.7 / 22.9 / 21.4 after phase 1, 19.7 / 21.0
-/ 19.4 at step 1,300 of phase 2 (the lower learning rate helped at once).
+Widths 16-32-48-64 (configs/demo.py; 0.94 M parameters) with ``floor_stride`` 4: the floors at
+16, 8 and 4 px, the sizes MLGN's floors have at 256 px. The MLGN loss is unchanged (SmoothL1 of
+the hole x 100 + 5 (1 - MS-SSIM), no critic: blurry on purpose). Held-out hole error
+(benchmarks/toy_inpainting.py, 200 test faces, 0-255; training masks / squares / thick strokes;
+OpenCV Telea 15.7 / 22.1 / 12.8): 21.0 / 22.6 / 20.1 after phase 1, 18.9 / 20.5 / 18.4 at step
+1,250 of phase 2 and 15.0 / 17.9 / 14.1 at its step 3,000 (5,500 in all). The previous shipped coarse net
+(``floor_stride`` 8: floors at 8, 4, 2 px, 3,750 + 2,183 steps) reached 19.3 / 20.6 / 19.2; the
+first one (widths 4-8-12-16, 150 steps) learned little more than a flat fill (46.7 against the
+known pixels' mean colour's 39.6 on the training masks).
 """
 
 from configs import demo
@@ -27,7 +32,7 @@ def get_config():
   config.stages = ("coarse",)
   config.pretrained.init_from = ""           # from random weights
   config.train.batch_size = 16
-  config.train.num_steps = {"coarse": 3750}
+  config.train.num_steps = {"coarse": 2500}
   config.train.log_every = 100
   config.train.sample_every = 1000
   config.train.checkpoint_every = 250

@@ -13,6 +13,8 @@ The shipped checkpoint (difai_jax/assets/toy/difai) was made by these commands, 
     #    the shipped pSp (--psp checks that it holds the weights the run was trained with)
     python -m difai_jax.export --workdir runs/toy_difai --out difai_jax/assets/toy/difai \
         --psp toy-psp
+    # 4. (stop 30) the coarse net replaced by the floor_stride 4 one of configs/toy_coarse.py
+    #    (its step 3), the generator unchanged: it was trained against the earlier coarse net
 
 The generator's history before step 2: 600 steps from random weights with SeFa degrees 4-8,
 then 400 more with degrees 2-4 (beyond about +-4 the narrow toy StyleGAN2 left the face
