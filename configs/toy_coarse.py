@@ -18,10 +18,10 @@ Widths 16-32-48-64 (configs/demo.py; 0.94 M parameters) with ``floor_stride`` 4:
 the hole x 100 + 5 (1 - MS-SSIM), no critic: blurry on purpose). Held-out hole error
 (benchmarks/toy_inpainting.py, 200 test faces, 0-255; training masks / squares / thick strokes;
 OpenCV Telea 15.7 / 22.1 / 12.8): 21.0 / 22.6 / 20.1 after phase 1, 18.9 / 20.5 / 18.4 at step
-1,250 of phase 2 and 15.0 / 17.9 / 14.1 at its step 3,000 (5,500 in all). The previous shipped coarse net
-(``floor_stride`` 8: floors at 8, 4, 2 px, 3,750 + 2,183 steps) reached 19.3 / 20.6 / 19.2; the
-first one (widths 4-8-12-16, 150 steps) learned little more than a flat fill (46.7 against the
-known pixels' mean colour's 39.6 on the training masks).
+1,250 of phase 2 and 15.0 / 17.9 / 14.1 at its step 3,000 (5,500 in all). The previous shipped
+coarse net (``floor_stride`` 8: floors at 8, 4, 2 px, 3,750 + 2,183 steps) reached 19.3 / 20.6 /
+19.2; the first one (widths 4-8-12-16, 150 steps) learned little more than a flat fill (46.7
+against the known pixels' mean colour's 39.6 on the training masks).
 """
 
 from configs import demo
