@@ -2,6 +2,7 @@
 
     python -m benchmarks.toy_inpainting [--checkpoint toy-difai] [--num 200] [--grid out.png]
     python -m benchmarks.toy_inpainting --coarse runs/toy_coarse   # another coarse net in it
+    python -m benchmarks.toy_inpainting --psp runs/toy_psp_export  # another pSp (same decoder)
 
 Test-split toy faces (never trained on) with three mask families, each drawn from fixed seeds:
 (a) ``training``: the training masks (configs/demo.py's MaskSampler: strokes, 85 px-at-256
@@ -38,6 +39,7 @@ import numpy as np
 from difai_jax.training import checkpoints
 from difai_jax.data import image_io
 from difai_jax import pipeline
+from difai_jax import pretrained
 from difai_jax.data import masks as masks_lib
 from difai_jax.evaluation.metrics import toy
 from difai_jax.models import coarse as coarse_lib
@@ -151,15 +153,18 @@ def with_coarse(inference: checkpoints.Inference, workdir: str) -> checkpoints.I
 
 def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int = 4,
              degree: float = 5.0, grid: str | None = None, grid_rows: int = 4,
-             coarse: str | None = None) -> dict:
+             coarse: str | None = None, psp: str | None = None) -> dict:
   inference = checkpoints.load_difai(checkpoint)
   if coarse:
     inference = with_coarse(inference, coarse)
+  if psp:
+    inference = with_psp(inference, psp)
   size = int(inference.config.image_size)
   fn = make_difai_fn(inference, num_completions, degree)
   judge, judge_vars = toy.load_toy_recognizer()
   faces, _ = toy.toy_test_faces(num, size)
   result, rows = {"checkpoint": checkpoint, "coarse": coarse or checkpoint,
+                  "psp": psp or inference.config.pretrained.psp,
                   "step": inference.step, "num_faces": num,
                   "num_completions": num_completions, "degree": degree}, []
   for family in FAMILIES:
@@ -188,6 +193,25 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
   return result
 
 
+def with_psp(inference: checkpoints.Inference, directory: str) -> checkpoints.Inference:
+  """``inference`` with another exported pSp (directory or short name) in place of its own.
+
+  The pSp must decode with the same StyleGAN2 (checked): the SeFa directions, computed from
+  that decoder's weights, then still apply."""
+  module, variables = pretrained.load(directory)
+  old = inference.variables["psp"]["params"]["decoder"]
+  new = variables["params"]["decoder"]
+  same = jax.tree_util.tree_structure(old) == jax.tree_util.tree_structure(new) and all(
+      np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(old),
+                                           jax.tree_util.tree_leaves(new)))
+  if not same:
+    raise ValueError(f"{directory}: its StyleGAN2 decoder differs from the one "
+                     f"{inference.config.pretrained.psp} decodes with; SeFa would not apply")
+  models = dataclasses.replace(inference.models, psp=module)
+  return dataclasses.replace(inference, models=models,
+                             variables={**inference.variables, "psp": variables})
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--checkpoint", default="toy-difai")
@@ -197,9 +221,12 @@ def main():
   parser.add_argument("--grid", default=None, help="write a picture of the first faces here")
   parser.add_argument("--coarse", default=None,
                       help="a coarse-stage workdir whose net replaces the checkpoint's")
+  parser.add_argument("--psp", default=None,
+                      help="an exported pSp (same StyleGAN2 decoder) that replaces the "
+                           "checkpoint's")
   args = parser.parse_args()
   print(json.dumps(evaluate(args.checkpoint, args.num, args.num_completions, args.degree,
-                            args.grid, coarse=args.coarse), indent=2))
+                            args.grid, coarse=args.coarse, psp=args.psp), indent=2))
 
 
 if __name__ == "__main__":

@@ -46,3 +46,29 @@ def test_mask_families_are_seeded_and_in_range():
       assert np.all((r > 0) & (r <= 0.6))
   with pytest.raises(ValueError, match="unknown mask family"):
     bench.family_masks("circles", 1)
+
+
+def test_with_psp_swaps_the_encoder_and_refuses_another_decoder(tmp_path):
+  import jax  # pylint: disable=import-outside-toplevel
+  from difai_jax import pretrained  # pylint: disable=import-outside-toplevel
+  from difai_jax.training import checkpoints  # pylint: disable=import-outside-toplevel
+  inference = checkpoints.load_difai("toy-difai")
+  module, variables = pretrained.load("toy-psp")
+  # an encoder of other weights on the same decoder is taken as it is
+  encoder = jax.tree_util.tree_map(lambda a: a * 0.5, variables["params"]["encoder"])
+  other = {**variables, "params": {**variables["params"], "encoder": encoder}}
+  pretrained.save(tmp_path / "enc", "psp", pretrained.read_config(pretrained.resolve("toy-psp")),
+                  other)
+  swapped = bench.with_psp(inference, str(tmp_path / "enc"))
+  for a, b in zip(jax.tree_util.tree_leaves(swapped.variables["psp"]["params"]["encoder"]),
+                  jax.tree_util.tree_leaves(encoder)):
+    np.testing.assert_array_equal(a, b)
+  assert swapped.variables["generator"] is inference.variables["generator"]
+  # another decoder would make the shipped SeFa directions meaningless
+  decoder = jax.tree_util.tree_map(lambda a: a + 1e-3, variables["params"]["decoder"])
+  other = {**variables, "params": {**variables["params"], "decoder": decoder}}
+  pretrained.save(tmp_path / "dec", "psp", pretrained.read_config(pretrained.resolve("toy-psp")),
+                  other)
+  with pytest.raises(ValueError, match="decoder differs"):
+    bench.with_psp(inference, str(tmp_path / "dec"))
+  del module
