@@ -28,7 +28,8 @@ if __name__ == "__main__":
   flags.DEFINE_bool("raw", False, "export the trained weights instead of their EMA")
   flags.DEFINE_string("psp", None, "DiFAI runs: the pSp the exported copy names (a shipped "
                       "short name such as toy-psp, or a directory), instead of the run's "
-                      "pretrained.psp path; it must hold the same weights (checked)")
+                      "pretrained.psp path; it must decode with the same StyleGAN2 (checked), "
+                      "its encoder may be another (recorded as psp_trained_with)")
   flags.DEFINE_string("coarse", None, "DiFAI runs: a coarse-stage workdir (or a DiFAI run "
                       "holding one) whose coarse net, with its own architecture, replaces the "
                       "run's in the exported copy")

@@ -111,15 +111,27 @@ def test_difai_run_exports_for_inference_only(tmp_path):
   moved = str(tmp_path / "moved")
   export.export(pretrained.resolve("toy-difai"), moved, psp=copy)
   assert checkpoints.load_difai(moved).config.pretrained.psp == copy
-  # ... and refuses a pSp with other weights.
+  assert "psp_trained_with" not in checkpoints.latest_meta(os.path.join(moved, "difai"))
+  # ... pairs the generator with another encoder on the same decoder, saying so ...
   config = pretrained.read_config(copy)
   kind = config.pop("kind")
   variables = jax.tree.map(np.asarray, pretrained.load(copy)[1])
+  encoder = jax.tree.map(lambda a: a * 0.5, variables["params"]["encoder"])
+  reencoded = str(tmp_path / "psp_encoder")
+  pretrained.save(reencoded, kind, config,
+                  {**variables, "params": {**variables["params"], "encoder": encoder}})
+  paired = str(tmp_path / "paired")
+  export.export(pretrained.resolve("toy-difai"), paired, psp=reencoded)
+  assert checkpoints.latest_meta(os.path.join(paired, "difai"))["psp_trained_with"] == "toy-psp"
+  loaded = checkpoints.load_difai(paired).variables["psp"]["params"]["encoder"]
+  assert all(jax.tree.leaves(jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), loaded,
+                                          encoder)))
+  # ... and refuses a pSp that decodes otherwise (here: another latent_avg).
   variables["constants"]["latent_avg"] = variables["constants"]["latent_avg"] + 1.0
   other = str(tmp_path / "psp_other")
   pretrained.save(other, kind, config, variables)
-  with pytest.raises(ValueError, match="does not hold the weights of the pSp the run was "
-                     r"trained with \(toy-psp\)"):
+  with pytest.raises(ValueError, match="does not decode with the StyleGAN2 of the pSp the run "
+                     r"was trained with \(toy-psp\)"):
     export.export(pretrained.resolve("toy-difai"), str(tmp_path / "wrong"), psp=other)
 
 

@@ -30,22 +30,36 @@ from difai_jax.training.stages import psp as psp_stage
 INFERENCE_STAGES = ("coarse", "difai")
 
 
-def _checked_psp(config: dict, psp: str) -> None:
-  """Refuses ``psp`` unless it holds the weights of the pSp the run was trained with."""
+def _without_encoder(variables) -> dict:
+  """A pSp's variables less its encoder: the StyleGAN2 decoder, its noises and latent_avg."""
+  return {name: {k: v for k, v in tree.items() if k != "encoder"}
+          for name, tree in variables.items()}
+
+
+def _checked_psp(config: dict, psp: str) -> str | None:
+  """Refuses ``psp`` unless it decodes with the StyleGAN2 (and latent_avg) of the pSp the run
+  was trained with: the generator's style images and SeFa directions come from that decoder.
+
+  Returns the trained pSp's name when ``psp``'s encoder differs (a better inversion of the
+  same W+ space, paired as ``--coarse`` pairs another coarse net), else None."""
   trained = checkpoints.load_pretrained(ml_collections.ConfigDict(config), "psp")[1]
   named = pretrained.load(psp)[1]
-  if psp_stage.fingerprint(trained) != psp_stage.fingerprint(named):
-    source = config["pretrained"].get("psp") or "a random pSp"
-    raise ValueError(f"--psp {psp} does not hold the weights of the pSp the run was trained "
-                     f"with ({source}); an exported run must name that pSp")
+  source = config["pretrained"].get("psp") or "a random pSp"
+  if (psp_stage.fingerprint(_without_encoder(trained))
+      != psp_stage.fingerprint(_without_encoder(named))):
+    raise ValueError(f"--psp {psp} does not decode with the StyleGAN2 of the pSp the run was "
+                     f"trained with ({source}); an exported run may change pSp's encoder only")
+  return None if psp_stage.fingerprint(trained) == psp_stage.fingerprint(named) else source
 
 
 def export_inference_run(workdir: str, out: str, use_ema: bool = True,
                          psp: str | None = None, coarse: str | None = None) -> dict:
   """Writes an inference-only copy of a DiFAI run (see the module docstring); returns
-  ``{stage: step}``. ``psp`` (a shipped short name or a directory holding the same weights as
-  the run's ``pretrained.psp``, checked) replaces that path in the copy's config: a run trained
-  against a local directory can then be loaded on another machine. ``coarse`` (a coarse-stage
+  ``{stage: step}``. ``psp`` (a shipped short name or a directory) replaces the run's
+  ``pretrained.psp`` in the copy's config: a run trained against a local directory can then be
+  loaded on another machine. Its decoder must be the run's (checked); its encoder may be
+  another (a better inversion into the same W+), recorded in the copy's meta as
+  ``psp_trained_with``, the pSp the generator trained against. ``coarse`` (a coarse-stage
   workdir, or a run holding one) replaces the run's coarse net: the generator only sees the
   coarse completion through pSp's style image, so a coarse net trained apart (another
   architecture too) can complete the same run; the copy's config then records its section."""
@@ -68,7 +82,9 @@ def export_inference_run(workdir: str, out: str, use_ema: bool = True,
     meta = {**meta, "inference_only": True}
     if psp is not None:
       if stage == "difai":
-        _checked_psp(meta["config"], psp)
+        trained_with = _checked_psp(meta["config"], psp)
+        if trained_with is not None:
+          meta["psp_trained_with"] = trained_with
       meta["config"] = {**meta["config"],
                         "pretrained": {**meta["config"]["pretrained"], "psp": psp}}
     meta["config"] = {**meta["config"], "coarse": coarse_section}
