@@ -122,7 +122,8 @@ def test_difai_run_exports_for_inference_only(tmp_path):
                   {**variables, "params": {**variables["params"], "encoder": encoder}})
   paired = str(tmp_path / "paired")
   export.export(pretrained.resolve("toy-difai"), paired, psp=reencoded)
-  assert checkpoints.latest_meta(os.path.join(paired, "difai"))["psp_trained_with"] == "toy-psp"
+  trained_with = checkpoints.latest_meta(os.path.join(paired, "difai"))["psp_trained_with"]
+  assert trained_with == f"toy-psp (fingerprint {psp_stage.fingerprint(pretrained.load(copy)[1])})"
   loaded = checkpoints.load_difai(paired).variables["psp"]["params"]["encoder"]
   assert all(jax.tree.leaves(jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), loaded,
                                           encoder)))

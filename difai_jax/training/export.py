@@ -40,7 +40,7 @@ def _checked_psp(config: dict, psp: str) -> str | None:
   """Refuses ``psp`` unless it decodes with the StyleGAN2 (and latent_avg) of the pSp the run
   was trained with: the generator's style images and SeFa directions come from that decoder.
 
-  Returns the trained pSp's name when ``psp``'s encoder differs (a better inversion of the
+  Returns the trained pSp's name and fingerprint when ``psp``'s encoder differs (a better inversion of the
   same W+ space, paired as ``--coarse`` pairs another coarse net), else None."""
   trained = checkpoints.load_pretrained(ml_collections.ConfigDict(config), "psp")[1]
   named = pretrained.load(psp)[1]
@@ -49,7 +49,9 @@ def _checked_psp(config: dict, psp: str) -> str | None:
       != psp_stage.fingerprint(_without_encoder(named))):
     raise ValueError(f"--psp {psp} does not decode with the StyleGAN2 of the pSp the run was "
                      f"trained with ({source}); an exported run may change pSp's encoder only")
-  return None if psp_stage.fingerprint(trained) == psp_stage.fingerprint(named) else source
+  if psp_stage.fingerprint(trained) == psp_stage.fingerprint(named):
+    return None
+  return f"{source} (fingerprint {psp_stage.fingerprint(trained)})"
 
 
 def export_inference_run(workdir: str, out: str, use_ema: bool = True,
