@@ -86,8 +86,7 @@ def editor_inputs(value: dict | None) -> tuple[np.ndarray, np.ndarray]:
 
 def input_notes(inpainter, image: np.ndarray) -> list[str]:
   """What the page tells about a face the model sees distorted (not square, far too small)."""
-  return [note.removeprefix("note: ").replace("the image", "the face", 1)
-          for note in inpainter.notes(image)]
+  return inpainter.notes(image, name="the face", prefix="")
 
 
 def walk_outputs(frames: list[np.ndarray], folder: str,

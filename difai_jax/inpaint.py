@@ -271,6 +271,7 @@ def _define_flags():
                        "the largest; the message listing them gives the numbers)", lower_bound=0)
   cli.define_cache_flag()
 
+
 def main(argv):
   from absl import app  # pylint: disable=import-outside-toplevel
   from absl import flags  # pylint: disable=import-outside-toplevel

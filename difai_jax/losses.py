@@ -425,6 +425,7 @@ def smooth_l1(x: jax.Array, beta: float = 1.0) -> jax.Array:
   ax = jnp.abs(x)
   return jnp.where(ax < beta, 0.5 * jnp.square(x) / beta, ax - 0.5 * beta)
 
+
 def coarse_loss_terms(outputs: CoarseOutputs, i_gt: jax.Array, mask: jax.Array, *,
                       ms_ssim_weights: Sequence[float] = ssim_lib.MS_SSIM_WEIGHTS,
                       fake_scores: jax.Array | None = None) -> dict[str, jax.Array]:
@@ -469,6 +470,7 @@ def coarse_loss_terms(outputs: CoarseOutputs, i_gt: jax.Array, mask: jax.Array, 
   if fake_scores is not None:
     terms["adversarial"] = -jnp.mean(fake_scores.astype(jnp.float32))
   return terms
+
 
 def coarse_loss(outputs: CoarseOutputs, i_gt: jax.Array, mask: jax.Array, *,
                 lambda_rec: float = 100.0, lambda_ms_ssim: float = 5.0,

@@ -26,6 +26,7 @@ from difai_jax.models import critic
 from difai_jax.models import sparn
 from difai_jax.nn import parameter_count
 
+
 def variable_shapes(config: Any) -> dict[str, Any]:
   """Abstract variables (ShapeDtypeStructs) of the three models at config.image_size, batch 1."""
   size = int(config.image_size)

@@ -8,6 +8,7 @@ from PIL import Image
 
 from difai_jax.data import image_io
 
+
 def _ramp(h=6, w=8):
   y, x = np.mgrid[:h, :w]
   return np.stack([x * 30, y * 40, (x + y) * 10], -1).astype(np.uint8)

@@ -8,6 +8,7 @@ import pytest
 
 from difai_jax.nn import layers
 
+
 def upfirdn2d_reference(x, kernel, up, down, pad):
   """Definition: zero-insert by `up`, pad (x0, x1, y0, y1; negative crops), correlate with the
   flipped kernel, keep every `down`-th sample. x is (N, H, W, C)."""

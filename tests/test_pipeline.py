@@ -104,10 +104,12 @@ style = jax.ShapeDtypeStruct((k, n, s, s, 3), jnp.float32, sharding=split(None, 
 latents = jax.ShapeDtypeStruct((k, n, models.psp.decoder.n_latent, 16), jnp.float32,
                                sharding=split(None, "data"))
 
+
 def variant_major(v, x, st, m):      # the fold we replaced: K outermost
   fold = lambda a: jnp.broadcast_to(a[None], (k,) + a.shape).reshape((k * n,) + a.shape[1:])
   return models.generator.apply(v, fold(x), st.reshape((k * n,) + st.shape[2:]), fold(m),
                                 num_completions=k)
+
 
 def gathers(fn, *args):
   text = jax.jit(fn).lower(*args).compile().as_text()

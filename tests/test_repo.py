@@ -131,6 +131,28 @@ def test_python_lines_fit_in_100_columns():
   assert not long_lines, long_lines
 
 
+def test_top_level_definitions_are_two_blank_lines_apart():
+  """STYLE.md's layout (Google style): two blank lines before each module-level def or class
+  (its decorators and comments count as part of it; a section's header comment may stand one
+  blank line above its first definition)."""
+  tracked = subprocess.run(["git", "ls-files", "*.py"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split()
+  crowded = []
+  for path in tracked:
+    with open(os.path.join(ROOT, path), encoding="utf-8") as f:
+      source = f.read()
+    lines = source.split("\n")
+    for node in ast.parse(source).body:
+      if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        first = min([node.lineno] + [d.lineno for d in node.decorator_list]) - 1   # 0-based
+        while first > 0 and lines[first - 1].startswith("#"):
+          first -= 1
+        above = lines[first - 2] if first >= 2 else ""
+        if lines[first - 1] == "" and above and not above.startswith("#"):
+          crowded.append(f"{path}:{first + 1}")
+  assert not crowded, crowded
+
+
 def test_no_library_function_is_longer_than_60_lines():
   long_functions = []
   for folder, _, files in os.walk(os.path.join(ROOT, "difai_jax")):

@@ -59,6 +59,7 @@ from weights_conversion.stylegan2_common import DEFAULT_BLUR
 from weights_conversion.stylegan2_common import fir_kernel
 from weights_conversion.torch_io import ConversionError, StateDict
 
+
 def infer_config(sd: StateDict, lr_mlp: float = 0.01) -> dict:
   """Architecture fields of ``models.stylegan2.Generator`` from a state dict's shapes."""
   keys = list(sd.keys())

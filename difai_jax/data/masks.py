@@ -179,6 +179,7 @@ def list_mask_files(root: str) -> list[str]:
                        f"{MAX_MASK_FOLDERS:,} folders: refused (point it at the mask set itself)")
   return sorted(files)
 
+
 class ExternalMaskSet:
   """A folder of mask images (e.g. the public Quickdraw irregular mask set), read lazily.
 

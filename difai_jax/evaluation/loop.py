@@ -309,6 +309,7 @@ def keep_real_statistics(scores, real: dict, real_paths: dict) -> None:
     if name in real_paths:
       fid_lib.save_statistics(real_paths[name], stats.mu, stats.sigma, stats.n)
 
+
 def run_bucket(ev: Evaluation, bucket: str, progress: Progress, done: int, exact: bool,
                out_dir: str) -> dict:
   """One bucket's pass over the test images: its row of the tables (``done``: images of the

@@ -139,9 +139,11 @@ class Inpainter:
       raise ValueError("mask is all hole: no known pixel to inpaint from")
     return image, known.astype(np.float32)[..., None]
 
-  def notes(self, image: np.ndarray) -> list[str]:
-    """Notes on an input the model sees distorted (far smaller than the model, not square)."""
-    return inputs.size_notes("the image", np.shape(image)[:2], self.image_size)
+  def notes(self, image: np.ndarray, name: str = "the image",
+            prefix: str = "note: ") -> list[str]:
+    """Notes on an input the model sees distorted (far smaller than the model, not square):
+    sentences about ``name``, each starting with ``prefix``."""
+    return inputs.size_notes(name, np.shape(image)[:2], self.image_size, prefix)
 
   def _padded(self, num_edits: int) -> int:
     return max(int(num_edits), self.pad_edits)

@@ -28,8 +28,10 @@ SMALL_INPUT_FACTOR = 2   # a note when the model upscales an input more than thi
 
 ALIGN_MODES = ("auto", "on", "off")
 
+
 class InputError(ValueError):
   """An input file (image or mask) cannot be used; the message names the file and the problem."""
+
 
 @dataclasses.dataclass
 class Example:
@@ -43,6 +45,7 @@ class Example:
   model_mask: np.ndarray    # (S, S, 1) float32 {0, 1}
   notes: list[str] = dataclasses.field(default_factory=list)   # size notes for the user
   alignment: Any = None     # face.align.Alignment: the model sees this crop of the photo
+
 
 def load_mask_file(path: str, image_size: tuple[int, int], *, convention: str,
                    resize: bool, strict: bool) -> np.ndarray:
@@ -80,6 +83,7 @@ def load_mask_file(path: str, image_size: tuple[int, int], *, convention: str,
     raise InputError(str(e)) from None
   return mask
 
+
 def coverage_matrix(in_size: int, out_size: int) -> np.ndarray:
   """(out_size, in_size) overlap lengths of output pixel i, spanning [i s, (i + 1) s) with
   s = in_size / out_size, and input pixel k, spanning [k, k + 1)."""
@@ -87,6 +91,7 @@ def coverage_matrix(in_size: int, out_size: int) -> np.ndarray:
   lo = np.arange(out_size)[:, None] * scale
   k = np.arange(in_size)[None, :]
   return np.clip(np.minimum(lo + scale, k + 1) - np.maximum(lo, k), 0.0, None)
+
 
 def to_model_resolution(image_uint8: np.ndarray, mask: np.ndarray, size: int,
                         name: str = "mask") -> tuple[np.ndarray, np.ndarray]:
@@ -112,17 +117,20 @@ def to_model_resolution(image_uint8: np.ndarray, mask: np.ndarray, size: int,
     filled = np.asarray(Image.fromarray(filled).resize((size, size), Image.LANCZOS))
   return image_io.uint8_to_float(filled), model_mask
 
-def size_notes(path: str, hw: tuple[int, int], size: int) -> list[str]:
-  """Notes on an input the model sees distorted: far smaller than the model, or not square."""
+
+def size_notes(path: str, hw: tuple[int, int], size: int, prefix: str = "note: ") -> list[str]:
+  """Notes on an input the model sees distorted: far smaller than the model, or not square.
+  ``path`` names the input in the sentence; each note starts with ``prefix``."""
   h, w = hw
   notes = []
   if min(h, w) * SMALL_INPUT_FACTOR < size:
-    notes.append(f"note: {path} is {w}x{h}, far smaller than the model's {size} px: it is "
+    notes.append(f"{prefix}{path} is {w}x{h}, far smaller than the model's {size} px: it is "
                  f"upscaled {size / min(h, w):.1f}x, so expect a blurry completion")
   if h != w:
-    notes.append(f"note: {path} is {w}x{h}, not square: the model sees it stretched to "
+    notes.append(f"{prefix}{path} is {w}x{h}, not square: the model sees it stretched to "
                  f"{size}x{size} (the outputs keep {w}x{h}); crop it to the face for best results")
   return notes
+
 
 def read_input(image_path: str, mask_path: str, *, convention: str, resize_mask: bool,
                strict_mask: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -134,6 +142,7 @@ def read_input(image_path: str, mask_path: str, *, convention: str, resize_mask:
   mask = load_mask_file(mask_path, image.shape[:2], convention=convention, resize=resize_mask,
                         strict=strict_mask)
   return image, mask
+
 
 def make_example(image_path: str, mask_path: str, image: np.ndarray, mask: np.ndarray,
                  size: int, name: str | None = None, alignment: Any = None,
@@ -150,11 +159,13 @@ def make_example(image_path: str, mask_path: str, image: np.ndarray, mask: np.nd
   return Example(stem, image_path, mask_path, image, mask, model_image, model_mask, list(notes),
                  alignment)
 
+
 def load_example(image_path: str, mask_path: str, size: int, *, convention: str,
                  resize_mask: bool, strict_mask: bool, name: str | None = None) -> Example:
   image, mask = read_input(image_path, mask_path, convention=convention, resize_mask=resize_mask,
                            strict_mask=strict_mask)
   return make_example(image_path, mask_path, image, mask, size, name)
+
 
 def aligned_model_inputs(image_path: str, mask_path: str, image: np.ndarray, mask: np.ndarray,
                          alignment: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -180,9 +191,11 @@ def aligned_model_inputs(image_path: str, mask_path: str, image: np.ndarray, mas
                      "use a mask with larger known areas")
   return model_image, model_mask
 
+
 def _list_images(folder: str) -> list[str]:
   return sorted(os.path.join(folder, n) for n in os.listdir(folder)
                 if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith("."))
+
 
 def pair_inputs(image: str, mask: str) -> list[tuple[str, str]]:
   """(image file, mask file) pairs: a file and a file, a folder and a mask file (the same mask
@@ -226,6 +239,7 @@ def pair_inputs(image: str, mask: str) -> list[tuple[str, str]]:
                      "without extension)")
   return pairs
 
+
 def edits(num: int, components: Sequence[int] | None, degrees: Sequence[float] | None,
           degree: float, n_directions: int | None = None,
           flag: str = "--num_completions") -> tuple[list[int], list[float]]:
@@ -256,6 +270,7 @@ def edits(num: int, components: Sequence[int] | None, degrees: Sequence[float] |
       raise ValueError(f"SeFa components {bad} out of range: the generator has {n_directions} "
                        f"directions (0..{n_directions - 1})")
   return components, degrees
+
 
 def check_layers(layers: Sequence[int] | None, n_latent: int,
                  source: str = "--layers") -> tuple[int, ...] | None:

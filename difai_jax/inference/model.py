@@ -16,6 +16,7 @@ from difai_jax import pipeline
 from difai_jax import pretrained
 from difai_jax.training import checkpoints
 
+
 @dataclasses.dataclass
 class RunInfo:
   """What inference needs to know of a run before loading it (from its JSON metadata)."""
@@ -25,6 +26,7 @@ class RunInfo:
   n_directions: int              # SeFa directions (rows of sefa.npz, else the style dim)
   n_latent: int                  # W+ layers of the pSp decoder
   config_layers: tuple[int, ...]  # config.sefa.layers (empty: all)
+
 
 def read_run_info(checkpoint: str) -> RunInfo:
   """The model size, SeFa directions and W+ layers of a trained run, without its weights."""
@@ -50,6 +52,7 @@ def read_run_info(checkpoint: str) -> RunInfo:
   n_latent = 2 * int(np.log2(decoder_size)) - 2
   return RunInfo(difai_dir, int(meta["step"]), int(config["image_size"]), n_directions,
                  n_latent, tuple(int(l) for l in config["sefa"].get("layers") or ()))
+
 
 def make_inpaint_fn(models, mesh, layers: tuple[int, ...] | None):
   """A jitted ``(variables, image, mask, components, degrees, valid) -> outputs`` over ``mesh``.

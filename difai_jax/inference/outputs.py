@@ -16,6 +16,7 @@ from difai_jax.inference.inputs import Example
 
 HOLE_GREY = 128   # how the masked input shows its hole in grid.png
 
+
 def resize_back(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
   """(S, S, 3) float in [-1, 1] -> (H, W, 3) uint8, Lanczos."""
   u8 = image_io.to_uint8(image)
@@ -23,9 +24,11 @@ def resize_back(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return u8
   return np.asarray(Image.fromarray(u8).resize((hw[1], hw[0]), Image.LANCZOS))
 
+
 def composite_uint8(image_uint8: np.ndarray, mask: np.ndarray, filled: np.ndarray) -> np.ndarray:
   """Known pixels from the original file (bit-exact), hole pixels from ``filled`` (all uint8)."""
   return np.where(mask > 0.5, image_uint8, filled).astype(np.uint8)
+
 
 def to_photo(ex: Example, image: np.ndarray, replace: np.ndarray | None = None) -> np.ndarray:
   """A model-resolution (S, S, 3) image in [-1, 1] brought back to ``ex``'s photo as uint8.
@@ -40,6 +43,7 @@ def to_photo(ex: Example, image: np.ndarray, replace: np.ndarray | None = None) 
     return align.paste(ex.image_uint8, replace, (image + 1.0) * 127.5, ex.alignment)
   filled = resize_back(image, ex.image_uint8.shape[:2])
   return np.where(replace[..., None], filled, ex.image_uint8).astype(np.uint8)
+
 
 def write_outputs(ex: Example, target: str, out: dict, walk_frames, gif_ms: int) -> dict:
   """Writes one input's completions, grid and (optionally) walk; returns the paths.

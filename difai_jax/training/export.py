@@ -40,8 +40,9 @@ def _checked_psp(config: dict, psp: str) -> str | None:
   """Refuses ``psp`` unless it decodes with the StyleGAN2 (and latent_avg) of the pSp the run
   was trained with: the generator's style images and SeFa directions come from that decoder.
 
-  Returns the trained pSp's name and fingerprint when ``psp``'s encoder differs (a better inversion of the
-  same W+ space, paired as ``--coarse`` pairs another coarse net), else None."""
+  Returns the trained pSp's name and fingerprint when ``psp``'s encoder differs (a better
+  inversion into the same W+ space, paired as ``--coarse`` pairs another coarse net), else
+  None."""
   trained = checkpoints.load_pretrained(ml_collections.ConfigDict(config), "psp")[1]
   named = pretrained.load(psp)[1]
   source = config["pretrained"].get("psp") or "a random pSp"

@@ -100,9 +100,11 @@ def config_defaults() -> ml_collections.ConfigDict:
   """``config.psp`` defaults (``configs/stage_defaults.py``)."""
   return stage_defaults.psp()
 
+
 def train_defaults() -> ml_collections.ConfigDict:
   """``config.psp_train`` defaults (``configs/stage_defaults.py``)."""
   return stage_defaults.psp_train()
+
 
 def encoder_config(config: ml_collections.ConfigDict, decoder_config: Mapping) -> dict:
   """The ``encoder`` section of a kind-``psp`` config.json (``models.psp.from_config``)."""

@@ -47,6 +47,7 @@ def config_defaults() -> ml_collections.ConfigDict:
   """``config.recognizer`` defaults (``configs/stage_defaults.py``)."""
   return stage_defaults.recognizer()
 
+
 def architecture(config) -> dict:
   """The converted ``config.json`` fields of ``config.recognizer``."""
   return recognizer_lib.architecture(config.recognizer, toy_faces.ATTRIBUTES)
