@@ -69,9 +69,10 @@ def test_sweep_scores_each_degree_and_draws_the_frontier(tmp_path_factory):
   md = (out / "frontier.md").read_text(encoding="utf-8")
   assert "| 40-50 | 0.5 |" in md and "| 40-50 | one-shot | n/a | 0.7500 | 150.0000 |" in md
   with Image.open(out / "frontier.png") as img:
-    assert img.size == (2 * 520 + 20, 64 + 360 + 20)
+    assert img.size == (2 * 520 + 20, 64 + 360 + 13 + 20)    # + one line of key: one point
     pixels = np.asarray(img.convert("RGB"))
   assert (pixels != 255).any(axis=-1).mean() > 0.01        # something is drawn
+  assert (pixels[64 + 360 - 4:64 + 360 + 10] != 255).any()   # the key under the plots
 
 
 def test_cli_refuses_bad_degrees_before_loading_anything(tmp_path):

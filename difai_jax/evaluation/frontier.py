@@ -116,6 +116,7 @@ def write(table: Mapping[str, Any], out_dir: str) -> None:
 # Colours of the buckets' curves and the single points' marker.
 _COLOURS = [(52, 101, 164), (204, 0, 0), (78, 154, 6), (117, 80, 123), (193, 125, 17),
             (46, 52, 54)]
+_LEGEND_LINE = 13       # px per line of a panel's key of single-completion methods
 _POINT = (0, 0, 0)
 
 
@@ -124,7 +125,8 @@ def draw(table: Mapping[str, Any], path: str) -> None:
   through the degrees (labelled), single-completion methods as squares (n/a diversity at 0)."""
   font = ImageFont.load_default()
   metrics = table["metrics"] or [DIVERSITY]
-  panel_w, panel_h, top = 520, 360, 64
+  panel_w, top = 520, 64
+  panel_h = 360 + _LEGEND_LINE * -(-len(table["points"]) // 2)   # the key under each plot
   img = Image.new("RGB", (panel_w * len(metrics) + 20, top + panel_h + 20), "white")
   canvas = ImageDraw.Draw(img)
   canvas.text((12, 8), f"Fidelity-diversity frontier: {table['title']}",
@@ -135,7 +137,7 @@ def draw(table: Mapping[str, Any], path: str) -> None:
   for i, b in enumerate(table["buckets"]):
     canvas.text((12 + 60 * i, 40), b, fill=_COLOURS[i % len(_COLOURS)], font=font)
   for p, metric in enumerate(metrics):
-    _panel(canvas, font, (10 + p * panel_w, top), (panel_w - 20, panel_h - 10), metric, table)
+    _panel(canvas, font, (10 + p * panel_w, top), (panel_w - 20, 350), metric, table)
   img.save(path, format="PNG")
 
 
@@ -174,14 +176,30 @@ def _panel(canvas, font, origin, size, metric, table) -> None:
     for x, y, d in pts:
       canvas.ellipse((x - 3, y - 3, x + 3, y + 3), fill=colour)
       canvas.text((x + 4, y - 12), f"d={d:g}", fill=colour, font=font)
-  placed = [(sx(r[DIVERSITY]), sy(r[metric]), r) for r in table["points"]
+  _single_points(canvas, font, table, metric, sx, sy, (left, bottom + 34), plot_w)
+
+
+def _single_points(canvas, font, table, metric, sx, sy, key_origin, key_width) -> None:
+  """Single-completion methods: numbered squares at diversity 0 (the numbers of points closer
+  than a line share one label) and their key in two columns under the plot, off the curves."""
+  placed = [(sx(r[DIVERSITY]), sy(r[metric]), n, r) for n, r in enumerate(table["points"], 1)
             if r.get(metric) is not None]
-  label_y = -1e9
-  for x, y, r in sorted(placed, key=lambda p: p[1]):   # labels top-down, never overlapping
-    canvas.rectangle((x - 4, y - 4, x + 4, y + 4), outline=_POINT,
-                     fill=_COLOURS[table["buckets"].index(r["bucket"]) % len(_COLOURS)])
-    label_y = max(y - 5, label_y + 12)
-    canvas.text((x + 8, label_y), f"{r['name']} ({r['bucket']})", fill=_POINT, font=font)
+  groups = []                                        # points within a line's height share one
+  for x, y, n, r in sorted(placed, key=lambda p: p[1]):
+    colour = _COLOURS[table["buckets"].index(r["bucket"]) % len(_COLOURS)]
+    canvas.rectangle((x - 4, y - 4, x + 4, y + 4), outline=_POINT, fill=colour)
+    if groups and y - groups[-1][1] < 11:
+      groups[-1][2].append(str(n))
+    else:
+      groups.append((x, y, [str(n)]))
+  for x, y, numbers in groups:
+    canvas.text((x + 7, y - 5), ",".join(numbers), fill=_POINT, font=font)
+  for i, (_, _, n, r) in enumerate(sorted(placed, key=lambda p: p[2])):
+    kx = key_origin[0] + (i % 2) * key_width // 2
+    ky = key_origin[1] + (i // 2) * _LEGEND_LINE
+    colour = _COLOURS[table["buckets"].index(r["bucket"]) % len(_COLOURS)]
+    canvas.rectangle((kx, ky + 2, kx + 7, ky + 9), outline=_POINT, fill=colour)
+    canvas.text((kx + 12, ky), f"{n}  {r['name']} ({r['bucket']})", fill=_POINT, font=font)
 
 
 def sweep(workdir: str, options, degrees: Sequence[float], *, data_config=None,
