@@ -3,6 +3,7 @@
     python -m benchmarks.toy_inpainting [--checkpoint toy-difai] [--num 200] [--grid out.png]
     python -m benchmarks.toy_inpainting --coarse runs/toy_coarse   # another coarse net in it
     python -m benchmarks.toy_inpainting --psp runs/toy_psp_export  # another pSp (same decoder)
+    python -m benchmarks.toy_inpainting --degree 3 --layers 4,5,6,7,8,9   # edits of some layers
 
 Test-split toy faces (never trained on) with three mask families, each drawn from fixed seeds:
 (a) ``training``: the training masks (configs/demo.py's MaskSampler: strokes, 85 px-at-256
@@ -91,12 +92,17 @@ def flat_fill(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
   return images * masks + mean * (1 - masks)
 
 
-def make_difai_fn(inference: checkpoints.Inference, num_completions: int, degree: float):
-  """jitted (images, masks) -> dict of the pipeline's outputs plus the two diagnostic rows."""
+def make_difai_fn(inference: checkpoints.Inference, num_completions: int, degree: float,
+                  layers: tuple[int, ...] | None = None):
+  """jitted (images, masks) -> dict of the pipeline's outputs plus the two diagnostic rows.
+
+  ``layers``: the W+ layers the SeFa edits move (default: the run's ``sefa.layers``, all when
+  unset)."""
   models, variables = inference.models, inference.variables
   components = jnp.arange(num_completions - 1, dtype=jnp.int32)
   degrees = degree * jnp.where(components % 2 == 0, 1.0, -1.0)
-  layers = tuple(inference.config.sefa.layers) if inference.config.sefa.get("layers") else None
+  if layers is None and inference.config.sefa.get("layers"):
+    layers = tuple(inference.config.sefa.layers)
 
   @jax.jit
   def run(images, masks):
@@ -153,20 +159,22 @@ def with_coarse(inference: checkpoints.Inference, workdir: str) -> checkpoints.I
 
 def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int = 4,
              degree: float = 5.0, grid: str | None = None, grid_rows: int = 4,
-             coarse: str | None = None, psp: str | None = None) -> dict:
+             coarse: str | None = None, psp: str | None = None,
+             layers: tuple[int, ...] | None = None) -> dict:
   inference = checkpoints.load_difai(checkpoint)
   if coarse:
     inference = with_coarse(inference, coarse)
   if psp:
     inference = with_psp(inference, psp)
   size = int(inference.config.image_size)
-  fn = make_difai_fn(inference, num_completions, degree)
+  fn = make_difai_fn(inference, num_completions, degree, layers)
   judge, judge_vars = toy.load_toy_recognizer()
   faces, _ = toy.toy_test_faces(num, size)
   result, rows = {"checkpoint": checkpoint, "coarse": coarse or checkpoint,
                   "psp": psp or inference.config.pretrained.psp,
                   "step": inference.step, "num_faces": num,
-                  "num_completions": num_completions, "degree": degree}, []
+                  "num_completions": num_completions, "degree": degree,
+                  "sefa_layers": list(layers) if layers else "the run's"}, []
   for family in FAMILIES:
     m = family_masks(family, num, size)
     out = run_difai(fn, faces, m)
@@ -224,9 +232,19 @@ def main():
   parser.add_argument("--psp", default=None,
                       help="an exported pSp (same StyleGAN2 decoder) that replaces the "
                            "checkpoint's")
+  parser.add_argument("--layers", default=None,
+                      help="comma-separated W+ layers the SeFa edits move (e.g. 4,5,6,7,8,9); "
+                           "default: the run's sefa.layers")
   args = parser.parse_args()
+  layers = None
+  if args.layers:
+    try:
+      layers = tuple(int(v) for v in args.layers.split(","))
+    except ValueError:
+      parser.error(f"--layers takes comma-separated integers, got {args.layers!r}")
   print(json.dumps(evaluate(args.checkpoint, args.num, args.num_completions, args.degree,
-                            args.grid, coarse=args.coarse, psp=args.psp), indent=2))
+                            args.grid, coarse=args.coarse, psp=args.psp, layers=layers),
+                   indent=2))
 
 
 if __name__ == "__main__":
