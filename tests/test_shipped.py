@@ -43,12 +43,12 @@ def test_toy_psp_pinned_and_reconstructs():
   faces = _faces()
   w_plus = np.asarray(module.apply(variables, jnp.asarray(faces), method="encode"))
   assert w_plus.shape == (2, 10, 128)               # the wide toy StyleGAN2's W+
-  np.testing.assert_allclose(w_plus[0, 0, :3], [0.03600088, -0.09748636, 0.77938753], atol=1e-4)
+  np.testing.assert_allclose(w_plus[0, 0, :3], [0.08146438, -0.09297611, 0.32005912], atol=1e-4)
   recon = module.apply(variables, jnp.asarray(faces))
   recon = np.asarray(recon[0] if isinstance(recon, tuple) else recon)
   error = float(np.abs(recon - faces).mean())
   print(f"toy pSp mean |reconstruction - face| on 2 test faces: {error:.4f}")
-  assert error == pytest.approx(0.12648354, abs=1e-4)
+  assert error == pytest.approx(0.08671856, abs=1e-4)
   # A reconstruction is closer to its own face than to the other one.
   other = float(np.abs(recon - faces[::-1]).mean())
   assert error < other
@@ -56,7 +56,7 @@ def test_toy_psp_pinned_and_reconstructs():
 
 def test_toy_difai_inpaints_keeping_known_pixels():
   inference = checkpoints.load_difai("toy-difai")
-  assert inference.config.image_size == 64 and inference.step == 821
+  assert inference.config.image_size == 64 and inference.step == 1129
   faces = _faces()
   mask = np.ones((2, 64, 64, 1), np.float32)
   mask[:, 36:54, 18:46] = 0.0
@@ -77,15 +77,15 @@ def test_toy_difai_inpaints_keeping_known_pixels():
   # Pins (recorded at export, configs/toy_difai.py): the coarse net's and each completion's
   # pixel (45, 32) in the hole of both faces, and each completion's hole error.
   np.testing.assert_allclose(np.asarray(out["i_coarse"])[:, 45, 32],
-                             [[-0.16639, -0.43887, -0.61297], [0.53068, 0.14763, 0.02507]],
+                             [[-0.20274, -0.46591, -0.62963], [0.58922, 0.25696, 0.08955]],
                              atol=2e-4)
   np.testing.assert_allclose(completions[:, :, 45, 32], [
-      [[0.02677, -0.36152, -0.50821], [0.68413, 0.41586, 0.11232]],
-      [[0.26157, -0.28076, -0.40016], [0.79550, 0.53872, 0.29998]],
-      [[0.54823, -0.02651, 0.13778], [0.56356, 0.49601, 0.22862]],
-      [[0.81157, 0.28935, 0.20968], [0.88774, 0.64513, 0.65147]]], atol=2e-4)
+      [[-0.08155, -0.50012, -0.53011], [0.63058, 0.38601, 0.09324]],
+      [[0.18079, -0.35848, -0.36151], [0.74350, 0.53089, 0.27136]],
+      [[0.58958, -0.10697, 0.08037], [0.59187, 0.62108, 0.35446]],
+      [[0.69802, 0.21726, 0.30303], [0.76893, 0.46453, 0.56675]]], atol=2e-4)
   hole_error = [float(np.abs(c - faces)[hole].mean()) for c in completions]
-  np.testing.assert_allclose(hole_error, [0.123999, 0.209272, 0.599676, 0.655861], atol=1e-4)
+  np.testing.assert_allclose(hole_error, [0.121942, 0.206339, 0.584834, 0.660147], atol=1e-4)
 
 
 def test_difai_run_exports_for_inference_only(tmp_path):
@@ -183,3 +183,14 @@ def test_export_pairs_a_run_with_another_coarse_net(tmp_path_factory, tmp_path):
   same = jax.tree.map(lambda x, y: bool(np.array_equal(x, y)), a.variables["coarse"],
                       b.variables["coarse"])
   assert all(jax.tree.leaves(same))
+
+
+def test_a_difai_stage_runs_with_its_own_coarse_stage_else_the_configured_one(tmp_path):
+  shipped = pretrained.resolve("toy-difai")
+  difai_dir = tmp_path / "run" / "difai"
+  difai_dir.mkdir(parents=True)
+  config = checkpoints.load_difai("toy-difai").config
+  config.pretrained.coarse_workdir = shipped            # a DiFAI-only run: the config's
+  assert checkpoints.coarse_stage_dir(str(difai_dir), config) == os.path.join(shipped, "coarse")
+  shutil.copytree(os.path.join(shipped, "coarse"), tmp_path / "run" / "coarse")
+  assert checkpoints.coarse_stage_dir(str(difai_dir), config) == str(tmp_path / "run" / "coarse")

@@ -238,6 +238,16 @@ class Inference:
   sefa_values: Any
 
 
+def coarse_stage_dir(difai_dir: str, config: ml_collections.ConfigDict) -> str:
+  """The coarse stage a DiFAI stage runs with: the run's own (``<run>/coarse``; an exported run
+  carries it), else its config's ``pretrained.coarse_workdir`` (a path that may mean another
+  directory where the run is loaded from)."""
+  coarse_dir = os.path.join(os.path.dirname(os.path.abspath(difai_dir)), "coarse")
+  if not os.path.isdir(coarse_dir):
+    coarse_dir = config.pretrained.coarse_workdir
+  return find_stage_dir(coarse_dir, "coarse")
+
+
 def load_difai(workdir: str) -> Inference:
   """Rebuilds a trained DiFAI (latest checkpoint; EMA weights when the run kept them).
 
@@ -251,12 +261,7 @@ def load_difai(workdir: str) -> Inference:
   meta = latest_meta(difai_dir)
   config = ml_collections.ConfigDict(meta["config"])
   g_params, g_collections = load_stage_params(difai_dir)
-  # The run's own coarse stage first (an exported run carries it); else the config's, a path
-  # that may mean another directory where the run is loaded from.
-  coarse_dir = os.path.join(os.path.dirname(os.path.abspath(difai_dir)), "coarse")
-  if not os.path.isdir(coarse_dir):
-    coarse_dir = config.pretrained.coarse_workdir
-  coarse_dir = find_stage_dir(coarse_dir, "coarse")
+  coarse_dir = coarse_stage_dir(difai_dir, config)
   coarse_params, _ = load_stage_params(coarse_dir)
   # The coarse net's architecture is its own stage's (a run may pair a DiFAI generator with a
   # coarse net trained apart, e.g. at another floor_stride).

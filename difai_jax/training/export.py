@@ -69,9 +69,13 @@ def export_inference_run(workdir: str, out: str, use_ema: bool = True,
   if os.path.exists(out) and os.listdir(out):
     raise FileExistsError(f"{out} is not empty; choose a new directory")
   written = {}
-  sources = {stage: checkpoints.find_stage_dir(workdir, stage) for stage in INFERENCE_STAGES}
+  difai_dir = checkpoints.find_stage_dir(workdir, "difai")
   if coarse is not None:
-    sources["coarse"] = checkpoints.find_stage_dir(pretrained.resolve(coarse), "coarse")
+    coarse_dir = checkpoints.find_stage_dir(pretrained.resolve(coarse), "coarse")
+  else:       # the run's own coarse stage, or the one its config names (a DiFAI-only run)
+    config = ml_collections.ConfigDict(checkpoints.latest_meta(difai_dir)["config"])
+    coarse_dir = checkpoints.coarse_stage_dir(difai_dir, config)
+  sources = {"coarse": coarse_dir, "difai": difai_dir}
   coarse_meta = checkpoints.latest_meta(sources["coarse"])
   size = checkpoints.latest_meta(sources["difai"])["architecture"]["image_size"]
   if coarse_meta["architecture"]["image_size"] != size:
