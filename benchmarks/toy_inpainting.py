@@ -44,6 +44,7 @@ from difai_jax import pretrained
 from difai_jax.data import masks as masks_lib
 from difai_jax.evaluation.metrics import toy
 from difai_jax.models import coarse as coarse_lib
+from difai_jax.training.stages import psp as psp_stage
 
 FAMILIES = ("training", "squares", "thick_strokes")
 # the training masks of configs/demo.py / toy_difai.py (data/config.py's defaults)
@@ -207,12 +208,8 @@ def with_psp(inference: checkpoints.Inference, directory: str) -> checkpoints.In
   The pSp must decode with the same StyleGAN2 (checked): the SeFa directions, computed from
   that decoder's weights, then still apply."""
   module, variables = pretrained.load(directory)
-  old = inference.variables["psp"]["params"]["decoder"]
-  new = variables["params"]["decoder"]
-  same = jax.tree_util.tree_structure(old) == jax.tree_util.tree_structure(new) and all(
-      np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(old),
-                                           jax.tree_util.tree_leaves(new)))
-  if not same:
+  if (psp_stage.decoder_fingerprint(variables)
+      != psp_stage.decoder_fingerprint(inference.variables["psp"])):
     raise ValueError(f"{directory}: its StyleGAN2 decoder differs from the one "
                      f"{inference.config.pretrained.psp} decodes with; SeFa would not apply")
   models = dataclasses.replace(inference.models, psp=module)

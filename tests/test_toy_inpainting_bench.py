@@ -53,7 +53,7 @@ def test_with_psp_swaps_the_encoder_and_refuses_another_decoder(tmp_path):
   from difai_jax import pretrained  # pylint: disable=import-outside-toplevel
   from difai_jax.training import checkpoints  # pylint: disable=import-outside-toplevel
   inference = checkpoints.load_difai("toy-difai")
-  module, variables = pretrained.load("toy-psp")
+  _, variables = pretrained.load("toy-psp")
   # an encoder of other weights on the same decoder is taken as it is
   encoder = jax.tree_util.tree_map(lambda a: a * 0.5, variables["params"]["encoder"])
   other = {**variables, "params": {**variables["params"], "encoder": encoder}}
@@ -71,4 +71,3 @@ def test_with_psp_swaps_the_encoder_and_refuses_another_decoder(tmp_path):
                   other)
   with pytest.raises(ValueError, match="decoder differs"):
     bench.with_psp(inference, str(tmp_path / "dec"))
-  del module

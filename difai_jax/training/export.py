@@ -30,12 +30,6 @@ from difai_jax.training.stages import psp as psp_stage
 INFERENCE_STAGES = ("coarse", "difai")
 
 
-def _without_encoder(variables) -> dict:
-  """A pSp's variables less its encoder: the StyleGAN2 decoder, its noises and latent_avg."""
-  return {name: {k: v for k, v in tree.items() if k != "encoder"}
-          for name, tree in variables.items()}
-
-
 def _checked_psp(config: dict, psp: str) -> str | None:
   """Refuses ``psp`` unless it decodes with the StyleGAN2 (and latent_avg) of the pSp the run
   was trained with: the generator's style images and SeFa directions come from that decoder.
@@ -46,13 +40,13 @@ def _checked_psp(config: dict, psp: str) -> str | None:
   trained = checkpoints.load_pretrained(ml_collections.ConfigDict(config), "psp")[1]
   named = pretrained.load(psp)[1]
   source = config["pretrained"].get("psp") or "a random pSp"
-  if (psp_stage.fingerprint(_without_encoder(trained))
-      != psp_stage.fingerprint(_without_encoder(named))):
+  if psp_stage.decoder_fingerprint(trained) != psp_stage.decoder_fingerprint(named):
     raise ValueError(f"--psp {psp} does not decode with the StyleGAN2 of the pSp the run was "
                      f"trained with ({source}); an exported run may change pSp's encoder only")
-  if psp_stage.fingerprint(trained) == psp_stage.fingerprint(named):
+  trained_fingerprint = psp_stage.fingerprint(trained)
+  if trained_fingerprint == psp_stage.fingerprint(named):
     return None
-  return f"{source} (fingerprint {psp_stage.fingerprint(trained)})"
+  return f"{source} (fingerprint {trained_fingerprint})"
 
 
 def export_inference_run(workdir: str, out: str, use_ema: bool = True,

@@ -175,6 +175,13 @@ def fingerprint(variables) -> str:
   return digest.hexdigest()[:16]
 
 
+def decoder_fingerprint(variables) -> str:
+  """:func:`fingerprint` of a pSp's variables less its encoder: the StyleGAN2 decoder, its
+  noises and latent_avg, what its W+ codes (and SeFa directions) mean."""
+  return fingerprint({name: {k: v for k, v in tree.items() if k != "encoder"}
+                      for name, tree in variables.items()})
+
+
 def latent_average(decoder: stylegan2.Generator, variables, num_samples: int,
                    seed: int = 0) -> np.ndarray:
   """The decoder's mean w over ``num_samples`` random z, shape (style_dim,) (pSp's
