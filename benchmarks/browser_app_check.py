@@ -189,8 +189,9 @@ def check_no_hole_message(driver, report: list[str]) -> None:
   """Inpaint before a hole is brushed: the app's message on the page, no stack trace."""
   from selenium.webdriver.common.by import By
   driver.find_element(By.ID, "run_button").click()
-  messages = wait_for(driver, "the no-hole message", lambda: toasts(driver, "error"), 60,
-                      fail_on_error=False)
+  # a toast appears before its text: wait for a message with words in it
+  messages = wait_for(driver, "the no-hole message",
+                      lambda: [m for m in toasts(driver, "error") if m], 60, fail_on_error=False)
   if not any("brush the hole" in m for m in messages):
     raise CheckFailed(f"Inpaint with no hole: the page says {messages}, not the app's message")
   if "Traceback" in driver.page_source:
