@@ -127,6 +127,22 @@ def image_srcs(driver, selector: str) -> list[str]:
           if e.get_attribute("src")]
 
 
+def click(driver, element, timeout: float = 15.0) -> None:
+  """Clicks as a user would, retrying while the element is briefly not clickable (covered by a
+  toast that is fading out, or re-rendered under the pointer): those clicks raise at once."""
+  from selenium.common.exceptions import (ElementClickInterceptedException,
+                                          ElementNotInteractableException)
+  deadline = time.time() + timeout
+  while True:
+    try:
+      element.click()
+      return
+    except (ElementClickInterceptedException, ElementNotInteractableException):
+      if time.time() > deadline:
+        raise
+      time.sleep(0.5)
+
+
 def save_screenshot(driver, path: str) -> int:
   """The page as a palette PNG (< 300 KB: the README shows it); returns its size in bytes."""
   shot = Image.open(io.BytesIO(driver.get_screenshot_as_png())).convert("RGB")
@@ -156,9 +172,10 @@ def toasts(driver, kind: str) -> list[str]:
 
 
 def close_toasts(driver) -> None:
-  from selenium.webdriver.common.by import By
-  for button in driver.find_elements(By.CSS_SELECTOR, "[data-testid='toast-close']"):
-    button.click()
+  """Closes the toasts on the page. Clicked through JavaScript: a toast that is fading out on
+  its own has a close button the WebDriver refuses ("element not interactable")."""
+  driver.execute_script(
+      "document.querySelectorAll(\"[data-testid='toast-close']\").forEach(b => b.click());")
   time.sleep(0.5)
 
 
@@ -168,7 +185,7 @@ def draw_stroke(driver) -> None:
   from selenium.webdriver.common.by import By
   brush = driver.find_element(By.CSS_SELECTOR, "#face_editor button[aria-label=Brush]")
   if "highlight" not in (brush.get_attribute("class") or ""):
-    brush.click()
+    click(driver, brush)
   canvas = driver.find_elements(By.CSS_SELECTOR, "#face_editor canvas")[-1]
   stroke = ActionChains(driver).move_to_element_with_offset(canvas, -60, 15).click_and_hold()
   for _ in range(12):
@@ -188,7 +205,7 @@ def set_k(driver, k: int) -> None:
 def check_no_hole_message(driver, report: list[str]) -> None:
   """Inpaint before a hole is brushed: the app's message on the page, no stack trace."""
   from selenium.webdriver.common.by import By
-  driver.find_element(By.ID, "run_button").click()
+  click(driver, driver.find_element(By.ID, "run_button"))
   # a toast appears before its text: wait for a message with words in it
   messages = wait_for(driver, "the no-hole message",
                       lambda: [m for m in toasts(driver, "error") if m], 60, fail_on_error=False)
@@ -212,7 +229,7 @@ def check_large_photo(driver, work: str, previous: list[str], k: int, timeout: f
   driver.find_element(By.CSS_SELECTOR, "#face_editor input[type=file]").send_keys(path)
   time.sleep(2.0)
   draw_stroke(driver)
-  driver.find_element(By.ID, "run_button").click()
+  click(driver, driver.find_element(By.ID, "run_button"))
   srcs = wait_for(driver, "the large photo's completions", lambda: (
       image_srcs(driver, "#completions img") if len(image_srcs(driver, "#completions img")) == k
       and image_srcs(driver, "#completions img") != previous else None), timeout)
@@ -269,17 +286,22 @@ def run_check(args, timings: dict) -> list[str]:
                       f"{len(app.EXAMPLE_INDICES)}")
 
   # Pick a toy face; draw a hole with the brush.
-  items[EXAMPLE].click()
+  args.step = "picking an example face"
+  click(driver, items[EXAMPLE])
   wait_for(driver, "the face in the editor", lambda: driver.find_elements(
       By.CSS_SELECTOR, "#face_editor button[aria-label=Color]"), 60)
   time.sleep(1.0)
+  args.step = "Inpaint with no hole brushed"
   check_no_hole_message(driver, report)
+  args.step = "brushing the hole"
   draw_stroke(driver)
   report.append("mask: drawn with the brush (a mouse drag on the editor's canvas)")
+  args.step = f"setting K = {K}"
   set_k(driver, K)
 
+  args.step = f"Inpaint, K = {K}"
   t0 = time.time()
-  driver.find_element(By.ID, "run_button").click()
+  click(driver, driver.find_element(By.ID, "run_button"))
   srcs = wait_for(driver, f"{K} completions in the gallery", lambda: (
       image_srcs(driver, "#completions img") if len(image_srcs(driver, "#completions img")) >= K
       and image_srcs(driver, "#mask_used img") else None), args.timeout)
@@ -313,9 +335,10 @@ def run_check(args, timings: dict) -> list[str]:
 
   # K = 4: the same compiled program (the app pads every call to one number of edits), and
   # the first three completions do not change with K.
+  args.step = f"Inpaint, K = {K + 1}"
   set_k(driver, K + 1)
   t0 = time.time()
-  driver.find_element(By.ID, "run_button").click()
+  click(driver, driver.find_element(By.ID, "run_button"))
   srcs = wait_for(driver, f"{K + 1} completions", lambda: (
       image_srcs(driver, "#completions img")
       if len(image_srcs(driver, "#completions img")) == K + 1 else None),
@@ -328,8 +351,9 @@ def run_check(args, timings: dict) -> list[str]:
   report.append(f"K = {K + 1}: completions 0..{K - 1} unchanged (max gap {gap}), no recompile")
 
   if not args.skip_sefa:
+    args.step = "Edit"
     t0 = time.time()
-    driver.find_element(By.ID, "edit_button").click()
+    click(driver, driver.find_element(By.ID, "edit_button"))
     edited_src = wait_for(driver, "the edited completion",
                           lambda: image_srcs(driver, "#edited img"), args.timeout)
     timings["Edit"] = time.time() - t0
@@ -340,8 +364,9 @@ def run_check(args, timings: dict) -> list[str]:
     if gap > 2:
       raise CheckFailed(f"Edit (direction 0, +d) differs from completion 1 by {gap} levels")
     report.append(f"Edit (direction 0, +d): known pixels exact, max |edit - completion 1| = {gap}")
+    args.step = "Walk"
     t0 = time.time()
-    driver.find_element(By.ID, "walk_button").click()
+    click(driver, driver.find_element(By.ID, "walk_button"))
     walk_srcs = wait_for(driver, "the walk", lambda: (
         image_srcs(driver, "#walk_strip img") if image_srcs(driver, "#walk_strip img")
         and image_srcs(driver, "#walk_gif img") else None), args.timeout)
@@ -361,11 +386,13 @@ def run_check(args, timings: dict) -> list[str]:
     report.append(f"Walk: {steps} frames, known pixels exact, max |frame 4 (degree 0) - "
                   f"completion 0| = {gap}; GIF shown")
 
+  args.step = "screenshot"
   driver.execute_script("window.scrollTo(0, 0)")
   time.sleep(0.5)
   nbytes = save_screenshot(driver, args.screenshot)
   report.append(f"screenshot: {os.path.relpath(args.screenshot, ROOT)} ({nbytes / 1024:.0f} KB)")
 
+  args.step = "the large photo"
   t0 = time.time()
   check_large_photo(driver, work, srcs, K + 1, args.timeout, report)
   timings[f"large photo, K = {K + 1}"] = time.time() - t0
@@ -405,6 +432,7 @@ def check(args) -> tuple[list[str], dict[str, float]]:
   """Runs the whole check (app, browser, clicks) and cleans up after it; returns the report's
   lines and the timings. Raises CheckFailed, with the app log's tail, when a check fails."""
   args.proc = args.driver = args.log_path = None
+  args.step = "starting the app and the browser"
   timings: dict[str, float] = {}
   t_all = time.time()
   try:
@@ -414,7 +442,8 @@ def check(args) -> tuple[list[str], dict[str, float]]:
     if args.log_path and os.path.exists(args.log_path):
       with open(args.log_path, encoding="utf-8") as f:
         tail = "\napp log (tail):\n" + "".join(f.readlines()[-30:])
-    what = str(e) if isinstance(e, CheckFailed) else f"{type(e).__name__}: {e}"
+    what = str(e) if isinstance(e, CheckFailed) else (
+        f"{type(e).__name__} while {args.step}: {str(e).splitlines()[0] if str(e) else ''}")
     raise CheckFailed(what + tail) from e
   finally:
     if args.driver is not None:

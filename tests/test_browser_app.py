@@ -43,3 +43,18 @@ def test_browser_demo_end_to_end(tmp_path):
                    "large photo 1600x1000: the page warns", "completions 1600x1000"):
     assert expected in text, text
   assert os.path.getsize(tmp_path / "screenshot.png") < browser_app_check.SCREENSHOT_LIMIT
+
+
+def test_a_failure_names_the_step_it_happened_in(monkeypatch, tmp_path):
+  """A WebDriver exception (not a CheckFailed) reports the step of the user's session it broke,
+  with the first line of the driver's message (not its native stack trace)."""
+  def broken(args, timings):
+    del timings
+    args.step = "brushing the hole"
+    raise RuntimeError("Message: element not interactable\nStacktrace:\n#0 0x55 <unknown>")
+  monkeypatch.setattr(browser_app_check, "run_check", broken)
+  args = browser_app_check.parser().parse_args(["--screenshot", str(tmp_path / "s.png")])
+  with pytest.raises(browser_app_check.CheckFailed) as info:
+    browser_app_check.check(args)
+  assert str(info.value) == ("RuntimeError while brushing the hole: "
+                             "Message: element not interactable")
