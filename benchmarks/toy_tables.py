@@ -24,6 +24,13 @@ the saved per-completion outputs, over all K completions of each input:
 - plausibility: the share of completions whose recognizer embedding lies inside the real toy
   faces' feature distribution (``metrics.toy.plausible_fraction``; real test faces ~0.99).
 
+Intervals (Table 3 at this scale needs them): ``--run NAME=DIR1,DIR2,...`` gives one method's
+runs trained with different seeds, ``--seeds 0,1`` evaluates every run with each evaluation seed
+(the per-image SeFa edits and diversity pairs; completion 0, hence SSIM / MS-SSIM / LPIPS, does
+not depend on it). ``<out>/intervals.md`` then gives, per method, bucket and metric, the mean
+over all its (training run, evaluation seed) replicates, their standard deviation and range;
+compare.md, toy_measures.md and the figure use each method's first replicate.
+
 Evaluations already written under ``--out`` are reused (delete a run's folder to redo it).
 Writes ``--out``/compare.md (Tables 1-3 beside the paper's numbers), ``toy_measures.md`` and,
 with ``--figure``, a picture: per row a masked input, its K completions and the ground truth.
@@ -46,43 +53,106 @@ def slug(name: str) -> str:
   return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
-def parse_runs(items: list[str]) -> dict[str, str]:
+def parse_runs(items: list[str]) -> dict[str, list[str]]:
+  """{name: [workdir, ...]} from ``NAME=DIR[,DIR...]`` (several: one method, training seeds)."""
   runs = {}
   for item in items:
-    name, sep, workdir = item.partition("=")
-    if not sep or not name or not workdir:
-      raise SystemExit(f"error: --run takes NAME=WORKDIR, got {item!r}")
-    runs[name] = workdir
+    name, sep, workdirs = item.partition("=")
+    dirs = [d for d in workdirs.split(",") if d]
+    if not sep or not name or not dirs:
+      raise SystemExit(f"error: --run takes NAME=WORKDIR[,WORKDIR...], got {item!r}")
+    if name in runs:
+      raise SystemExit(f"error: --run {name!r} given twice (list its workdirs after one '=')")
+    runs[name] = dirs
   return runs
 
 
-def evaluate_runs(runs: dict[str, str], coarse_of: str | None, out: str, max_images: int,
-                  buckets: tuple[str, ...]) -> dict[str, str]:
-  """{name: eval_dir}: one evaluation per run (and the coarse baseline), reused when present."""
+def parse_seeds(text: str) -> tuple[int, ...]:
+  try:
+    seeds = tuple(int(s) for s in text.split(",") if s.strip())
+  except ValueError:
+    raise SystemExit(f"error: --seeds takes integers separated by commas, got {text!r}") from None
+  if not seeds or len(set(seeds)) != len(seeds):
+    raise SystemExit(f"error: --seeds needs distinct evaluation seeds, got {text!r}")
+  return seeds
+
+
+def replicate_dirs(out: str, name: str, num_workdirs: int,
+                   seeds: tuple[int, ...]) -> list[tuple[int, int, str]]:
+  """[(workdir index, evaluation seed, eval_dir)]; a single replicate keeps ``<out>/<slug>``."""
+  if num_workdirs == 1 and seeds == (0,):
+    return [(0, 0, os.path.join(out, slug(name)))]
+  return [(i, seed, os.path.join(out, slug(name), f"train{i}_eval_seed{seed}"))
+          for i in range(num_workdirs) for seed in seeds]
+
+
+def evaluate_runs(runs: dict[str, list[str]], coarse_of: str | None, out: str, max_images: int,
+                  buckets: tuple[str, ...],
+                  seeds: tuple[int, ...] = (0,)) -> dict[str, list[str]]:
+  """{name: [eval_dir, ...]}: every (run, evaluation seed) of each method, and the coarse
+  baseline of ``coarse_of``'s first run (deterministic: one evaluation); reused when present."""
   from difai_jax.training import checkpoints
   from difai_jax import pretrained
   from difai_jax.evaluation import loop as eval_loop
   from difai_jax.evaluation import options as eval_options
   from difai_jax.evaluation.metrics import toy_probes
   lpips_dir = random_lpips(out)
-  jobs = [(name, workdir, "difai") for name, workdir in runs.items()]
+  jobs = []                                   # (name, workdir, completions, seed, eval_dir)
   if coarse_of:
-    jobs.insert(0, ("coarse net", runs[coarse_of], "coarse"))
-  eval_dirs = {}
-  for name, workdir, completions in jobs:
-    eval_dir = os.path.join(out, slug(name))
-    eval_dirs[name] = eval_dir
+    jobs.append(("coarse net", runs[coarse_of][0], "coarse", 0,
+                 os.path.join(out, slug("coarse net"))))
+  for name, workdirs in runs.items():
+    jobs += [(name, workdirs[i], "difai", seed, eval_dir)
+             for i, seed, eval_dir in replicate_dirs(out, name, len(workdirs), seeds)]
+  eval_dirs: dict[str, list[str]] = {}
+  for n, (name, workdir, completions, seed, eval_dir) in enumerate(jobs):
+    eval_dirs.setdefault(name, []).append(eval_dir)
     if os.path.isfile(os.path.join(eval_dir, "results.json")):
       print(f"[{name}] reusing {eval_dir}/results.json", flush=True)
       continue
     size = int(checkpoints.latest_meta(checkpoints.find_stage_dir(
         pretrained.resolve(workdir), "difai"))["config"]["image_size"])
-    print(f"[{name}] evaluating {workdir} ({completions})", flush=True)
+    print(f"[{name}] ({n + 1}/{len(jobs)}) evaluating {workdir} ({completions}, evaluation "
+          f"seed {seed})", flush=True)
     eval_loop.evaluate(workdir, eval_options.EvalOptions(
         buckets=buckets, max_images=max_images, diversity_images=max_images,
-        lpips_dir=lpips_dir, completions=completions),
+        lpips_dir=lpips_dir, completions=completions, seed=seed),
         eval_dir=eval_dir, probes=toy_probes.probes(size))
   return eval_dirs
+
+
+INTERVAL_METRICS = (("ssim", "SSIM ↑"), ("ms_ssim", "MS-SSIM ↑"), ("lpips", "LPIPS ↓"),
+                    ("diversity", "diversity ↑"), ("toy_fid", "toy FID ↓"))
+
+
+def interval_table(eval_dirs: dict[str, list[str]], buckets: tuple[str, ...]) -> str:
+  """Markdown: per bucket and metric, each method's mean over its replicates, the standard
+  deviation (ddof 1) and the range, ``mean ± sd [min, max] (n)``."""
+  results = {}
+  for name, dirs in eval_dirs.items():
+    results[name] = []
+    for eval_dir in dirs:
+      with open(os.path.join(eval_dir, "results.json"), encoding="utf-8") as f:
+        results[name].append(json.load(f)["results"])
+  names = list(eval_dirs)
+  lines = ["| bucket | metric | " + " | ".join(names) + " |",
+           "|---|---|" + "---:|" * len(names)]
+  for bucket in buckets:
+    for key, label in INTERVAL_METRICS:
+      cells = []
+      for name in names:
+        values = np.array([r[bucket][key] for r in results[name]
+                           if bucket in r and r[bucket].get(key) is not None], np.float64)
+        if not len(values):
+          cells.append("n/a")
+          continue
+        digits = 2 if key == "toy_fid" else 4
+        sd = f" ± {values.std(ddof=1):.{digits}f}" if len(values) > 1 else ""
+        spread = (f" [{values.min():.{digits}f}, {values.max():.{digits}f}]"
+                  if len(values) > 1 else "")
+        cells.append(f"{values.mean():.{digits}f}{sd}{spread} ({len(values)})")
+      lines.append(f"| {bucket} | {label} | " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
 
 
 def random_lpips(out: str) -> str:
@@ -171,7 +241,10 @@ def figure(workdir: str, path: str, bucket: str = "30-40", rows: int = 6) -> Non
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--run", action="append", default=[], help="NAME=WORKDIR (repeat)")
+  parser.add_argument("--run", action="append", default=[],
+                      help="NAME=WORKDIR[,WORKDIR...] (repeat; several workdirs: training seeds)")
+  parser.add_argument("--seeds", default="0",
+                      help="evaluation seeds, e.g. 0,1,2 (intervals.md over the replicates)")
   parser.add_argument("--coarse_of", default=None, help="also score this run's coarse net alone")
   parser.add_argument("--max_images", type=int, default=500)
   parser.add_argument("--buckets", default=",".join(TOY_MEASURES_BUCKETS))
@@ -184,15 +257,22 @@ def main(argv=None) -> int:
   if args.coarse_of and args.coarse_of not in runs:
     raise SystemExit(f"error: --coarse_of {args.coarse_of!r} is not one of {list(runs)}")
   buckets = tuple(b for b in args.buckets.split(",") if b)
+  seeds = parse_seeds(args.seeds)
   from difai_jax.evaluation import comparison
-  eval_dirs = evaluate_runs(runs, args.coarse_of, args.out, args.max_images, buckets)
-  comparison.run(list(eval_dirs.values()), list(eval_dirs), buckets, args.out)
-  measures = toy_measures(eval_dirs, buckets)
+  eval_dirs = evaluate_runs(runs, args.coarse_of, args.out, args.max_images, buckets, seeds)
+  first = {name: dirs[0] for name, dirs in eval_dirs.items()}
+  comparison.run(list(first.values()), list(first), buckets, args.out)
+  measures = toy_measures(first, buckets)
   with open(os.path.join(args.out, "toy_measures.md"), "w", encoding="utf-8") as f:
     f.write(measures)
   print(measures, end="")
+  if any(len(dirs) > 1 for dirs in eval_dirs.values()):
+    intervals = interval_table(eval_dirs, buckets)
+    with open(os.path.join(args.out, "intervals.md"), "w", encoding="utf-8") as f:
+      f.write(intervals)
+    print(intervals, end="")
   if args.figure:
-    figure(next(iter(runs.values())), args.figure)
+    figure(next(iter(runs.values()))[0], args.figure)
   return 0
 
 
