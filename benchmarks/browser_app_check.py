@@ -99,11 +99,28 @@ def fetch_png(url: str) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
+def read_page(read, attempts: int = 20):
+  """``read()`` (which finds its elements itself), again while it meets an element the page
+  re-rendered meanwhile (gradio replaces a gallery's or a toast's nodes as it updates them: a
+  reference found a moment ago is stale)."""
+  from selenium.common.exceptions import StaleElementReferenceException
+  for attempt in range(attempts):
+    try:
+      return read()
+    except StaleElementReferenceException:
+      if attempt == attempts - 1:
+        raise
+      time.sleep(0.25)
+  return None
+
+
 def _page_error(driver) -> str:
   """The text of gradio's error toast, if one shows."""
   from selenium.webdriver.common.by import By
-  toasts = driver.find_elements(By.CSS_SELECTOR, "[data-testid='toast-body']")
-  return " | ".join(t.text.replace("\n", " ") for t in toasts if "rror" in t.text)
+  def read():
+    toasts_now = driver.find_elements(By.CSS_SELECTOR, "[data-testid='toast-body']")
+    return " | ".join(t.text.replace("\n", " ") for t in toasts_now if "rror" in t.text)
+  return read_page(read)
 
 
 def wait_for(driver, what: str, condition, timeout: float, poll: float = 0.5,
@@ -123,21 +140,26 @@ def wait_for(driver, what: str, condition, timeout: float, poll: float = 0.5,
 
 def image_srcs(driver, selector: str) -> list[str]:
   from selenium.webdriver.common.by import By
-  return [e.get_attribute("src") for e in driver.find_elements(By.CSS_SELECTOR, selector)
-          if e.get_attribute("src")]
+  def read():
+    srcs = [e.get_attribute("src") for e in driver.find_elements(By.CSS_SELECTOR, selector)]
+    return [src for src in srcs if src]
+  return read_page(read)
 
 
-def click(driver, element, timeout: float = 15.0) -> None:
-  """Clicks as a user would, retrying while the element is briefly not clickable (covered by a
-  toast that is fading out, or re-rendered under the pointer): those clicks raise at once."""
+def click(driver, by: str, selector: str, index: int = 0, timeout: float = 15.0) -> None:
+  """Clicks the ``index``-th element ``selector`` finds, as a user would, finding it again while
+  it is briefly not clickable (covered by a toast that is fading out, or re-rendered by the page
+  between finding and clicking): those clicks raise at once."""
   from selenium.common.exceptions import (ElementClickInterceptedException,
-                                          ElementNotInteractableException)
+                                          ElementNotInteractableException,
+                                          StaleElementReferenceException)
   deadline = time.time() + timeout
   while True:
     try:
-      element.click()
+      driver.find_elements(by, selector)[index].click()
       return
-    except (ElementClickInterceptedException, ElementNotInteractableException):
+    except (ElementClickInterceptedException, ElementNotInteractableException,
+            StaleElementReferenceException, IndexError):
       if time.time() > deadline:
         raise
       time.sleep(0.5)
@@ -167,8 +189,8 @@ def check_known(name: str, image: np.ndarray, face: np.ndarray, known: np.ndarra
 def toasts(driver, kind: str) -> list[str]:
   """The messages of gradio's toasts of ``kind`` (error / warning / info) now on the page."""
   from selenium.webdriver.common.by import By
-  return [t.text.split("\n")[-1] for t in driver.find_elements(
-      By.CSS_SELECTOR, f"[data-testid='toast-body'].{kind}")]
+  return read_page(lambda: [t.text.split("\n")[-1] for t in driver.find_elements(
+      By.CSS_SELECTOR, f"[data-testid='toast-body'].{kind}")])
 
 
 def close_toasts(driver) -> None:
@@ -183,29 +205,34 @@ def draw_stroke(driver) -> None:
   """A horizontal brush stroke (120 screen px) across the editor's canvas."""
   from selenium.webdriver.common.action_chains import ActionChains
   from selenium.webdriver.common.by import By
-  brush = driver.find_element(By.CSS_SELECTOR, "#face_editor button[aria-label=Brush]")
-  if "highlight" not in (brush.get_attribute("class") or ""):
-    click(driver, brush)
-  canvas = driver.find_elements(By.CSS_SELECTOR, "#face_editor canvas")[-1]
-  stroke = ActionChains(driver).move_to_element_with_offset(canvas, -60, 15).click_and_hold()
-  for _ in range(12):
-    stroke = stroke.move_by_offset(10, 0)
-  stroke.release().perform()
+  brush = "#face_editor button[aria-label=Brush]"
+  if "highlight" not in read_page(lambda: driver.find_element(By.CSS_SELECTOR, brush)
+                                  .get_attribute("class") or ""):
+    click(driver, By.CSS_SELECTOR, brush)
+  def stroke():
+    canvas = driver.find_elements(By.CSS_SELECTOR, "#face_editor canvas")[-1]
+    chain = ActionChains(driver).move_to_element_with_offset(canvas, -60, 15).click_and_hold()
+    for _ in range(12):
+      chain = chain.move_by_offset(10, 0)
+    chain.release().perform()
+  read_page(stroke)
 
 
 def set_k(driver, k: int) -> None:
   from selenium.webdriver.common.by import By
   from selenium.webdriver.common.keys import Keys
-  k_box = driver.find_element(By.CSS_SELECTOR, "#k_slider input[type=number]")
-  k_box.send_keys(Keys.CONTROL, "a")
-  k_box.send_keys(str(k), Keys.TAB)
+  def type_k():
+    k_box = driver.find_element(By.CSS_SELECTOR, "#k_slider input[type=number]")
+    k_box.send_keys(Keys.CONTROL, "a")
+    k_box.send_keys(str(k), Keys.TAB)
+  read_page(type_k)
   time.sleep(0.5)
 
 
 def check_no_hole_message(driver, report: list[str]) -> None:
   """Inpaint before a hole is brushed: the app's message on the page, no stack trace."""
   from selenium.webdriver.common.by import By
-  click(driver, driver.find_element(By.ID, "run_button"))
+  click(driver, By.ID, "run_button")
   # a toast appears before its text: wait for a message with words in it
   messages = wait_for(driver, "the no-hole message",
                       lambda: [m for m in toasts(driver, "error") if m], 60, fail_on_error=False)
@@ -229,7 +256,7 @@ def check_large_photo(driver, work: str, previous: list[str], k: int, timeout: f
   driver.find_element(By.CSS_SELECTOR, "#face_editor input[type=file]").send_keys(path)
   time.sleep(2.0)
   draw_stroke(driver)
-  click(driver, driver.find_element(By.ID, "run_button"))
+  click(driver, By.ID, "run_button")
   srcs = wait_for(driver, "the large photo's completions", lambda: (
       image_srcs(driver, "#completions img") if len(image_srcs(driver, "#completions img")) == k
       and image_srcs(driver, "#completions img") != previous else None), timeout)
@@ -287,7 +314,7 @@ def run_check(args, timings: dict) -> list[str]:
 
   # Pick a toy face; draw a hole with the brush.
   args.step = "picking an example face"
-  click(driver, items[EXAMPLE])
+  click(driver, By.CSS_SELECTOR, "#toy_examples button.gallery-item img", EXAMPLE)
   wait_for(driver, "the face in the editor", lambda: driver.find_elements(
       By.CSS_SELECTOR, "#face_editor button[aria-label=Color]"), 60)
   time.sleep(1.0)
@@ -301,7 +328,7 @@ def run_check(args, timings: dict) -> list[str]:
 
   args.step = f"Inpaint, K = {K}"
   t0 = time.time()
-  click(driver, driver.find_element(By.ID, "run_button"))
+  click(driver, By.ID, "run_button")
   srcs = wait_for(driver, f"{K} completions in the gallery", lambda: (
       image_srcs(driver, "#completions img") if len(image_srcs(driver, "#completions img")) >= K
       and image_srcs(driver, "#mask_used img") else None), args.timeout)
@@ -338,7 +365,7 @@ def run_check(args, timings: dict) -> list[str]:
   args.step = f"Inpaint, K = {K + 1}"
   set_k(driver, K + 1)
   t0 = time.time()
-  click(driver, driver.find_element(By.ID, "run_button"))
+  click(driver, By.ID, "run_button")
   srcs = wait_for(driver, f"{K + 1} completions", lambda: (
       image_srcs(driver, "#completions img")
       if len(image_srcs(driver, "#completions img")) == K + 1 else None),
@@ -353,7 +380,7 @@ def run_check(args, timings: dict) -> list[str]:
   if not args.skip_sefa:
     args.step = "Edit"
     t0 = time.time()
-    click(driver, driver.find_element(By.ID, "edit_button"))
+    click(driver, By.ID, "edit_button")
     edited_src = wait_for(driver, "the edited completion",
                           lambda: image_srcs(driver, "#edited img"), args.timeout)
     timings["Edit"] = time.time() - t0
@@ -366,7 +393,7 @@ def run_check(args, timings: dict) -> list[str]:
     report.append(f"Edit (direction 0, +d): known pixels exact, max |edit - completion 1| = {gap}")
     args.step = "Walk"
     t0 = time.time()
-    click(driver, driver.find_element(By.ID, "walk_button"))
+    click(driver, By.ID, "walk_button")
     walk_srcs = wait_for(driver, "the walk", lambda: (
         image_srcs(driver, "#walk_strip img") if image_srcs(driver, "#walk_strip img")
         and image_srcs(driver, "#walk_gif img") else None), args.timeout)
