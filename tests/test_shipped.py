@@ -192,5 +192,25 @@ def test_a_difai_stage_runs_with_its_own_coarse_stage_else_the_configured_one(tm
   config = checkpoints.load_difai("toy-difai").config
   config.pretrained.coarse_workdir = shipped            # a DiFAI-only run: the config's
   assert checkpoints.coarse_stage_dir(str(difai_dir), config) == os.path.join(shipped, "coarse")
+  config.pretrained.coarse_workdir = "toy-difai"        # a short name means its directory
+  assert checkpoints.coarse_stage_dir(str(difai_dir), config) == os.path.join(shipped, "coarse")
   shutil.copytree(os.path.join(shipped, "coarse"), tmp_path / "run" / "coarse")
   assert checkpoints.coarse_stage_dir(str(difai_dir), config) == str(tmp_path / "run" / "coarse")
+
+
+def test_a_difai_stage_trains_against_the_coarse_net_of_a_whole_run(tmp_path):
+  """``pretrained.coarse_workdir`` may name a run holding a coarse stage (toy-difai, runs/demo),
+  not only the stage's own directory: training a new generator on the shipped coarse net."""
+  from difai_jax.training.stages import inpainting
+  frozen_of = inpainting._difai_frozen  # pylint: disable=protected-access
+  config = checkpoints.load_difai("toy-difai").config
+  coarse, _ = checkpoints.load_stage_params(os.path.join(pretrained.resolve("toy-difai"),
+                                                         "coarse"))
+  for name in ("toy-difai", pretrained.resolve("toy-difai")):
+    config.pretrained.coarse_workdir = name
+    frozen, _, _ = frozen_of(config, str(tmp_path / "difai"), {})
+    same = jax.tree.map(np.array_equal, frozen["coarse"]["params"], coarse)
+    assert all(jax.tree.leaves(same))
+  config.pretrained.coarse_workdir = str(tmp_path)
+  with pytest.raises(FileNotFoundError, match="no finished 'coarse' checkpoint"):
+    frozen_of(config, str(tmp_path / "difai"), {})

@@ -244,7 +244,7 @@ def coarse_stage_dir(difai_dir: str, config: ml_collections.ConfigDict) -> str:
   directory where the run is loaded from)."""
   coarse_dir = os.path.join(os.path.dirname(os.path.abspath(difai_dir)), "coarse")
   if not os.path.isdir(coarse_dir):
-    coarse_dir = config.pretrained.coarse_workdir
+    coarse_dir = pretrained.resolve(config.pretrained.coarse_workdir)
   return find_stage_dir(coarse_dir, "coarse")
 
 

@@ -134,10 +134,14 @@ def build_coarse(config, workdir: str, previous) -> Stage:
 
 def _difai_frozen(config, workdir: str, previous):
   """The frozen variables of the DiFAI stage and the modules they belong to."""
-  coarse_dir = previous.get("coarse") or config.pretrained.coarse_workdir
+  coarse_dir = previous.get("coarse")
   if not coarse_dir:
-    raise FileNotFoundError("config.pretrained.coarse_workdir is not set: train the coarse "
-                            "stage first (configs/celebahq_coarse.py) and point to its workdir")
+    if not config.pretrained.coarse_workdir:
+      raise FileNotFoundError("config.pretrained.coarse_workdir is not set: train the coarse "
+                              "stage first (configs/celebahq_coarse.py) and point to its workdir")
+    # its coarse stage, or a run holding one (runs/demo, an exported DiFAI, toy-difai)
+    coarse_dir = checkpoints.find_stage_dir(
+        pretrained.resolve(config.pretrained.coarse_workdir), "coarse")
   frozen = {}
   coarse_params, _ = checkpoints.load_stage_params(coarse_dir)
   frozen["coarse"] = {"params": coarse_params}
