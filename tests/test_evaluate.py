@@ -278,7 +278,7 @@ def test_progress_line_never_says_nan():
   progress.first = (progress.first[0] - 2.0, 4)    # 2 s later, 4 more images
   progress.update("40-50", 8, last=True)
   assert "first batch (compiling) took" in lines[0] and "nan" not in " ".join(lines)
-  assert "| 2.00 img/s | ETA 0h00m00s" in lines[-1]
+  assert lines[-1] == "[40-50] 8/8 images of all buckets | 2.00 img/s | ETA 0h00m00s"
 
 
 def test_weights_description_says_ema_or_raw():

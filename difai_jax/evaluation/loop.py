@@ -43,8 +43,9 @@ from difai_jax.training import checkpoints
 
 
 class Progress:
-  """The progress line: images done, then img/s and ETA measured after the first batch (whose
-  time is mostly compilation); until a rate exists it says how long the first batch took."""
+  """The progress line: the bucket being scored, images done of all buckets, then img/s and ETA
+  measured after the first batch (whose time is mostly compilation); until a rate exists it
+  says how long the first batch took."""
 
   def __init__(self, total: int, log: Callable[[str], None], every_s: float = 10.0):
     self.total, self.log, self.every_s = total, log, every_s
@@ -54,10 +55,10 @@ class Progress:
 
   def line(self, bucket: str, done: int, now: float) -> str:
     if self.first is None or done <= self.first[1] or now <= self.first[0]:
-      return (f"[{bucket}] {done}/{self.total} images | first batch (compiling) took "
-              f"{now - self.start:.0f} s")
+      return (f"[{bucket}] {done}/{self.total} images of all buckets | first batch "
+              f"(compiling) took {now - self.start:.0f} s")
     rate = (done - self.first[1]) / (now - self.first[0])
-    return (f"[{bucket}] {done}/{self.total} images | {rate:.2f} img/s | ETA "
+    return (f"[{bucket}] {done}/{self.total} images of all buckets | {rate:.2f} img/s | ETA "
             f"{runtime.format_eta((self.total - done) / rate)}")
 
   def update(self, bucket: str, done: int, last: bool) -> None:
