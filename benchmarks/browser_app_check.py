@@ -257,13 +257,24 @@ def check_large_photo(driver, work: str, previous: list[str], k: int, timeout: f
   time.sleep(2.0)
   draw_stroke(driver)
   click(driver, By.ID, "run_button")
-  srcs = wait_for(driver, "the large photo's completions", lambda: (
-      image_srcs(driver, "#completions img") if len(image_srcs(driver, "#completions img")) == k
-      and image_srcs(driver, "#completions img") != previous else None), timeout)
-  warnings = toasts(driver, "warning")
-  if not any("not square" in w for w in warnings):
+  # The warning may show before the completions (gradio closes it after 10 s: under load they
+  # take longer) or only with them: collect warnings while waiting, then a little after.
+  warnings: list[str] = []
+
+  def warned() -> bool:
+    warnings.extend(w for w in toasts(driver, "warning") if w and w not in warnings)
+    return any("not square" in w for w in warnings)
+
+  def completions_shown():
+    warned()
+    srcs_now = image_srcs(driver, "#completions img")
+    return srcs_now if len(srcs_now) == k and srcs_now != previous else None
+  srcs = wait_for(driver, "the large photo's completions", completions_shown, timeout)
+  try:
+    wait_for(driver, "the 'not square' warning", warned, 15, fail_on_error=False)
+  except CheckFailed:
     raise CheckFailed(f"a {LARGE_PHOTO[0]}x{LARGE_PHOTO[1]} photo: no 'not square' warning on "
-                      f"the page (warnings: {warnings})")
+                      f"the page (warnings: {warnings})") from None
   completion = fetch_png(srcs[0])
   known = fetch_png(image_srcs(driver, "#mask_used img")[0])[..., 0] > 127
   check_known("the large photo's completion 0", completion, photo, known)
@@ -271,7 +282,7 @@ def check_large_photo(driver, work: str, previous: list[str], k: int, timeout: f
     raise CheckFailed("the large photo's mask has no hole: the stroke was not drawn")
   close_toasts(driver)
   report.append(f"large photo {LARGE_PHOTO[0]}x{LARGE_PHOTO[1]}: the page warns "
-                f"{warnings[0]!r}; completions {completion.shape[1]}x{completion.shape[0]}, "
+                f"{next(w for w in warnings if 'not square' in w)!r}; completions {completion.shape[1]}x{completion.shape[0]}, "
                 f"known pixels exact, {int((~known).sum())} hole px")
 
 
