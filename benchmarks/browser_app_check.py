@@ -281,8 +281,9 @@ def check_large_photo(driver, work: str, previous: list[str], k: int, timeout: f
   if known.all():
     raise CheckFailed("the large photo's mask has no hole: the stroke was not drawn")
   close_toasts(driver)
+  warning = next(w for w in warnings if "not square" in w)
   report.append(f"large photo {LARGE_PHOTO[0]}x{LARGE_PHOTO[1]}: the page warns "
-                f"{next(w for w in warnings if 'not square' in w)!r}; completions {completion.shape[1]}x{completion.shape[0]}, "
+                f"{warning!r}; completions {completion.shape[1]}x{completion.shape[0]}, "
                 f"known pixels exact, {int((~known).sum())} hole px")
 
 
