@@ -389,3 +389,19 @@ def test_bfloat16_compute_keeps_float32_params_and_optimizer_state(fixed_batch):
   floats = [x for x in jax.tree.leaves((state.params, state.opt_state))
             if jnp.issubdtype(x.dtype, jnp.floating)]
   assert floats and all(x.dtype == jnp.float32 for x in floats)
+
+
+def test_a_second_ctrl_c_inside_a_gc_callback_is_sent_again():
+  """Raised inside JAX's gc callback, a KeyboardInterrupt is only printed: the handler sends
+  the signal again a moment later instead, so the run still stops at once, with no trace."""
+  interruption = train._Interruption()  # pylint: disable=protected-access
+  try:
+    interruption.requested = "SIGINT"                  # the first Ctrl-C came
+    def _xla_gc_callback():
+      return sys._getframe()  # pylint: disable=protected-access
+    interruption._handle(signal.SIGINT, _xla_gc_callback())  # pylint: disable=protected-access
+    assert interruption.abort
+    with pytest.raises(KeyboardInterrupt):
+      time.sleep(5)                                    # the signal, sent again, lands here
+  finally:
+    interruption.close()

@@ -30,6 +30,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 import dataclasses
 from typing import Any, Mapping
@@ -101,11 +102,14 @@ class _Interruption:
       self._previous[sig] = signal.signal(sig, self._handle)
 
   def _handle(self, signum, frame):
-    del frame
     if self.requested is not None and signum == signal.SIGINT:
-      # The second Ctrl-C: stop now. Raised here it can land in a callback whose exceptions
-      # Python only prints (JAX's gc callback does): the flag makes the loop raise it again.
+      # The second Ctrl-C: stop now. Raised inside a gc callback (JAX's runs at any allocation)
+      # Python would only print it: then the signal is sent again a moment later, and the
+      # flag makes the loop raise it at its next check in any case.
       self.abort = True
+      if frame is not None and frame.f_code.co_name == "_xla_gc_callback":
+        threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+        return
       raise KeyboardInterrupt
     self.requested = signal.Signals(signum).name
     if signum == signal.SIGINT:
