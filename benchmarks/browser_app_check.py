@@ -99,19 +99,25 @@ def fetch_png(url: str) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
-def read_page(read, attempts: int = 20):
+def retrying(action, transient: tuple[type[Exception], ...], timeout: float, pause: float):
+  """``action()``, run again while it raises one of ``transient`` (a race with the page's
+  rendering, not a failure) until ``timeout`` seconds have passed; then the last error."""
+  deadline = time.time() + timeout
+  while True:
+    try:
+      return action()
+    except transient:
+      if time.time() > deadline:
+        raise
+      time.sleep(pause)
+
+
+def read_page(read):
   """``read()`` (which finds its elements itself), again while it meets an element the page
   re-rendered meanwhile (gradio replaces a gallery's or a toast's nodes as it updates them: a
   reference found a moment ago is stale)."""
   from selenium.common.exceptions import StaleElementReferenceException
-  for attempt in range(attempts):
-    try:
-      return read()
-    except StaleElementReferenceException:
-      if attempt == attempts - 1:
-        raise
-      time.sleep(0.25)
-  return None
+  return retrying(read, (StaleElementReferenceException,), timeout=5.0, pause=0.25)
 
 
 def _page_error(driver) -> str:
@@ -153,16 +159,9 @@ def click(driver, by: str, selector: str, index: int = 0, timeout: float = 15.0)
   from selenium.common.exceptions import (ElementClickInterceptedException,
                                           ElementNotInteractableException,
                                           StaleElementReferenceException)
-  deadline = time.time() + timeout
-  while True:
-    try:
-      driver.find_elements(by, selector)[index].click()
-      return
-    except (ElementClickInterceptedException, ElementNotInteractableException,
-            StaleElementReferenceException, IndexError):
-      if time.time() > deadline:
-        raise
-      time.sleep(0.5)
+  retrying(lambda: driver.find_elements(by, selector)[index].click(),
+           (ElementClickInterceptedException, ElementNotInteractableException,
+            StaleElementReferenceException, IndexError), timeout=timeout, pause=0.5)
 
 
 def save_screenshot(driver, path: str) -> int:
@@ -199,6 +198,23 @@ def close_toasts(driver) -> None:
   driver.execute_script(
       "document.querySelectorAll(\"[data-testid='toast-close']\").forEach(b => b.click());")
   time.sleep(0.5)
+
+
+def editor_picture(driver) -> bytes:
+  """What the image editor shows (a PNG of the element): its canvases do not say which image
+  they hold."""
+  from selenium.webdriver.common.by import By
+  return read_page(lambda: driver.find_element(By.ID, "face_editor").screenshot_as_png)
+
+
+def editor_settled(driver, before: bytes) -> bool:
+  """Whether the editor shows something other than ``before``, unchanged over half a second
+  (an upload's intermediate frames are not the photo yet)."""
+  now = editor_picture(driver)
+  if now == before:
+    return False
+  time.sleep(0.5)
+  return editor_picture(driver) == now
 
 
 def draw_stroke(driver) -> None:
@@ -244,8 +260,7 @@ def check_no_hole_message(driver, report: list[str]) -> None:
   report.append(f"Inpaint with no hole brushed: the page says {messages[0]!r} (no trace)")
 
 
-def check_large_photo(driver, work: str, previous: list[str], k: int, timeout: float,
-                      report: list[str]) -> None:
+def check_large_photo(driver, work: str, k: int, timeout: float, report: list[str]) -> None:
   """A large photo that is not square: a warning on the page, completions of its size."""
   from selenium.webdriver.common.by import By
   from difai_jax.data import toy_faces
@@ -253,9 +268,12 @@ def check_large_photo(driver, work: str, previous: list[str], k: int, timeout: f
       LARGE_PHOTO, Image.BICUBIC))
   path = os.path.join(work, "large_photo.png")
   Image.fromarray(photo).save(path)
+  before = editor_picture(driver)
   driver.find_element(By.CSS_SELECTOR, "#face_editor input[type=file]").send_keys(path)
-  time.sleep(2.0)
+  # Brushing before the upload lands would paint (and inpaint) the previous face.
+  wait_for(driver, "the photo in the editor", lambda: editor_settled(driver, before), timeout)
   draw_stroke(driver)
+  previous = image_srcs(driver, "#completions img")
   click(driver, By.ID, "run_button")
   # The warning may show before the completions (gradio closes it after 10 s: under load they
   # take longer) or only with them: collect warnings while waiting, then a little after.
@@ -266,10 +284,18 @@ def check_large_photo(driver, work: str, previous: list[str], k: int, timeout: f
     return any("not square" in w for w in warnings)
 
   def completions_shown():
+    # New images of the photo's size: gradio may also re-serve the previous completions under
+    # new addresses while it updates the page.
     warned()
     srcs_now = image_srcs(driver, "#completions img")
-    return srcs_now if len(srcs_now) == k and srcs_now != previous else None
-  srcs = wait_for(driver, "the large photo's completions", completions_shown, timeout)
+    if len(srcs_now) != k or srcs_now == previous:
+      return None
+    try:
+      return srcs_now if fetch_png(srcs_now[0]).shape == photo.shape else None
+    except OSError:                 # the page replaced it as it was read
+      return None
+  srcs = wait_for(driver, f"{k} completions of the photo's size ({LARGE_PHOTO[0]}x"
+                  f"{LARGE_PHOTO[1]})", completions_shown, timeout)
   try:
     wait_for(driver, "the 'not square' warning", warned, 15, fail_on_error=False)
   except CheckFailed:
@@ -433,7 +459,7 @@ def run_check(args, timings: dict) -> list[str]:
 
   args.step = "the large photo"
   t0 = time.time()
-  check_large_photo(driver, work, srcs, K + 1, args.timeout, report)
+  check_large_photo(driver, work, K + 1, args.timeout, report)
   timings[f"large photo, K = {K + 1}"] = time.time() - t0
   return report
 

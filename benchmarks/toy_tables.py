@@ -88,8 +88,8 @@ def replicate_dirs(out: str, name: str, num_workdirs: int,
 
 def evaluate_runs(runs: dict[str, list[str]], coarse_of: str | None, out: str, max_images: int,
                   buckets: tuple[str, ...],
-                  seeds: tuple[int, ...] = (0,)) -> dict[str, list[str]]:
-  """{name: [eval_dir, ...]}: every (run, evaluation seed) of each method, and the coarse
+                  seeds: tuple[int, ...] = (0,)) -> dict[str, list[list[str]]]:
+  """{name: [[eval_dir per evaluation seed] per training run]} of each method, and the coarse
   baseline of ``coarse_of``'s first run (deterministic: one evaluation); reused when present."""
   from difai_jax.training import checkpoints
   from difai_jax import pretrained
@@ -97,16 +97,19 @@ def evaluate_runs(runs: dict[str, list[str]], coarse_of: str | None, out: str, m
   from difai_jax.evaluation import options as eval_options
   from difai_jax.evaluation.metrics import toy_probes
   lpips_dir = random_lpips(out)
-  jobs = []                                   # (name, workdir, completions, seed, eval_dir)
+  jobs = []                         # (name, run index, workdir, completions, seed, eval_dir)
   if coarse_of:
-    jobs.append(("coarse net", runs[coarse_of][0], "coarse", 0,
+    jobs.append(("coarse net", 0, runs[coarse_of][0], "coarse", 0,
                  os.path.join(out, slug("coarse net"))))
   for name, workdirs in runs.items():
-    jobs += [(name, workdirs[i], "difai", seed, eval_dir)
+    jobs += [(name, i, workdirs[i], "difai", seed, eval_dir)
              for i, seed, eval_dir in replicate_dirs(out, name, len(workdirs), seeds)]
-  eval_dirs: dict[str, list[str]] = {}
-  for n, (name, workdir, completions, seed, eval_dir) in enumerate(jobs):
-    eval_dirs.setdefault(name, []).append(eval_dir)
+  eval_dirs: dict[str, list[list[str]]] = {}
+  for n, (name, i, workdir, completions, seed, eval_dir) in enumerate(jobs):
+    per_run = eval_dirs.setdefault(name, [])
+    if len(per_run) <= i:
+      per_run.append([])
+    per_run[i].append(eval_dir)
     if os.path.isfile(os.path.join(eval_dir, "results.json")):
       print(f"[{name}] reusing {eval_dir}/results.json", flush=True)
       continue
@@ -125,34 +128,51 @@ INTERVAL_METRICS = (("ssim", "SSIM ↑"), ("ms_ssim", "MS-SSIM ↑"), ("lpips", 
                     ("diversity", "diversity ↑"), ("toy_fid", "toy FID ↓"))
 
 
-def interval_table(eval_dirs: dict[str, list[str]], buckets: tuple[str, ...]) -> str:
-  """Markdown: per bucket and metric, each method's mean over its replicates, the standard
-  deviation (ddof 1) and the range, ``mean ± sd [min, max] (n)``."""
-  results = {}
-  for name, dirs in eval_dirs.items():
-    results[name] = []
-    for eval_dir in dirs:
-      with open(os.path.join(eval_dir, "results.json"), encoding="utf-8") as f:
-        results[name].append(json.load(f)["results"])
+def interval_table(eval_dirs: dict[str, list[list[str]]], buckets: tuple[str, ...]) -> str:
+  """Markdown: per bucket and metric, each method's ``mean ± sd [min, max] (R runs x S
+  evaluations)``. ``eval_dirs`` gives a method's training runs, each as the list of its
+  evaluations (seeds). The mean is over every evaluation; the standard deviation (ddof 1) is
+  between the training runs' means when there are several (a metric that does not depend on the
+  evaluation seed, such as completion 0's fidelity, has as many independent values as training
+  runs), else between the evaluations; the range is over every evaluation."""
   names = list(eval_dirs)
+  results = {name: [[_results(d) for d in run] for run in runs]
+             for name, runs in eval_dirs.items()}
   lines = ["| bucket | metric | " + " | ".join(names) + " |",
            "|---|---|" + "---:|" * len(names)]
   for bucket in buckets:
     for key, label in INTERVAL_METRICS:
       cells = []
       for name in names:
-        values = np.array([r[bucket][key] for r in results[name]
-                           if bucket in r and r[bucket].get(key) is not None], np.float64)
-        if not len(values):
-          cells.append("n/a")
-          continue
-        digits = 2 if key == "toy_fid" else 4
-        sd = f" ± {values.std(ddof=1):.{digits}f}" if len(values) > 1 else ""
-        spread = (f" [{values.min():.{digits}f}, {values.max():.{digits}f}]"
-                  if len(values) > 1 else "")
-        cells.append(f"{values.mean():.{digits}f}{sd}{spread} ({len(values)})")
+        per_run = [np.array([r[bucket][key] for r in run
+                             if bucket in r and r[bucket].get(key) is not None], np.float64)
+                   for run in results[name]]
+        per_run = [v for v in per_run if len(v)]
+        cells.append(_interval_cell(per_run, 2 if key == "toy_fid" else 4))
       lines.append(f"| {bucket} | {label} | " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
+
+
+def _results(eval_dir: str) -> dict:
+  with open(os.path.join(eval_dir, "results.json"), encoding="utf-8") as f:
+    return json.load(f)["results"]
+
+
+def _interval_cell(per_run: list[np.ndarray], digits: int) -> str:
+  """One cell of :func:`interval_table` from each training run's values (one per evaluation)."""
+  if not per_run:
+    return "n/a"
+  values = np.concatenate(per_run)
+  means = np.array([v.mean() for v in per_run])
+  between = means if len(per_run) > 1 else values
+  counts = {len(v) for v in per_run}
+  runs = f"{len(per_run)} run{'s' if len(per_run) > 1 else ''}"
+  count = (f"{runs} x {counts.pop()}" if len(counts) == 1 else f"{runs}, {len(values)} in all")
+  if len(values) == 1:
+    return f"{values[0]:.{digits}f} (1)"
+  sd = f" ± {between.std(ddof=1):.{digits}f}" if len(between) > 1 else ""
+  return (f"{values.mean():.{digits}f}{sd} [{values.min():.{digits}f}, "
+          f"{values.max():.{digits}f}] ({count})")
 
 
 def random_lpips(out: str) -> str:
@@ -260,13 +280,13 @@ def main(argv=None) -> int:
   seeds = parse_seeds(args.seeds)
   from difai_jax.evaluation import comparison
   eval_dirs = evaluate_runs(runs, args.coarse_of, args.out, args.max_images, buckets, seeds)
-  first = {name: dirs[0] for name, dirs in eval_dirs.items()}
+  first = {name: runs_of[0][0] for name, runs_of in eval_dirs.items()}
   comparison.run(list(first.values()), list(first), buckets, args.out)
   measures = toy_measures(first, buckets)
   with open(os.path.join(args.out, "toy_measures.md"), "w", encoding="utf-8") as f:
     f.write(measures)
   print(measures, end="")
-  if any(len(dirs) > 1 for dirs in eval_dirs.values()):
+  if any(sum(map(len, runs_of)) > 1 for runs_of in eval_dirs.values()):
     intervals = interval_table(eval_dirs, buckets)
     with open(os.path.join(args.out, "intervals.md"), "w", encoding="utf-8") as f:
       f.write(intervals)

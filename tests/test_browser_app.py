@@ -58,3 +58,27 @@ def test_a_failure_names_the_step_it_happened_in(monkeypatch, tmp_path):
     browser_app_check.check(args)
   assert str(info.value) == ("RuntimeError while brushing the hole: "
                              "Message: element not interactable")
+
+
+def test_retrying_reruns_only_transient_errors_until_its_timeout():
+  """The races with the page's rendering (a stale node, a covered button) are retried; any other
+  error is raised at once; a transient one that outlasts the timeout is raised as it was."""
+  calls = []
+  def flaky():
+    calls.append(1)
+    if len(calls) < 3:
+      raise LookupError("re-rendered")
+    return "read"
+  assert browser_app_check.retrying(flaky, (LookupError,), timeout=5.0, pause=0.0) == "read"
+  assert len(calls) == 3
+  def broken():
+    calls.append(1)
+    raise ValueError("not a race")
+  calls.clear()
+  with pytest.raises(ValueError, match="not a race"):
+    browser_app_check.retrying(broken, (LookupError,), timeout=5.0, pause=0.0)
+  assert len(calls) == 1
+  def always_stale():
+    raise LookupError("still re-rendered")
+  with pytest.raises(LookupError, match="still re-rendered"):
+    browser_app_check.retrying(always_stale, (LookupError,), timeout=0.05, pause=0.01)

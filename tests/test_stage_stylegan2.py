@@ -159,6 +159,8 @@ def test_export_carries_the_discriminator_and_init_from_continues(tmp_path, stra
   state = checkpoints.load_stage_state(str(run))
   info = json.loads((out / stage_lib.TRAINING_FILE).read_text())
   assert info["step"] == 4 and info["mean_path_length"] > 0
+  assert info["kimg_total"] == info["kimg"] == pytest.approx(4 * 4 / 1000)
+  assert "continued_from" not in info
   _, d_vars = pretrained.load(str(out / stage_lib.DISCRIMINATOR_DIR))
   for x, y in zip(jax.tree.leaves(d_vars["params"]), jax.tree.leaves(state["d_params"])):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
@@ -176,6 +178,18 @@ def test_export_carries_the_discriminator_and_init_from_continues(tmp_path, stra
   assert float(warm.aux["mean_path_length"]) == pytest.approx(info["mean_path_length"])
   train.run(config, str(tmp_path / "continued"))
   assert checkpoints.latest_meta(str(tmp_path / "continued"))["step"] == 6
+  # Its export counts the images of both runs; the history is the one read at the run's start,
+  # even after the source is replaced (a later export of the asset it was copied over).
+  (out / stage_lib.TRAINING_FILE).write_text(json.dumps({**info, "kimg_total": 99.0}))
+  export.export(str(tmp_path / "continued"), str(tmp_path / "exported2"))
+  info2 = json.loads((tmp_path / "exported2" / stage_lib.TRAINING_FILE).read_text())
+  assert info2["step"] == 6 and info2["kimg"] == pytest.approx(6 * 4 / 1000)
+  assert info2["kimg_total"] == pytest.approx((6 + 4) * 4 / 1000)
+  assert info2["continued_from"] == {"init_from": str(out), "kimg_total": info["kimg_total"]}
+  config.train.num_steps.stylegan2 = 8                  # a resume keeps the first start's
+  train.run(config, str(tmp_path / "continued"))
+  assert checkpoints.latest_meta(str(tmp_path / "continued"))["history"] == info2[
+      "continued_from"]
   # Another architecture is refused by name.
   config.stylegan2.d_channels = (32, 32, 16, 8)
   with pytest.raises(ValueError, match="discriminator does not have"):

@@ -6,6 +6,7 @@ frozen pSp / VGG). Runs that need fresh XLA flags or real processes go through s
 """
 
 import functools
+import gc
 import os
 import re
 import signal
@@ -392,14 +393,27 @@ def test_bfloat16_compute_keeps_float32_params_and_optimizer_state(fixed_batch):
 
 
 def test_a_second_ctrl_c_inside_a_gc_callback_is_sent_again():
-  """Raised inside JAX's gc callback, a KeyboardInterrupt is only printed: the handler sends
-  the signal again a moment later instead, so the run still stops at once, with no trace."""
+  """Raised inside a gc callback (JAX registers one), a KeyboardInterrupt is only printed: the
+  handler sends the signal again a moment later instead, so the run still stops at once, with
+  no trace. The callback is recognised by being in gc.callbacks, whatever its name."""
+  def called_by_the_callback():
+    return sys._getframe()                            # pylint: disable=protected-access
+  frames = []
+  def some_callback(phase, info):                     # pylint: disable=unused-argument
+    frames.append(called_by_the_callback())           # a frame below the callback's own
   interruption = train._Interruption()  # pylint: disable=protected-access
+  handle = interruption._handle                        # pylint: disable=protected-access
   try:
     interruption.requested = "SIGINT"                  # the first Ctrl-C came
-    def _xla_gc_callback():
-      return sys._getframe()  # pylint: disable=protected-access
-    interruption._handle(signal.SIGINT, _xla_gc_callback())  # pylint: disable=protected-access
+    # Outside any gc callback the second Ctrl-C raises at once.
+    with pytest.raises(KeyboardInterrupt):
+      handle(signal.SIGINT, called_by_the_callback())
+    some_callback("start", {})
+    gc.callbacks.append(some_callback)
+    try:
+      handle(signal.SIGINT, frames[0])
+    finally:
+      gc.callbacks.remove(some_callback)
     assert interruption.abort
     with pytest.raises(KeyboardInterrupt):
       time.sleep(5)                                    # the signal, sent again, lands here

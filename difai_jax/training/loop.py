@@ -25,6 +25,7 @@ or restarted run load its compiled steps instead of compiling them again.
 from __future__ import annotations
 
 import functools
+import gc
 import inspect
 import json
 import os
@@ -107,7 +108,7 @@ class _Interruption:
       # Python would only print it: then the signal is sent again a moment later, and the
       # flag makes the loop raise it at its next check in any case.
       self.abort = True
-      if frame is not None and frame.f_code.co_name == "_xla_gc_callback":
+      if _inside_gc_callback(frame):
         threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
         return
       raise KeyboardInterrupt
@@ -131,6 +132,18 @@ class _Interruption:
       signal.signal(sig, handler)
 
 
+def _inside_gc_callback(frame) -> bool:
+  """Whether `frame` or a caller of it runs one of the callbacks in `gc.callbacks` (JAX
+  registers one), where an exception raised is only printed by Python."""
+  codes = {getattr(getattr(cb, "__func__", cb), "__code__", None) for cb in gc.callbacks}
+  codes.discard(None)
+  while frame is not None:
+    if frame.f_code in codes:
+      return True
+    frame = frame.f_back
+  return False
+
+
 def _check_finite(metrics: Mapping[str, Any], step: int) -> None:
   bad = sorted(k for k, v in metrics.items() if not np.all(np.isfinite(v)))
   if bad:
@@ -148,7 +161,8 @@ class StageResult:
 
 
 def _restore_or_init(stage: stages.Stage, workdir: str, config, replicated):
-  """(state, start step, checkpoint manager or None); creates nothing on disk."""
+  """(state, its shardings, start step, checkpoint manager or None, history: the stage's on a
+  new run, the first start's on a resume); creates nothing on disk."""
   # The state's shapes from the stage's own init: a warm-started init (pretrained.init_from,
   # functools.wraps'd) reads and checks its source, which only a new run may need.
   abstract = jax.eval_shape(inspect.unwrap(stage.init), steps.prng_key(0))
@@ -163,10 +177,10 @@ def _restore_or_init(stage: stages.Stage, workdir: str, config, replicated):
   if state is None:
     state = jax.jit(stage.init, out_shardings=state_sharding)(steps.prng_key(config.seed))
     print(f"[{stage.name}] new run in {workdir}", flush=True)
-    return state, state_sharding, 0, manager
+    return state, state_sharding, 0, manager, stage.history
   start = int(meta["step"])
   print(f"[{stage.name}] resuming {workdir} from step {start}", flush=True)
-  return state, state_sharding, start, manager
+  return state, state_sharding, start, manager, meta.get("history")
 
 
 def _progress_line(name, step, num_steps, rate, batch_size, metrics, prefixes) -> str:
@@ -194,6 +208,7 @@ class _Run:
   state_sharding: Any
   batch_sharding: NamedSharding
   replicated: NamedSharding
+  history: dict | None = None
 
 
 def _prepare(config: ml_collections.ConfigDict, name: str, workdir: str,
@@ -209,7 +224,8 @@ def _prepare(config: ml_collections.ConfigDict, name: str, workdir: str,
   stage = stages.build(name, config, workdir, previous)
   # From host memory, so that every process places its (identical) copy of the replicated tree.
   frozen = jax.device_put(jax.device_get(stage.frozen), replicated)
-  state, state_sharding, start, manager = _restore_or_init(stage, workdir, config, replicated)
+  state, state_sharding, start, manager, history = _restore_or_init(stage, workdir, config,
+                                                                     replicated)
   data_iter = stage.batches(start)
   first_batch = next(data_iter)
   os.makedirs(workdir, exist_ok=True)
@@ -218,7 +234,8 @@ def _prepare(config: ml_collections.ConfigDict, name: str, workdir: str,
   if jax.process_index() == 0 and stage.describe is not None:
     print(f"[{name}] {stage.describe(state)}", flush=True)
   return _Run(name, workdir, stage, state, start, int(tc.num_steps[name]), frozen, manager,
-              data_iter, first_batch, state_sharding, NamedSharding(mesh, P("data")), replicated)
+              data_iter, first_batch, state_sharding, NamedSharding(mesh, P("data")), replicated,
+              history)
 
 
 def _step_function(run: _Run):
@@ -323,6 +340,8 @@ def train_stage(config: ml_collections.ConfigDict, name: str, workdir: str,
                                                    just_logging=jax.process_index() > 0)
   meta_base = {"architecture": run.stage.architecture,
                "config": json.loads(config.to_json_best_effort())}
+  if run.history is not None:
+    meta_base["history"] = run.history
   save = lambda step: checkpoints.save_checkpoint(run.manager, step, run.state,
                                                   {**meta_base, "step": step})
   if run.start < run.num_steps:

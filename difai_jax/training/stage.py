@@ -32,6 +32,9 @@ class Stage:
     step_phase: optional ``step number -> hashable phase``; the loop then calls
       ``step(..., phase=phase)`` and compiles one step per phase (e.g. StyleGAN2's lazy
       regularisers: a static branch instead of a ``lax.cond`` that XLA:CPU runs slowly).
+    history: optional JSON-able record of the training the run starts from (a warm start's
+      source and the images it had seen); the loop keeps the one of the run's first start in
+      every checkpoint's metadata (``meta["history"]``), so a resume does not re-read it.
   """
   name: str
   architecture: dict
@@ -43,6 +46,7 @@ class Stage:
   log_prefixes: tuple[str, ...] = ("g/",)
   describe: Callable[[Any], str] | None = None
   step_phase: Callable[[int], Any] | None = None
+  history: dict | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -324,8 +324,10 @@ def build(config, workdir: str, previous) -> Stage:
   init = functools.partial(init_state, generator=generator, discriminator=discriminator,
                            g_tx=g_tx, d_tx=d_tx)
   source = (config.get("pretrained") or {}).get("init_from", "")
+  history = None
   if source:
     init = warm_started(init, source, g_tx=g_tx, d_tx=d_tx)
+    history = earlier_training(source)
   step = functools.partial(train_step, generator=generator, discriminator=discriminator,
                            g_tx=g_tx, d_tx=d_tx, recipe=recipe)
   sample_z = jax.random.normal(jax.random.key(1234), (8, generator.style_dim))
@@ -349,7 +351,7 @@ def build(config, workdir: str, previous) -> Stage:
                   "stylegan2": generator_config(c), "d_channels": list(c.d_channels)}
   return Stage(name="stylegan2", architecture=architecture, init=init, step=step,
                batches=batches, preview=preview, log_prefixes=("g/", "d/"), describe=describe,
-               step_phase=functools.partial(step_phase, recipe))
+               step_phase=functools.partial(step_phase, recipe), history=history)
 
 
 def config_defaults() -> ml_collections.ConfigDict:
@@ -369,18 +371,45 @@ TRAINING_FILE = "training.json"         # step and path-length mean of the expor
 
 def export_training(meta: dict, state: dict, out: str) -> None:
   """Writes what continuing the GAN needs beside an exported generator: the discriminator
-  (``OUT/discriminator``, kind ``stylegan2_discriminator``) and ``OUT/training.json`` (step,
-  images seen, the path-length regulariser's running mean). ``init_from`` reads both."""
+  (``OUT/discriminator``, kind ``stylegan2_discriminator``) and ``OUT/training.json`` (this
+  run's steps and images seen, ``kimg_total`` with the runs it continued, the path-length
+  regulariser's running mean). ``init_from`` reads both."""
   arch = meta["architecture"]
   d_config = {"size": int(arch["image_size"]), "channels": list(arch["d_channels"])}
   d_params = jax.tree.map(lambda x: np.asarray(x, np.float32), state["d_params"])
   pretrained.save(os.path.join(out, DISCRIMINATOR_DIR), "stylegan2_discriminator", d_config,
                   {"params": d_params})
   batch = int(meta["config"]["train"]["batch_size"])
-  info = {"step": int(meta["step"]), "kimg": int(meta["step"]) * batch / 1000.0,
+  kimg = int(meta["step"]) * batch / 1000.0
+  history = meta.get("history")
+  source = (meta["config"].get("pretrained") or {}).get("init_from", "")
+  if history is None and source:        # a run started before runs kept their history
+    history = earlier_training(source)
+  info = {"step": int(meta["step"]), "kimg": kimg,
+          "kimg_total": kimg + (history or {}).get("kimg_total", 0.0),
           "mean_path_length": float(np.asarray(state["aux"]["mean_path_length"]))}
+  if history:
+    info["continued_from"] = history
   with open(os.path.join(out, TRAINING_FILE), "w", encoding="utf-8") as f:
     json.dump(info, f, indent=2)
+
+
+def _training_info(directory: str) -> dict:
+  """``training.json`` beside an exported generator, or {} when it has none."""
+  path = os.path.join(directory, TRAINING_FILE)
+  if not os.path.isfile(path):
+    return {}
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def earlier_training(source: str) -> dict:
+  """What a run warm-started from the exported generator ``source`` continues: its name and
+  the images (thousands) that had trained it in all (its ``kimg_total``; ``kimg`` for exports
+  written before totals were kept; 0 when unknown)."""
+  info = _training_info(pretrained.resolve(source))
+  return {"init_from": source,
+          "kimg_total": float(info.get("kimg_total", info.get("kimg", 0.0)))}
 
 
 def warm_started(init, source: str, *, g_tx, d_tx):
@@ -394,11 +423,7 @@ def warm_started(init, source: str, *, g_tx, d_tx):
   g_params = g_vars.pop("params")
   d_dir = os.path.join(directory, DISCRIMINATOR_DIR)
   d_params = pretrained.load(d_dir)[1]["params"] if os.path.isdir(d_dir) else None
-  info_path = os.path.join(directory, TRAINING_FILE)
-  info = {}
-  if os.path.isfile(info_path):
-    with open(info_path, encoding="utf-8") as f:
-      info = json.load(f)
+  info = _training_info(directory)
 
   @functools.wraps(init)         # the loop's resume reads the state's shapes from init itself
   def warm(rng):
