@@ -44,7 +44,7 @@ from difai_jax import pretrained
 from difai_jax.data import masks as masks_lib
 from difai_jax.evaluation.metrics import toy
 from difai_jax.models import coarse as coarse_lib
-from difai_jax.training.stages import psp as psp_stage
+from difai_jax.models import psp as psp_lib
 
 FAMILIES = ("training", "squares", "thick_strokes")
 # the training masks of configs/demo.py / toy_difai.py (data/config.py's defaults)
@@ -208,8 +208,8 @@ def with_psp(inference: checkpoints.Inference, directory: str) -> checkpoints.In
   The pSp must decode with the same StyleGAN2 (checked): the SeFa directions, computed from
   that decoder's weights, then still apply."""
   module, variables = pretrained.load(directory)
-  if (psp_stage.decoder_fingerprint(variables)
-      != psp_stage.decoder_fingerprint(inference.variables["psp"])):
+  if (psp_lib.decoder_fingerprint(variables)
+      != psp_lib.decoder_fingerprint(inference.variables["psp"])):
     raise ValueError(f"{directory}: its StyleGAN2 decoder differs from the one "
                      f"{inference.config.pretrained.psp} decodes with; SeFa would not apply")
   models = dataclasses.replace(inference.models, psp=module)

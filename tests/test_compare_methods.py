@@ -193,6 +193,14 @@ def test_a_folder_of_difai_outputs_scores_what_evaluate_gave(difai_written, tmp_
   assert report["known_pixels"]["altered_files"] == []
   assert report["metrics"] == expected["metrics"]
   _assert_rows_equal(report["results"], expected["results"])
+  # Image by image too: the two folders can be compared pairwise.
+  run_eval = os.path.join(os.path.dirname(written), "eval")
+  for bucket in BUCKETS:
+    ours = np.load(os.path.join(run_eval, f"per_image_{bucket}.npz"))
+    theirs = np.load(tmp_path / "eval" / f"per_image_{bucket}.npz")
+    assert ours["index"].tolist() == theirs["index"].tolist() and len(ours["index"]) == N_IMAGES
+    for name in ("ssim", "lpips", "psnr"):
+      np.testing.assert_allclose(theirs[name], ours[name], rtol=1e-5, atol=1e-6)
   # Beside the DiFAI run in compare, under the method's name, with DiFAI's paper column.
   table = comparison.run([os.path.dirname(written) + "/eval", str(tmp_path / "eval")])
   assert table["names"] == ["sparn", "DiFAI-as-files"]

@@ -426,6 +426,31 @@ def lpips_dir(tmp_path_factory):
   return path
 
 
+def test_a_run_records_its_frozen_psp_and_refuses_another_decoder(tiny_run):
+  """A DiFAI run keeps the fingerprints of the pSp it trained against; loading it with a pSp of
+  another decoder is refused, with another encoder it warns, with its own it is silent."""
+  import warnings
+  from difai_jax.nn import fingerprint
+  from difai_jax.training import checkpoints
+  meta = checkpoints.latest_meta(checkpoints.find_stage_dir(tiny_run, "difai"))
+  recorded = meta["provenance"]
+  assert recorded["psp"] == f"random (seed {meta['config']['seed']})"
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    variables = checkpoints.load_difai(tiny_run).variables["psp"]
+  assert recorded["psp_fingerprint"] == fingerprint(variables)
+  params = variables["params"]
+  encoder = {**variables, "params": {**params, "encoder": jax.tree.map(
+      lambda a: a * 0.5, params["encoder"])}}
+  with pytest.warns(UserWarning, match="same decoder, another encoder"):
+    checkpoints.check_psp(meta, encoder, "run")
+  decoder = {**variables, "params": {**params, "decoder": jax.tree.map(
+      lambda a: a * 0.5, params["decoder"])}}
+  with pytest.raises(ValueError, match="StyleGAN2 decoder is not the one"):
+    checkpoints.check_psp(meta, decoder, "run")
+  checkpoints.check_psp({**meta, "provenance": None}, decoder, "run")   # an older run: as is
+
+
 def test_coarse_baseline_scores_k_copies_of_the_coarse_composite(tiny_run, monkeypatch):
   from difai_jax.training import checkpoints
   from difai_jax import pipeline
@@ -494,6 +519,12 @@ def test_cli_scores_a_trained_run_under_the_paper_protocol(tiny_run, lpips_dir, 
     attributes = np.load(out / f"toy_attributes_{bucket}.npz")
     assert attributes["values"].shape == (3, 5, 3)
     assert attributes["index"].tolist() == [0, 1, 2]
+    # The values behind the table's means, image by image.
+    per_image = np.load(out / f"per_image_{bucket}.npz")
+    assert per_image["index"].tolist() == per_image["diversity_index"].tolist() == [0, 1, 2]
+    for name in ("ssim", "ms_ssim", "lpips", "diversity", "hole_ratio"):
+      assert per_image[name].shape == (3,)
+      np.testing.assert_allclose(per_image[name].mean(), row[name], rtol=1e-6)
   assert report["paper"]["20-30"] == {"ssim": 0.777, "lpips": 0.084, "fid": 34.55,
                                       "diversity": 0.0849}
   md = (out / "results.md").read_text(encoding="utf-8")
@@ -502,6 +533,7 @@ def test_cli_scores_a_trained_run_under_the_paper_protocol(tiny_run, lpips_dir, 
   # Real-image statistics of the probe are not cached (no cache_tag): nothing else written.
   assert sorted(p.name for p in out.iterdir()) == sorted(
       ["chart.png", "eval_masks", "results.csv", "results.json", "results.md",
+       "per_image_20-30.npz", "per_image_quickdraw.npz",
        "toy_attributes_20-30.npz", "toy_attributes_quickdraw.npz"])
 
   # The same run through the flags of a research comparison: the buckets read back from exported

@@ -15,6 +15,7 @@ from difai_jax import pipeline
 from difai_jax import pretrained
 from difai_jax.data import image_io
 from difai_jax.data import toy_faces
+from difai_jax.nn import fingerprint
 from difai_jax.training import checkpoints
 from difai_jax.training import export
 from difai_jax.training.stages import psp as psp_stage
@@ -123,7 +124,7 @@ def test_difai_run_exports_for_inference_only(tmp_path):
   paired = str(tmp_path / "paired")
   export.export(pretrained.resolve("toy-difai"), paired, psp=reencoded)
   trained_with = checkpoints.latest_meta(os.path.join(paired, "difai"))["psp_trained_with"]
-  assert trained_with == f"toy-psp (fingerprint {psp_stage.fingerprint(pretrained.load(copy)[1])})"
+  assert trained_with == f"toy-psp (fingerprint {fingerprint(pretrained.load(copy)[1])})"
   loaded = checkpoints.load_difai(paired).variables["psp"]["params"]["encoder"]
   assert all(jax.tree.leaves(jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), loaded,
                                           encoder)))

@@ -178,7 +178,7 @@ def test_export_carries_the_discriminator_and_init_from_continues(tmp_path, stra
   assert float(warm.aux["mean_path_length"]) == pytest.approx(info["mean_path_length"])
   train.run(config, str(tmp_path / "continued"))
   assert checkpoints.latest_meta(str(tmp_path / "continued"))["step"] == 6
-  # Its export counts the images of both runs; the history is the one read at the run's start,
+  # Its export counts the images of both runs; the record is the one read at the run's start,
   # even after the source is replaced (a later export of the asset it was copied over).
   (out / stage_lib.TRAINING_FILE).write_text(json.dumps({**info, "kimg_total": 99.0}))
   export.export(str(tmp_path / "continued"), str(tmp_path / "exported2"))
@@ -188,7 +188,7 @@ def test_export_carries_the_discriminator_and_init_from_continues(tmp_path, stra
   assert info2["continued_from"] == {"init_from": str(out), "kimg_total": info["kimg_total"]}
   config.train.num_steps.stylegan2 = 8                  # a resume keeps the first start's
   train.run(config, str(tmp_path / "continued"))
-  assert checkpoints.latest_meta(str(tmp_path / "continued"))["history"] == info2[
+  assert checkpoints.latest_meta(str(tmp_path / "continued"))["provenance"] == info2[
       "continued_from"]
   # Another architecture is refused by name.
   config.stylegan2.d_channels = (32, 32, 16, 8)

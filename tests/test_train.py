@@ -419,3 +419,13 @@ def test_a_second_ctrl_c_inside_a_gc_callback_is_sent_again():
       time.sleep(5)                                    # the signal, sent again, lands here
   finally:
     interruption.close()
+
+
+def test_a_resume_names_a_frozen_network_replaced_since_the_run_started():
+  recorded = {"psp": "toy-psp", "psp_fingerprint": "aaaa", "psp_decoder_fingerprint": "bbbb"}
+  assert train.replaced_networks(recorded, dict(recorded)) == ""
+  assert train.replaced_networks(None, recorded) == ""             # a run from before records
+  assert train.replaced_networks({"init_from": "x", "kimg_total": 1.0},
+                                 {"init_from": "x", "kimg_total": 2.0}) == ""   # no fingerprint
+  warning = train.replaced_networks(recorded, {**recorded, "psp_fingerprint": "cccc"})
+  assert warning.startswith("psp_fingerprint aaaa -> cccc since the run started")

@@ -338,7 +338,15 @@ def run_bucket(ev: Evaluation, bucket: str, progress: Progress, done: int, exact
   keep_real_statistics(scores, ev.real, ev.real_paths)
   for name, arrays in scores.completion_outputs().items():
     np.savez(os.path.join(out_dir, f"{name}_{bucket}.npz"), **arrays)
+  save_per_image(out_dir, bucket, scores)
   return scores.row(ev.real, exact)
+
+
+def save_per_image(out_dir: str, bucket: str, scores) -> None:
+  """``out_dir/per_image_<bucket>.npz``: the bucket's per-image values
+  (``BucketScores.per_image_values``), for paired comparisons of methods on the same masks."""
+  os.makedirs(out_dir, exist_ok=True)
+  np.savez(os.path.join(out_dir, f"per_image_{bucket}.npz"), **scores.per_image_values())
 
 
 def write_completions(out_dir: str, bucket: str, completions: np.ndarray, index, valid) -> None:
@@ -379,7 +387,7 @@ def evaluate(workdir: str, options: eval_options.EvalOptions | None = None, *, d
     log(eval_report.result_line(bucket, results[bucket], metrics))
   report = make_report(workdir, opts, ev, results, metrics, time.time() - t_start)
   eval_report.write_reports(report, out_dir)
-  log(f"wrote {out_dir}/results.md, results.csv, results.json, chart.png "
+  log(f"wrote {out_dir}/results.md, results.csv, results.json, chart.png, per_image_*.npz "
       f"({report['seconds']:.0f} s)")
   return report
 

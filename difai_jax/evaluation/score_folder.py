@@ -117,8 +117,9 @@ def load_batch(run: FolderRun, bucket: str, element) -> tuple[np.ndarray, bool]:
   return image_io.uint8_to_float(batch), altered
 
 
-def run_bucket(run: FolderRun, bucket: str, progress, done: int, exact: bool) -> tuple[dict, dict]:
-  """(composited row, raw row) of one bucket."""
+def run_bucket(run: FolderRun, bucket: str, progress, done: int, exact: bool,
+               eval_dir: str) -> tuple[dict, dict]:
+  """(composited row, raw row) of one bucket; writes the composited per-image values."""
   ds = data_loader.make_eval_dataset(
       run.data, bucket=bucket, image_size=run.image_size, batch_size=run.batch,
       process_index=0, process_count=1, num_images=run.n_images, source=run.source,
@@ -143,6 +144,7 @@ def run_bucket(run: FolderRun, bucket: str, progress, done: int, exact: bool) ->
     done += int(valid.sum())
     progress.update(bucket, done, last=b == len(ds) - 1)
   eval_loop.keep_real_statistics(scores, run.real, run.real_paths)
+  eval_loop.save_per_image(eval_dir, bucket, scores)
   return scores.row(run.real, exact), raw_scores.row(run.real, exact)
 
 
@@ -182,7 +184,7 @@ def score_folder(completions_dir: str, options: eval_options.EvalOptions | None 
   results, raw = {}, {}
   for i, bucket in enumerate(opts.buckets):
     results[bucket], raw[bucket] = run_bucket(run, bucket, progress, i * run.n_images,
-                                              opts.fid_exact)
+                                              opts.fid_exact, eval_dir)
     if diversity_na:
       results[bucket]["diversity"] = raw[bucket]["diversity"] = None
     log(eval_report.result_line(bucket, results[bucket], metrics))
@@ -195,7 +197,7 @@ def score_folder(completions_dir: str, options: eval_options.EvalOptions | None 
   if diversity_na:
     report["diversity_na"] = f"K = {k}: the paper's pairs need completions 1 and 2"
   eval_report.write_reports(report, eval_dir)
-  log(f"wrote {eval_dir}/results.md, results.csv, results.json, chart.png")
+  log(f"wrote {eval_dir}/results.md, results.csv, results.json, chart.png, per_image_*.npz")
   return report
 
 

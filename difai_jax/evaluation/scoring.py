@@ -424,6 +424,20 @@ class BucketScores:
                                  self.scorer))
     return row
 
+  def per_image_values(self) -> dict[str, np.ndarray]:
+    """The values behind the row's means, image by image (for paired tests and bootstraps
+    between methods scored on the same masks): ``index`` (n,) test indices, ``hole_ratio``
+    (n,), each per-image metric (n,) in the same order, and ``diversity`` (m,) with
+    ``diversity_index`` (m,) for the images in the diversity sample."""
+    index = np.concatenate(self.index)
+    values = {"index": index, "hole_ratio": np.concatenate(self.hole)}
+    for name, chunks in self.per_image.items():
+      values[name] = np.concatenate(chunks)
+    if "diversity" in values:
+      values["diversity_index"] = (index if self.diversity_images is None
+                                   else index[self.diversity_images[index]])
+    return values
+
   def completion_outputs(self) -> dict[str, dict[str, np.ndarray]]:
     """``{probe: {"index": (n,), "values": (n, K, D)}}`` for the per-completion probes."""
     index = np.concatenate(self.index)

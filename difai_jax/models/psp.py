@@ -49,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from difai_jax.models import stylegan2
+from difai_jax.nn import fingerprint
 from difai_jax.nn import layers
 
 Dtype = Any
@@ -459,3 +460,10 @@ def init_encoder_from_backbone(psp_variables: dict, backbone_variables: dict) ->
     out[col] = dict(psp_variables[col], encoder=dict(psp_variables[col]["encoder"],
                                                       backbone=src))
   return out
+
+
+def decoder_fingerprint(variables) -> str:
+  """``nn.fingerprint`` of a pSp's variables less its encoder: the StyleGAN2 decoder, its
+  noises and latent_avg, what its W+ codes (and SeFa directions) mean."""
+  return fingerprint({name: {k: v for k, v in tree.items() if k != "encoder"}
+                      for name, tree in variables.items()})

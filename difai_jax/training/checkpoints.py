@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 from typing import Any
 
 import jax
@@ -27,6 +28,7 @@ from difai_jax.models import psp as psp_lib
 from difai_jax.models import sparn as sparn_lib
 from difai_jax.models import stylegan2
 from difai_jax.models import vgg as vgg_lib
+from difai_jax.nn import fingerprint
 from difai_jax.nn import precision
 from difai_jax.training import steps
 
@@ -78,6 +80,38 @@ def load_pretrained(config: ml_collections.ConfigDict, kind: str):
   module, variables = _load_pretrained(config, kind)
   dtype = (config.pretrained.get("dtype") or {}).get(kind, "float32")
   return precision.with_dtype(module, dtype), variables
+
+
+def psp_provenance(config: ml_collections.ConfigDict, variables) -> dict:
+  """The record of the frozen pSp a DiFAI run trains against (``Stage.provenance``): its name
+  and the fingerprints of its weights and of its decoder alone."""
+  name = config.pretrained.get("psp") or f"random (seed {config.seed})"
+  return {"psp": name, "psp_fingerprint": fingerprint(variables),
+          "psp_decoder_fingerprint": psp_lib.decoder_fingerprint(variables)}
+
+
+def check_psp(meta: dict, variables, run: str) -> None:
+  """Refuses a pSp whose decoder is not the one the DiFAI run of ``meta`` trained against (its
+  style images and SeFa directions would mean other things), and warns when only its encoder
+  differs (completions differ from those the run was measured with). Runs that recorded no
+  provenance (before it was kept) are not checked."""
+  recorded = meta.get("provenance") or {}
+  if "psp_decoder_fingerprint" not in recorded:
+    return
+  now = meta["config"]["pretrained"].get("psp") or "a random pSp"
+  decoder = psp_lib.decoder_fingerprint(variables)
+  if decoder != recorded["psp_decoder_fingerprint"]:
+    raise ValueError(
+        f"{run}: its generator was trained against the pSp {recorded['psp']!r}, whose StyleGAN2 "
+        f"decoder is not the one {now!r} loads now (fingerprints "
+        f"{recorded['psp_decoder_fingerprint']} vs {decoder}): its style images and SeFa "
+        "directions would mean other things. Load it with the pSp it was trained with.")
+  encoder = fingerprint(variables)
+  if encoder != recorded["psp_fingerprint"]:
+    warnings.warn(f"{run}: the pSp {now!r} is not the one its generator was trained against "
+                  f"({recorded['psp']!r}; fingerprints {recorded['psp_fingerprint']} vs "
+                  f"{encoder}); same decoder, another encoder: completions differ from those "
+                  "the run was measured with", stacklevel=2)
 
 
 def _load_pretrained(config: ml_collections.ConfigDict, kind: str):
@@ -267,6 +301,7 @@ def load_difai(workdir: str) -> Inference:
   # coarse net trained apart, e.g. at another floor_stride).
   coarse_config = latest_meta(coarse_dir)["architecture"]["coarse"]
   psp, psp_variables = load_pretrained(config, "psp")
+  check_psp(meta, psp_variables, workdir)
   factors = sefa_lib.cached(os.path.join(difai_dir, "sefa.npz"),
                             psp_variables["params"]["decoder"], config.sefa.method,
                             config.sefa.factor_layers)

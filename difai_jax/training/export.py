@@ -23,9 +23,10 @@ import shutil
 import ml_collections
 
 from difai_jax import pretrained
+from difai_jax.models import psp as psp_lib
+from difai_jax.nn import fingerprint
 from difai_jax.training import checkpoints
 from difai_jax.training import stages
-from difai_jax.training.stages import psp as psp_stage
 
 INFERENCE_STAGES = ("coarse", "difai")
 
@@ -40,11 +41,11 @@ def _checked_psp(config: dict, psp: str) -> str | None:
   trained = checkpoints.load_pretrained(ml_collections.ConfigDict(config), "psp")[1]
   named = pretrained.load(psp)[1]
   source = config["pretrained"].get("psp") or "a random pSp"
-  if psp_stage.decoder_fingerprint(trained) != psp_stage.decoder_fingerprint(named):
+  if psp_lib.decoder_fingerprint(trained) != psp_lib.decoder_fingerprint(named):
     raise ValueError(f"--psp {psp} does not decode with the StyleGAN2 of the pSp the run was "
                      f"trained with ({source}); an exported run may change pSp's encoder only")
-  trained_fingerprint = psp_stage.fingerprint(trained)
-  if trained_fingerprint == psp_stage.fingerprint(named):
+  trained_fingerprint = fingerprint(trained)
+  if trained_fingerprint == fingerprint(named):
     return None
   return f"{source} (fingerprint {trained_fingerprint})"
 
@@ -86,6 +87,11 @@ def export_inference_run(workdir: str, out: str, use_ema: bool = True,
         trained_with = _checked_psp(meta["config"], psp)
         if trained_with is not None:
           meta["psp_trained_with"] = trained_with
+          if "provenance" in meta:        # the copy is paired with this pSp on purpose
+            config = ml_collections.ConfigDict(
+                {"pretrained": {"psp": psp}, "seed": meta["config"]["seed"]})
+            meta["provenance"] = {**meta["provenance"], **checkpoints.psp_provenance(
+                config, pretrained.load(psp)[1])}
       meta["config"] = {**meta["config"],
                         "pretrained": {**meta["config"]["pretrained"], "psp": psp}}
     meta["config"] = {**meta["config"], "coarse": coarse_section}

@@ -161,7 +161,7 @@ class StageResult:
 
 
 def _restore_or_init(stage: stages.Stage, workdir: str, config, replicated):
-  """(state, its shardings, start step, checkpoint manager or None, history: the stage's on a
+  """(state, its shardings, start step, checkpoint manager or None, provenance: the stage's on a
   new run, the first start's on a resume); creates nothing on disk."""
   # The state's shapes from the stage's own init: a warm-started init (pretrained.init_from,
   # functools.wraps'd) reads and checks its source, which only a new run may need.
@@ -177,10 +177,26 @@ def _restore_or_init(stage: stages.Stage, workdir: str, config, replicated):
   if state is None:
     state = jax.jit(stage.init, out_shardings=state_sharding)(steps.prng_key(config.seed))
     print(f"[{stage.name}] new run in {workdir}", flush=True)
-    return state, state_sharding, 0, manager, stage.history
+    return state, state_sharding, 0, manager, stage.provenance
   start = int(meta["step"])
   print(f"[{stage.name}] resuming {workdir} from step {start}", flush=True)
-  return state, state_sharding, start, manager, meta.get("history")
+  recorded = meta.get("provenance")
+  warning = replaced_networks(recorded, stage.provenance)
+  if warning:
+    print(f"[{stage.name}] warning: {warning}", flush=True)
+  return state, state_sharding, start, manager, recorded
+
+
+def replaced_networks(recorded: dict | None, now: dict | None) -> str:
+  """What differs between the ``*fingerprint`` entries of a run's recorded provenance and the
+  stage's now (a frozen network replaced under a resumed run), or "" when nothing does."""
+  recorded, now = recorded or {}, now or {}
+  changed = sorted(k for k in recorded if k.endswith("fingerprint") and k in now
+                   and now[k] != recorded[k])
+  if not changed:
+    return ""
+  return (f"{', '.join(f'{k} {recorded[k]} -> {now[k]}' for k in changed)} since the run "
+          "started: a frozen network was replaced; the run goes on with the one loaded now")
 
 
 def _progress_line(name, step, num_steps, rate, batch_size, metrics, prefixes) -> str:
@@ -208,7 +224,7 @@ class _Run:
   state_sharding: Any
   batch_sharding: NamedSharding
   replicated: NamedSharding
-  history: dict | None = None
+  provenance: dict | None = None
 
 
 def _prepare(config: ml_collections.ConfigDict, name: str, workdir: str,
@@ -224,7 +240,7 @@ def _prepare(config: ml_collections.ConfigDict, name: str, workdir: str,
   stage = stages.build(name, config, workdir, previous)
   # From host memory, so that every process places its (identical) copy of the replicated tree.
   frozen = jax.device_put(jax.device_get(stage.frozen), replicated)
-  state, state_sharding, start, manager, history = _restore_or_init(stage, workdir, config,
+  state, state_sharding, start, manager, provenance = _restore_or_init(stage, workdir, config,
                                                                      replicated)
   data_iter = stage.batches(start)
   first_batch = next(data_iter)
@@ -235,7 +251,7 @@ def _prepare(config: ml_collections.ConfigDict, name: str, workdir: str,
     print(f"[{name}] {stage.describe(state)}", flush=True)
   return _Run(name, workdir, stage, state, start, int(tc.num_steps[name]), frozen, manager,
               data_iter, first_batch, state_sharding, NamedSharding(mesh, P("data")), replicated,
-              history)
+              provenance)
 
 
 def _step_function(run: _Run):
@@ -340,8 +356,8 @@ def train_stage(config: ml_collections.ConfigDict, name: str, workdir: str,
                                                    just_logging=jax.process_index() > 0)
   meta_base = {"architecture": run.stage.architecture,
                "config": json.loads(config.to_json_best_effort())}
-  if run.history is not None:
-    meta_base["history"] = run.history
+  if run.provenance is not None:
+    meta_base["provenance"] = run.provenance
   save = lambda step: checkpoints.save_checkpoint(run.manager, step, run.state,
                                                   {**meta_base, "step": step})
   if run.start < run.num_steps:

@@ -32,9 +32,11 @@ class Stage:
     step_phase: optional ``step number -> hashable phase``; the loop then calls
       ``step(..., phase=phase)`` and compiles one step per phase (e.g. StyleGAN2's lazy
       regularisers: a static branch instead of a ``lax.cond`` that XLA:CPU runs slowly).
-    history: optional JSON-able record of the training the run starts from (a warm start's
-      source and the images it had seen); the loop keeps the one of the run's first start in
-      every checkpoint's metadata (``meta["history"]``), so a resume does not re-read it.
+    provenance: optional JSON-able record of what the run builds on from outside its workdir:
+      a warm start's source and the images it had seen (StyleGAN2), the frozen pSp's
+      fingerprints (DiFAI). The loop keeps the one of the run's first start in every
+      checkpoint's metadata (``meta["provenance"]``) and warns on a resume whose
+      ``*fingerprint`` entries differ from it (a frozen network replaced under the run).
   """
   name: str
   architecture: dict
@@ -46,7 +48,7 @@ class Stage:
   log_prefixes: tuple[str, ...] = ("g/",)
   describe: Callable[[Any], str] | None = None
   step_phase: Callable[[int], Any] | None = None
-  history: dict | None = None
+  provenance: dict | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import os
 from typing import Any, Callable, Mapping
 
@@ -66,6 +65,7 @@ from difai_jax.data import sources
 from difai_jax.evaluation.metrics import ssim as ssim_lib
 from difai_jax.models import psp as psp_lib
 from difai_jax.models import stylegan2
+from difai_jax.nn import fingerprint
 from difai_jax.nn import parameter_count
 from difai_jax.training import checkpoints
 from difai_jax.training import steps
@@ -164,22 +164,6 @@ def load_decoder(config: ml_collections.ConfigDict, previous: Mapping[str, str])
   _, variables = pretrained.load(directory)
   decoder_config.pop("kind")
   return decoder_config, dict(variables)
-
-
-def fingerprint(variables) -> str:
-  """SHA-256 (16 hex digits) of a variable tree's float32 values in tree order."""
-  digest = hashlib.sha256()
-  for path, leaf in jax.tree_util.tree_leaves_with_path(variables):
-    digest.update(jax.tree_util.keystr(path).encode())
-    digest.update(np.ascontiguousarray(np.asarray(leaf, np.float32)).tobytes())
-  return digest.hexdigest()[:16]
-
-
-def decoder_fingerprint(variables) -> str:
-  """:func:`fingerprint` of a pSp's variables less its encoder: the StyleGAN2 decoder, its
-  noises and latent_avg, what its W+ codes (and SeFa directions) mean."""
-  return fingerprint({name: {k: v for k, v in tree.items() if k != "encoder"}
-                      for name, tree in variables.items()})
 
 
 def latent_average(decoder: stylegan2.Generator, variables, num_samples: int,

@@ -324,10 +324,10 @@ def build(config, workdir: str, previous) -> Stage:
   init = functools.partial(init_state, generator=generator, discriminator=discriminator,
                            g_tx=g_tx, d_tx=d_tx)
   source = (config.get("pretrained") or {}).get("init_from", "")
-  history = None
+  provenance = None
   if source:
     init = warm_started(init, source, g_tx=g_tx, d_tx=d_tx)
-    history = earlier_training(source)
+    provenance = earlier_training(source)
   step = functools.partial(train_step, generator=generator, discriminator=discriminator,
                            g_tx=g_tx, d_tx=d_tx, recipe=recipe)
   sample_z = jax.random.normal(jax.random.key(1234), (8, generator.style_dim))
@@ -351,7 +351,7 @@ def build(config, workdir: str, previous) -> Stage:
                   "stylegan2": generator_config(c), "d_channels": list(c.d_channels)}
   return Stage(name="stylegan2", architecture=architecture, init=init, step=step,
                batches=batches, preview=preview, log_prefixes=("g/", "d/"), describe=describe,
-               step_phase=functools.partial(step_phase, recipe), history=history)
+               step_phase=functools.partial(step_phase, recipe), provenance=provenance)
 
 
 def config_defaults() -> ml_collections.ConfigDict:
@@ -381,15 +381,15 @@ def export_training(meta: dict, state: dict, out: str) -> None:
                   {"params": d_params})
   batch = int(meta["config"]["train"]["batch_size"])
   kimg = int(meta["step"]) * batch / 1000.0
-  history = meta.get("history")
+  provenance = meta.get("provenance")
   source = (meta["config"].get("pretrained") or {}).get("init_from", "")
-  if history is None and source:        # a run started before runs kept their history
-    history = earlier_training(source)
+  if provenance is None and source:        # a run started before runs kept their provenance
+    provenance = earlier_training(source)
   info = {"step": int(meta["step"]), "kimg": kimg,
-          "kimg_total": kimg + (history or {}).get("kimg_total", 0.0),
+          "kimg_total": kimg + (provenance or {}).get("kimg_total", 0.0),
           "mean_path_length": float(np.asarray(state["aux"]["mean_path_length"]))}
-  if history:
-    info["continued_from"] = history
+  if provenance:
+    info["continued_from"] = provenance
   with open(os.path.join(out, TRAINING_FILE), "w", encoding="utf-8") as f:
     json.dump(info, f, indent=2)
 
