@@ -6,7 +6,10 @@
 - StyleGAN2 (``toy-stylegan2``): toy FID (Frechet distance in the toy recognizer's feature
   space) of ``num`` samples (truncation 1) against ``num`` real toy test faces, beside the toy
   FID of a second set of real faces (the floor) and the share of samples inside the real
-  faces' feature distribution (``plausible_fraction``; real faces: ~0.99).
+  faces' feature distribution (``plausible_fraction``; real faces: ~0.99) and, per reliably
+  recognised attribute, how far the samples' predicted class frequencies are from the test
+  faces' (``attribute_gap_points``: total variation distance in percentage points; the largest
+  and that of the second set of real faces beside it).
 - pSp (``toy-psp``): mean L2 and PSNR of reconstructions of 256 toy test faces.
 - recognizer (``toy-recognizer``): accuracy per attribute on 2,000 toy test faces.
 - with ``--inpainting``: DiFAI, its coarse net, OpenCV Telea and a flat fill on 200 held-out
@@ -35,14 +38,20 @@ def stylegan2_quality(num: int, source: str = "toy-stylegan2") -> dict:
       for i in range(-(-num // 250))])[:num]
   real, _ = toy.toy_test_faces(num)
   real2, _ = toy.toy_test_faces(num, start=toy.TEST_START - num)      # train-split faces
-  f_fake = toy.recognizer_features(rec, rec_vars, samples)
-  f_real = toy.recognizer_features(rec, rec_vars, real)
-  f_real2 = toy.recognizer_features(rec, rec_vars, real2)
-  model = toy.RealFeatureModel.fit(f_real2)
-  return {"toy_fid_samples": toy.toy_fid(f_fake, f_real),
-          "toy_fid_real_vs_real": toy.toy_fid(f_real2, f_real),
-          "plausible_fraction_samples": toy.plausible_fraction(model, f_fake),
-          "plausible_fraction_real": toy.plausible_fraction(model, f_real)}
+  fake, real, real2 = (toy.predict_attributes(rec, rec_vars, x) for x in (samples, real, real2))
+  model = toy.RealFeatureModel.fit(real2.embedding)
+  reliable = toy.reliable_attributes()
+  gaps = toy.attribute_frequency_gaps(fake.labels, real.labels, fake.names, reliable)
+  floor = toy.attribute_frequency_gaps(real2.labels, real.labels, fake.names, reliable)
+  return {"toy_fid_samples": toy.toy_fid(fake.embedding, real.embedding),
+          "toy_fid_real_vs_real": toy.toy_fid(real2.embedding, real.embedding),
+          "plausible_fraction_samples": toy.plausible_fraction(model, fake.embedding),
+          "plausible_fraction_real": toy.plausible_fraction(model, real.embedding),
+          # predicted attribute frequencies, samples against test faces (total variation, in
+          # points; real against real beside it)
+          "attribute_gap_points_max": round(max(gaps.values()), 1),
+          "attribute_gap_points_real_vs_real_max": round(max(floor.values()), 1),
+          "attribute_gap_points": {name: round(gap, 1) for name, gap in gaps.items()}}
 
 
 def main():

@@ -188,6 +188,18 @@ def test_attribute_diversity_counts_differing_completions():
     toy.attribute_diversity(labels[:1])
 
 
+def test_attribute_frequency_gaps_are_total_variation_in_points():
+  names = ("hair", "beard")
+  a = np.array([[0, 0], [0, 1], [1, 0], [1, 1]])       # hair 50/50, beard 50/50
+  b = np.array([[0, 0], [0, 0], [0, 0], [2, 0]])       # hair 75/0/25, beard 100/0
+  gaps = toy.attribute_frequency_gaps(a, b, names)
+  # hair: |0.5-0.75| + |0.5-0| + |0-0.25| = 1.0 -> 50 points; beard: 0.5 + 0.5 -> 50 points
+  assert gaps == {"hair": pytest.approx(50.0), "beard": pytest.approx(50.0)}
+  assert toy.attribute_frequency_gaps(a, a[::-1], names) == {"hair": 0.0, "beard": 0.0}
+  assert toy.attribute_frequency_gaps(a, b, names, attributes=("beard",)) == {"beard": 50.0}
+  assert toy.attribute_frequency_gaps(a[:, :1], np.full((3, 1), 2), ("hair",)) == {"hair": 100.0}
+
+
 def test_plausible_fraction_of_real_and_shifted_features():
   rng = np.random.default_rng(1)
   model = toy.RealFeatureModel.fit(rng.normal(size=(2000, 8)), quantile=0.95)

@@ -217,6 +217,28 @@ def attribute_diversity(labels, names: Sequence[str] | None = None,
   return out
 
 
+def attribute_frequency_gaps(labels_a, labels_b, names: Sequence[str],
+                             attributes: Sequence[str] | None = None) -> dict[str, float]:
+  """Per attribute, how far apart two sets' predicted class frequencies are: the total
+  variation distance in percentage points, ``50 * sum_c |p_a(c) - p_b(c)|`` (0: the same
+  frequencies; 100: no class in common), e.g. a generator's samples against real faces.
+
+  Args:
+    labels_a, labels_b: int (N, A) and (M, A) predicted attributes
+      (``AttributePredictions.labels``).
+    names: the A attribute names; ``attributes``: the ones to report (default: all).
+  """
+  labels_a, labels_b = np.asarray(labels_a), np.asarray(labels_b)
+  gaps = {}
+  for name in attributes if attributes is not None else names:
+    column = list(names).index(name)
+    classes = int(max(labels_a[:, column].max(), labels_b[:, column].max())) + 1
+    p = np.bincount(labels_a[:, column], minlength=classes) / len(labels_a)
+    q = np.bincount(labels_b[:, column], minlength=classes) / len(labels_b)
+    gaps[name] = float(50.0 * np.abs(p - q).sum())
+  return gaps
+
+
 def attribute_confidence(predictions: AttributePredictions) -> np.ndarray:
   """Toy-domain plausibility score per image: the mean over attributes of the predicted class's
   softmax probability, in [1/C, 1]. Compare with the same score of real toy faces."""
