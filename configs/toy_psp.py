@@ -5,7 +5,9 @@
     python -m difai_jax.export --workdir runs/toy_psp --out difai_jax/assets/toy/psp
     python -m benchmarks.toy_quality --only_psp   # its reconstruction L2 / PSNR on 256 test faces
 
-The shipped one, against `toy-stylegan2-wide`, trained in five phases of batch 8 on 2 CPU cores
+The shipped one, against `toy-stylegan2-wide` as it was at 121 kimg (the pSp export carries
+that decoder; the asset has since been continued to 285 kimg, which a new run here trains
+against), trained in five phases of batch 8 on 2 CPU cores
 (~2 h in all at nice 19, beside another training), each continuing the previous one's encoder
 (``--config.pretrained.init_from=runs/toy_psp_<k-1>``; Adam's learning rate is constant, so a
 phase stopped with Ctrl-C equals one run with ``num_steps`` set where it stopped):

@@ -16,13 +16,16 @@ def test_wide_generator_is_pinned_and_carries_its_discriminator():
   z = jax.random.normal(jax.random.key(0), (2, module.style_dim))
   x = np.asarray(module.apply(variables, [z]))
   assert x.shape == (2, 64, 64, 3)
-  # recorded when the asset was exported (step 7,540); a changed file or layer shows here
-  np.testing.assert_allclose(x[0, 32, 32], [0.79445434, 0.3898763, 0.12488069], atol=2e-4)
-  np.testing.assert_allclose(x[1, 10, 50], [-0.22406967, 0.5750068, 0.65441155], atol=2e-4)
-  np.testing.assert_allclose(x.mean(), 0.0068349293, atol=2e-5)
+  # recorded when the asset was exported (285 kimg in all); a changed file or layer shows here
+  np.testing.assert_allclose(x[0, 32, 32], [-0.63898110, -0.68183666, -0.69301504], atol=2e-4)
+  np.testing.assert_allclose(x[1, 10, 50], [-0.05117111, 0.43066555, 0.73150504], atol=2e-4)
+  np.testing.assert_allclose(x.mean(), -0.05574972555, atol=2e-5)
   root = pretrained.resolve("toy-stylegan2-wide")
   with open(os.path.join(root, "discriminator", "config.json"), encoding="utf-8") as f:
     assert json.load(f)["kind"] == "stylegan2_discriminator"
   with open(os.path.join(root, "training.json"), encoding="utf-8") as f:
     training = json.load(f)
-  assert training["step"] == 7540 and training["mean_path_length"] > 0
+  # its last run (10,300 steps of 16) continued the 7,540 steps of the asset before it
+  assert training["step"] == 10300 and training["mean_path_length"] > 0
+  assert training["kimg_total"] == training["kimg"] + training["continued_from"]["kimg_total"]
+  assert training["continued_from"] == {"init_from": "toy-stylegan2-wide", "kimg_total": 120.64}
