@@ -56,6 +56,9 @@ SHORT_NAMES = {
     # the wider generator in training, with its discriminator: continue it with init_from
     "toy-stylegan2-wide": "toy/stylegan2_wide",
     "toy-psp": "toy/psp",
+    # the next pSp in training, against toy-stylegan2-wide as it is now: continue it with
+    # init_from (toy-difai keeps toy-psp until a generator is retrained against this one)
+    "toy-psp-next": "toy/psp_next",
     "toy-recognizer": "toy/recognizer",
     "toy-difai": "toy/difai",          # a training workdir (coarse + difai stages), not a model
     # facenet-pytorch's MTCNN face detector (MIT; weights_conversion/mtcnn.py), for --align.

@@ -82,10 +82,9 @@ def load_pretrained(config: ml_collections.ConfigDict, kind: str):
   return precision.with_dtype(module, dtype), variables
 
 
-def psp_provenance(config: ml_collections.ConfigDict, variables) -> dict:
+def psp_provenance(name: str, variables) -> dict:
   """The record of the frozen pSp a DiFAI run trains against (``Stage.provenance``): its name
   and the fingerprints of its weights and of its decoder alone."""
-  name = config.pretrained.get("psp") or f"random (seed {config.seed})"
   return {"psp": name, "psp_fingerprint": fingerprint(variables),
           "psp_decoder_fingerprint": psp_lib.decoder_fingerprint(variables)}
 

@@ -88,10 +88,8 @@ def export_inference_run(workdir: str, out: str, use_ema: bool = True,
         if trained_with is not None:
           meta["psp_trained_with"] = trained_with
           if "provenance" in meta:        # the copy is paired with this pSp on purpose
-            config = ml_collections.ConfigDict(
-                {"pretrained": {"psp": psp}, "seed": meta["config"]["seed"]})
-            meta["provenance"] = {**meta["provenance"], **checkpoints.psp_provenance(
-                config, pretrained.load(psp)[1])}
+            meta["provenance"] = {**meta["provenance"],
+                                  **checkpoints.psp_provenance(psp, pretrained.load(psp)[1])}
       meta["config"] = {**meta["config"],
                         "pretrained": {**meta["config"]["pretrained"], "psp": psp}}
     meta["config"] = {**meta["config"], "coarse": coarse_section}

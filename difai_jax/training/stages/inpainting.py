@@ -199,7 +199,8 @@ def build_difai(config, workdir: str, previous) -> Stage:
   return Stage(name="difai", architecture=checkpoints.architecture(config, "difai"),
                init=init, step=step, batches=_masked_batches(config), frozen=frozen,
                preview=preview, log_prefixes=("g/",), describe=_describe(True),
-               provenance=checkpoints.psp_provenance(config, frozen["psp"]))
+               provenance=checkpoints.psp_provenance(
+                   config.pretrained.psp or f"random (seed {config.seed})", frozen["psp"]))
 
 
 # Both stages read the sections of configs/celebahq.py (the paper's values, each with its
