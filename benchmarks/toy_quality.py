@@ -2,8 +2,11 @@
 
     python -m benchmarks.toy_quality [--num 2000] [--stylegan2 DIR --only_stylegan2]
         [--inpainting] [--difai toy-difai]
+    python -m benchmarks.toy_quality --only_recognizer [--recognizer DIR] [--write_quality]
 
-- StyleGAN2 (``toy-stylegan2``): toy FID (Frechet distance in the toy recognizer's feature
+Every toy-domain measure reads the shipped judge (``toy-judge``: a recognizer no training loss
+uses; ``difai_jax.evaluation.metrics.toy`` says why).
+- StyleGAN2 (``toy-stylegan2``): toy FID (Frechet distance in the judge's feature
   space) of ``num`` samples (truncation 1) against ``num`` real toy test faces, beside the toy
   FID of a second set of real faces (the floor) and the share of samples inside the real
   faces' feature distribution (``plausible_fraction``; real faces: ~0.99) and, per reliably
@@ -11,7 +14,9 @@
   faces' (``attribute_gap_points``: total variation distance in percentage points; the largest
   and that of the second set of real faces beside it).
 - pSp (``toy-psp``): mean L2 and PSNR of reconstructions of 256 toy test faces.
-- recognizer (``toy-recognizer``): accuracy per attribute on 2,000 toy test faces.
+- recognizer (the judge, or ``--recognizer``): accuracy per attribute on 2,000 toy test faces
+  and the rest of ``toy.quality_record``; ``--write_quality`` stores it as ``quality.json``
+  beside the recognizer's weights (where ``toy.reliable_attributes`` reads it).
 - with ``--inpainting``: DiFAI, its coarse net, OpenCV Telea and a flat fill on 200 held-out
   faces and three mask families (``benchmarks/toy_inpainting.py``, which documents the rows).
 Prints one JSON object.
@@ -19,6 +24,7 @@ Prints one JSON object.
 
 import argparse
 import json
+import os
 
 import jax
 import numpy as np
@@ -54,6 +60,19 @@ def stylegan2_quality(num: int, source: str = "toy-stylegan2") -> dict:
           "attribute_gap_points": {name: round(gap, 1) for name, gap in gaps.items()}}
 
 
+def recognizer_quality(source: str, write: bool = False) -> dict:
+  """``toy.quality_record`` of a recognizer (directory or short name); with ``write``, stored
+  as ``quality.json`` beside its weights."""
+  module, variables = toy.load_toy_recognizer(source)
+  record = toy.quality_record(module, variables)
+  if write:
+    path = os.path.join(pretrained.resolve(source), "quality.json")
+    with open(path, "w", encoding="utf-8") as f:
+      json.dump(record, f, indent=2)
+      f.write("\n")
+  return record
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--num", type=int, default=2000)
@@ -67,7 +86,18 @@ def main():
   parser.add_argument("--inpainting", action="store_true",
                       help="also score DiFAI / coarse / Telea on held-out faces (needs cv2)")
   parser.add_argument("--difai", default="toy-difai", help="the DiFAI run for --inpainting")
+  parser.add_argument("--recognizer", default="toy-judge",
+                      help="the recognizer to score with --only_recognizer")
+  parser.add_argument("--only_recognizer", action="store_true",
+                      help="only the recognizer's quality record (toy.quality_record)")
+  parser.add_argument("--write_quality", action="store_true",
+                      help="with --only_recognizer: write it to quality.json beside the weights")
   args = parser.parse_args()
+  if args.write_quality and not args.only_recognizer:
+    parser.error("--write_quality goes with --only_recognizer")
+  if args.only_recognizer:
+    print(json.dumps(recognizer_quality(args.recognizer, args.write_quality), indent=2))
+    return
   psp, psp_vars = pretrained.load(args.psp)
   if args.only_psp:
     print(json.dumps({"psp": psp_stage.reconstruction_quality(psp, psp_vars, num_images=256)},
@@ -78,8 +108,7 @@ def main():
     print(json.dumps(result, indent=2, default=float))
     return
   result["psp"] = psp_stage.reconstruction_quality(psp, psp_vars, num_images=256)
-  rec, rec_vars = toy.load_toy_recognizer()
-  result["recognizer_accuracy"] = toy.evaluate_recognizer(rec, rec_vars, num_faces=2000)
+  result["judge"] = recognizer_quality("toy-judge")
   if args.inpainting:
     result["inpainting"] = toy_inpainting.evaluate(args.difai)
   print(json.dumps(result, indent=2, default=float))

@@ -5,12 +5,11 @@
     python -m difai_jax.export --workdir runs/toy_psp --out difai_jax/assets/toy/psp
     python -m benchmarks.toy_quality --only_psp   # its reconstruction L2 / PSNR on 256 test faces
 
-The shipped one, against `toy-stylegan2-wide` as it was at 121 kimg (the pSp export carries
-that decoder; the asset has since been continued to 285 kimg, which a new run here trains
-against), trained in five phases of batch 8 on 2 CPU cores
-(~2 h in all at nice 19, beside another training), each continuing the previous one's encoder
-(``--config.pretrained.init_from=runs/toy_psp_<k-1>``; Adam's learning rate is constant, so a
-phase stopped with Ctrl-C equals one run with ``num_steps`` set where it stopped):
+The shipped one, against `toy-stylegan2-wide` as shipped now (285 kimg; the pSp export carries
+that decoder), in eight phases of batch 8 on 2 CPU cores, each continuing the previous one's
+encoder (``--config.pretrained.init_from=<previous>``; Adam's learning rate is constant, so a
+phase stopped with Ctrl-C equals one run with ``num_steps`` set where it stopped). Phases 1-5
+trained against the same generator at 121 kimg, 6-8 against it at 285 kimg:
 
     # phase  steps   overrides                                    PSNR after (256 test faces)
     # 1      4,000   (this file: random weights, lr 5e-4)         20.6 dB
@@ -18,13 +17,17 @@ phase stopped with Ctrl-C equals one run with ``num_steps`` set where it stopped
     # 3      3,917   init_from phase 2                            21.6 dB (step 3,750)
     # 4      5,650   psp_train.lambda_wnorm=0.001 psp_train.lr=2e-4   22.5 dB (step 5,500)
     # 5      4,300   psp_train.lambda_wnorm=0.001 psp_train.lr=5e-5   22.7 dB
-    python -m difai_jax.train --config configs/toy_psp.py --workdir runs/toy_psp_4 \
-        --config.pretrained.init_from=runs/toy_psp_3 --config.train.num_steps.psp=5650 \
-        --config.psp_train.lambda_wnorm=0.001 --config.psp_train.lr=0.0002
+    # -- the generator continued from 121 to 285 kimg --
+    # 6      7,582   as phase 4 (lr 2e-4), init_from phase 5      23.1 dB
+    # 7      9,034   as phase 4, init_from phase 6                23.4 dB (step 7,000)
+    # 8      4,713   as phase 5 (lr 5e-5), init_from phase 7      23.74 dB
+    python -m difai_jax.train --config configs/toy_psp.py --workdir runs/toy_psp_8 \
+        --config.pretrained.init_from=runs/toy_psp_7 --config.train.num_steps.psp=4713 \
+        --config.psp_train.lambda_wnorm=0.001 --config.psp_train.lr=0.00005
 
 Phase 4's weaker w-norm pull (pSp's 0.005 below) let the codes leave latent_avg (w-norm 11 ->
 16) and bought most of the gain: +0.6 dB in 1,000 steps, where phase 3 had gained 0.3 in 3,900.
-(The previous toy-psp, against the narrow toy-stylegan2: 18.9 dB.)
+(The previous toy-psp, against the narrow toy StyleGAN2: 18.9 dB.)
 (--config.pretrained.stylegan2=DIR trains against another converted generator;
 --config.pretrained.init_from=toy-psp continues the shipped encoder.)
 

@@ -56,10 +56,11 @@ SHORT_NAMES = {
     # the wider generator in training, with its discriminator: continue it with init_from
     "toy-stylegan2-wide": "toy/stylegan2_wide",
     "toy-psp": "toy/psp",
-    # the next pSp in training, against toy-stylegan2-wide as it is now: continue it with
-    # init_from (toy-difai keeps toy-psp until a generator is retrained against this one)
-    "toy-psp-next": "toy/psp_next",
+    # the toy pSp's perceptual network (configs/toy_psp.py)
     "toy-recognizer": "toy/recognizer",
+    # the same recognizer from another seed, used by no training loss: every toy-domain measure
+    # (toy FID, attribute changes, plausibility) reads it (configs/toy_judge.py)
+    "toy-judge": "toy/judge",
     "toy-difai": "toy/difai",          # a training workdir (coarse + difai stages), not a model
     # facenet-pytorch's MTCNN face detector (MIT; weights_conversion/mtcnn.py), for --align.
     "mtcnn": "mtcnn",

@@ -4,6 +4,7 @@ up here), and the shipped DiFAI inpaints a toy face keeping every known pixel.""
 
 import os
 import shutil
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -44,20 +45,38 @@ def test_toy_psp_pinned_and_reconstructs():
   faces = _faces()
   w_plus = np.asarray(module.apply(variables, jnp.asarray(faces), method="encode"))
   assert w_plus.shape == (2, 10, 128)               # the wide toy StyleGAN2's W+
-  np.testing.assert_allclose(w_plus[0, 0, :3], [0.08146438, -0.09297611, 0.32005912], atol=1e-4)
+  np.testing.assert_allclose(w_plus[0, 0, :3], [0.35736084, 0.36779559, 0.45449054], atol=1e-4)
   recon = module.apply(variables, jnp.asarray(faces))
   recon = np.asarray(recon[0] if isinstance(recon, tuple) else recon)
   error = float(np.abs(recon - faces).mean())
   print(f"toy pSp mean |reconstruction - face| on 2 test faces: {error:.4f}")
-  assert error == pytest.approx(0.08671856, abs=1e-4)
+  assert error == pytest.approx(0.07451883, abs=1e-4)
   # A reconstruction is closer to its own face than to the other one.
   other = float(np.abs(recon - faces[::-1]).mean())
   assert error < other
 
 
+DIFAI_STEP = 3205      # the shipped generator's step (configs/toy_difai.py)
+
+
+def test_toy_difai_records_the_shipped_psp():
+  """The shipped run trained against toy-psp as shipped (its record says so, and that the pSp
+  was swapped once under it), so loading it checks the pSp and stays silent."""
+  meta = checkpoints.latest_meta(os.path.join(pretrained.resolve("toy-difai"), "difai"))
+  record = meta["provenance"]
+  variables = pretrained.load("toy-psp")[1]
+  assert record["psp"] == "toy-psp" == meta["config"]["pretrained"]["psp"]
+  assert record == {**record, **checkpoints.psp_provenance("toy-psp", variables)}
+  assert [r["psp"] for r in record["replaced"]] == ["toy-psp-next"]
+  assert record["replaced"][0]["psp_decoder_fingerprint"] == record["psp_decoder_fingerprint"]
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    checkpoints.load_difai("toy-difai")
+
+
 def test_toy_difai_inpaints_keeping_known_pixels():
   inference = checkpoints.load_difai("toy-difai")
-  assert inference.config.image_size == 64 and inference.step == 1129
+  assert inference.config.image_size == 64 and inference.step == DIFAI_STEP
   faces = _faces()
   mask = np.ones((2, 64, 64, 1), np.float32)
   mask[:, 36:54, 18:46] = 0.0
@@ -81,12 +100,12 @@ def test_toy_difai_inpaints_keeping_known_pixels():
                              [[-0.20274, -0.46591, -0.62963], [0.58922, 0.25696, 0.08955]],
                              atol=2e-4)
   np.testing.assert_allclose(completions[:, :, 45, 32], [
-      [[-0.08155, -0.50012, -0.53011], [0.63058, 0.38601, 0.09324]],
-      [[0.18079, -0.35848, -0.36151], [0.74350, 0.53089, 0.27136]],
-      [[0.58958, -0.10697, 0.08037], [0.59187, 0.62108, 0.35446]],
-      [[0.69802, 0.21726, 0.30303], [0.76893, 0.46453, 0.56675]]], atol=2e-4)
+      [[-0.09690, -0.49959, -0.55372], [0.65261, 0.36043, 0.17280]],
+      [[0.10123, -0.41482, -0.39304], [0.70766, 0.35650, 0.20580]],
+      [[-0.28564, -0.50410, -0.54296], [0.61859, 0.29057, 0.24239]],
+      [[0.69071, 0.34694, 0.38484], [0.90238, 0.79586, 0.78218]]], atol=2e-4)
   hole_error = [float(np.abs(c - faces)[hole].mean()) for c in completions]
-  np.testing.assert_allclose(hole_error, [0.121942, 0.206339, 0.584834, 0.660147], atol=1e-4)
+  np.testing.assert_allclose(hole_error, [0.106883, 0.127229, 0.163274, 0.569842], atol=1e-4)
 
 
 def test_difai_run_exports_for_inference_only(tmp_path):
@@ -125,7 +144,13 @@ def test_difai_run_exports_for_inference_only(tmp_path):
   export.export(pretrained.resolve("toy-difai"), paired, psp=reencoded)
   trained_with = checkpoints.latest_meta(os.path.join(paired, "difai"))["psp_trained_with"]
   assert trained_with == f"toy-psp (fingerprint {fingerprint(pretrained.load(copy)[1])})"
-  loaded = checkpoints.load_difai(paired).variables["psp"]["params"]["encoder"]
+  # the copy's record names the encoder it is paired with, so it loads without a warning
+  record = checkpoints.latest_meta(os.path.join(paired, "difai"))["provenance"]
+  assert record["psp"] == reencoded
+  assert record["psp_fingerprint"] == fingerprint(pretrained.load(reencoded)[1])
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    loaded = checkpoints.load_difai(paired).variables["psp"]["params"]["encoder"]
   assert all(jax.tree.leaves(jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), loaded,
                                           encoder)))
   # ... and refuses a pSp that decodes otherwise (here: another latent_avg).

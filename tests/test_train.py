@@ -429,3 +429,13 @@ def test_a_resume_names_a_frozen_network_replaced_since_the_run_started():
                                  {"init_from": "x", "kimg_total": 2.0}) == ""   # no fingerprint
   warning = train.replaced_networks(recorded, {**recorded, "psp_fingerprint": "cccc"})
   assert warning.startswith("psp_fingerprint aaaa -> cccc since the run started")
+  # a resume keeps the first start's record unless a network was replaced: then the record
+  # names the one the run trains against from now on and lists what it replaced
+  assert train.resumed_provenance(recorded, dict(recorded)) == (recorded, "")
+  assert train.resumed_provenance(None, recorded) == (None, "")
+  now = {"psp": "runs/psp_b", "psp_fingerprint": "cccc", "psp_decoder_fingerprint": "bbbb"}
+  record, warning = train.resumed_provenance(recorded, now)
+  assert warning.startswith("psp_fingerprint aaaa -> cccc")
+  assert record == {**now, "replaced": [recorded]}
+  record, _ = train.resumed_provenance(record, {**now, "psp": "c", "psp_fingerprint": "dddd"})
+  assert record["psp_fingerprint"] == "dddd" and record["replaced"] == [recorded, now]

@@ -31,13 +31,13 @@ from difai_jax.training import stages
 INFERENCE_STAGES = ("coarse", "difai")
 
 
-def _checked_psp(config: dict, psp: str) -> str | None:
+def _checked_psp(config: dict, psp: str) -> tuple[str | None, dict]:
   """Refuses ``psp`` unless it decodes with the StyleGAN2 (and latent_avg) of the pSp the run
   was trained with: the generator's style images and SeFa directions come from that decoder.
 
-  Returns the trained pSp's name and fingerprint when ``psp``'s encoder differs (a better
+  Returns (the trained pSp's name and fingerprint when ``psp``'s encoder differs (a better
   inversion into the same W+ space, paired as ``--coarse`` pairs another coarse net), else
-  None."""
+  None; ``psp``'s variables)."""
   trained = checkpoints.load_pretrained(ml_collections.ConfigDict(config), "psp")[1]
   named = pretrained.load(psp)[1]
   source = config["pretrained"].get("psp") or "a random pSp"
@@ -46,8 +46,8 @@ def _checked_psp(config: dict, psp: str) -> str | None:
                      f"trained with ({source}); an exported run may change pSp's encoder only")
   trained_fingerprint = fingerprint(trained)
   if trained_fingerprint == fingerprint(named):
-    return None
-  return f"{source} (fingerprint {trained_fingerprint})"
+    return None, named
+  return f"{source} (fingerprint {trained_fingerprint})", named
 
 
 def export_inference_run(workdir: str, out: str, use_ema: bool = True,
@@ -84,12 +84,12 @@ def export_inference_run(workdir: str, out: str, use_ema: bool = True,
     meta = {**meta, "inference_only": True}
     if psp is not None:
       if stage == "difai":
-        trained_with = _checked_psp(meta["config"], psp)
+        trained_with, psp_variables = _checked_psp(meta["config"], psp)
         if trained_with is not None:
           meta["psp_trained_with"] = trained_with
           if "provenance" in meta:        # the copy is paired with this pSp on purpose
             meta["provenance"] = {**meta["provenance"],
-                                  **checkpoints.psp_provenance(psp, pretrained.load(psp)[1])}
+                                  **checkpoints.psp_provenance(psp, psp_variables)}
       meta["config"] = {**meta["config"],
                         "pretrained": {**meta["config"]["pretrained"], "psp": psp}}
     meta["config"] = {**meta["config"], "coarse": coarse_section}

@@ -162,7 +162,8 @@ class StageResult:
 
 def _restore_or_init(stage: stages.Stage, workdir: str, config, replicated):
   """(state, its shardings, start step, checkpoint manager or None, provenance: the stage's on a
-  new run, the first start's on a resume); creates nothing on disk."""
+  new run, the first start's on a resume (:func:`resumed_provenance`)); creates nothing on
+  disk."""
   # The state's shapes from the stage's own init: a warm-started init (pretrained.init_from,
   # functools.wraps'd) reads and checks its source, which only a new run may need.
   abstract = jax.eval_shape(inspect.unwrap(stage.init), steps.prng_key(0))
@@ -180,11 +181,24 @@ def _restore_or_init(stage: stages.Stage, workdir: str, config, replicated):
     return state, state_sharding, 0, manager, stage.provenance
   start = int(meta["step"])
   print(f"[{stage.name}] resuming {workdir} from step {start}", flush=True)
-  recorded = meta.get("provenance")
-  warning = replaced_networks(recorded, stage.provenance)
+  provenance, warning = resumed_provenance(meta.get("provenance"), stage.provenance)
   if warning:
     print(f"[{stage.name}] warning: {warning}", flush=True)
-  return state, state_sharding, start, manager, recorded
+  return state, state_sharding, start, manager, provenance
+
+
+def resumed_provenance(recorded: dict | None, now: dict | None) -> tuple[dict | None, str]:
+  """(the provenance a resumed run keeps, the warning to print).
+
+  The first start's record, except where a frozen network was replaced since
+  (:func:`replaced_networks`): the run trains against the one loaded now from here on, so the
+  record takes its entries (a later load checks against them) and lists what it replaced
+  under ``"replaced"``."""
+  warning = replaced_networks(recorded, now)
+  if not warning:
+    return recorded, ""
+  earlier = {k: v for k, v in recorded.items() if k in now}
+  return {**recorded, **now, "replaced": [*recorded.get("replaced", []), earlier]}, warning
 
 
 def replaced_networks(recorded: dict | None, now: dict | None) -> str:

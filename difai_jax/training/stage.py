@@ -36,7 +36,9 @@ class Stage:
       a warm start's source and the images it had seen (StyleGAN2), the frozen pSp's
       fingerprints (DiFAI). The loop keeps the one of the run's first start in every
       checkpoint's metadata (``meta["provenance"]``) and warns on a resume whose
-      ``*fingerprint`` entries differ from it (a frozen network replaced under the run).
+      ``*fingerprint`` entries differ from it (a frozen network replaced under the run); the
+      record then names the network loaded now and lists the replaced one under
+      ``"replaced"``.
   """
   name: str
   architecture: dict

@@ -2,9 +2,12 @@
 
 Not the paper's metrics. DiFAI (Yoon et al.) reports FID with pytorch-fid's Inception and shows
 diversity by eye; on the procedural toy faces (``difai_jax/data/toy_faces.py``) there are no
-ImageNet weights, but the renderer knows every face's attributes, and the recognizer trained on
-them (``difai_jax/models/recognizer.py``, shipped in ``difai_jax/assets/toy/recognizer``) gives
-measures that need no download. Every one is a **toy-domain** measure: its numbers compare toy
+ImageNet weights, but the renderer knows every face's attributes, and a recognizer trained on
+them (``difai_jax/models/recognizer.py``) gives measures that need no download. They read the
+shipped **judge** (``toy-judge``, ``difai_jax/assets/toy/judge``, configs/toy_judge.py) unless
+told otherwise: a recognizer that no training loss uses (``toy-recognizer``, trained the same way
+from another seed, is the toy pSp's perceptual network, so measuring with it would reward what
+the pSp was trained to match). Every one is a **toy-domain** measure: its numbers compare toy
 runs with each other, never with the paper's CelebA-HQ numbers. Printed names carry the label
 (:data:`DISPLAY_NAMES`).
 
@@ -20,10 +23,11 @@ runs with each other, never with the paper's CelebA-HQ numbers. Printed names ca
   :class:`RealFeatureModel` / :func:`plausible_fraction` (the share of faces whose embedding lies
   inside the real faces' feature distribution: Mahalanobis distance to the real faces' mean below
   the ``quantile`` of held-out real faces' own distances, so real faces score ~``quantile``).
-* :func:`evaluate_recognizer`: per-attribute accuracy on toy test-split faces; the shipped
-  recognizer's is in ``quality.json`` beside its weights (:func:`recognizer_quality`), with the
-  attributes it names reliably (:func:`reliable_attributes`: not the mouth nor earrings);
-  ``python -m benchmarks.toy_quality`` prints it.
+* :func:`evaluate_recognizer`: per-attribute accuracy on toy test-split faces;
+  :func:`quality_record` measures what ``quality.json`` beside a shipped recognizer holds
+  (:func:`recognizer_quality` reads it), with the attributes it names reliably
+  (:func:`reliable_attributes`: not the mouth nor earrings); ``python -m benchmarks.toy_quality
+  --only_recognizer`` prints it.
 """
 
 from __future__ import annotations
@@ -53,16 +57,19 @@ DISPLAY_NAMES = {
     "plausible_fraction": "toy-domain plausibility (share inside the real feature distribution)",
     "recognizer_accuracy": "toy-domain recognizer accuracy",
 }
-DEFAULT_RECOGNIZER = os.path.join(pretrained.ASSETS_DIR, pretrained.SHORT_NAMES["toy-recognizer"])
+# The recognizer every measure here reads by default: the shipped judge, trained like
+# toy-recognizer from another seed and used by no training loss (toy-recognizer feeds the toy
+# pSp's perceptual term; a measure taken with it would reward what the pSp was trained to match).
+DEFAULT_JUDGE = os.path.join(pretrained.ASSETS_DIR, pretrained.SHORT_NAMES["toy-judge"])
 # The toy test split (data.sources): indices [num_train, num_train + num_test) of the stream.
 TEST_START = 28000
 TEST_SIZE = 2000
 
 
 def load_toy_recognizer(path: str | os.PathLike | None = None):
-  """``(module, variables)`` of a toy recognizer directory (or short name ``toy-recognizer``);
-  the shipped one by default."""
-  path = pretrained.resolve(path) if path is not None else DEFAULT_RECOGNIZER
+  """``(module, variables)`` of a toy recognizer directory (or short name: ``toy-judge``,
+  ``toy-recognizer``); the shipped judge by default."""
+  path = pretrained.resolve(path) if path is not None else DEFAULT_JUDGE
   if not os.path.isfile(os.path.join(path, "config.json")):
     raise FileNotFoundError(
         f"no toy recognizer in {path} (no config.json). Train and export one: python -m "
@@ -77,7 +84,7 @@ def load_toy_recognizer(path: str | os.PathLike | None = None):
 def recognizer_quality(path: str | os.PathLike | None = None) -> dict | None:
   """The measured quality (``quality.json``: test accuracy per attribute, majority-class rates,
   the training command) beside a recognizer directory; None if it has none."""
-  path = pretrained.resolve(path) if path is not None else DEFAULT_RECOGNIZER
+  path = pretrained.resolve(path) if path is not None else DEFAULT_JUDGE
   quality = os.path.join(path, "quality.json")
   if not os.path.isfile(quality):
     return None
@@ -86,7 +93,7 @@ def recognizer_quality(path: str | os.PathLike | None = None) -> dict | None:
 
 
 def reliable_attributes(path: str | os.PathLike | None = None) -> tuple[str, ...]:
-  """Attributes the recognizer at ``path`` (the shipped one by default) names reliably: test
+  """Attributes the recognizer at ``path`` (the shipped judge by default) names reliably: test
   accuracy at least 5 points above always guessing the most common class. The shipped 64 px
   recognizer does not tell the mouth (neutral / smile / open: a few pixels at 64 px) or earrings
   (a pixel) apart, so :func:`attribute_diversity` should not count them. All attributes when the
@@ -311,3 +318,31 @@ def evaluate_recognizer(module, variables, num_faces: int = 2000, size: int = 64
   acc = {name: float(correct[:, i].mean()) for i, name in enumerate(toy_faces.ATTRIBUTE_NAMES)}
   acc["mean"] = float(np.mean(list(acc.values())))
   return acc
+
+
+def quality_record(module, variables, num_faces: int = 2000, size: int = 64,
+                   margin: float = 0.05) -> dict[str, Any]:
+  """What a shipped recognizer's ``quality.json`` holds, measured on ``num_faces`` toy test faces:
+  per-attribute ``accuracy`` and ``majority_rate`` (always guessing the most common class),
+  ``reliable_attributes`` (accuracy at least ``margin`` above the majority rate), the toy FID
+  between the two halves of the test faces, their mean ``attribute_confidence`` and the share of
+  them inside the real feature distribution fitted on as many train-split faces."""
+  images, labels = toy_test_faces(num_faces, size)
+  accuracy = evaluate_recognizer(module, variables, faces=(images, labels))
+  majority = {name: float(np.bincount(labels[:, i]).max() / len(labels))
+              for i, name in enumerate(toy_faces.ATTRIBUTE_NAMES)}
+  pred = predict_attributes(module, variables, images)
+  train, _ = toy_test_faces(num_faces, size, start=TEST_START - num_faces)
+  model = RealFeatureModel.fit(predict_attributes(module, variables, train).embedding)
+  half = num_faces // 2
+  return {
+      "measure": LABEL, "test_faces": f"toy seed 0, indices {TEST_START}..."
+                                      f"{TEST_START + num_faces - 1}, {size} px",
+      "accuracy": {k: round(v, 4) for k, v in accuracy.items()},
+      "majority_rate": {k: round(v, 4) for k, v in majority.items()},
+      "reliable_attributes": [name for name in toy_faces.ATTRIBUTE_NAMES
+                              if accuracy[name] >= majority[name] + margin],
+      "toy_fid_between_real_halves": round(
+          toy_fid(pred.embedding[:half], pred.embedding[half:]), 3),
+      "attribute_confidence_real": round(float(attribute_confidence(pred).mean()), 4),
+      "plausible_fraction_real_heldout": round(plausible_fraction(model, pred.embedding), 4)}

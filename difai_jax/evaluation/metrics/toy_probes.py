@@ -1,8 +1,8 @@
 """Toy-domain feature probes for ``difai_jax.evaluate`` (``--feature_probes
-difai_jax.evaluation.metrics.toy_probes:probes``): the shipped toy recognizer inside the evaluation
-step.
+difai_jax.evaluation.metrics.toy_probes:probes``): the shipped toy judge (``toy-judge``, the
+recognizer no training loss uses) inside the evaluation step.
 
-- ``toy_fid``: a Frechet distance in the recognizer's embedding space between the scored
+- ``toy_fid``: a Frechet distance in the judge's embedding space between the scored
   completions and the real test faces (a toy-domain FID; no Inception weights needed);
 - ``toy_attributes``: per completion, the recognizer's predicted attribute classes, saved as
   ``toy_attributes_<bucket>.npz`` (``values`` (n, K, A)) so that
@@ -23,7 +23,7 @@ from difai_jax.evaluation.scoring import FeatureProbe
 
 
 def probes(image_size: int):
-  """[(FeatureProbe, variables)] of the shipped toy recognizer (it resizes any input size)."""
+  """[(FeatureProbe, variables)] of the shipped toy judge (it resizes any input size)."""
   del image_size
   module, variables = toy.load_toy_recognizer()
   names = [name for name, _ in module.attributes]
@@ -35,7 +35,7 @@ def probes(image_size: int):
     logits = module.apply(v, images)["logits"]
     return jnp.stack([jnp.argmax(logits[n], axis=-1) for n in names], axis=-1).astype(jnp.float32)
 
-  return [(FeatureProbe("toy_fid", embedding, cache_tag="_toy_recognizer"), variables),
+  return [(FeatureProbe("toy_fid", embedding, cache_tag="_toy_judge"), variables),
           (FeatureProbe("toy_attributes", attributes, frechet=False, per_completion=True),
            variables),
           (FeatureProbe("toy_embedding", embedding, frechet=False, per_completion=True),
