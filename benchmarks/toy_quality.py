@@ -60,7 +60,7 @@ def stylegan2_quality(num: int, source: str = "toy-stylegan2") -> dict:
           "attribute_gap_points": {name: round(gap, 1) for name, gap in gaps.items()}}
 
 
-def recognizer_quality(source: str, write: bool = False) -> dict:
+def recognizer_record(source: str, write: bool = False) -> dict:
   """``toy.quality_record`` of a recognizer (directory or short name); with ``write``, stored
   as ``quality.json`` beside its weights."""
   module, variables = toy.load_toy_recognizer(source)
@@ -96,7 +96,7 @@ def main():
   if args.write_quality and not args.only_recognizer:
     parser.error("--write_quality goes with --only_recognizer")
   if args.only_recognizer:
-    print(json.dumps(recognizer_quality(args.recognizer, args.write_quality), indent=2))
+    print(json.dumps(recognizer_record(args.recognizer, args.write_quality), indent=2))
     return
   psp, psp_vars = pretrained.load(args.psp)
   if args.only_psp:
@@ -108,7 +108,7 @@ def main():
     print(json.dumps(result, indent=2, default=float))
     return
   result["psp"] = psp_stage.reconstruction_quality(psp, psp_vars, num_images=256)
-  result["judge"] = recognizer_quality("toy-judge")
+  result["judge"] = recognizer_record("toy-judge")
   if args.inpainting:
     result["inpainting"] = toy_inpainting.evaluate(args.difai)
   print(json.dumps(result, indent=2, default=float))

@@ -312,7 +312,10 @@ def evaluate_recognizer(module, variables, num_faces: int = 2000, size: int = 64
   """
   images, labels = faces if faces is not None else toy_test_faces(num_faces, size, toy_seed,
                                                                   start)
-  pred = predict_attributes(module, variables, images)
+  return _accuracy(predict_attributes(module, variables, images), labels)
+
+
+def _accuracy(pred: AttributePredictions, labels) -> dict[str, float]:
   order = [pred.names.index(name) for name in toy_faces.ATTRIBUTE_NAMES]
   correct = pred.labels[:, order] == labels
   acc = {name: float(correct[:, i].mean()) for i, name in enumerate(toy_faces.ATTRIBUTE_NAMES)}
@@ -328,10 +331,10 @@ def quality_record(module, variables, num_faces: int = 2000, size: int = 64,
   between the two halves of the test faces, their mean ``attribute_confidence`` and the share of
   them inside the real feature distribution fitted on as many train-split faces."""
   images, labels = toy_test_faces(num_faces, size)
-  accuracy = evaluate_recognizer(module, variables, faces=(images, labels))
+  pred = predict_attributes(module, variables, images)
+  accuracy = _accuracy(pred, labels)
   majority = {name: float(np.bincount(labels[:, i]).max() / len(labels))
               for i, name in enumerate(toy_faces.ATTRIBUTE_NAMES)}
-  pred = predict_attributes(module, variables, images)
   train, _ = toy_test_faces(num_faces, size, start=TEST_START - num_faces)
   model = RealFeatureModel.fit(predict_attributes(module, variables, train).embedding)
   half = num_faces // 2
