@@ -44,6 +44,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.pretrained.psp = ""               # pSp FFHQ encoder + its StyleGAN2 decoder
   config.pretrained.vgg19 = ""             # torchvision VGG-19 (perceptual / style losses)
   config.pretrained.coarse_workdir = ""    # workdir of the coarse stage
+  # NOT the paper when set: the network whose feature maps L_per and L_style compare (eq. 6-7)
+  # instead of VGG-19, a converted directory of kind vgg19 or toy_recognizer (toy-recognizer:
+  # features trained on the toy faces). "" = VGG-19 from pretrained.vgg19 (the paper).
+  config.pretrained.feature_net = ""
   # Start a new run's trained networks (coarse net, generator) from another DiFAI run of the
   # same architecture (a workdir or a short name: toy-difai) instead of random weights; the
   # optimizers and the critic start fresh. "" = random init (the paper).

@@ -29,6 +29,7 @@ from difai_jax.models import recognizer
 from difai_jax.models import sparn
 from difai_jax.models import stylegan2
 from difai_jax.models import vgg
+from difai_jax.nn import fingerprint
 
 # kind -> the function building the Flax module from the config's architecture fields.
 _BUILDERS: dict[str, Callable[[dict], Any]] = {
@@ -210,3 +211,19 @@ def load(directory: str | os.PathLike) -> tuple[Any, Any]:
   variables = restore_checked(os.path.join(directory, "variables"),
                               f"converted model directory {directory}")
   return module, variables
+
+
+def refuse_the_judge(option: str, spec: str, variables) -> None:
+  """Refuses the toy judge as a network that a loss reads (``option`` names the setting).
+
+  The judge (``toy-judge``) measures what the toy networks make: a loss on its features would
+  train towards the measure. Compared by weights, so a copy of it is refused too.
+  """
+  judge = resolve("toy-judge")
+  if not os.path.isfile(os.path.join(judge, "config.json")):
+    return
+  if fingerprint(variables) == fingerprint(load(judge)[1]):
+    raise ValueError(
+        f"{option} = {spec!r} is the toy judge, the recognizer every toy-domain measure reads: "
+        "training against it would reward what it measures. Use 'toy-recognizer' (the same "
+        "recipe from another seed) or another network")

@@ -19,6 +19,7 @@ from difai_jax.evaluation.metrics import toy
 from difai_jax.nn import fingerprint
 from difai_jax.training.stages import psp as psp_stage
 from difai_jax.training.stages import recognizer as stage_lib
+from tests import tiny_config
 
 
 # ---- attributes ----
@@ -279,6 +280,34 @@ def test_measures_read_the_judge_which_no_training_loss_may_use(tmp_path):
   shutil.copytree(pretrained.resolve("toy-judge"), tmp_path / "copy")
   with pytest.raises(ValueError, match="is the toy judge"):     # by weights, not by name
     psp_stage.load_perceptual(str(tmp_path / "copy"))
+
+
+def test_difai_loss_features_from_a_recognizer(tmp_path):
+  """pretrained.feature_net: L_per / L_style read the recognizer's level maps (never the judge);
+  "" keeps VGG-19, a directory of another kind is refused by name."""
+  config = tiny_config.get_config()
+  module, variables = checkpoints.load_feature_net(config)
+  assert set(module.apply(variables, jnp.zeros((1, 32, 32, 3)))) >= {"relu1_1", "relu5_1"}
+  config.pretrained.feature_net = "toy-recognizer"
+  taps, variables = checkpoints.load_feature_net(config)
+  recognizer, own = pretrained.load("toy-recognizer")
+  assert fingerprint(variables) == fingerprint(own)
+  images = jnp.asarray(_pattern_images())
+  maps = taps.apply(variables, images)
+  assert [m.shape for m in maps.values()] == [(2, 32, 32, 16), (2, 16, 16, 32), (2, 8, 8, 64),
+                                              (2, 4, 4, 64)]
+  levels = recognizer.apply(own, images, method="features")
+  for got, want in zip(maps.values(), levels[:-1]):
+    np.testing.assert_array_equal(got, want)
+  config.pretrained.feature_net = "toy-judge"
+  with pytest.raises(ValueError, match="pretrained.feature_net = 'toy-judge' is the toy judge"):
+    checkpoints.load_feature_net(config)
+  config.pretrained.feature_net = "toy-psp"
+  with pytest.raises(ValueError, match="is a 'psp' directory"):
+    checkpoints.load_feature_net(config)
+  config.pretrained.feature_net = str(tmp_path)
+  with pytest.raises(FileNotFoundError, match="no config.json"):
+    checkpoints.load_feature_net(config)
 
 
 # Accuracy on the first 300 test faces, 3 points below what the shipped weights score there

@@ -117,10 +117,12 @@ def test_coarse_stage_lowers_its_loss(fixed_batch):
       jax.tree.map(jnp.zeros_like, state.params), state.params)
 
 
-def test_difai_stage_lowers_its_loss(fixed_batch):
+@pytest.mark.parametrize("feature_net", ["", "toy-recognizer"])
+def test_difai_stage_lowers_its_loss(fixed_batch, feature_net):
   config = tiny_config.get_config()
+  config.pretrained.feature_net = feature_net    # L_per / L_style: random VGG-19, recognizer
   psp, psp_vars = checkpoints.load_pretrained(config, "psp")
-  vgg, vgg_vars = checkpoints.load_pretrained(config, "vgg19")
+  vgg, vgg_vars = checkpoints.load_feature_net(config)
   coarse = coarse_lib.from_config(config.coarse)
   shape = (1, 32, 32, 3)
   coarse_vars = jax.jit(coarse.init)(steps.prng_key(3), jnp.zeros(shape),

@@ -18,6 +18,7 @@ softmax head per attribute on ``relu(embedding)``. Inputs of another size are re
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -84,6 +85,22 @@ class Recognizer(nn.Module):
   def features(self, images: jax.Array) -> list[jax.Array]:
     """Taps for a perceptual distance: each level's (N, h, w, C) map, then the (N, D) embedding."""
     return self(images, return_taps=True)["taps"]
+
+
+@dataclasses.dataclass(frozen=True)
+class SpatialTaps:
+  """A recognizer seen as a feature network for L_per / L_style (eq. 6-7), in place of VGG-19.
+
+  ``apply(variables, images)`` returns ``{"level{i}": (N, h, w, C)}``: the feature map of each
+  level (32, 16, 8 and 4 px for a 64 px input and the default widths), the embedding left out
+  (the loss terms weigh regions of a map by the mask). Called as
+  ``VGG19Features.apply(variables, images)`` is, with the recognizer's own variables.
+  """
+  module: Recognizer
+
+  def apply(self, variables, images: jax.Array) -> dict[str, jax.Array]:
+    maps = self.module.apply(variables, images, method="features")[:-1]
+    return {f"level{i}": m for i, m in enumerate(maps)}
 
 
 def from_config(config: dict) -> Recognizer:

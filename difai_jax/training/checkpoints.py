@@ -25,6 +25,7 @@ from difai_jax import pretrained
 from difai_jax import sefa as sefa_lib
 from difai_jax.models import coarse as coarse_lib
 from difai_jax.models import psp as psp_lib
+from difai_jax.models import recognizer as recognizer_lib
 from difai_jax.models import sparn as sparn_lib
 from difai_jax.models import stylegan2
 from difai_jax.models import vgg as vgg_lib
@@ -80,6 +81,30 @@ def load_pretrained(config: ml_collections.ConfigDict, kind: str):
   module, variables = _load_pretrained(config, kind)
   dtype = (config.pretrained.get("dtype") or {}).get(kind, "float32")
   return precision.with_dtype(module, dtype), variables
+
+
+def load_feature_net(config: ml_collections.ConfigDict):
+  """(module, variables) of the network whose feature maps DiFAI's L_per and L_style compare
+  (eq. 6-7); ``module.apply(variables, images)`` gives ``{tap: (N, h, w, C)}``.
+
+  ``config.pretrained.feature_net`` names it: "" (the paper) is VGG-19
+  (:func:`load_pretrained` of ``"vgg19"``); otherwise a converted directory or short name of
+  kind ``vgg19`` or ``toy_recognizer`` (e.g. ``toy-recognizer``: features that know toy faces,
+  where a random VGG-19 knows nothing). The toy judge is refused: the toy measures read it.
+  """
+  spec = config.pretrained.get("feature_net", "")
+  if not spec:
+    return load_pretrained(config, "vgg19")
+  kind = pretrained.read_config(spec)["kind"]
+  if kind not in ("vgg19", "toy_recognizer"):
+    raise ValueError(f"pretrained.feature_net = {spec!r} is a {kind!r} directory; the loss "
+                     "features come from a 'vgg19' or 'toy_recognizer' one (or '' for VGG-19 "
+                     "from pretrained.vgg19)")
+  module, variables = pretrained.load(spec)
+  if kind == "vgg19":
+    return module, variables
+  pretrained.refuse_the_judge("pretrained.feature_net", spec, variables)
+  return recognizer_lib.SpatialTaps(module), variables
 
 
 def psp_provenance(name: str, variables) -> dict:

@@ -146,7 +146,8 @@ def _difai_frozen(config, workdir: str, previous):
   coarse_params, _ = checkpoints.load_stage_params(coarse_dir)
   frozen["coarse"] = {"params": coarse_params}
   psp, frozen["psp"] = checkpoints.load_pretrained(config, "psp")
-  vgg, frozen["vgg"] = checkpoints.load_pretrained(config, "vgg19")
+  # L_per / L_style features: VGG-19, or pretrained.feature_net (frozen under the "vgg" key)
+  vgg, frozen["vgg"] = checkpoints.load_feature_net(config)
   os.makedirs(workdir, exist_ok=True)
   factors = sefa_lib.cached(os.path.join(workdir, "sefa.npz"),
                             frozen["psp"]["params"]["decoder"], config.sefa.method,

@@ -251,19 +251,6 @@ def _features_of(kind: str, module) -> Callable[[Any, jax.Array], list]:
   return lambda variables, x: _feature_list(module.apply(variables, x))
 
 
-def _refuse_the_judge(spec: str, variables) -> None:
-  """The toy judge measures what the toy networks make: a loss on its features would train
-  towards the measure (compared by weights, so a copy of it is refused too)."""
-  judge = pretrained.resolve("toy-judge")
-  if not os.path.isfile(os.path.join(judge, "config.json")):
-    return
-  if fingerprint(variables) == fingerprint(pretrained.load(judge)[1]):
-    raise ValueError(
-        f"psp_train.perceptual = {spec!r} is the toy judge, the recognizer every toy-domain "
-        "measure reads: training against it would reward what it measures. Use "
-        "'toy-recognizer' (the same recipe from another seed) or another network")
-
-
 def load_perceptual(spec: str, ms_ssim_weights=(0.0710, 0.4529, 0.4761)):
   """(:class:`Perceptual`, its frozen variables) for ``psp_train.perceptual``."""
   if not spec:
@@ -284,7 +271,7 @@ def load_perceptual(spec: str, ms_ssim_weights=(0.0710, 0.4529, 0.4761)):
   kind = pretrained.read_config(spec)["kind"]
   module, variables = pretrained.load(spec)
   if kind == "toy_recognizer":
-    _refuse_the_judge(spec, variables)
+    pretrained.refuse_the_judge("psp_train.perceptual", spec, variables)
   if kind == "lpips":
     return Perceptual("lpips", lambda v, x, y: module.apply(v, x, y)), variables
   features = _features_of(kind, module)
