@@ -117,6 +117,16 @@ def test_difai_run_exports_for_inference_only(tmp_path):
     same = jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), full.variables[part],
                         slim.variables[part])
     assert all(jax.tree.leaves(same)), part
+  # The shipped stages are inference-only copies already: exported again, the same files (a
+  # re-serialised copy would add the same weights to the history in other bytes).
+  for stage in export.INFERENCE_STAGES:
+    shipped_dir = os.path.join(pretrained.resolve("toy-difai"), stage)
+    files = sorted(os.path.relpath(os.path.join(d, f), shipped_dir)
+                   for d, _, names in os.walk(shipped_dir) for f in names)
+    for name in files:
+      with open(os.path.join(shipped_dir, name), "rb") as a, \
+          open(os.path.join(out, stage, name), "rb") as b:
+        assert a.read() == b.read(), (stage, name)
   # Only what inference reads: no optimizer state, critic or EMA copy.
   for stage in export.INFERENCE_STAGES:
     stage_dir = os.path.join(out, stage, "checkpoints")

@@ -12,7 +12,8 @@ A DiFAI run (coarse + difai stages) is exported for inference instead:
 writes a workdir of the same layout whose checkpoints hold only what ``inpaint``, ``evaluate``
 and ``checkpoints.load_difai`` read (the generator's weights and collections, the coarse net's
 weights, the config and the SeFa cache): no optimizer state, critic or EMA copy, about a third of
-the size. It cannot resume training.
+the size. It cannot resume training. A stage that is already such a copy and that the export
+leaves unchanged (the shipped coarse net under a retrained generator) is copied file for file.
 """
 
 from __future__ import annotations
@@ -79,9 +80,8 @@ def export_inference_run(workdir: str, out: str, use_ema: bool = True,
                      f"generator {size} px")
   coarse_section = coarse_meta["config"]["coarse"]
   for stage, src in sources.items():
-    meta = checkpoints.latest_meta(src)
-    params, collections = checkpoints.load_stage_params(src, use_ema=use_ema)
-    meta = {**meta, "inference_only": True}
+    source_meta = checkpoints.latest_meta(src)
+    meta = {**source_meta, "inference_only": True}
     if psp is not None:
       if stage == "difai":
         trained_with, psp_variables = _checked_psp(meta["config"], psp)
@@ -93,6 +93,14 @@ def export_inference_run(workdir: str, out: str, use_ema: bool = True,
       meta["config"] = {**meta["config"],
                         "pretrained": {**meta["config"]["pretrained"], "psp": psp}}
     meta["config"] = {**meta["config"], "coarse": coarse_section}
+    if meta == source_meta and _single_checkpoint(src):
+      # An inference-only stage that nothing changes (a shipped stage exported again): its
+      # files as they are, so that a re-export adds no second copy of the same weights to a
+      # repository's history (a re-serialised checkpoint holds the same arrays in other bytes).
+      shutil.copytree(src, os.path.join(out, stage))
+      written[stage] = int(meta["step"])
+      continue
+    params, collections = checkpoints.load_stage_params(src, use_ema=use_ema)
     with checkpoints.checkpoint_manager(os.path.join(out, stage), keep=1) as manager:
       checkpoints.save_checkpoint(manager, int(meta["step"]),
                                   {"params": params, "collections": collections}, meta)
@@ -100,6 +108,13 @@ def export_inference_run(workdir: str, out: str, use_ema: bool = True,
       shutil.copyfile(os.path.join(src, "sefa.npz"), os.path.join(out, stage, "sefa.npz"))
     written[stage] = int(meta["step"])
   return written
+
+
+def _single_checkpoint(stage_dir: str) -> bool:
+  """Whether ``stage_dir`` holds one checkpoint step and nothing else but the SeFa cache."""
+  entries = set(os.listdir(stage_dir)) - {"sefa.npz"}
+  root = os.path.join(stage_dir, "checkpoints")
+  return entries == {"checkpoints"} and len(os.listdir(root)) == 1
 
 
 def _is_difai_run(workdir: str) -> bool:
