@@ -4,6 +4,7 @@
     python -m benchmarks.toy_inpainting --coarse runs/toy_coarse   # another coarse net in it
     python -m benchmarks.toy_inpainting --psp runs/toy_psp_export  # another pSp (same decoder)
     python -m benchmarks.toy_inpainting --degree 3 --layers 4,5,6,7,8,9   # edits of some layers
+    python -m benchmarks.toy_inpainting --edits labelled   # attribute directions from labels
 
 Test-split toy faces (never trained on) with three mask families, each drawn from fixed seeds:
 (a) ``training``: the training masks (configs/demo.py's MaskSampler: strokes, 85 px-at-256
@@ -20,7 +21,16 @@ over images). Methods:
 - diagnostics: the generator with the ground truth as I_style (``style_gt``: its upper bound,
   what a perfect StyleGAN2 prior would give) and with I_coarse as I_style (``style_coarse``).
 Also, for the edited completions, how many of the K - 1 differ from completion 00 in an attribute
-the toy judge recognises reliably (``edited_attribute_changes``, mean over images).
+the toy judge recognises reliably (``edited_attribute_changes``, mean over images). A reference
+row, ``other_faces``: the hole of K - 1 other test faces pasted into each face (the toy faces are
+aligned), its error and how many of them differ from the truth in a reliable attribute
+(``other_faces_attribute_changes``): what the diversity of real faces costs in hole error.
+
+``--edits labelled`` (not the paper) replaces the SeFa edits by edits along attribute
+directions of W+: the mean pSp codes of each class of an attribute over 3,000 train faces,
+from their true labels; an edit moves a code from its class's mean to another class's (chosen
+at random), and each image gets the K - 1 attributes whose change falls most inside its hole.
+Skin tone is left out (it recolours the whole hole).
 
 Prints one JSON object; ``--grid`` writes rows of masked input / Telea / coarse / I_style /
 completions / ground truth for the first faces of each family.
@@ -42,6 +52,7 @@ from difai_jax.data import image_io
 from difai_jax import pipeline
 from difai_jax import pretrained
 from difai_jax.data import masks as masks_lib
+from difai_jax.data import toy_faces
 from difai_jax.evaluation.metrics import toy
 from difai_jax.models import coarse as coarse_lib
 from difai_jax.models import psp as psp_lib
@@ -117,7 +128,8 @@ def make_difai_fn(inference: checkpoints.Inference, num_completions: int, degree
       i_out = pipeline.generate(models.generator, variables["generator"], i_masked, prime, masks)
       out[name] = pipeline.composite(i_masked, i_out[0], masks)
     out["coarse"] = pipeline.composite(i_masked, out["i_coarse"], masks)
-    return {k: out[k] for k in ("coarse", "i_style", "completions", "style_gt", "style_coarse")}
+    return {k: out[k] for k in ("coarse", "i_style", "completions", "style_gt", "style_coarse",
+                                "w_plus")}
 
   return run
 
@@ -147,6 +159,131 @@ def attribute_changes(judge, judge_vars, completions: np.ndarray) -> np.ndarray:
   return np.any(labels[1:] != labels[:1], axis=-1).sum(axis=0)
 
 
+def other_faces(faces: np.ndarray, masks: np.ndarray, donors: np.ndarray, count: int,
+                seed: int = 0) -> np.ndarray:
+  """(1 + count, N, H, W, 3): the faces, then ``count`` copies whose hole holds the pixels of
+  other faces (``donors``, each copy a seeded permutation of them)."""
+  rng = np.random.default_rng(seed)
+  pasted = [faces * masks + donors[rng.permutation(len(donors))[:len(faces)]] * (1 - masks)
+            for _ in range(count)]
+  return np.stack([faces] + pasted)
+
+
+# What the labelled edits may change: the reliably recognised attributes but skin tone.
+EDIT_ATTRIBUTES = ("hair_style", "hair_colour", "beard", "moustache", "glasses", "lipstick")
+
+
+@dataclasses.dataclass
+class LabelledEdits:
+  """Edits along attribute directions of W+ found from labels (not the paper's SeFa).
+
+  ``means[attribute][class]``: the (L, D) mean pSp code of the train faces of that class;
+  ``regions[attribute]``: (H, W) where moving codes between its classes changes the style
+  image, normalised to sum 1.
+  """
+  means: dict
+  regions: dict
+
+  @classmethod
+  def fit(cls, inference: checkpoints.Inference, attributes=EDIT_ATTRIBUTES,
+          num_faces: int = 3000, min_count: int = 30, seed: int = 0) -> "LabelledEdits":
+    """Class means from the pSp codes of train faces 0 .. num_faces - 1 (true labels; classes
+    with fewer than ``min_count`` faces left out), regions from 200 of those codes edited."""
+    models, variables = inference.models, inference.variables
+    size = int(inference.config.image_size)
+    encode = jax.jit(lambda x: pipeline.invert(models.psp, variables["psp"], x))
+    decode = jax.jit(lambda w: pipeline.style_images(models.psp, variables["psp"], w[None],
+                                                     size)[0])
+    faces, labels = toy.toy_test_faces(num_faces, size, start=0)
+    codes = np.concatenate([np.asarray(encode(faces[s:s + 250]))
+                            for s in range(0, num_faces, 250)])
+    means = {}
+    for attribute in attributes:
+      column = labels[:, toy_faces.ATTRIBUTE_NAMES.index(attribute)]
+      classes = [c for c in np.unique(column) if np.sum(column == c) >= min_count]
+      if len(classes) < 2:
+        raise ValueError(f"{attribute}: fewer than two classes with {min_count} faces among "
+                         f"the first {num_faces}")
+      means[attribute] = {int(c): codes[column == c].mean(axis=0) for c in classes}
+    edits = cls(means, {})
+    sample = codes[:200]
+    decoded = lambda w: np.concatenate([np.asarray(decode(w[s:s + 50]))
+                                        for s in range(0, len(w), 50)])
+    base = decoded(sample)
+    rng = np.random.default_rng(seed)
+    for attribute in attributes:
+      change = np.abs(decoded(edits.move(attribute, sample, rng)) - base).mean(axis=(0, 3))
+      edits.regions[attribute] = change / change.sum()
+    return edits
+
+  def nearest(self, attribute: str, codes: np.ndarray) -> np.ndarray:
+    """(N,) the class whose mean code is nearest each of ``codes`` (N, L, D)."""
+    classes = sorted(self.means[attribute])
+    distance = np.stack([np.square(codes - self.means[attribute][c]).sum(axis=(1, 2))
+                         for c in classes], axis=1)
+    return np.asarray(classes)[distance.argmin(axis=1)]
+
+  def move(self, attribute: str, codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each code plus (another class's mean - its nearest class's mean), the class at random."""
+    current = self.nearest(attribute, codes)
+    classes = sorted(self.means[attribute])
+    out = np.empty_like(codes)
+    for i, c in enumerate(current):
+      others = [k for k in classes if k != c]
+      target = others[rng.integers(len(others))]
+      out[i] = codes[i] + self.means[attribute][target] - self.means[attribute][c]
+    return out
+
+  def latents(self, w_plus: np.ndarray, masks: np.ndarray, count: int,
+              rng: np.random.Generator) -> np.ndarray:
+    """(1 + count, N, L, D): W+ and, per image, one edit of each of the ``count`` attributes
+    whose region weighs most inside its hole (masks (N, H, W, 1), 1 = known)."""
+    names = list(self.regions)
+    if count > len(names):
+      raise ValueError(f"{count} edits asked; only {len(names)} attributes: {names}")
+    hole = 1.0 - masks[..., 0]
+    inside = np.stack([(hole * self.regions[a]).sum(axis=(1, 2)) for a in names], axis=1)
+    order = np.argsort(-inside, axis=1, kind="stable")
+    out = [w_plus]
+    for k in range(count):
+      moved = np.empty_like(w_plus)
+      for j, attribute in enumerate(names):
+        chosen = order[:, k] == j
+        if chosen.any():
+          moved[chosen] = self.move(attribute, w_plus[chosen], rng)
+      out.append(moved)
+    return np.stack(out)
+
+
+def make_restyle_fn(inference: checkpoints.Inference):
+  """jitted (images, masks, latents (K, N, L, D)) -> (i_style, completions), each (K, N, ...)."""
+  models, variables = inference.models, inference.variables
+
+  @jax.jit
+  def restyle(images, masks, latents):
+    i_masked = pipeline.masked_image(images, masks)
+    i_style = pipeline.style_images(models.psp, variables["psp"], latents, models.image_size,
+                                    models.psp_decode_size)
+    prime = pipeline.style_prime(i_masked, masks, i_style)
+    i_out = pipeline.generate(models.generator, variables["generator"], i_masked, prime, masks)
+    return i_style, pipeline.composite(i_masked, i_out, masks)
+
+  return restyle
+
+
+def relabel_edits(restyle, edits: LabelledEdits, faces, masks, w_plus, count: int,
+                  seed: int = 0, batch: int = 50) -> tuple[np.ndarray, np.ndarray]:
+  """(i_style, completions) (1 + count, N, ...) with the labelled edits in place of SeFa's."""
+  rng = np.random.default_rng(seed)
+  styles, completions = [], []
+  for s in range(0, len(faces), batch):
+    latents = edits.latents(w_plus[s:s + batch], masks[s:s + batch], count, rng)
+    i_style, done = jax.device_get(restyle(faces[s:s + batch], masks[s:s + batch], latents))
+    styles.append(i_style)
+    completions.append(done)
+  return np.concatenate(styles, axis=1), np.concatenate(completions, axis=1)
+
+
 def with_coarse(inference: checkpoints.Inference, workdir: str) -> checkpoints.Inference:
   """``inference`` with the coarse net of a coarse-stage run (its latest checkpoint) in place of
   its own: the coarse row then scores that net, and DiFAI's rows its style images."""
@@ -161,7 +298,9 @@ def with_coarse(inference: checkpoints.Inference, workdir: str) -> checkpoints.I
 def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int = 4,
              degree: float = 5.0, grid: str | None = None, grid_rows: int = 4,
              coarse: str | None = None, psp: str | None = None,
-             layers: tuple[int, ...] | None = None) -> dict:
+             layers: tuple[int, ...] | None = None, edits: str = "sefa") -> dict:
+  if edits not in ("sefa", "labelled"):
+    raise ValueError(f"edits must be 'sefa' or 'labelled', got {edits!r}")
   inference = checkpoints.load_difai(checkpoint)
   if coarse:
     inference = with_coarse(inference, coarse)
@@ -171,14 +310,21 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
   fn = make_difai_fn(inference, num_completions, degree, layers)
   judge, judge_vars = toy.load_toy_recognizer()
   faces, _ = toy.toy_test_faces(num, size)
+  donors, _ = toy.toy_test_faces(num, size, start=toy.TEST_START + num)
+  labelled = LabelledEdits.fit(inference) if edits == "labelled" else None
+  restyle = make_restyle_fn(inference) if labelled else None
   result, rows = {"checkpoint": checkpoint, "coarse": coarse or checkpoint,
                   "psp": psp or inference.config.pretrained.psp,
                   "step": inference.step, "num_faces": num,
-                  "num_completions": num_completions, "degree": degree,
+                  "num_completions": num_completions, "edits": edits,
+                  "degree": degree if edits == "sefa" else None,
                   "sefa_layers": list(layers) if layers else "the run's"}, []
   for family in FAMILIES:
     m = family_masks(family, num, size)
     out = run_difai(fn, faces, m)
+    if labelled:
+      out["i_style"], out["completions"] = relabel_edits(restyle, labelled, faces, m,
+                                                         out["w_plus"], num_completions - 1)
     methods = {"flat": flat_fill(faces, m), "telea": telea(faces, m), "coarse": out["coarse"],
                "difai_00": out["completions"][0], "style_gt": out["style_gt"],
                "style_coarse": out["style_coarse"]}
@@ -187,8 +333,12 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
                                          for c in out["completions"][1:]]))
     row["edited_attribute_changes"] = float(
         attribute_changes(judge, judge_vars, out["completions"]).mean())
+    pasted = other_faces(faces, m, donors, num_completions - 1)
+    row["other_faces"] = float(np.mean([hole_mae(p, faces, m).mean() for p in pasted[1:]]))
+    row["other_faces_attribute_changes"] = float(
+        attribute_changes(judge, judge_vars, pasted).mean())
     row["hole_ratio"] = float(masks_lib.hole_ratio(m).mean())
-    for name in ("coarse", "difai_00", "difai_edited"):
+    for name in ("coarse", "difai_00", "difai_edited", "other_faces"):
       row[f"{name}_over_telea"] = row[name] / row["telea"]
     result[family] = row
     if grid:
@@ -232,6 +382,9 @@ def main():
   parser.add_argument("--layers", default=None,
                       help="comma-separated W+ layers the SeFa edits move (e.g. 4,5,6,7,8,9); "
                            "default: the run's sefa.layers")
+  parser.add_argument("--edits", choices=("sefa", "labelled"), default="sefa",
+                      help="the perturbed completions' edits: SeFa (the paper; --degree, "
+                           "--layers) or labelled attribute directions (see above)")
   args = parser.parse_args()
   layers = None
   if args.layers:
@@ -240,7 +393,8 @@ def main():
     except ValueError:
       parser.error(f"--layers takes comma-separated integers, got {args.layers!r}")
   print(json.dumps(evaluate(args.checkpoint, args.num, args.num_completions, args.degree,
-                            args.grid, coarse=args.coarse, psp=args.psp, layers=layers),
+                            args.grid, coarse=args.coarse, psp=args.psp, layers=layers,
+                            edits=args.edits),
                    indent=2))
 
 
