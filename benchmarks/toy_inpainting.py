@@ -183,10 +183,12 @@ class LabelledEdits:
   """
   means: dict
   regions: dict
+  strength: float = 1.0
 
   @classmethod
   def fit(cls, inference: checkpoints.Inference, attributes=EDIT_ATTRIBUTES,
-          num_faces: int = 3000, min_count: int = 30, seed: int = 0) -> "LabelledEdits":
+          num_faces: int = 3000, min_count: int = 30, seed: int = 0,
+          strength: float = 1.0) -> "LabelledEdits":
     """Class means from the pSp codes of train faces 0 .. num_faces - 1 (true labels; classes
     with fewer than ``min_count`` faces left out), regions from 200 of those codes edited."""
     models, variables = inference.models, inference.variables
@@ -205,7 +207,7 @@ class LabelledEdits:
         raise ValueError(f"{attribute}: fewer than two classes with {min_count} faces among "
                          f"the first {num_faces}")
       means[attribute] = {int(c): codes[column == c].mean(axis=0) for c in classes}
-    edits = cls(means, {})
+    edits = cls(means, {}, strength)
     sample = codes[:200]
     decoded = lambda w: np.concatenate([np.asarray(decode(w[s:s + 50]))
                                         for s in range(0, len(w), 50)])
@@ -224,14 +226,16 @@ class LabelledEdits:
     return np.asarray(classes)[distance.argmin(axis=1)]
 
   def move(self, attribute: str, codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Each code plus (another class's mean - its nearest class's mean), the class at random."""
+    """Each code plus ``strength`` x (another class's mean - its nearest class's mean), the
+    class at random."""
     current = self.nearest(attribute, codes)
     classes = sorted(self.means[attribute])
     out = np.empty_like(codes)
     for i, c in enumerate(current):
       others = [k for k in classes if k != c]
       target = others[rng.integers(len(others))]
-      out[i] = codes[i] + self.means[attribute][target] - self.means[attribute][c]
+      out[i] = codes[i] + self.strength * (self.means[attribute][target]
+                                           - self.means[attribute][c])
     return out
 
   def latents(self, w_plus: np.ndarray, masks: np.ndarray, count: int,
@@ -298,7 +302,9 @@ def with_coarse(inference: checkpoints.Inference, workdir: str) -> checkpoints.I
 def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int = 4,
              degree: float = 5.0, grid: str | None = None, grid_rows: int = 4,
              coarse: str | None = None, psp: str | None = None,
-             layers: tuple[int, ...] | None = None, edits: str = "sefa") -> dict:
+             layers: tuple[int, ...] | None = None, edits: str = "sefa",
+             edit_attributes: tuple[str, ...] = EDIT_ATTRIBUTES, edit_strength: float = 1.0
+             ) -> dict:
   if edits not in ("sefa", "labelled"):
     raise ValueError(f"edits must be 'sefa' or 'labelled', got {edits!r}")
   inference = checkpoints.load_difai(checkpoint)
@@ -311,13 +317,16 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
   judge, judge_vars = toy.load_toy_recognizer()
   faces, _ = toy.toy_test_faces(num, size)
   donors, _ = toy.toy_test_faces(num, size, start=toy.TEST_START + num)
-  labelled = LabelledEdits.fit(inference) if edits == "labelled" else None
+  labelled = (LabelledEdits.fit(inference, edit_attributes, strength=edit_strength)
+              if edits == "labelled" else None)
   restyle = make_restyle_fn(inference) if labelled else None
   result, rows = {"checkpoint": checkpoint, "coarse": coarse or checkpoint,
                   "psp": psp or inference.config.pretrained.psp,
                   "step": inference.step, "num_faces": num,
                   "num_completions": num_completions, "edits": edits,
                   "degree": degree if edits == "sefa" else None,
+                  **({"edit_attributes": list(edit_attributes), "edit_strength": edit_strength}
+                     if labelled else {}),
                   "sefa_layers": list(layers) if layers else "the run's"}, []
   for family in FAMILIES:
     m = family_masks(family, num, size)
@@ -385,7 +394,16 @@ def main():
   parser.add_argument("--edits", choices=("sefa", "labelled"), default="sefa",
                       help="the perturbed completions' edits: SeFa (the paper; --degree, "
                            "--layers) or labelled attribute directions (see above)")
+  parser.add_argument("--edit_attributes", default=",".join(EDIT_ATTRIBUTES),
+                      help="--edits labelled: the attributes it may change (comma-separated)")
+  parser.add_argument("--edit_strength", type=float, default=1.0,
+                      help="--edits labelled: multiple of the step between class means")
   args = parser.parse_args()
+  attributes = tuple(a for a in args.edit_attributes.split(",") if a)
+  unknown = sorted(set(attributes) - set(toy_faces.ATTRIBUTE_NAMES))
+  if unknown:
+    parser.error(f"--edit_attributes: unknown {unknown}; known: "
+                 f"{list(toy_faces.ATTRIBUTE_NAMES)}")
   layers = None
   if args.layers:
     try:
@@ -394,7 +412,8 @@ def main():
       parser.error(f"--layers takes comma-separated integers, got {args.layers!r}")
   print(json.dumps(evaluate(args.checkpoint, args.num, args.num_completions, args.degree,
                             args.grid, coarse=args.coarse, psp=args.psp, layers=layers,
-                            edits=args.edits),
+                            edits=args.edits, edit_attributes=attributes,
+                            edit_strength=args.edit_strength),
                    indent=2))
 
 

@@ -107,6 +107,9 @@ def test_labelled_edits_move_a_code_between_class_means():
   moved = edits.move("bottom", codes, np.random.default_rng(0))
   assert all(np.isclose(abs(d), 3.0) for d in (moved - codes)[:, 0, 1])   # to class 1 or 2
   np.testing.assert_allclose((moved - codes)[:, 0, 0], 0.0)
+  twice = bench.LabelledEdits(edits.means, edits.regions, strength=2.0)
+  np.testing.assert_allclose(twice.move("top", codes, np.random.default_rng(0)) - codes,
+                             [[[4.0, 0.0]], [[-4.0, 0.0]]])
 
 
 def test_labelled_edits_follow_the_hole():
