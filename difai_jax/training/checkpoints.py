@@ -101,8 +101,9 @@ def load_feature_net(config: ml_collections.ConfigDict):
                      "features come from a 'vgg19' or 'toy_recognizer' one (or '' for VGG-19 "
                      "from pretrained.vgg19)")
   module, variables = pretrained.load(spec)
-  if kind == "vgg19":
-    return module, variables
+  if kind == "vgg19":       # computes in pretrained.dtype.vgg19, as the default VGG-19 does
+    dtype = (config.pretrained.get("dtype") or {}).get("vgg19", "float32")
+    return precision.with_dtype(module, dtype), variables
   pretrained.refuse_the_judge("pretrained.feature_net", spec, variables)
   return recognizer_lib.SpatialTaps(module), variables
 
