@@ -265,12 +265,9 @@ def make_restyle_fn(inference: checkpoints.Inference):
 
   @jax.jit
   def restyle(images, masks, latents):
-    i_masked = pipeline.masked_image(images, masks)
-    i_style = pipeline.style_images(models.psp, variables["psp"], latents, models.image_size,
-                                    models.psp_decode_size)
-    prime = pipeline.style_prime(i_masked, masks, i_style)
-    i_out = pipeline.generate(models.generator, variables["generator"], i_masked, prime, masks)
-    return i_style, pipeline.composite(i_masked, i_out, masks)
+    out = pipeline.restyle(models, variables, pipeline.masked_image(images, masks), masks,
+                           latents)
+    return out["i_style"], out["completions"]
 
   return restyle
 

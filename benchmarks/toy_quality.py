@@ -1,6 +1,7 @@
 """Quality of the shipped toy networks, measured with toy-domain measures (no downloaded weights).
 
     python -m benchmarks.toy_quality [--num 2000] [--stylegan2 DIR --only_stylegan2]
+        [--only_psp] [--refine_steps 600]
         [--inpainting] [--difai toy-difai]
     python -m benchmarks.toy_quality --only_recognizer [--recognizer DIR] [--write_quality]
 
@@ -13,7 +14,10 @@ uses; ``difai_jax.evaluation.metrics.toy`` says why).
   recognised attribute, how far the samples' predicted class frequencies are from the test
   faces' (``attribute_gap_points``: total variation distance in percentage points; the largest
   and that of the second set of real faces beside it).
-- pSp (``toy-psp``): mean L2 and PSNR of reconstructions of 256 toy test faces.
+- pSp (``toy-psp``): mean L2 and PSNR of reconstructions of 256 toy test faces; with
+  ``--refine_steps N``, also the PSNR after N Adam steps on W+ from the encoder's codes of the
+  first ``--refine_num`` of them (``difai_jax.invert.refine``: what the frozen generator can
+  draw, so the encoder's share of the error; not part of the DiFAI pipeline).
 - recognizer (the judge, or ``--recognizer``): accuracy per attribute on 2,000 toy test faces
   and the rest of ``toy.quality_record``; ``--write_quality`` stores it as ``quality.json``
   beside the recognizer's weights (where ``toy.reliable_attributes`` reads it).
@@ -27,9 +31,13 @@ import json
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from difai_jax import invert
+from difai_jax import pipeline
 from difai_jax import pretrained
+from difai_jax.evaluation.metrics import psnr as psnr_lib
 from difai_jax.evaluation.metrics import toy
 from difai_jax.training.stages import psp as psp_stage
 from benchmarks import toy_inpainting
@@ -60,6 +68,20 @@ def stylegan2_quality(num: int, source: str = "toy-stylegan2") -> dict:
           "attribute_gap_points": {name: round(gap, 1) for name, gap in gaps.items()}}
 
 
+def refined_reconstruction_quality(module, variables, steps: int, num: int = 64,
+                                   lr: float = 0.01) -> dict:
+  """PSNR of the encoder's reconstructions of the first ``num`` test faces and of the codes
+  refined by ``steps`` Adam steps on W+ (``invert.refine``), with the stored noise."""
+  faces, _ = toy.toy_test_faces(num, size=module.input_size)
+  recon, codes = jax.jit(lambda x: module.apply(variables, x, return_latents=True))(faces)
+  refined, _ = invert.refine(module, variables, faces, codes, steps=steps, lr=lr,
+                             log_every=max(steps // 4, 1))
+  target = np.asarray(pipeline.resize(jnp.asarray(faces), refined.shape[1]))
+  return {"num_images": num, "steps": steps, "lr": lr,
+          "psnr_encoder": float(psnr_lib.psnr(recon, target, data_range=2.0).mean()),
+          "psnr_refined": float(psnr_lib.psnr(refined, target, data_range=2.0).mean())}
+
+
 def recognizer_record(source: str, write: bool = False) -> dict:
   """``toy.quality_record`` of a recognizer (directory or short name); with ``write``, stored
   as ``quality.json`` beside its weights."""
@@ -83,6 +105,10 @@ def main():
                       help="the pSp to score (an exported directory or short name)")
   parser.add_argument("--only_psp", action="store_true",
                       help="only the pSp's reconstruction L2 / PSNR on 256 test faces")
+  parser.add_argument("--refine_steps", type=int, default=0,
+                      help="also the pSp's PSNR after this many Adam steps on W+ (invert.refine)")
+  parser.add_argument("--refine_num", type=int, default=64,
+                      help="test faces for --refine_steps (one batch)")
   parser.add_argument("--inpainting", action="store_true",
                       help="also score DiFAI / coarse / Telea on held-out faces (needs cv2)")
   parser.add_argument("--difai", default="toy-difai", help="the DiFAI run for --inpainting")
@@ -98,16 +124,25 @@ def main():
   if args.only_recognizer:
     print(json.dumps(recognizer_record(args.recognizer, args.write_quality), indent=2))
     return
+  if args.refine_steps < 0 or args.refine_num < 1:
+    parser.error("--refine_steps must be >= 0 and --refine_num >= 1")
   psp, psp_vars = pretrained.load(args.psp)
+
+  def psp_record():
+    record = psp_stage.reconstruction_quality(psp, psp_vars, num_images=256)
+    if args.refine_steps:
+      record["refined"] = refined_reconstruction_quality(psp, psp_vars, args.refine_steps,
+                                                         args.refine_num)
+    return record
+
   if args.only_psp:
-    print(json.dumps({"psp": psp_stage.reconstruction_quality(psp, psp_vars, num_images=256)},
-                     indent=2, default=float))
+    print(json.dumps({"psp": psp_record()}, indent=2, default=float))
     return
   result = {"stylegan2": stylegan2_quality(args.num, args.stylegan2)}
   if args.only_stylegan2:
     print(json.dumps(result, indent=2, default=float))
     return
-  result["psp"] = psp_stage.reconstruction_quality(psp, psp_vars, num_images=256)
+  result["psp"] = psp_record()
   result["judge"] = recognizer_record("toy-judge")
   if args.inpainting:
     result["inpainting"] = toy_inpainting.evaluate(args.difai)

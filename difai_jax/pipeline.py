@@ -226,6 +226,24 @@ def generate(generator: sparn_lib.DiFAIGenerator, variables, i_masked: jax.Array
   return (i_out, updates) if mutable else i_out
 
 
+def restyle(models: Models, variables: Mapping[str, Any], i_masked: jax.Array,
+            mask: jax.Array, latents: jax.Array,
+            valid: jax.Array | None = None) -> dict[str, jax.Array]:
+  """Eq. 4-5 and the composite for given W+ codes (K, N, L, D): the style images, I_style',
+  the generator's raw outputs and the completions, each (K, N, H, W, C).
+
+  :func:`inpaint` runs it on the SeFa-moved codes of eq. 3; any other codes of the same shape
+  (other edits, another face's W+) go through the same step. ``valid`` as in :func:`generate`.
+  """
+  i_style = style_images(models.psp, variables["psp"], latents, models.image_size,
+                         models.psp_decode_size)
+  i_style_prime = style_prime(i_masked, mask, i_style)
+  i_out = generate(models.generator, variables["generator"], i_masked, i_style_prime, mask,
+                   valid=valid)
+  return {"i_style": i_style, "i_style_prime": i_style_prime, "i_out": i_out,
+          "completions": composite(i_masked, i_out, mask)}
+
+
 def inpaint(models: Models, variables: Mapping[str, Any], image: jax.Array, mask: jax.Array,
             components: jax.Array, degrees: jax.Array,
             layers: tuple[int, ...] | None = None, *,
@@ -264,14 +282,8 @@ def inpaint(models: Models, variables: Mapping[str, Any], image: jax.Array, mask
   w_plus = invert(models.psp, variables["psp"], i_coarse)
   latents = sefa_latents(w_plus, variables["sefa"], components, degrees, layers)
 
-  def variants(latents):          # eq. 3-5 for (c, N, L, D) codes -> (c, N, H, W, C) each
-    i_style = style_images(models.psp, variables["psp"], latents, models.image_size,
-                           models.psp_decode_size)
-    i_style_prime = style_prime(i_masked, mask, i_style)
-    i_out = generate(models.generator, variables["generator"], i_masked, i_style_prime, mask,
-                     valid=valid)
-    return {"i_style": i_style, "i_style_prime": i_style_prime, "i_out": i_out,
-            "completions": composite(i_masked, i_out, mask)}
+  def variants(latents):
+    return restyle(models, variables, i_masked, mask, latents, valid=valid)
 
   if variants_per_call == k:
     out = variants(latents)
