@@ -1,7 +1,7 @@
 """Quality of the shipped toy networks, measured with toy-domain measures (no downloaded weights).
 
     python -m benchmarks.toy_quality [--num 2000] [--stylegan2 DIR --only_stylegan2]
-        [--only_psp] [--refine_steps 600]
+        [--only_psp] [--refine_steps 600 [--refine_figure PNG]]
         [--inpainting] [--difai toy-difai]
     python -m benchmarks.toy_quality --only_recognizer [--recognizer DIR] [--write_quality]
 
@@ -37,6 +37,7 @@ import numpy as np
 from difai_jax import invert
 from difai_jax import pipeline
 from difai_jax import pretrained
+from difai_jax.data import image_io
 from difai_jax.evaluation.metrics import psnr as psnr_lib
 from difai_jax.evaluation.metrics import toy
 from difai_jax.training.stages import psp as psp_stage
@@ -69,14 +70,21 @@ def stylegan2_quality(num: int, source: str = "toy-stylegan2") -> dict:
 
 
 def refined_reconstruction_quality(module, variables, steps: int, num: int = 64,
-                                   lr: float = 0.01) -> dict:
+                                   lr: float = 0.01, figure: str = "") -> dict:
   """PSNR of the encoder's reconstructions of the first ``num`` test faces and of the codes
-  refined by ``steps`` Adam steps on W+ (``invert.refine``), with the stored noise."""
+  refined by ``steps`` Adam steps on W+ (``invert.refine``), with the stored noise.
+
+  ``figure``: a PNG of the first 8 faces, one per row: the face | the encoder's reconstruction
+  | the refined codes' reconstruction.
+  """
   faces, _ = toy.toy_test_faces(num, size=module.input_size)
   recon, codes = jax.jit(lambda x: module.apply(variables, x, return_latents=True))(faces)
   refined, _ = invert.refine(module, variables, faces, codes, steps=steps, lr=lr,
                              log_every=max(steps // 4, 1))
   target = np.asarray(pipeline.resize(jnp.asarray(faces), refined.shape[1]))
+  if figure:
+    rows = np.stack([target, np.asarray(recon), refined], axis=1)[:8]
+    image_io.save_png(figure, image_io.make_grid(rows.reshape((-1,) + rows.shape[2:]), ncol=3))
   return {"num_images": num, "steps": steps, "lr": lr,
           "psnr_encoder": float(psnr_lib.psnr(recon, target, data_range=2.0).mean()),
           "psnr_refined": float(psnr_lib.psnr(refined, target, data_range=2.0).mean())}
@@ -109,6 +117,8 @@ def main():
                       help="also the pSp's PSNR after this many Adam steps on W+ (invert.refine)")
   parser.add_argument("--refine_num", type=int, default=64,
                       help="test faces for --refine_steps (one batch)")
+  parser.add_argument("--refine_figure", default="",
+                      help="with --refine_steps: a PNG of 8 faces | encoder | refined codes")
   parser.add_argument("--inpainting", action="store_true",
                       help="also score DiFAI / coarse / Telea on held-out faces (needs cv2)")
   parser.add_argument("--difai", default="toy-difai", help="the DiFAI run for --inpainting")
@@ -126,13 +136,15 @@ def main():
     return
   if args.refine_steps < 0 or args.refine_num < 1:
     parser.error("--refine_steps must be >= 0 and --refine_num >= 1")
+  if args.refine_figure and not args.refine_steps:
+    parser.error("--refine_figure goes with --refine_steps")
   psp, psp_vars = pretrained.load(args.psp)
 
   def psp_record():
     record = psp_stage.reconstruction_quality(psp, psp_vars, num_images=256)
     if args.refine_steps:
-      record["refined"] = refined_reconstruction_quality(psp, psp_vars, args.refine_steps,
-                                                         args.refine_num)
+      record["refined"] = refined_reconstruction_quality(
+          psp, psp_vars, args.refine_steps, args.refine_num, figure=args.refine_figure)
     return record
 
   if args.only_psp:

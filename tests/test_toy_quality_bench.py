@@ -1,17 +1,27 @@
 """benchmarks/toy_quality.py's pSp record: the refined-codes ceiling on the shipped toy pSp."""
 
+import numpy as np
 import pytest
 
 from benchmarks import toy_quality
 from difai_jax import pretrained
+from difai_jax.data import image_io
+from difai_jax.evaluation.metrics import toy
 from difai_jax.training.stages import psp as psp_stage
 
 
-def test_refined_codes_reconstruct_the_test_faces_better_than_the_encoder():
+def test_refined_codes_reconstruct_the_test_faces_better_than_the_encoder(tmp_path):
   module, variables = pretrained.load("toy-psp")
-  record = toy_quality.refined_reconstruction_quality(module, variables, steps=8, num=4)
+  figure = str(tmp_path / "refined.png")
+  record = toy_quality.refined_reconstruction_quality(module, variables, steps=8, num=4,
+                                                      figure=figure)
   # The encoder's row is the pSp stage's own measure of the same faces.
   plain = psp_stage.reconstruction_quality(module, variables, num_images=4)
   assert record["psnr_encoder"] == pytest.approx(plain["psnr"], abs=1e-3)
   # Eight Adam steps on W+ already lower the error of the shipped encoder's codes.
   assert record["psnr_refined"] > record["psnr_encoder"] + 0.5, record
+  # The figure: one row per face (4 here), face | encoder | refined, 64 px with 2 px borders.
+  grid = image_io.load_image_uint8(figure)
+  assert grid.shape == (2 + 4 * 66, 2 + 3 * 66, 3)
+  faces, _ = toy.toy_test_faces(1)
+  np.testing.assert_array_equal(grid[2:66, 2:66], image_io.to_uint8(faces[0]))
