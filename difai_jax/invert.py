@@ -126,30 +126,29 @@ def refine(module, variables, images, codes, *, steps: int, lr: float = 0.01,
   from difai_jax import pipeline  # pylint: disable=import-outside-toplevel
   key = jax.random.key(seed)
 
-  def decode(w):
-    return module.apply(variables, w, method="decode", resize=resize,
-                        randomize_noise=randomize_noise, return_latents=False,
-                        rngs={"noise": key})
+  def decode(v, w):
+    return module.apply(v, w, method="decode", resize=resize, randomize_noise=randomize_noise,
+                        return_latents=False, rngs={"noise": key})
 
   codes = jnp.asarray(codes, jnp.float32)
   target = pipeline.resize(jnp.asarray(images, jnp.float32),
-                           jax.eval_shape(decode, codes).shape[1])
+                           jax.eval_shape(decode, variables, codes).shape[1])
   optimizer = optax.adam(lr)
 
-  @jax.jit
-  def step(w, state):
-    loss, grad = jax.value_and_grad(lambda w: jnp.mean(jnp.square(decode(w) - target)))(w)
+  @jax.jit      # weights and target as arguments, not constants baked into the program
+  def step(v, target, w, state):
+    loss, grad = jax.value_and_grad(lambda w: jnp.mean(jnp.square(decode(v, w) - target)))(w)
     updates, state = optimizer.update(grad, state)
     return optax.apply_updates(w, updates), state, loss
 
   state = optimizer.init(codes)
   for i in range(1, steps + 1):
-    codes, state, loss = step(codes, state)
+    codes, state, loss = step(variables, target, codes, state)
     if log_every and (i % log_every == 0 or i == steps):
       mean_psnr = 10 * np.log10(4.0 / max(float(loss), 1e-12))
       print(f"refine step {i}/{steps}: PSNR {mean_psnr:.2f} dB (of the mean MSE, before the "
             "step's update)", flush=True)
-  return np.asarray(jax.jit(decode)(codes)), np.asarray(codes, np.float32)
+  return np.asarray(jax.jit(decode)(variables, codes)), np.asarray(codes, np.float32)
 
 
 def run(checkpoint: str, image_path: str, out_dir: str, *, resize: bool = True,
@@ -161,6 +160,8 @@ def run(checkpoint: str, image_path: str, out_dir: str, *, resize: bool = True,
 
   The output folder, the model's kind and the image are checked before the weights are loaded.
   """
+  if refine_steps < 0:
+    raise ValueError(f"--refine_steps must be >= 0, got {refine_steps}")
   cli.check_output_dir(out_dir, "--out")
   config = read_psp_config(checkpoint)
   image = load_input(image_path, int(config.get("input_size", 256)))
@@ -169,8 +170,6 @@ def run(checkpoint: str, image_path: str, out_dir: str, *, resize: bool = True,
   if nc != 3:
     raise ValueError(f"this pSp encoder takes {nc}-channel inputs (a conditional pSp), not RGB "
                      "face images")
-  if refine_steps < 0:
-    raise ValueError(f"--refine_steps must be >= 0, got {refine_steps}")
   recon, codes = invert(module, variables, image, resize=resize,
                         randomize_noise=randomize_noise, seed=seed)
   side = recon.shape[0]
