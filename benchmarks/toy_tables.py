@@ -216,7 +216,7 @@ def toy_measures(eval_dirs: dict[str, str], buckets: tuple[str, ...]) -> str:
                    f"/ {k - 1} | {div['pairwise_mean']:.3f} | {plausible:.3f} |")
   real_test, _ = toy.toy_test_faces(2000)
   floor = toy.plausible_fraction(model, toy.recognizer_features(module, variables, real_test))
-  lines += ["", f"Attributes counted: {', '.join(attributes)} (the recognizer's reliable "
+  lines += ["", f"Attributes counted: {', '.join(attributes)} (the judge's reliable "
             f"ones). Plausible: real toy test faces give {floor:.3f}."]
   return "\n".join(lines) + "\n"
 
