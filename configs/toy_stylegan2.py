@@ -3,6 +3,15 @@
     python -m difai_jax.train --config configs/toy_stylegan2.py --workdir runs/toy_stylegan2
     python -m difai_jax.export --workdir runs/toy_stylegan2 --out difai_jax/assets/toy/stylegan2
 
+`toy-stylegan2-wide` (these widths) in four runs, each ``--config.pretrained.init_from=`` the
+export of the one before; toy FID: judge, 2,000 samples (benchmarks/toy_quality.py):
+
+    # run  steps x 16  lr      kimg in all  toy FID after
+    # 1    7,540       0.002   121
+    # 2    10,300      0.002   285          37.1
+    # 3    6,041       0.002   382          40.7 (40.8 at 373 kimg: no gain at this lr)
+    # 4    8,419       0.001   517          33.5 (34.4 at 438, 33.3 at 478)
+
 rosinality's recipe (non-saturating loss, lazy R1 every 16 steps, path length every 4, mixing
 0.9, EMA G, Adam 0.002 with the lazy corrections) with narrow widths that fit 2 CPU cores.
 R1 weight: StyleGAN2-ADA's heuristic gamma = 0.0002 * res^2 / batch gives 0.05 at 64 px and
