@@ -11,6 +11,7 @@ export of the one before; toy FID: judge, 2,000 samples (benchmarks/toy_quality.
     # 2    10,300      0.002   285          37.1
     # 3    6,041       0.002   382          40.7 (40.8 at 373 kimg: no gain at this lr)
     # 4    8,419       0.001   517          33.5 (34.4 at 438, 33.3 at 478)
+    # (5   3,404       0.0005  571          27.5: measured, not shipped yet)
 
 rosinality's recipe (non-saturating loss, lazy R1 every 16 steps, path length every 4, mixing
 0.9, EMA G, Adam 0.002 with the lazy corrections) with narrow widths that fit 2 CPU cores.
