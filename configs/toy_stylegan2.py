@@ -3,7 +3,7 @@
     python -m difai_jax.train --config configs/toy_stylegan2.py --workdir runs/toy_stylegan2
     python -m difai_jax.export --workdir runs/toy_stylegan2 --out difai_jax/assets/toy/stylegan2
 
-`toy-stylegan2-wide` (these widths) in four runs, each ``--config.pretrained.init_from=`` the
+`toy-stylegan2-wide` (these widths) in six runs, each ``--config.pretrained.init_from=`` the
 export of the one before; toy FID: judge, 2,000 samples (benchmarks/toy_quality.py):
 
     # run  steps x 16  lr      kimg in all  toy FID after
@@ -11,7 +11,8 @@ export of the one before; toy FID: judge, 2,000 samples (benchmarks/toy_quality.
     # 2    10,300      0.002   285          37.1
     # 3    6,041       0.002   382          40.7 (40.8 at 373 kimg: no gain at this lr)
     # 4    8,419       0.001   517          33.5 (34.4 at 438, 33.3 at 478)
-    # (5   3,404       0.0005  571          27.5: measured, not shipped yet)
+    # 5    11,837      0.0005  706          25.1 (27.5 at 571, 25.0 at 701)
+    # 6    5,500       0.00025 794          21.8 (23.7 at 730, 23.0 at 786; 22.5 at 802)
 
 rosinality's recipe (non-saturating loss, lazy R1 every 16 steps, path length every 4, mixing
 0.9, EMA G, Adam 0.002 with the lazy corrections) with narrow widths that fit 2 CPU cores.
