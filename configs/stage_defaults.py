@@ -25,6 +25,14 @@ def stylegan2() -> ml_collections.ConfigDict:
   c.mixing = 0.9
   c.ema_kimg = 10.0                       # rosinality: 0.5 ** (32 / (10 * 1000)) at batch 32
   c.augment = ()                          # e.g. ("color", "translation", "cutout")
+  # A second critic on a frozen feature network's embedding (not rosinality's; after Projected
+  # GAN, Sauer et al. 2021): a toy_recognizer directory or short name ("toy-recognizer"; the
+  # judge is refused), "" for none. feature_d_weight weighs its term in G's loss (D's image
+  # term weighs 1); feature_d_r1 is its R1 weight, on the embedding, every step.
+  c.feature_d = ""
+  c.feature_d_weight = 1.0
+  c.feature_d_width = 256
+  c.feature_d_r1 = 1.0
   return c
 
 

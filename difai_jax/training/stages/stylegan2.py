@@ -14,7 +14,13 @@ Re-expresses the training loop of rosinality/stylegan2-pytorch (``train.py``) as
 - style mixing with probability ``mixing`` (one crossover layer per batch), fresh noise per
   sample, and an EMA generator with a half-life of ``ema_kimg`` thousand images;
 - optional differentiable augmentation (DiffAugment, Zhao et al. 2020: colour, translation,
-  cutout) of every image D sees, for small data sets.
+  cutout) of every image D sees, for small data sets;
+- optional feature critic (``feature_d``; not rosinality's, after Projected GAN, Sauer et al.
+  2021): a small MLP on a frozen toy recognizer's embedding of the images, trained with the same
+  logistic loss beside D (R1 on the embedding every step) and added to G's loss with weight
+  ``feature_d_weight``. The recognizer names a face's attributes, so this critic sees at once
+  what a generator draws too rarely (beards, moustaches). Its weights and Adam state live in
+  ``GanState.aux``; an export leaves it out (a continuation starts a fresh one).
 
 The trained generator (EMA weights) is exported with :func:`export` as a converted directory
 that ``difai_jax.pretrained.load`` reads (kind ``stylegan2``).
@@ -29,6 +35,7 @@ import math
 import os
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -59,6 +66,8 @@ class Recipe:
   mixing: float = 0.9
   ema_decay: float = 0.999
   augment: tuple[str, ...] = ()
+  feature_weight: float = 1.0
+  feature_r1: float = 1.0
 
 
 def generator_config(c: ml_collections.ConfigDict) -> dict:
@@ -115,6 +124,58 @@ def diff_augment(images: jax.Array, rng: jax.Array, policy: tuple[str, ...]) -> 
     inside = (jnp.abs(yy - cy) < ch // 2 + 1) & (jnp.abs(xx - cx) < cw // 2 + 1)
     x = x * (1.0 - inside[..., None].astype(x.dtype))
   return x
+
+
+# ----------------------------------------------------------------------------------------------
+# The feature critic
+# ----------------------------------------------------------------------------------------------
+
+class FeatureHead(nn.Module):
+  """(N, D) embeddings -> (N,) scores: two leaky-ReLU layers of ``width`` and a linear score."""
+  width: int = 256
+
+  @nn.compact
+  def __call__(self, embedding: jax.Array) -> jax.Array:
+    x = embedding
+    for i in range(2):
+      x = nn.leaky_relu(nn.Dense(self.width, name=f"dense{i}")(x), 0.2)
+    return nn.Dense(1, name="score")(x)[:, 0]
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureCritic:
+  """The frozen recognizer (its variables come in ``frozen["feature_net"]``), the trained head
+  and the head's optimizer."""
+  recognizer: Any
+  head: FeatureHead
+  tx: optax.GradientTransformation
+
+  def embed(self, frozen, images):
+    return self.recognizer.apply(frozen["feature_net"], images)["embedding"]
+
+  def score(self, head_params, embedding):
+    return self.head.apply({"params": head_params}, embedding)
+
+
+def feature_critic_update(aux, critic: FeatureCritic, frozen, real, fake, recipe: Recipe):
+  """One step of the feature critic on (real, fake) images: ``(aux, metrics)``."""
+  e_real = jax.lax.stop_gradient(critic.embed(frozen, real))
+  e_fake = jax.lax.stop_gradient(critic.embed(frozen, fake))
+
+  def loss_fn(p):
+    real_pred = critic.score(p, e_real)
+    loss = (jnp.mean(jax.nn.softplus(-real_pred))
+            + jnp.mean(jax.nn.softplus(critic.score(p, e_fake))))
+    grad = jax.grad(lambda e: critic.score(p, e).sum())(e_real)
+    r1 = jnp.mean(jnp.sum(jnp.square(grad), axis=1))
+    return loss + recipe.feature_r1 / 2 * r1, (loss, real_pred.mean())
+
+  (_, (loss, real_score)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      aux["feature_d"])
+  updates, opt = critic.tx.update(grads, aux["feature_d_opt"], aux["feature_d"])
+  aux = {**aux, "feature_d": optax.apply_updates(aux["feature_d"], updates),
+         "feature_d_opt": opt}
+  return aux, {"fd/loss": loss, "fd/real_score": real_score}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -199,7 +260,7 @@ def _lazy(static: bool | None, traced_flag, update, skip, args):
 
 def _d_update(state: steps.GanState, real, keys, *, generator, discriminator, d_tx,
               recipe: Recipe, phase: Phase | None):
-  """The discriminator's step (+ lazy R1): ``(d_params, d_opt_state, metrics)``."""
+  """The discriminator's step (+ lazy R1): ``(d_params, d_opt_state, metrics, fakes)``."""
   g_vars = {"params": state.g_params, **state.g_collections}
   fake = _synthesize(generator, g_vars,
                      _mixed_latents(generator, g_vars, keys[0], real.shape[0], recipe.mixing),
@@ -224,22 +285,29 @@ def _d_update(state: steps.GanState, real, keys, *, generator, discriminator, d_
     d_params, d_opt, r1 = _lazy(phase and phase.r1, state.step % recipe.d_reg_every == 0,
                                 r1_update, no_r1, (d_params, d_opt))
     metrics["d/r1_weighted"] = r1
-  return d_params, d_opt, metrics
+  return d_params, d_opt, metrics, fake
 
 
 def _g_update(state: steps.GanState, d_params, n: int, keys, *, generator, discriminator,
-              g_tx, recipe: Recipe, phase: Phase | None):
-  """The generator's step (+ lazy path length) against the updated discriminator:
-  ``(g_params, g_opt_state, mean_path_length, metrics)``."""
+              g_tx, recipe: Recipe, phase: Phase | None, critic=None, frozen=None,
+              head_params=None):
+  """The generator's step (+ lazy path length) against the updated discriminator (and feature
+  critic): ``(g_params, g_opt_state, mean_path_length, metrics)``."""
   g_vars = lambda p: {"params": p, **state.g_collections}
 
   def g_loss_fn(g_params):
     latents = _mixed_latents(generator, g_vars(g_params), keys[4], n, recipe.mixing)
     fake = _synthesize(generator, g_vars(g_params), latents, keys[5])
     pred = discriminator.apply({"params": d_params}, _augment(recipe, fake, keys[6]))
-    return jnp.mean(jax.nn.softplus(-pred))
+    loss = jnp.mean(jax.nn.softplus(-pred))
+    feature_loss = jnp.zeros(())
+    if critic is not None:
+      feature_pred = critic.score(head_params, critic.embed(frozen, fake))
+      feature_loss = jnp.mean(jax.nn.softplus(-feature_pred))
+    return loss + recipe.feature_weight * feature_loss, (loss, feature_loss)
 
-  g_loss, g_grads = jax.value_and_grad(g_loss_fn)(state.g_params)
+  (_, (g_loss, feature_loss)), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
+      state.g_params)
   updates, g_opt = g_tx.update(g_grads, state.g_opt_state, state.g_params)
   g_params = optax.apply_updates(state.g_params, updates)
   mean_path = state.aux["mean_path_length"]
@@ -268,43 +336,71 @@ def _g_update(state: steps.GanState, d_params, n: int, keys, *, generator, discr
         phase and phase.path, state.step % recipe.g_reg_every == 0, path_update, no_path,
         (g_params, g_opt, mean_path))
   metrics = {"g/loss": g_loss, "g/path_length": path_len, "g/mean_path_length": mean_path}
+  if critic is not None:
+    metrics["g/feature_loss"] = feature_loss
   return g_params, g_opt, mean_path, metrics
 
 
 def train_step(state: steps.GanState, batch, frozen, rng, *, generator, discriminator, g_tx,
-               d_tx, recipe: Recipe, phase: Phase | None = None):
-  """One rosinality iteration: D step (+ lazy R1), G step (+ lazy path length), EMA.
+               d_tx, recipe: Recipe, phase: Phase | None = None,
+               critic: FeatureCritic | None = None):
+  """One rosinality iteration: D step (+ lazy R1; + the feature critic's step), G step (+ lazy
+  path length), EMA.
 
   ``phase`` (static) fixes which regularisers run; None decides from ``state.step`` inside the
   compiled step.
   """
-  del frozen
   real = batch["image"]
   keys = jax.random.split(rng, 8)
   nets = {"generator": generator, "discriminator": discriminator}
-  d_params, d_opt, metrics = _d_update(state, real, keys, d_tx=d_tx, recipe=recipe,
-                                       phase=phase, **nets)
-  g_params, g_opt, mean_path, g_metrics = _g_update(state, d_params, real.shape[0], keys,
-                                                    g_tx=g_tx, recipe=recipe, phase=phase,
-                                                    **nets)
+  d_params, d_opt, metrics, fake = _d_update(state, real, keys, d_tx=d_tx, recipe=recipe,
+                                             phase=phase, **nets)
+  aux = state.aux
+  if critic is not None:           # on the fakes D's step drew
+    aux, feature_metrics = feature_critic_update(aux, critic, frozen, real, fake, recipe)
+    metrics.update(feature_metrics)
+  g_params, g_opt, mean_path, g_metrics = _g_update(
+      state, d_params, real.shape[0], keys, g_tx=g_tx, recipe=recipe, phase=phase,
+      critic=critic, frozen=frozen, head_params=aux.get("feature_d"), **nets)
   metrics.update(g_metrics)
   ema = steps.ema_update(state.ema_params, g_params, recipe.ema_decay)
   return state.replace(step=state.step + 1, g_params=g_params, g_opt_state=g_opt,
                        ema_params=ema, d_params=d_params, d_opt_state=d_opt,
-                       aux={"mean_path_length": mean_path}), metrics
+                       aux={**aux, "mean_path_length": mean_path}), metrics
 
 
-def init_state(rng, *, generator, discriminator, g_tx, d_tx) -> steps.GanState:
+def init_state(rng, *, generator, discriminator, g_tx, d_tx,
+               critic: FeatureCritic | None = None) -> steps.GanState:
   k_g, k_d = jax.random.split(rng)
   size = generator.size
   g_vars = dict(generator.init(k_g, [jnp.zeros((1, generator.style_dim))]))
   g_params = g_vars.pop("params")
   d_params = discriminator.init(k_d, jnp.zeros((1, size, size, 3)))["params"]
+  aux = {"mean_path_length": jnp.zeros((), jnp.float32)}
+  if critic is not None:
+    head = critic.head.init(jax.random.fold_in(rng, 2),
+                            jnp.zeros((1, critic.recognizer.feature_dim)))["params"]
+    aux.update(feature_d=head, feature_d_opt=critic.tx.init(head))
   return steps.GanState(
       step=jnp.zeros((), jnp.int32), g_params=g_params, g_collections=g_vars,
       g_opt_state=g_tx.init(g_params), ema_params=jax.tree.map(jnp.copy, g_params),
-      d_params=d_params, d_collections={}, d_opt_state=d_tx.init(d_params),
-      aux={"mean_path_length": jnp.zeros((), jnp.float32)})
+      d_params=d_params, d_collections={}, d_opt_state=d_tx.init(d_params), aux=aux)
+
+
+def feature_critic(c: ml_collections.ConfigDict):
+  """``(FeatureCritic, frozen variables)`` for ``stylegan2.feature_d``, or ``(None, {})``."""
+  spec = str(c.get("feature_d", "") or "")
+  if not spec:
+    return None, {}
+  kind = pretrained.read_config(pretrained.resolve(spec))["kind"]
+  if kind != "toy_recognizer":
+    raise ValueError(f"stylegan2.feature_d = {spec!r} holds a {kind!r} model; the feature "
+                     "critic reads a toy_recognizer (e.g. the shipped 'toy-recognizer')")
+  recognizer, variables = pretrained.load(spec)
+  pretrained.refuse_the_judge("stylegan2.feature_d", spec, variables)
+  critic = FeatureCritic(recognizer=recognizer, head=FeatureHead(int(c.feature_d_width)),
+                         tx=lazy_adam(float(c.lr), 0))
+  return critic, {"feature_net": jax.tree.map(jnp.asarray, variables)}
 
 
 def build(config, workdir: str, previous) -> Stage:
@@ -318,18 +414,20 @@ def build(config, workdir: str, previous) -> Stage:
                   path_regularize=float(c.path_regularize), g_reg_every=int(c.g_reg_every),
                   path_batch_shrink=int(c.path_batch_shrink), mixing=float(c.mixing),
                   ema_decay=ema_decay(batch_size, float(c.ema_kimg)),
-                  augment=tuple(c.augment))
+                  augment=tuple(c.augment), feature_weight=float(c.get("feature_d_weight", 1.0)),
+                  feature_r1=float(c.get("feature_d_r1", 1.0)))
   g_tx, d_tx = lazy_adam(float(c.lr), recipe.g_reg_every), lazy_adam(float(c.lr),
                                                                       recipe.d_reg_every)
+  critic, frozen = feature_critic(c)
   init = functools.partial(init_state, generator=generator, discriminator=discriminator,
-                           g_tx=g_tx, d_tx=d_tx)
+                           g_tx=g_tx, d_tx=d_tx, critic=critic)
   source = (config.get("pretrained") or {}).get("init_from", "")
   provenance = None
   if source:
     init = warm_started(init, source, g_tx=g_tx, d_tx=d_tx)
     provenance = earlier_training(source)
   step = functools.partial(train_step, generator=generator, discriminator=discriminator,
-                           g_tx=g_tx, d_tx=d_tx, recipe=recipe)
+                           g_tx=g_tx, d_tx=d_tx, recipe=recipe, critic=critic)
   sample_z = jax.random.normal(jax.random.key(1234), (8, generator.style_dim))
 
   def preview(g_params, g_collections, frozen, batch):
@@ -344,13 +442,20 @@ def build(config, workdir: str, previous) -> Stage:
         with_masks=False)
 
   def describe(state) -> str:
-    return (f"generator {parameter_count(state.g_params):,} parameters; discriminator "
+    text = (f"generator {parameter_count(state.g_params):,} parameters; discriminator "
             f"{parameter_count(state.d_params):,}")
+    if critic is not None:
+      text += (f"; feature critic {parameter_count(state.aux['feature_d']):,} on "
+               f"{c.feature_d}")
+    return text
 
   architecture = {"stage": "stylegan2", "image_size": int(config.image_size),
                   "stylegan2": generator_config(c), "d_channels": list(c.d_channels)}
+  if critic is not None:           # the checkpoint then holds the critic's head in aux
+    architecture["feature_d_width"] = int(c.feature_d_width)
   return Stage(name="stylegan2", architecture=architecture, init=init, step=step,
-               batches=batches, preview=preview, log_prefixes=("g/", "d/"), describe=describe,
+               batches=batches, frozen=frozen, preview=preview,
+               log_prefixes=("g/", "d/", "fd/"), describe=describe,
                step_phase=functools.partial(step_phase, recipe), provenance=provenance)
 
 
@@ -445,7 +550,8 @@ def warm_started(init, source: str, *, g_tx, d_tx):
     mean_path = jnp.asarray(info.get("mean_path_length", 0.0), jnp.float32)
     return state.replace(g_params=params, g_collections=collections, g_opt_state=g_tx.init(params),
                          ema_params=jax.tree.map(jnp.copy, params), d_params=d,
-                         d_opt_state=d_tx.init(d), aux={"mean_path_length": mean_path})
+                         d_opt_state=d_tx.init(d),
+                         aux={**state.aux, "mean_path_length": mean_path})
   return warm
 
 
