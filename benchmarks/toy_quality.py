@@ -1,6 +1,6 @@
 """Quality of the shipped toy networks, measured with toy-domain measures (no downloaded weights).
 
-    python -m benchmarks.toy_quality [--num 2000] [--stylegan2 DIR --only_stylegan2]
+    python -m benchmarks.toy_quality [--num 2000] [--stylegan2 DIR --only_stylegan2 [--judge DIR]]
         [--only_psp] [--refine_steps 600 [--refine_figure PNG]]
         [--inpainting] [--difai toy-difai]
     python -m benchmarks.toy_quality --only_recognizer [--recognizer DIR] [--write_quality]
@@ -44,9 +44,12 @@ from difai_jax.training.stages import psp as psp_stage
 from benchmarks import toy_inpainting
 
 
-def stylegan2_quality(num: int, source: str = "toy-stylegan2") -> dict:
+def stylegan2_quality(num: int, source: str = "toy-stylegan2", judge: str | None = None) -> dict:
+  """The generator's record (module docstring) measured with ``judge``: a toy_recognizer
+  directory or short name, the shipped judge by default (another recognizer cross-checks a
+  toy FID, e.g. one of another architecture, never used in training)."""
   module, variables = pretrained.load(source)
-  rec, rec_vars = toy.load_toy_recognizer()
+  rec, rec_vars = toy.load_toy_recognizer(judge)
   apply = jax.jit(lambda z: module.apply(variables, [z]))
   samples = np.concatenate([
       np.asarray(apply(jax.random.normal(jax.random.key(i), (250, module.style_dim))))
@@ -55,7 +58,7 @@ def stylegan2_quality(num: int, source: str = "toy-stylegan2") -> dict:
   real2, _ = toy.toy_test_faces(num, start=toy.TEST_START - num)      # train-split faces
   fake, real, real2 = (toy.predict_attributes(rec, rec_vars, x) for x in (samples, real, real2))
   model = toy.RealFeatureModel.fit(real2.embedding)
-  reliable = toy.reliable_attributes()
+  reliable = toy.reliable_attributes(judge)
   gaps = toy.attribute_frequency_gaps(fake.labels, real.labels, fake.names, reliable)
   floor = toy.attribute_frequency_gaps(real2.labels, real.labels, fake.names, reliable)
   return {"toy_fid_samples": toy.toy_fid(fake.embedding, real.embedding),
@@ -109,6 +112,9 @@ def main():
   parser.add_argument("--stylegan2", default="toy-stylegan2",
                       help="the generator to score (an exported directory or short name)")
   parser.add_argument("--only_stylegan2", action="store_true")
+  parser.add_argument("--judge", default=None,
+                      help="the recognizer the StyleGAN2's record is measured with (a "
+                           "toy_recognizer directory or short name; default: the shipped judge)")
   parser.add_argument("--psp", default="toy-psp",
                       help="the pSp to score (an exported directory or short name)")
   parser.add_argument("--only_psp", action="store_true",
@@ -150,7 +156,7 @@ def main():
   if args.only_psp:
     print(json.dumps({"psp": psp_record()}, indent=2, default=float))
     return
-  result = {"stylegan2": stylegan2_quality(args.num, args.stylegan2)}
+  result = {"stylegan2": stylegan2_quality(args.num, args.stylegan2, args.judge)}
   if args.only_stylegan2:
     print(json.dumps(result, indent=2, default=float))
     return
