@@ -19,7 +19,7 @@ export of the one before; toy FID: judge, 2,000 samples (benchmarks/toy_quality.
 
 Run 7 added ``--config.stylegan2.feature_d=toy-recognizer`` (stage docstring: a second critic,
 an MLP on the frozen toy recognizer's embedding; the judge is refused). Beside it the plain
-recipe, continued from run 6 at lr 0.00025, stayed at 22.3-23.6 (808-834 kimg). The drop is
+recipe, continued from run 6 at lr 0.00025, stayed at 22.3-23.6 (810-842 kimg). The drop is
 not the judge being fooled alone: a third recognizer (another architecture and seed, never in
 a loss; ``benchmarks.toy_quality --judge``) scores run 6 19.8 and run 7 10.5 (the plain
 continuation 20.2-21.4). What the critic changed is subtle: the samples look alike at a glance
