@@ -33,6 +33,12 @@ def stylegan2() -> ml_collections.ConfigDict:
   c.feature_d_weight = 1.0
   c.feature_d_width = 256
   c.feature_d_r1 = 1.0
+  # Weight of the attribute-frequency term (0 = off; needs feature_d): the squared gap between
+  # the recognizer's mean softmax over G's samples (a running mean, decay
+  # feature_d_attribute_decay per step) and over feature_d_attribute_faces train faces.
+  c.feature_d_attributes = 0.0
+  c.feature_d_attribute_faces = 2000
+  c.feature_d_attribute_decay = 0.98
   return c
 
 

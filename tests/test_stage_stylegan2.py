@@ -235,3 +235,64 @@ def test_feature_critic_refuses_the_judge_and_other_networks():
   config.stylegan2.feature_d = "toy-stylegan2-wide"
   with pytest.raises(ValueError, match="toy_recognizer"):
     stage_lib.build(config, "", {})
+
+
+def test_attribute_gap_and_its_surrogate():
+  target = {"beard": jnp.asarray([1.0, 0.0]), "hair": jnp.asarray([0.2, 0.3, 0.5])}
+  # Half the batch sure of each beard class, hair exactly as the target: beard's mean is
+  # (0.5, 0.5), gap 0.25 + 0.25.
+  logits = {"beard": jnp.asarray([[50.0, 0.0], [0.0, 50.0]]),
+            "hair": jnp.log(jnp.asarray([[0.2, 0.3, 0.5]] * 2))}
+  means = stage_lib.mean_softmax(logits)
+  np.testing.assert_allclose(means["beard"], [0.5, 0.5], atol=1e-6)
+  assert float(stage_lib.attribute_gap(means, target)) == pytest.approx(0.5, abs=1e-6)
+  assert float(stage_lib.attribute_gap(stage_lib.mean_softmax(
+      {"beard": jnp.asarray([[50.0, 0.0]]), "hair": logits["hair"][:1]}), target)) < 1e-9
+  # The surrogate's gradient in the batch means is the squared gap's at the running means.
+  running = {"beard": jnp.asarray([0.7, 0.3]), "hair": jnp.asarray([0.3, 0.3, 0.4])}
+  surrogate = jax.grad(lambda m: stage_lib.attribute_surrogate(m, running, target))(means)
+  exact = jax.grad(lambda m: stage_lib.attribute_gap(m, target))(running)
+  for name in target:
+    np.testing.assert_allclose(surrogate[name], exact[name], atol=1e-6)
+
+
+def test_attribute_frequencies_average_the_recognizers_softmax_over_train_faces():
+  config = _tiny_config()
+  module, variables = pretrained.load("toy-recognizer")
+  freqs = stage_lib.attribute_frequencies(module, variables, config.data, 32, 10, batch_size=4)
+  from difai_jax.data import image_io, sources
+  source = sources.make_source(config.data, "train", 32, verbose=False)
+  images = np.stack([image_io.uint8_to_float(source[i]) for i in range(10)])
+  logits = module.apply(variables, jnp.asarray(images))["logits"]
+  assert set(freqs) == set(logits)
+  for name, value in freqs.items():
+    expected = np.asarray(jax.nn.softmax(logits[name], axis=-1)).mean(axis=0)
+    np.testing.assert_allclose(np.asarray(value), expected, rtol=1e-5, atol=1e-6)
+    assert float(np.sum(value)) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_attribute_term_reaches_g_only_through_its_weight(compilation_cache):
+  del compilation_cache
+  phase = stage_lib.Phase(r1=False, path=False)
+  g_params, metrics = {}, {}
+  for name, weight in (("off", 0.0), ("on", 1.0)):
+    config = _tiny_config()
+    c = config.stylegan2
+    c.feature_d, c.feature_d_weight = "toy-recognizer", 0.0
+    c.feature_d_attributes, c.feature_d_attribute_faces = weight, 8
+    stage = stage_lib.build(config, "", {})
+    state = jax.jit(stage.init)(steps.prng_key(0))
+    step, batches = jax.jit(functools.partial(stage.step, phase=phase)), stage.batches(0)
+    # Step 1 starts from running means equal to the targets (no gradient yet); step 2 has one.
+    for i in range(2):
+      state, out = step(state, next(batches), stage.frozen, steps.prng_key(1 + i))
+    g_params[name], metrics[name] = jax.tree.leaves(state.g_params), jax.device_get(out)
+  assert "g/attribute_gap" not in metrics["off"]
+  gap = float(metrics["on"]["g/attribute_gap"])
+  assert np.isfinite(gap) and gap > 0       # the samples moved the running means
+  assert any(not np.allclose(a, b, rtol=1e-4, atol=1e-6)
+             for a, b in zip(g_params["off"], g_params["on"]))
+  config = _tiny_config()
+  config.stylegan2.feature_d_attributes = 1.0
+  with pytest.raises(ValueError, match="needs stylegan2.feature_d"):
+    stage_lib.build(config, "", {})

@@ -21,6 +21,15 @@ Re-expresses the training loop of rosinality/stylegan2-pytorch (``train.py``) as
   ``feature_d_weight``. The recognizer names a face's attributes, so this critic sees at once
   what a generator draws too rarely (beards, moustaches). Its weights and Adam state live in
   ``GanState.aux``; an export leaves it out (a continuation starts a fresh one).
+- optional attribute-frequency term (``feature_d_attributes``; not rosinality's): the same
+  recognizer's softmax over each attribute, averaged over G's samples, is pulled towards its
+  average over ``feature_d_attribute_faces`` training faces: moment matching on the
+  recognizer's predictions (feature matching, Salimans et al. 2016, on the classes a face
+  shows), aimed at frequencies the generator gets wrong. The gap is read from a running mean of
+  the samples' softmax (``attribute_decay``, in ``GanState.aux``), and G descends
+  ``sum 2 (running - target) * batch mean``: the gradient of the squared gap without the
+  batch-variance term a squared batch mean would add (that term rewards ambiguous faces).
+  Needs ``feature_d``.
 
 The trained generator (EMA weights) is exported with :func:`export` as a converted directory
 that ``difai_jax.pretrained.load`` reads (kind ``stylegan2``).
@@ -44,7 +53,9 @@ import optax
 
 from configs import stage_defaults
 from difai_jax import pretrained
+from difai_jax.data import image_io
 from difai_jax.data import loader as data_pipeline
+from difai_jax.data import sources
 from difai_jax.models import stylegan2
 from difai_jax.nn import parameter_count
 from difai_jax.training import steps
@@ -68,6 +79,8 @@ class Recipe:
   augment: tuple[str, ...] = ()
   feature_weight: float = 1.0
   feature_r1: float = 1.0
+  attribute_weight: float = 0.0
+  attribute_decay: float = 0.98
 
 
 def generator_config(c: ml_collections.ConfigDict) -> dict:
@@ -153,8 +166,50 @@ class FeatureCritic:
   def embed(self, frozen, images):
     return self.recognizer.apply(frozen["feature_net"], images)["embedding"]
 
+  def recognize(self, frozen, images):
+    """``{"embedding": (N, D), "logits": {name: (N, C)}}`` of images."""
+    return self.recognizer.apply(frozen["feature_net"], images)
+
   def score(self, head_params, embedding):
     return self.head.apply({"params": head_params}, embedding)
+
+
+def mean_softmax(logits: dict) -> dict:
+  """``{name: (C,)}``: each head's softmax averaged over the batch."""
+  return {name: jnp.mean(jax.nn.softmax(l.astype(jnp.float32), axis=-1), axis=0)
+          for name, l in logits.items()}
+
+
+def attribute_gap(means: dict, target: dict) -> jax.Array:
+  """Sum over attributes and classes of (mean frequency - target frequency)^2."""
+  return sum(jnp.sum(jnp.square(means[name] - p)) for name, p in target.items())
+
+
+def attribute_surrogate(batch_means: dict, running: dict, target: dict) -> jax.Array:
+  """``sum 2 (running - target) * batch_means``: its gradient in the batch means is the squared
+  gap's gradient at the running means (which carry no gradient)."""
+  return sum(jnp.sum(2.0 * jax.lax.stop_gradient(running[name] - p) * batch_means[name])
+             for name, p in target.items())
+
+
+def attribute_frequencies(recognizer, variables, data_config, image_size: int,
+                          num_images: int, batch_size: int = 250) -> dict:
+  """The recognizer's softmax averaged over the first ``num_images`` training faces:
+  ``{attribute: (classes,) float32}``, the targets of the attribute-frequency term."""
+  source = sources.make_source(data_config, "train", image_size, verbose=False)
+  n = min(int(num_images), len(source))
+  if n < 1:
+    raise ValueError("stylegan2.feature_d_attribute_faces must be >= 1")
+  apply = jax.jit(lambda v, x: {k: jax.nn.softmax(l, axis=-1)
+                                for k, l in recognizer.apply(v, x)["logits"].items()})
+  sums = None
+  for start in range(0, n, batch_size):
+    images = np.stack([image_io.uint8_to_float(source[i])
+                       for i in range(start, min(start + batch_size, n))])
+    probs = apply(variables, jnp.asarray(images))
+    batch_sums = {k: np.asarray(p, np.float64).sum(axis=0) for k, p in probs.items()}
+    sums = batch_sums if sums is None else {k: sums[k] + batch_sums[k] for k in sums}
+  return {k: jnp.asarray(v / n, jnp.float32) for k, v in sums.items()}
 
 
 def feature_critic_update(aux, critic: FeatureCritic, frozen, real, fake, recipe: Recipe):
@@ -288,6 +343,20 @@ def _d_update(state: steps.GanState, real, keys, *, generator, discriminator, d_
   return d_params, d_opt, metrics, fake
 
 
+def _recognizer_terms(fake, critic, frozen, head_params, running, recipe: Recipe):
+  """G's feature-critic loss, attribute surrogate and batch-mean softmax (zeros and {} when
+  off) on the fakes: one recognizer pass for both."""
+  if critic is None:
+    return jnp.zeros(()), jnp.zeros(()), {}
+  seen = critic.recognize(frozen, fake)
+  feature_loss = jnp.mean(jax.nn.softplus(-critic.score(head_params, seen["embedding"])))
+  if not recipe.attribute_weight:
+    return feature_loss, jnp.zeros(()), {}
+  batch_means = mean_softmax(seen["logits"])
+  surrogate = attribute_surrogate(batch_means, running, frozen["attribute_targets"])
+  return feature_loss, surrogate, jax.lax.stop_gradient(batch_means)
+
+
 def _g_update(state: steps.GanState, d_params, n: int, keys, *, generator, discriminator,
               g_tx, recipe: Recipe, phase: Phase | None, critic=None, frozen=None,
               head_params=None):
@@ -300,14 +369,14 @@ def _g_update(state: steps.GanState, d_params, n: int, keys, *, generator, discr
     fake = _synthesize(generator, g_vars(g_params), latents, keys[5])
     pred = discriminator.apply({"params": d_params}, _augment(recipe, fake, keys[6]))
     loss = jnp.mean(jax.nn.softplus(-pred))
-    feature_loss = jnp.zeros(())
-    if critic is not None:
-      feature_pred = critic.score(head_params, critic.embed(frozen, fake))
-      feature_loss = jnp.mean(jax.nn.softplus(-feature_pred))
-    return loss + recipe.feature_weight * feature_loss, (loss, feature_loss)
+    feature_loss, attribute_loss, batch_means = _recognizer_terms(
+        fake, critic, frozen, head_params, state.aux.get("attribute_running"), recipe)
+    total = (loss + recipe.feature_weight * feature_loss
+             + recipe.attribute_weight * attribute_loss)
+    return total, (loss, feature_loss, batch_means)
 
-  (_, (g_loss, feature_loss)), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
-      state.g_params)
+  (_, (g_loss, feature_loss, batch_means)), g_grads = jax.value_and_grad(
+      g_loss_fn, has_aux=True)(state.g_params)
   updates, g_opt = g_tx.update(g_grads, state.g_opt_state, state.g_params)
   g_params = optax.apply_updates(state.g_params, updates)
   mean_path = state.aux["mean_path_length"]
@@ -338,7 +407,13 @@ def _g_update(state: steps.GanState, d_params, n: int, keys, *, generator, discr
   metrics = {"g/loss": g_loss, "g/path_length": path_len, "g/mean_path_length": mean_path}
   if critic is not None:
     metrics["g/feature_loss"] = feature_loss
-  return g_params, g_opt, mean_path, metrics
+  running = {}
+  if recipe.attribute_weight:
+    d = recipe.attribute_decay
+    running = jax.tree.map(lambda r, m: d * r + (1.0 - d) * m, state.aux["attribute_running"],
+                           batch_means)
+    metrics["g/attribute_gap"] = attribute_gap(running, frozen["attribute_targets"])
+  return g_params, g_opt, mean_path, running, metrics
 
 
 def train_step(state: steps.GanState, batch, frozen, rng, *, generator, discriminator, g_tx,
@@ -359,24 +434,28 @@ def train_step(state: steps.GanState, batch, frozen, rng, *, generator, discrimi
   if critic is not None:           # on the fakes D's step drew
     aux, feature_metrics = feature_critic_update(aux, critic, frozen, real, fake, recipe)
     metrics.update(feature_metrics)
-  g_params, g_opt, mean_path, g_metrics = _g_update(
+  g_params, g_opt, mean_path, running, g_metrics = _g_update(
       state, d_params, real.shape[0], keys, g_tx=g_tx, recipe=recipe, phase=phase,
       critic=critic, frozen=frozen, head_params=aux.get("feature_d"), **nets)
   metrics.update(g_metrics)
   ema = steps.ema_update(state.ema_params, g_params, recipe.ema_decay)
   return state.replace(step=state.step + 1, g_params=g_params, g_opt_state=g_opt,
                        ema_params=ema, d_params=d_params, d_opt_state=d_opt,
-                       aux={**aux, "mean_path_length": mean_path}), metrics
+                       aux={**aux, "mean_path_length": mean_path, **(
+                           {"attribute_running": running} if running else {})}), metrics
 
 
 def init_state(rng, *, generator, discriminator, g_tx, d_tx,
-               critic: FeatureCritic | None = None) -> steps.GanState:
+               critic: FeatureCritic | None = None,
+               attribute_targets: dict | None = None) -> steps.GanState:
   k_g, k_d = jax.random.split(rng)
   size = generator.size
   g_vars = dict(generator.init(k_g, [jnp.zeros((1, generator.style_dim))]))
   g_params = g_vars.pop("params")
   d_params = discriminator.init(k_d, jnp.zeros((1, size, size, 3)))["params"]
   aux = {"mean_path_length": jnp.zeros((), jnp.float32)}
+  if attribute_targets:   # the running means start at the targets (no gap until samples say)
+    aux["attribute_running"] = jax.tree.map(jnp.copy, attribute_targets)
   if critic is not None:
     head = critic.head.init(jax.random.fold_in(rng, 2),
                             jnp.zeros((1, critic.recognizer.feature_dim)))["params"]
@@ -403,6 +482,18 @@ def feature_critic(c: ml_collections.ConfigDict):
   return critic, {"feature_net": jax.tree.map(jnp.asarray, variables)}
 
 
+def recipe_from_config(c: ml_collections.ConfigDict, batch_size: int) -> Recipe:
+  """The :class:`Recipe` of ``config.stylegan2`` at this batch size."""
+  return Recipe(batch_size=batch_size, r1=float(c.r1), d_reg_every=int(c.d_reg_every),
+                path_regularize=float(c.path_regularize), g_reg_every=int(c.g_reg_every),
+                path_batch_shrink=int(c.path_batch_shrink), mixing=float(c.mixing),
+                ema_decay=ema_decay(batch_size, float(c.ema_kimg)),
+                augment=tuple(c.augment), feature_weight=float(c.get("feature_d_weight", 1.0)),
+                feature_r1=float(c.get("feature_d_r1", 1.0)),
+                attribute_weight=float(c.get("feature_d_attributes", 0.0)),
+                attribute_decay=float(c.get("feature_d_attribute_decay", 0.98)))
+
+
 def build(config, workdir: str, previous) -> Stage:
   del workdir, previous
   c = config.stylegan2
@@ -410,17 +501,20 @@ def build(config, workdir: str, previous) -> Stage:
     raise ValueError(f"stylegan2.size {c.size} must equal image_size {config.image_size}")
   generator, discriminator = build_networks(c)
   batch_size = int(config.train.batch_size)
-  recipe = Recipe(batch_size=batch_size, r1=float(c.r1), d_reg_every=int(c.d_reg_every),
-                  path_regularize=float(c.path_regularize), g_reg_every=int(c.g_reg_every),
-                  path_batch_shrink=int(c.path_batch_shrink), mixing=float(c.mixing),
-                  ema_decay=ema_decay(batch_size, float(c.ema_kimg)),
-                  augment=tuple(c.augment), feature_weight=float(c.get("feature_d_weight", 1.0)),
-                  feature_r1=float(c.get("feature_d_r1", 1.0)))
+  recipe = recipe_from_config(c, batch_size)
   g_tx, d_tx = lazy_adam(float(c.lr), recipe.g_reg_every), lazy_adam(float(c.lr),
                                                                       recipe.d_reg_every)
   critic, frozen = feature_critic(c)
+  if recipe.attribute_weight:
+    if critic is None:
+      raise ValueError("stylegan2.feature_d_attributes needs stylegan2.feature_d (the "
+                       "recognizer whose attribute predictions it matches)")
+    frozen["attribute_targets"] = attribute_frequencies(
+        critic.recognizer, frozen["feature_net"], config.data, int(config.image_size),
+        int(c.get("feature_d_attribute_faces", 2000)))
   init = functools.partial(init_state, generator=generator, discriminator=discriminator,
-                           g_tx=g_tx, d_tx=d_tx, critic=critic)
+                           g_tx=g_tx, d_tx=d_tx, critic=critic,
+                           attribute_targets=frozen.get("attribute_targets"))
   source = (config.get("pretrained") or {}).get("init_from", "")
   provenance = None
   if source:
