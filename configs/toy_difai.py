@@ -4,19 +4,18 @@ The shipped checkpoint (difai_jax/assets/toy/difai) was made by these commands, 
 
     # 1. the coarse net alone, three phases (configs/toy_coarse.py's docstring)
     python -m difai_jax.train --config configs/toy_coarse.py --workdir runs/toy_coarse_3 ...
-    # 2. the pSp, eight phases (configs/toy_psp.py's docstring), exported as toy-psp
-    # 3. the DiFAI generator against both: the previous toy-difai's generator (step 1,129,
-    #    trained against the pSp of phase 5 on the 121 kimg StyleGAN2) continued against the
-    #    285 kimg StyleGAN2 (critic and optimizers fresh) at half the demo's learning rates,
-    #    with the coarse net of that toy-difai (the same coarse net ships again): 1,866 steps
-    #    against the pSp of phase 6 (then toy-psp-next) while phases 7-8 trained beside it,
-    #    then resumed against the final toy-psp (the run's provenance records the switch)
-    python -m difai_jax.train --config configs/toy_difai.py --workdir runs/difai_next \
+    # 2. the pSp, ten phases (configs/toy_psp.py's docstring), exported as toy-psp
+    # 3. the DiFAI generator against both: the previous toy-difai's generator (step 3,205,
+    #    trained against the pSp of phase 8 on the 285 kimg StyleGAN2) continued against the
+    #    890 kimg StyleGAN2 (critic and optimizers fresh) with this file's settings (the toy
+    #    recognizer's features for L_per / L_style, half the demo's learning rates): 682 steps
+    #    against the pSp of phase 10 at its step 4,759, then resumed (same workdir) against the
+    #    final toy-psp (the run's provenance records the switch)
+    python -m difai_jax.train --config configs/toy_difai.py --workdir runs/difai_890 \
         --config.pretrained.coarse_workdir=toy-difai --config.pretrained.psp=toy-psp \
-        --config.optim.g_lr=0.0005 --config.optim.d_lr=0.0005 \
-        --config.train.num_steps.difai=3205
+        --config.train.num_steps.difai=2084
     # 4. inference-only copy (generator + coarse net + config + SeFa cache, 6.4 MB)
-    python -m difai_jax.export --workdir runs/difai_next --out difai_jax/assets/toy/difai
+    python -m difai_jax.export --workdir runs/difai_890 --out difai_jax/assets/toy/difai
 
 (``init_from`` below names the shipped toy-difai: a new run continues the generator it ships.)
 The generator's history before step 3: 600 steps from random weights with SeFa degrees 4-8,
@@ -25,9 +24,14 @@ manifold), both against the first, narrow coarse net (widths 4-8-12-16, 150 step
 fill) and the previous toy-psp (narrow StyleGAN2); 400 against the phase-1 coarse net (git
 80293d4); 821 against the floor_stride 8 coarse net and the pSp's phase 1 (shipped at stop 29,
 and with the phase-2 coarse net at stop 30); 1,129 against the phase-3 coarse net and the pSp's
-phase 5 (shipped at stops 31-32, git e388355).
-Same as configs/demo.py otherwise: 64 px toy faces, random VGG-19, adversarial weight 0.05
-(the paper's config: 0.5).
+phase 5 (shipped at stops 31-32, git e388355); 3,205 against the 285 kimg StyleGAN2 and the
+pSp's phases 6-8 (shipped at stops 33-37, git 2c08b8b; with a random VGG-19 at 1/8 width for
+L_per / L_style, weights 1 and 120).
+Same as configs/demo.py otherwise: 64 px toy faces, adversarial weight 0.05 (the paper's
+config: 0.5). L_per and L_style read the toy recognizer's four level maps
+(``pretrained.feature_net``; benchmarks/TOY_RESULTS.md, "Loss features": they lower every
+held-out error a little against the random VGG-19), weighted 0.12 and 76 to start at the
+random VGG's magnitudes under weights 1 and 120. The demo keeps the random VGG-19.
 """
 
 from configs import demo
@@ -38,6 +42,11 @@ def get_config():
   config.stages = ("difai",)
   config.pretrained.coarse_workdir = "runs/toy_difai/coarse"   # step 1's run
   config.pretrained.init_from = "toy-difai"   # the generator continues (see above)
+  config.pretrained.feature_net = "toy-recognizer"   # L_per / L_style features (see above)
+  config.loss.lambdas.perceptual = 0.12
+  config.loss.lambdas.style = 76.0
+  config.optim.g_lr = 5e-4                    # half the demo's
+  config.optim.d_lr = 5e-4
   config.train.num_steps = {"difai": 1200}
   config.train.sample_every = 200
   config.train.checkpoint_every = 100

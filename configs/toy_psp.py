@@ -5,11 +5,12 @@
     python -m difai_jax.export --workdir runs/toy_psp --out difai_jax/assets/toy/psp
     python -m benchmarks.toy_quality --only_psp   # its reconstruction L2 / PSNR on 256 test faces
 
-The shipped one, against `toy-stylegan2-wide` as shipped now (285 kimg; the pSp export carries
-that decoder), in eight phases of batch 8 on 2 CPU cores, each continuing the previous one's
+The shipped one, against `toy-stylegan2-wide` as shipped now (890 kimg; the pSp export carries
+that decoder), in ten phases of batch 8 on 2 CPU cores, each continuing the previous one's
 encoder (``--config.pretrained.init_from=<previous>``; Adam's learning rate is constant, so a
-phase stopped with Ctrl-C equals one run with ``num_steps`` set where it stopped). Phases 1-5
-trained against the same generator at 121 kimg, 6-8 against it at 285 kimg:
+phase stopped with Ctrl-C equals one run with ``num_steps`` set where it stopped; a phase
+resumed in its own workdir with another ``psp_train.lr`` keeps its Adam state). Phases 1-5
+trained against the same generator at 121 kimg, 6-8 at 285 kimg, 9 at 794 kimg, 10 at 890:
 
     # phase  steps   overrides                                    PSNR after (256 test faces)
     # 1      4,000   (this file: random weights, lr 5e-4)         20.6 dB
@@ -20,15 +21,23 @@ trained against the same generator at 121 kimg, 6-8 against it at 285 kimg:
     # -- the generator continued from 121 to 285 kimg --
     # 6      7,582   as phase 4 (lr 2e-4), init_from phase 5      23.1 dB
     # 7      9,034   as phase 4, init_from phase 6                23.4 dB (step 7,000)
-    # 8      4,713   as phase 5 (lr 5e-5), init_from phase 7      23.74 dB
-    python -m difai_jax.train --config configs/toy_psp.py --workdir runs/toy_psp_8 \
-        --config.pretrained.init_from=runs/toy_psp_7 --config.train.num_steps.psp=4713 \
+    # 8      4,713   as phase 5 (lr 5e-5), init_from phase 7      23.74 dB (shipped until stop 38)
+    # -- the generator continued to 794 kimg --
+    # 9      3,891   as phase 4, init_from phase 8                23.71 dB (22.4 at its start)
+    # -- the generator continued to 890 kimg (feature critic) --
+    # 10     10,135  as phase 4, init_from phase 9: 4,759 steps,  24.02 dB at step 4,759,
+    #                then resumed at lr 5e-5 to step 10,135        24.35 dB
+    python -m difai_jax.train --config configs/toy_psp.py --workdir runs/toy_psp_10 \
+        --config.pretrained.init_from=runs/toy_psp_9 --config.train.num_steps.psp=4759 \
+        --config.psp_train.lambda_wnorm=0.001 --config.psp_train.lr=0.0002
+    python -m difai_jax.train --config configs/toy_psp.py --workdir runs/toy_psp_10 \
+        --config.pretrained.init_from=runs/toy_psp_9 --config.train.num_steps.psp=10135 \
         --config.psp_train.lambda_wnorm=0.001 --config.psp_train.lr=0.00005
 
 Phase 4's weaker w-norm pull (pSp's 0.005 below) let the codes leave latent_avg (w-norm 11 ->
 16) and bought most of the gain: +0.6 dB in 1,000 steps, where phase 3 had gained 0.3 in 3,900.
 
-Where its 23.74 dB stops (stop 36; all against the 285 kimg generator, 256 test faces):
+Where phase 8's 23.74 dB stopped (stop 36; all against the 285 kimg generator, 256 test faces):
 - Not over-fitting: the same encoder scores 23.78 / 23.77 / 23.74 dB on train faces 0-255,
   1000-1255 and the test faces.
 - Not the loss: 3,000 more steps at lr 1e-4, w-norm 0.001 with the perceptual term (0.1) reach
