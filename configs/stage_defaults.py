@@ -59,6 +59,10 @@ def psp() -> ml_collections.ConfigDict:
   c.block_width = 32
   c.coarse_ind = 3                        # pSp: styles 0-2 read c3, 3-6 p2, the rest p1
   c.middle_ind = 7
+  # ReStyle's iterative refinement (an extension, not pSp's or DiFAI's): this many passes of a
+  # second encoder that reads the image and the current reconstruction and adds a residual to
+  # the codes. 0 = pSp's single pass (converted pSp weights always have 0).
+  c.restyle_iterations = 0
   return c
 
 
@@ -80,6 +84,8 @@ def psp_train() -> ml_collections.ConfigDict:
   c.randomize_noise = True                # pSp's forward default while training
   c.latent_avg_samples = 100_000          # pSp: mean_latent(int(1e5))
   c.ema_decay = 0.0                       # pSp keeps no EMA of the encoder
+  # With psp.restyle_iterations: the ReStyle encoder's Adam learning rate (0: lr above).
+  c.restyle_lr = 0.0
   return c
 
 

@@ -319,3 +319,51 @@ def test_key_map_covers_ir_se50_backbone(lazy_layout_changes):
                         jax.ShapeDtypeStruct((1, 256, 256, 3), jnp.float32))
   for col in ("params", "batch_stats"):
     torch_io.check_shapes(variables[col], full[col]["backbone"])
+
+
+# ---- ReStyle passes (this project's extension; converted pSps have none) ----
+
+def test_restyle_starts_at_the_encoder_and_adds_residuals_of_the_reconstruction(converted, io):
+  """``restyle_from_encoder`` makes a refiner whose first features are the encoder's features of
+  (image - reconstruction) and whose residual codes are exactly zero, so the passes start where
+  pSp stops; with non-zero heads, every pass adds restyle([image, previous reconstruction])."""
+  config, variables, module = converted
+  refined = psp.from_config({**config, "restyle_iterations": 2})
+  restyle = psp.restyle_from_encoder(variables["params"]["encoder"],
+                                     variables["batch_stats"]["encoder"])
+  with_restyle = {**variables, "params": {**variables["params"], "restyle": restyle[0]},
+                  "batch_stats": {**variables["batch_stats"], "restyle": restyle[1]}}
+  x = jnp.asarray(_nhwc(io["input"]))
+  encode = jax.jit(lambda m, v: m.apply(v, x, method="encode"), static_argnums=0)
+  np.testing.assert_array_equal(np.asarray(encode(refined, with_restyle)),
+                                np.asarray(encode(module, variables)))
+
+  y = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, x.shape), jnp.float32)
+  backbone = psp.IRBackbone(module.encoder.unit_counts, module.encoder.widths,
+                            module.encoder.input_width, module.encoder.mode)
+  feats = lambda part, inp: backbone.apply(
+      {"params": with_restyle["params"][part]["backbone"],
+       "batch_stats": with_restyle["batch_stats"][part]["backbone"]}, inp)[-1]
+  np.testing.assert_allclose(np.asarray(feats("restyle", jnp.concatenate([x, y], -1))),
+                             np.asarray(feats("encoder", x - y)), atol=1e-4)
+
+  rng = np.random.default_rng(1)   # non-zero style linears: the passes move
+  heads = {k: dict(v, linear=jax.tree.map(
+      lambda a: jnp.asarray(0.1 * rng.standard_normal(a.shape), jnp.float32), v["linear"]))
+           if k.startswith("styles_") else v for k, v in restyle[0].items()}
+  moved = {**with_restyle, "params": {**with_restyle["params"], "restyle": heads}}
+  codes, recons = refined.apply(moved, x, method="encode_passes")
+  assert len(codes) == 3 and len(recons) == 2 and recons[0].shape == x.shape
+  alone = psp.GradualStyleEncoder(**{f: getattr(module.encoder, f) for f in psp._ENCODER_FIELDS})
+  avg = variables["constants"]["latent_avg"][None]
+  for t in range(2):
+    recon = module.apply(variables, codes[t] + avg, method="decode", return_latents=False)
+    np.testing.assert_allclose(np.asarray(recons[t]), np.asarray(recon), atol=1e-5)
+    step = alone.apply({"params": heads, "batch_stats": restyle[1]},
+                       jnp.concatenate([x, recon], -1))
+    np.testing.assert_allclose(np.asarray(codes[t + 1] - codes[t]), np.asarray(step), atol=1e-4)
+    assert np.abs(np.asarray(step)).max() > 1e-2
+  np.testing.assert_allclose(np.asarray(refined.apply(moved, x, method="encode")),
+                             np.asarray(codes[-1] + avg), atol=1e-6)
+  with pytest.raises(ValueError, match="restyle_iterations must be >= 0"):
+    psp.from_config({**config, "restyle_iterations": -1}).apply(variables, x, method="encode")

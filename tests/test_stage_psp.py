@@ -231,3 +231,44 @@ def test_workdir_of_eb09f1e_resumes_and_exports(setup, tmp_path):
   moved = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state["params"]),
                                                      jax.tree.leaves(params))]
   assert any(moved)
+
+
+def test_restyle_run_trains_both_encoders_exports_and_warm_starts(setup, tmp_path):
+  """``psp.restyle_iterations``: the state holds the encoder and a ``restyle`` encoder (started
+  from it, its own learning rate); the export carries both and reconstructs as the stage does;
+  ``init_from`` continues both, and refuses a ReStyle pSp for a single-pass config."""
+  config = ml_collections.ConfigDict(setup["config"].to_dict())
+  config.psp.restyle_iterations = 2
+  config.psp_train.lr = 1e-4
+  config.psp_train.restyle_lr = 3e-3
+  config.train.sample_every = 0
+  workdir = str(tmp_path / "restyle")
+  _run(config, workdir, 3)
+  params, cols = checkpoints.load_stage_params(workdir)
+  assert sorted(params) == ["encoder", "restyle"] and sorted(cols["batch_stats"]) == sorted(params)
+  linear = params["restyle"]["styles_0"]["linear"]["kernel"]
+  # Adam moves each weight by about its learning rate per step: 3 steps at 3e-3 (restyle).
+  assert 3e-3 < np.abs(linear).max() <= 3 * 3e-3 * 1.01
+  stage = stages.build("psp", config, workdir, {})
+  fresh = stage.init(steps.prng_key(0))
+  moved = np.abs(params["encoder"]["styles_0"]["linear"]["kernel"]
+                 - np.asarray(fresh.params["encoder"]["styles_0"]["linear"]["kernel"])).max()
+  assert 1e-5 < moved <= 3 * 1e-4 * 1.01   # the encoder at its own, smaller rate
+
+  out = str(tmp_path / "exported")
+  assert export.export(workdir, out)["restyle_iterations"] == 2
+  module, variables = pretrained.load(out)
+  assert module.restyle_iterations == 2
+  images = setup["batch"]["image"]
+  own = psp_stage.reconstruct(psp_lib.from_config(stage.architecture["psp"]),
+                              psp_stage.psp_variables(params, cols, stage.frozen["psp"]), images)
+  np.testing.assert_array_equal(np.asarray(psp_stage.reconstruct(module, variables, images)),
+                                np.asarray(own))
+
+  config.pretrained.init_from = out
+  warm = stages.build("psp", config, str(tmp_path / "warm"), {}).init(steps.prng_key(7))
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(warm.params), params)
+  single = ml_collections.ConfigDict(config.to_dict())
+  single.psp.restyle_iterations = 0
+  with pytest.raises(ValueError, match="has ReStyle passes"):
+    stages.build("psp", single, str(tmp_path / "single"), {}).init(steps.prng_key(7))

@@ -29,7 +29,12 @@ Variables of :class:`PSP` (what ``weights_conversion.psp`` writes):
 * ``params/decoder/...`` and ``noises/decoder/...``: the StyleGAN2 generator
   (``difai_jax.models.stylegan2``);
 * ``constants/latent_avg`` (n_styles, style_dim): the average W+ code pSp adds to the encoder
-  output (``start_from_latent_avg``). It is not a trainable parameter, as in pSp.
+  output (``start_from_latent_avg``). It is not a trainable parameter, as in pSp;
+* ``params/restyle/...``, ``batch_stats/restyle/...``: only with ``restyle_iterations`` > 0, a
+  second GradualStyleEncoder of the encoder's architecture that reads 6 channels (the image and
+  the current reconstruction) and returns a code residual: ReStyle's iterative refinement
+  (Alaluf et al. 2021), an extension this project adds; pSp itself (and every converted pSp)
+  has ``restyle_iterations = 0``.
 
 BatchNorm: eps 1e-5, torch momentum 0.1 (flax ``momentum=0.9``); inference uses the stored
 running statistics, ``train=True`` uses batch statistics and updates ``batch_stats`` (pass
@@ -330,12 +335,15 @@ class PSP(nn.Module):
     start_from_latent_avg: add ``constants/latent_avg`` to the encoder output (pSp's option).
     input_size: side of the images the encoder expects (256 for pSp).
     pool_size: side of pSp's ``face_pool`` (``AdaptiveAvgPool2d``) applied when ``resize``.
+    restyle_iterations: refinement passes after the encoder's (ReStyle; 0 = pSp), each one
+      decode plus one pass of the ``restyle`` encoder (:meth:`encode_passes`).
   """
   encoder: GradualStyleEncoder
   decoder: stylegan2.Generator
   start_from_latent_avg: bool = True
   input_size: int = 256
   pool_size: int = 256
+  restyle_iterations: int = 0
 
   def setup(self):
     if self.encoder.n_styles != self.decoder.n_latent:
@@ -347,20 +355,50 @@ class PSP(nn.Module):
     self.latent_avg = self.variable(
         "constants", "latent_avg", jnp.zeros, (self.encoder.n_styles, self.encoder.style_dim),
         jnp.float32)
+    if self.restyle_iterations < 0:
+      raise ValueError(f"restyle_iterations must be >= 0, got {self.restyle_iterations}")
+    if self.restyle_iterations:
+      self.restyle = GradualStyleEncoder(
+          dtype=self.encoder.dtype, **{f: getattr(self.encoder, f) for f in _ENCODER_FIELDS})
 
   def encode(self, images, *, train: bool = False, add_latent_avg: bool = True):
     """Images (N, input_size, input_size, C) in [-1, 1] -> W+ codes (N, n_styles, style_dim).
 
     ``latent_avg`` is added when ``start_from_latent_avg`` and ``add_latent_avg`` (the codes the
-    decoder takes); ``add_latent_avg=False`` gives the encoder's raw output.
+    decoder takes); ``add_latent_avg=False`` gives the encoder's raw output (with
+    ``restyle_iterations``, plus the residuals of the passes, :meth:`encode_passes`).
+    """
+    codes, _ = self.encode_passes(images, train=train)
+    codes = codes[-1]
+    if self.start_from_latent_avg and add_latent_avg:
+      codes = codes + self.latent_avg.value[None]
+    return codes
+
+  def encode_passes(self, images, *, train: bool = False, randomize_noise: bool = False,
+                    noise=None):
+    """ReStyle's iterative refinement: ``(codes, images)``, the codes of every pass (without
+    ``latent_avg``) and the pooled reconstruction of each code but the last.
+
+    Pass 0 is pSp's encoder; pass ``t`` adds ``restyle([images, reconstruction t-1])`` to the
+    previous codes. The reconstruction fed forward is a constant (gradients reach the passes
+    through their own codes only, as in ReStyle's per-step backward). Without
+    ``restyle_iterations`` this is ``([encoder(images)], [])``.
     """
     if images.ndim != 4 or images.shape[1:3] != (self.input_size, self.input_size):
       raise ValueError(f"pSp expects NHWC images of {self.input_size}x{self.input_size} "
                        f"(resize them first), got shape {images.shape}")
-    codes = self.encoder(images, train)
-    if self.start_from_latent_avg and add_latent_avg:
-      codes = codes + self.latent_avg.value[None]
-    return codes
+    codes, recons = [self.encoder(images, train)], []
+    offset = self.latent_avg.value[None] if self.start_from_latent_avg else 0.0
+    for _ in range(self.restyle_iterations):
+      recon = self.decode(codes[-1] + offset, randomize_noise=randomize_noise, noise=noise,
+                          return_latents=False)
+      recons.append(recon)
+      current = jax.lax.stop_gradient(recon)
+      if current.shape[1:3] != images.shape[1:3]:
+        current = jax.image.resize(current, images.shape[:3] + (current.shape[-1],), "linear")
+      feedback = jnp.concatenate([images, current.astype(images.dtype)], axis=-1)
+      codes.append(codes[-1] + self.restyle(feedback, train))
+    return codes, recons
 
   def decode(self, codes, *, resize: bool = True, randomize_noise: bool = False,
              return_latents: bool = True, noise=None, stop_at: int | None = None):
@@ -419,12 +457,12 @@ def from_config(config: dict) -> PSP:
 
   Config fields: ``encoder`` (GradualStyleEncoder fields), ``decoder`` (stylegan2 config, as
   ``weights_conversion.stylegan2`` writes it), ``start_from_latent_avg``, ``input_size``,
-  ``pool_size``.
+  ``pool_size``, ``restyle_iterations`` (optional, 0: pSp's single pass).
   """
   config = dict(config)
   config.pop("kind", None)
   unknown = set(config) - {"encoder", "decoder", "start_from_latent_avg", "input_size",
-                           "pool_size"}
+                           "pool_size", "restyle_iterations"}
   if unknown:
     raise ValueError(f"unknown psp config fields: {sorted(unknown)}")
   if "encoder" not in config or "decoder" not in config:
@@ -434,7 +472,8 @@ def from_config(config: dict) -> PSP:
              decoder=stylegan2.from_config(decoder_config),
              start_from_latent_avg=bool(config.get("start_from_latent_avg", True)),
              input_size=int(config.get("input_size", 256)),
-             pool_size=int(config.get("pool_size", 256)))
+             pool_size=int(config.get("pool_size", 256)),
+             restyle_iterations=int(config.get("restyle_iterations", 0)))
 
 
 def backbone_from_config(config: dict) -> IRBackbone:
@@ -460,6 +499,26 @@ def init_encoder_from_backbone(psp_variables: dict, backbone_variables: dict) ->
     out[col] = dict(psp_variables[col], encoder=dict(psp_variables[col]["encoder"],
                                                       backbone=src))
   return out
+
+
+def restyle_from_encoder(encoder_params, encoder_batch_stats):
+  """(params, batch_stats) that start a ``restyle`` encoder from a trained pSp encoder.
+
+  The body, pyramid and style convs are the encoder's; the input conv reads the image with the
+  encoder's kernel and the reconstruction with its negative, so that the first features are the
+  encoder's features of the residual (image - reconstruction); every style block's final linear
+  is zero, so that the residual codes, and with them the refinement, start at exactly zero.
+  """
+  params = jax.tree.map(jnp.asarray, encoder_params)
+  kernel = params["backbone"]["input_conv"]["kernel"]
+  backbone = dict(params["backbone"], input_conv={
+      "kernel": jnp.concatenate([kernel, -kernel], axis=2)})
+  params = dict(params, backbone=backbone)
+  for name in params:
+    if name.startswith("styles_"):
+      params[name] = dict(params[name], linear=jax.tree.map(jnp.zeros_like,
+                                                             params[name]["linear"]))
+  return params, jax.tree.map(jnp.asarray, encoder_batch_stats)
 
 
 def decoder_fingerprint(variables) -> str:

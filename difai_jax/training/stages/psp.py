@@ -120,9 +120,13 @@ def encoder_config(config: ml_collections.ConfigDict, decoder_config: Mapping) -
 def psp_config(config: ml_collections.ConfigDict, decoder_config: Mapping) -> dict:
   """The fields of a kind-``psp`` config.json (as ``weights_conversion.psp`` writes them)."""
   size = int(config.image_size)
-  return {"encoder": encoder_config(config, decoder_config),
-          "decoder": json_ready(decoder_config), "start_from_latent_avg": True,
-          "input_size": size, "pool_size": size}
+  out = {"encoder": encoder_config(config, decoder_config),
+         "decoder": json_ready(decoder_config), "start_from_latent_avg": True,
+         "input_size": size, "pool_size": size}
+  iterations = int(config.psp.get("restyle_iterations", 0))
+  if iterations:   # only then: workdirs and exports of single-pass runs keep their architecture
+    out["restyle_iterations"] = iterations
+  return out
 
 
 def json_ready(tree):
@@ -201,10 +205,16 @@ def frozen_variables(decoder: stylegan2.Generator, decoder_variables, latent_avg
                                                                    latent_avg.shape[-1])).copy()}}
 
 
-def psp_variables(encoder_params, collections, frozen) -> dict:
-  """The PSP's variables: the trained encoder's params and ``collections`` (its batch
-  statistics) with the :func:`frozen_variables`."""
-  return {**frozen, **collections, "params": {"encoder": encoder_params, **frozen["params"]}}
+def trained_params(params) -> dict:
+  """The PSP's trained ``params`` by submodule. The train state holds the encoder's params
+  alone (pSp; every workdir before ReStyle) or ``{"encoder": ..., "restyle": ...}``."""
+  return dict(params) if "restyle" in params else {"encoder": params}
+
+
+def psp_variables(params, collections, frozen) -> dict:
+  """The PSP's variables: the trained params (:func:`trained_params`) and ``collections``
+  (their batch statistics) with the :func:`frozen_variables`."""
+  return {**frozen, **collections, "params": {**trained_params(params), **frozen["params"]}}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -295,7 +305,13 @@ def w_norm(codes: jax.Array) -> jax.Array:
 
 def loss_terms(psp: psp_lib.PSP, variables, images, rng, *, perceptual: Perceptual,
                perceptual_variables, recipe: Recipe, train: bool = True):
-  """(total, terms, reconstruction, updated batch_stats) of pSp's loss on ``images``."""
+  """(total, terms, reconstruction, updated batch_stats) of pSp's loss on ``images``; with
+  ReStyle passes, each term is the mean over the passes' reconstructions (ReStyle's loss at
+  every step) and the w-norm is the final codes'."""
+  if psp.restyle_iterations:
+    return _restyle_loss_terms(psp, variables, images, rng, perceptual=perceptual,
+                               perceptual_variables=perceptual_variables, recipe=recipe,
+                               train=train)
   codes = psp.apply(variables, images, train=train, add_latent_avg=False, method="encode",
                     mutable=["batch_stats"] if train else False)
   codes, updated = codes if train else (codes, {})
@@ -308,6 +324,28 @@ def loss_terms(psp: psp_lib.PSP, variables, images, rng, *, perceptual: Perceptu
     terms["perceptual"] = jnp.mean(perceptual.distance(perceptual_variables, recon, images))
     total = total + recipe.lambda_perceptual * terms["perceptual"]
   return total, terms, recon, updated
+
+
+def _restyle_loss_terms(psp: psp_lib.PSP, variables, images, rng, *, perceptual: Perceptual,
+                        perceptual_variables, recipe: Recipe, train: bool):
+  """:func:`loss_terms` of a pSp with ReStyle passes (every pass decoded with its own noise)."""
+  rng_passes, rng_last = jax.random.split(rng)
+  out = psp.apply(variables, images, train=train, randomize_noise=recipe.randomize_noise,
+                  method="encode_passes", rngs={"noise": rng_passes},
+                  mutable=["batch_stats"] if train else False)
+  (codes, recons), updated = out if train else (out, {})
+  latents = codes[-1] + variables["constants"]["latent_avg"][None]
+  recons = recons + [psp.apply(variables, latents, randomize_noise=recipe.randomize_noise,
+                               return_latents=False, rngs={"noise": rng_last}, method="decode")]
+  mean = lambda f: sum(jnp.mean(f(r)) for r in recons) / len(recons)
+  terms = {"l2": mean(lambda r: jnp.square(r - images)), "w_norm": w_norm(codes[-1]),
+           "l2_first": jnp.mean(jnp.square(recons[0] - images)),
+           "l2_last": jnp.mean(jnp.square(recons[-1] - images))}
+  total = recipe.lambda_l2 * terms["l2"] + recipe.lambda_wnorm * terms["w_norm"]
+  if perceptual.distance is not None and recipe.lambda_perceptual:
+    terms["perceptual"] = mean(lambda r: perceptual.distance(perceptual_variables, r, images))
+    total = total + recipe.lambda_perceptual * terms["perceptual"]
+  return total, terms, recons[-1], updated
 
 
 def train_step(state: steps.TrainState, batch, frozen, rng, *, psp: psp_lib.PSP,
@@ -332,19 +370,37 @@ def train_step(state: steps.TrainState, batch, frozen, rng, *, psp: psp_lib.PSP,
 
 
 def init_state(rng, *, psp: psp_lib.PSP, tx, use_ema: bool) -> steps.TrainState:
-  """Fresh encoder params (random, as pSp without the ArcFace backbone) and Adam state."""
+  """Fresh encoder params (random, as pSp without the ArcFace backbone) and Adam state; with
+  ReStyle passes, a ``restyle`` encoder started from it (``psp_lib.restyle_from_encoder``)."""
   size = psp.input_size
   enc = dict(psp.encoder.init(rng, jnp.zeros((1, size, size, 3))))
-  params = enc.pop("params")
+  return state_of(enc.pop("params"), enc.pop("batch_stats"), psp=psp, tx=tx, use_ema=use_ema)
+
+
+def state_of(params, batch_stats, *, psp: psp_lib.PSP, tx, use_ema: bool) -> steps.TrainState:
+  """A fresh train state (step 0, new Adam) of encoder ``params`` / ``batch_stats`` (or both
+  submodules' as ``{"encoder": ..., "restyle": ...}``): a ``restyle`` encoder the config asks
+  for and the source lacks starts from the encoder; one the source has and the config does not
+  ask for is refused."""
+  params, batch_stats = jax.tree.map(jnp.asarray, (params, batch_stats))
+  if "restyle" in params and not psp.restyle_iterations:
+    raise ValueError("the pSp to start from has ReStyle passes (a 'restyle' encoder) but this "
+                     "config has psp.restyle_iterations = 0")
+  if psp.restyle_iterations and "restyle" not in params:
+    restyle = psp_lib.restyle_from_encoder(params, batch_stats)
+    params, batch_stats = ({"encoder": params, "restyle": restyle[0]},
+                           {"encoder": batch_stats, "restyle": restyle[1]})
+  if "restyle" not in params:
+    batch_stats = {"encoder": batch_stats}
   return steps.TrainState(
-      step=jnp.zeros((), jnp.int32), params=params,
-      collections={"batch_stats": {"encoder": enc.pop("batch_stats")}},
+      step=jnp.zeros((), jnp.int32), params=params, collections={"batch_stats": batch_stats},
       opt_state=tx.init(params), ema_params=jax.tree.map(jnp.copy, params) if use_ema else None)
 
 
 def load_encoder(source: str):
   """(encoder params, encoder batch statistics) of a trained pSp: an exported directory of kind
-  ``psp`` (or a shipped short name such as ``toy-psp``), or a pSp run's workdir."""
+  ``psp`` (or a shipped short name such as ``toy-psp``), or a pSp run's workdir. A pSp with
+  ReStyle passes gives both trees as ``{"encoder": ..., "restyle": ...}``."""
   directory = pretrained.resolve(source)
   if os.path.isfile(os.path.join(directory, "config.json")):
     kind = pretrained.read_config(directory).get("kind")
@@ -352,6 +408,9 @@ def load_encoder(source: str):
       raise ValueError(f"pretrained.init_from={source!r} holds a '{kind}' model, not a psp "
                        "encoder")
     _, variables = pretrained.load(directory)
+    if "restyle" in variables["params"]:
+      parts = ("encoder", "restyle")
+      return tuple({k: variables[c][k] for k in parts} for c in ("params", "batch_stats"))
     return variables["params"]["encoder"], variables["batch_stats"]["encoder"]
   try:
     stage_dir = checkpoints.find_stage_dir(directory, "psp")
@@ -359,10 +418,11 @@ def load_encoder(source: str):
     raise FileNotFoundError(f"pretrained.init_from={source!r}: neither an exported psp "
                             f"directory (config.json) nor a psp run's workdir ({e})") from None
   params, collections = checkpoints.load_stage_params(stage_dir)
-  return params, collections["batch_stats"]["encoder"]
+  stats = collections["batch_stats"]
+  return params, stats if "restyle" in params else stats["encoder"]
 
 
-def warm_started(init, source: str, *, tx):
+def warm_started(init, source: str, *, psp: psp_lib.PSP, tx):
   """``init`` whose encoder (weights and BatchNorm running statistics) starts from the trained
   pSp ``source`` (:func:`load_encoder`); the frozen decoder and ``latent_avg`` stay this
   config's, the optimizer starts fresh. Only a new run calls ``init``: a resumed one restores
@@ -373,17 +433,28 @@ def warm_started(init, source: str, *, tx):
   def warm(rng):
     state = init(rng)
     shapes = lambda t: jax.tree.map(lambda x: (tuple(x.shape), str(x.dtype)), t)
-    fresh = (state.params, state.collections["batch_stats"]["encoder"])
-    if shapes(fresh) != shapes((params, batch_stats)):
+    try:
+      new = state_of(params, batch_stats, psp=psp, tx=tx, use_ema=state.ema_params is not None)
+    except ValueError as e:
+      raise ValueError(f"pretrained.init_from={source!r}: {e}") from None
+    if shapes((new.params, new.collections)) != shapes((state.params, state.collections)):
       raise ValueError(f"pretrained.init_from={source!r}: its encoder does not have this "
                        "config's architecture (psp widths, unit counts, block width, the number "
                        "of styles and style_dim of the frozen StyleGAN2)")
-    new_params = jax.tree.map(jnp.asarray, params)
-    collections = {"batch_stats": {"encoder": jax.tree.map(jnp.asarray, batch_stats)}}
-    ema = None if state.ema_params is None else jax.tree.map(jnp.copy, new_params)
-    return state.replace(params=new_params, collections=collections,
-                         opt_state=tx.init(new_params), ema_params=ema)
+    return new
   return warm
+
+
+def optimizer(t: ml_collections.ConfigDict, psp: psp_lib.PSP) -> optax.GradientTransformation:
+  """Adam at ``psp_train.lr``; with ReStyle passes, the ``restyle`` encoder at its own
+  ``psp_train.restyle_lr`` (0: the same), so that a new refiner can learn fast on top of a
+  trained encoder that is only fine-tuned."""
+  adam = lambda lr: optax.adam(float(lr), b1=float(t.b1), b2=float(t.b2))
+  restyle_lr = float(t.get("restyle_lr", 0.0)) or float(t.lr)
+  if not psp.restyle_iterations or restyle_lr == float(t.lr):
+    return adam(t.lr)
+  return optax.multi_transform({"encoder": adam(t.lr), "restyle": adam(restyle_lr)},
+                               {"encoder": "encoder", "restyle": "restyle"})
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -412,11 +483,11 @@ def build(config, workdir: str, previous) -> Stage:
   perceptual, perceptual_variables = load_perceptual(str(t.perceptual),
                                                      tuple(t.ms_ssim_weights))
   frozen = _frozen(config, psp, decoder_variables)
-  tx = optax.adam(float(t.lr), b1=float(t.b1), b2=float(t.b2))
+  tx = optimizer(t, psp)
   init = functools.partial(init_state, psp=psp, tx=tx, use_ema=architecture["ema"])
   source = (config.get("pretrained") or {}).get("init_from", "")
   if source:
-    init = warm_started(init, source, tx=tx)
+    init = warm_started(init, source, psp=psp, tx=tx)
   step = functools.partial(train_step, psp=psp, perceptual=perceptual, tx=tx, recipe=recipe)
 
   def preview(params, collections, frozen, batch):
@@ -431,7 +502,8 @@ def build(config, workdir: str, previous) -> Stage:
 
   def describe(state) -> str:
     count = parameter_count(state.params)
-    return (f"encoder {count:,} parameters ({psp.encoder.n_styles} styles of "
+    passes = (f"; {psp.restyle_iterations} ReStyle passes" if psp.restyle_iterations else "")
+    return (f"encoder {count:,} parameters{passes} ({psp.encoder.n_styles} styles of "
             f"{psp.encoder.style_dim}); frozen {size} px StyleGAN2; perceptual term: "
             f"{perceptual.kind}; identity loss: none (no ArcFace weights)")
 
