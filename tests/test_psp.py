@@ -365,5 +365,7 @@ def test_restyle_starts_at_the_encoder_and_adds_residuals_of_the_reconstruction(
     assert np.abs(np.asarray(step)).max() > 1e-2
   np.testing.assert_allclose(np.asarray(refined.apply(moved, x, method="encode")),
                              np.asarray(codes[-1] + avg), atol=1e-6)
+  # Same decoder, same meaning of W+: DiFAI checkpoints and SeFa directions keep applying.
+  assert psp.decoder_fingerprint(moved) == psp.decoder_fingerprint(variables)
   with pytest.raises(ValueError, match="restyle_iterations must be >= 0"):
     psp.from_config({**config, "restyle_iterations": -1}).apply(variables, x, method="encode")

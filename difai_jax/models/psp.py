@@ -522,7 +522,7 @@ def restyle_from_encoder(encoder_params, encoder_batch_stats):
 
 
 def decoder_fingerprint(variables) -> str:
-  """``nn.fingerprint`` of a pSp's variables less its encoder: the StyleGAN2 decoder, its
-  noises and latent_avg, what its W+ codes (and SeFa directions) mean."""
-  return fingerprint({name: {k: v for k, v in tree.items() if k != "encoder"}
+  """``nn.fingerprint`` of a pSp's variables less its encoders (and ReStyle's): the StyleGAN2
+  decoder, its noises and latent_avg, what its W+ codes (and SeFa directions) mean."""
+  return fingerprint({name: {k: v for k, v in tree.items() if k not in ("encoder", "restyle")}
                       for name, tree in variables.items()})
