@@ -269,6 +269,15 @@ def test_attribute_frequencies_average_the_recognizers_softmax_over_train_faces(
     expected = np.asarray(jax.nn.softmax(logits[name], axis=-1)).mean(axis=0)
     np.testing.assert_allclose(np.asarray(value), expected, rtol=1e-5, atol=1e-6)
     assert float(np.sum(value)) == pytest.approx(1.0, abs=1e-5)
+  # A temperature divides the logits: as it falls the means go to the argmax frequencies.
+  sharp = stage_lib.attribute_frequencies(module, variables, config.data, 32, 10, batch_size=4,
+                                          temperature=0.5)
+  labels = lambda name: np.bincount(np.argmax(logits[name], -1), minlength=logits[name].shape[1])
+  for name, value in sharp.items():
+    np.testing.assert_allclose(np.asarray(value), np.asarray(
+        jax.nn.softmax(logits[name] / 0.5, axis=-1)).mean(axis=0), rtol=1e-5, atol=1e-6)
+    cold = stage_lib.mean_softmax({name: logits[name]}, temperature=1e-3)[name]
+    np.testing.assert_allclose(np.asarray(cold), labels(name) / 10, atol=1e-4)
 
 
 def test_attribute_term_reaches_g_only_through_its_weight(compilation_cache):

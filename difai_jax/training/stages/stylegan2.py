@@ -29,6 +29,8 @@ Re-expresses the training loop of rosinality/stylegan2-pytorch (``train.py``) as
   the samples' softmax (``attribute_decay``, in ``GanState.aux``), and G descends
   ``sum 2 (running - target) * batch mean``: the gradient of the squared gap without the
   batch-variance term a squared batch mean would add (that term rewards ambiguous faces).
+  ``feature_d_attribute_temperature`` < 1 matches sharpened softmaxes instead, closer to the
+  frequencies of predicted labels (averaged softmaxes can agree while the labels do not).
   Needs ``feature_d``.
 
 The trained generator (EMA weights) is exported with :func:`export` as a converted directory
@@ -81,6 +83,7 @@ class Recipe:
   feature_r1: float = 1.0
   attribute_weight: float = 0.0
   attribute_decay: float = 0.98
+  attribute_temperature: float = 1.0
 
 
 def generator_config(c: ml_collections.ConfigDict) -> dict:
@@ -174,9 +177,11 @@ class FeatureCritic:
     return self.head.apply({"params": head_params}, embedding)
 
 
-def mean_softmax(logits: dict) -> dict:
-  """``{name: (C,)}``: each head's softmax averaged over the batch."""
-  return {name: jnp.mean(jax.nn.softmax(l.astype(jnp.float32), axis=-1), axis=0)
+def mean_softmax(logits: dict, temperature: float = 1.0) -> dict:
+  """``{name: (C,)}``: each head's softmax of ``logits / temperature`` averaged over the batch.
+  A temperature below 1 sharpens the softmax towards the one-hot argmax, so that the means
+  approach the frequencies of the predicted labels (what a judge counts)."""
+  return {name: jnp.mean(jax.nn.softmax(l.astype(jnp.float32) / temperature, axis=-1), axis=0)
           for name, l in logits.items()}
 
 
@@ -193,14 +198,16 @@ def attribute_surrogate(batch_means: dict, running: dict, target: dict) -> jax.A
 
 
 def attribute_frequencies(recognizer, variables, data_config, image_size: int,
-                          num_images: int, batch_size: int = 250) -> dict:
-  """The recognizer's softmax averaged over the first ``num_images`` training faces:
-  ``{attribute: (classes,) float32}``, the targets of the attribute-frequency term."""
+                          num_images: int, batch_size: int = 250,
+                          temperature: float = 1.0) -> dict:
+  """The recognizer's softmax (of logits / ``temperature``) averaged over the first
+  ``num_images`` training faces: ``{attribute: (classes,) float32}``, the targets of the
+  attribute-frequency term."""
   source = sources.make_source(data_config, "train", image_size, verbose=False)
   n = min(int(num_images), len(source))
   if n < 1:
     raise ValueError("stylegan2.feature_d_attribute_faces must be >= 1")
-  apply = jax.jit(lambda v, x: {k: jax.nn.softmax(l, axis=-1)
+  apply = jax.jit(lambda v, x: {k: jax.nn.softmax(l / temperature, axis=-1)
                                 for k, l in recognizer.apply(v, x)["logits"].items()})
   sums = None
   for start in range(0, n, batch_size):
@@ -352,7 +359,7 @@ def _recognizer_terms(fake, critic, frozen, head_params, running, recipe: Recipe
   feature_loss = jnp.mean(jax.nn.softplus(-critic.score(head_params, seen["embedding"])))
   if not recipe.attribute_weight:
     return feature_loss, jnp.zeros(()), {}
-  batch_means = mean_softmax(seen["logits"])
+  batch_means = mean_softmax(seen["logits"], recipe.attribute_temperature)
   surrogate = attribute_surrogate(batch_means, running, frozen["attribute_targets"])
   return feature_loss, surrogate, jax.lax.stop_gradient(batch_means)
 
@@ -491,7 +498,8 @@ def recipe_from_config(c: ml_collections.ConfigDict, batch_size: int) -> Recipe:
                 augment=tuple(c.augment), feature_weight=float(c.get("feature_d_weight", 1.0)),
                 feature_r1=float(c.get("feature_d_r1", 1.0)),
                 attribute_weight=float(c.get("feature_d_attributes", 0.0)),
-                attribute_decay=float(c.get("feature_d_attribute_decay", 0.98)))
+                attribute_decay=float(c.get("feature_d_attribute_decay", 0.98)),
+                attribute_temperature=float(c.get("feature_d_attribute_temperature", 1.0)))
 
 
 def build(config, workdir: str, previous) -> Stage:
@@ -511,7 +519,8 @@ def build(config, workdir: str, previous) -> Stage:
                        "recognizer whose attribute predictions it matches)")
     frozen["attribute_targets"] = attribute_frequencies(
         critic.recognizer, frozen["feature_net"], config.data, int(config.image_size),
-        int(c.get("feature_d_attribute_faces", 2000)))
+        int(c.get("feature_d_attribute_faces", 2000)),
+        temperature=recipe.attribute_temperature)
   init = functools.partial(init_state, generator=generator, discriminator=discriminator,
                            g_tx=g_tx, d_tx=d_tx, critic=critic,
                            attribute_targets=frozen.get("attribute_targets"))
