@@ -265,6 +265,10 @@ def test_restyle_run_trains_both_encoders_exports_and_warm_starts(setup, tmp_pat
   np.testing.assert_array_equal(np.asarray(psp_stage.reconstruct(module, variables, images)),
                                 np.asarray(own))
 
+  quality = psp_stage.reconstruction_quality(module, variables, data_config=config.data,
+                                             num_images=4, batch_size=4)
+  assert len(quality["psnr_passes"]) == 3 and quality["psnr_passes"][-1] == quality["psnr"]
+
   config.pretrained.init_from = out
   warm = stages.build("psp", config, str(tmp_path / "warm"), {}).init(steps.prng_key(7))
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(warm.params), params)

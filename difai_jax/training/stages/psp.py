@@ -464,6 +464,16 @@ def reconstruct(psp: psp_lib.PSP, variables, images) -> jax.Array:
   return psp.apply(variables, images, randomize_noise=False, return_latents=False)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def reconstruct_passes(psp: psp_lib.PSP, variables, images) -> list:
+  """:func:`reconstruct` after each pass of a pSp with ReStyle passes: the decoded codes of
+  pass 0 (pSp's encoder alone), 1, ..., ``restyle_iterations`` (the last is ``reconstruct``)."""
+  codes, _ = psp.apply(variables, images, method="encode_passes")
+  offset = variables["constants"]["latent_avg"][None] if psp.start_from_latent_avg else 0.0
+  return [psp.apply(variables, c + offset, return_latents=False, method="decode")
+          for c in codes]
+
+
 def build(config, workdir: str, previous) -> Stage:
   del workdir
   size = int(config.image_size)
@@ -558,7 +568,8 @@ def reconstruction_quality(module: psp_lib.PSP, variables, *, data_config=None,
   """Mean L2 and PSNR of pSp reconstructions of the first ``num_images`` test-split faces.
 
   ``l2``: mean squared error with images in [-1, 1] (pSp's ``loss_l2``); ``psnr``: mean over
-  images of 10 log10(1 / MSE) with images in [0, 1], in dB. Images come from ``data_config``
+  images of 10 log10(1 / MSE) with images in [0, 1], in dB; with ReStyle passes also
+  ``psnr_passes``, the PSNR after each pass (pass 0: the encoder alone). Images come from ``data_config``
   (default: the toy faces) at the pSp's input size; reconstructions use the running BatchNorm
   statistics and the stored noise (pSp's inference).
   """
@@ -568,17 +579,27 @@ def reconstruction_quality(module: psp_lib.PSP, variables, *, data_config=None,
     data_config.verify_files = False
   source = sources.make_source(data_config, "test", module.input_size, verbose=False)
   n = min(int(num_images), len(source))
-  l2, psnr = [], []
+  mses = []   # (passes, images): the last row is the pSp's output
   for start in range(0, n, batch_size):
     images = np.stack([image_io.uint8_to_float(source[i])
                        for i in range(start, min(start + batch_size, n))])
-    recon = np.asarray(reconstruct(module, variables, jnp.asarray(images)))
-    if recon.shape != images.shape:   # pool_size != input_size: compare at the input size
-      recon = np.asarray(psp_lib.adaptive_avg_pool(jnp.asarray(recon), *images.shape[1:3]))
-    mse = np.mean(np.square(recon.astype(np.float64) - images), axis=(1, 2, 3))
-    l2.extend(mse)
-    psnr.extend(10.0 * np.log10(1.0 / np.maximum(mse / 4.0, 1e-12)))
-  return {"num_images": n, "l2": float(np.mean(l2)), "psnr": float(np.mean(psnr))}
+    recons = (reconstruct_passes(module, variables, jnp.asarray(images))
+              if module.restyle_iterations
+              else [reconstruct(module, variables, jnp.asarray(images))])
+    mses.append([_mse(recon, images) for recon in recons])
+  mse = np.concatenate(mses, axis=1)
+  psnr = 10.0 * np.log10(1.0 / np.maximum(mse / 4.0, 1e-12))
+  out = {"num_images": n, "l2": float(np.mean(mse[-1])), "psnr": float(np.mean(psnr[-1]))}
+  if module.restyle_iterations:
+    out["psnr_passes"] = [float(p) for p in psnr.mean(axis=1)]
+  return out
+
+
+def _mse(recon, images: np.ndarray) -> np.ndarray:
+  """Per-image mean squared error, compared at the images' size (pool_size != input_size)."""
+  if recon.shape != images.shape:
+    recon = psp_lib.adaptive_avg_pool(jnp.asarray(recon), *images.shape[1:3])
+  return np.mean(np.square(np.asarray(recon, np.float64) - images), axis=(1, 2, 3))
 
 
 SPEC = StageSpec(name="psp", build=build,
