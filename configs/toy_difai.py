@@ -16,6 +16,10 @@ The shipped checkpoint (difai_jax/assets/toy/difai) was made by these commands, 
         --config.train.num_steps.difai=2084
     # 4. inference-only copy (generator + coarse net + config + SeFa cache, 6.4 MB)
     python -m difai_jax.export --workdir runs/difai_890 --out difai_jax/assets/toy/difai
+    # 5. (stop 39) the pSp's phase 11 (two ReStyle passes on phase 10, same decoder) shipped as
+    #    toy-psp, and the generator paired with it without training: the copy's meta records
+    #    psp_trained_with (phase 10) and its provenance names the new toy-psp
+    python -m difai_jax.export --workdir <the copy of step 4> --out DIR --psp toy-psp
 
 (``init_from`` below names the shipped toy-difai: a new run continues the generator it ships.)
 The generator's history before step 3: 600 steps from random weights with SeFa degrees 4-8,

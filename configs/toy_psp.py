@@ -6,7 +6,7 @@
     python -m benchmarks.toy_quality --only_psp   # its reconstruction L2 / PSNR on 256 test faces
 
 The shipped one, against `toy-stylegan2-wide` as shipped now (890 kimg; the pSp export carries
-that decoder), in ten phases of batch 8 on 2 CPU cores, each continuing the previous one's
+that decoder), in eleven phases of batch 8 on 2 CPU cores, each continuing the previous one's
 encoder (``--config.pretrained.init_from=<previous>``; Adam's learning rate is constant, so a
 phase stopped with Ctrl-C equals one run with ``num_steps`` set where it stopped; a phase
 resumed in its own workdir with another ``psp_train.lr`` keeps its Adam state). Phases 1-5
@@ -33,6 +33,29 @@ trained against the same generator at 121 kimg, 6-8 at 285 kimg, 9 at 794 kimg, 
     python -m difai_jax.train --config configs/toy_psp.py --workdir runs/toy_psp_10 \
         --config.pretrained.init_from=runs/toy_psp_9 --config.train.num_steps.psp=10135 \
         --config.psp_train.lambda_wnorm=0.001 --config.psp_train.lr=0.00005
+    # -- phase 11 adds ReStyle passes (psp.restyle_iterations=2; see below), same generator --
+    # 11     7,327   init_from phase 10, restyle_iterations=2;    25.25 dB (after each pass:
+    #                encoder lr 5e-5, restyle_lr 5e-4 to step 721,  24.44 / 25.08 / 25.25)
+    #                then resumed at restyle_lr 1e-3
+    python -m difai_jax.train --config configs/toy_psp.py --workdir runs/toy_psp_11 \
+        --config.pretrained.init_from=runs/toy_psp_10 --config.psp.restyle_iterations=2 \
+        --config.psp_train.lambda_wnorm=0.001 --config.psp_train.lr=0.00005 \
+        --config.psp_train.restyle_lr=0.0005 --config.train.num_steps.psp=721
+    # then the same command with --config.psp_train.restyle_lr=0.001
+    #   --config.train.num_steps.psp=7327 (it resumes runs/toy_psp_11): 65 min in all,
+    #   1.5-2.2 steps/s
+
+ReStyle passes (Alaluf et al. 2021, "ReStyle: A Residual-Based StyleGAN Encoder via Iterative
+Refinement"; an extension: pSp and DiFAI encode in one pass). Phase 10's encoder stopped 7 dB
+below what Adam on W+ reaches from its codes (24.1 -> 31.6 dB on 64 faces), and only 10 such
+Adam steps give +1.7 dB: the single forward pass, not the generator, is the limit. A second
+encoder of the same architecture reads the face and the current reconstruction (6 channels) and
+adds a residual to the codes; two passes follow the encoder's. It starts as a copy of the trained
+encoder that sees (face - reconstruction) and whose style heads are zero, so the first step
+reconstructs exactly as phase 10; the encoder keeps training at 5e-5, the new one at its own
+rate (``psp_train.restyle_lr``). Every caller of ``encode`` (DiFAI's inversion of I_coarse
+included) gets the refined codes; the decoder, latent_avg and SeFa directions are unchanged, so
+the toy-difai trained against phase 10 loads against it (same decoder fingerprint).
 
 Phase 4's weaker w-norm pull (pSp's 0.005 below) let the codes leave latent_avg (w-norm 11 ->
 16) and bought most of the gain: +0.6 dB in 1,000 steps, where phase 3 had gained 0.3 in 3,900.

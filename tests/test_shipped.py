@@ -45,12 +45,13 @@ def test_toy_psp_pinned_and_reconstructs():
   faces = _faces()
   w_plus = np.asarray(module.apply(variables, jnp.asarray(faces), method="encode"))
   assert w_plus.shape == (2, 10, 128)               # the wide toy StyleGAN2's W+
-  np.testing.assert_allclose(w_plus[0, 0, :3], [0.22779003, 0.30703002, 0.44775504], atol=1e-4)
+  assert module.restyle_iterations == 2             # phase 11: two ReStyle passes
+  np.testing.assert_allclose(w_plus[0, 0, :3], [0.14237650, 0.54864627, 1.04177141], atol=1e-4)
   recon = module.apply(variables, jnp.asarray(faces))
   recon = np.asarray(recon[0] if isinstance(recon, tuple) else recon)
   error = float(np.abs(recon - faces).mean())
   print(f"toy pSp mean |reconstruction - face| on 2 test faces: {error:.4f}")
-  assert error == pytest.approx(0.07430028, abs=1e-4)
+  assert error == pytest.approx(0.06475609, abs=1e-4)
   # A reconstruction is closer to its own face than to the other one.
   other = float(np.abs(recon - faces[::-1]).mean())
   assert error < other
@@ -101,12 +102,12 @@ def test_toy_difai_inpaints_keeping_known_pixels():
                              [[-0.20274, -0.46591, -0.62963], [0.58922, 0.25696, 0.08955]],
                              atol=2e-4)
   np.testing.assert_allclose(completions[:, :, 45, 32], [
-      [[-0.09727, -0.45538, -0.55695], [0.50758, 0.29126, 0.07794]],
-      [[0.11115, -0.83231, -0.64083], [0.64517, 0.30041, 0.15177]],
-      [[-0.28183, -0.47105, -0.64095], [0.61302, 0.36570, 0.25017]],
-      [[0.21630, -0.54973, -0.63320], [0.65251, 0.05861, -0.27883]]], atol=2e-4)
+      [[-0.11894, -0.44844, -0.58782], [0.55759, 0.35581, 0.09076]],
+      [[0.03789, -0.84724, -0.71474], [0.73828, 0.44817, 0.23899]],
+      [[-0.24410, -0.47767, -0.64174], [0.66924, 0.37869, 0.26834]],
+      [[0.21766, -0.52389, -0.66550], [0.63923, 0.03962, -0.47385]]], atol=2e-4)
   hole_error = [float(np.abs(c - faces)[hole].mean()) for c in completions]
-  np.testing.assert_allclose(hole_error, [0.100339, 0.136480, 0.191245, 0.263218], atol=1e-4)
+  np.testing.assert_allclose(hole_error, [0.096567, 0.124076, 0.181880, 0.268406], atol=1e-4)
 
 
 def test_difai_run_exports_for_inference_only(tmp_path):
@@ -142,7 +143,11 @@ def test_difai_run_exports_for_inference_only(tmp_path):
   moved = str(tmp_path / "moved")
   export.export(pretrained.resolve("toy-difai"), moved, psp=copy)
   assert checkpoints.load_difai(moved).config.pretrained.psp == copy
-  assert "psp_trained_with" not in checkpoints.latest_meta(os.path.join(moved, "difai"))
+  shipped_meta = checkpoints.latest_meta(os.path.join(pretrained.resolve("toy-difai"), "difai"))
+  # (the shipped generator trained against phase 10 of toy-psp and is paired with phase 11)
+  assert shipped_meta["psp_trained_with"].startswith("toy-psp (fingerprint ")
+  moved_meta = checkpoints.latest_meta(os.path.join(moved, "difai"))
+  assert moved_meta["psp_trained_with"] == shipped_meta["psp_trained_with"]
   # ... pairs the generator with another encoder on the same decoder, saying so ...
   config = pretrained.read_config(copy)
   kind = config.pop("kind")
@@ -154,7 +159,21 @@ def test_difai_run_exports_for_inference_only(tmp_path):
   paired = str(tmp_path / "paired")
   export.export(pretrained.resolve("toy-difai"), paired, psp=reencoded)
   trained_with = checkpoints.latest_meta(os.path.join(paired, "difai"))["psp_trained_with"]
-  assert trained_with == f"toy-psp (fingerprint {fingerprint(pretrained.load(copy)[1])})"
+  assert trained_with == shipped_meta["psp_trained_with"]   # the generator's, kept
+  # A pSp its name loads no more (a directory updated in place) is known by its fingerprint:
+  # pairing a copy of ``moved`` (trained with ``copy`` by its record) after ``copy`` changed
+  # says what it trained with, though ``copy`` now loads other weights.
+  unrecorded = str(tmp_path / "unrecorded")
+  shutil.copytree(moved, unrecorded)
+  meta_path = os.path.join(unrecorded, "difai")
+  recorded_fingerprint = checkpoints.latest_meta(meta_path)["provenance"]["psp_fingerprint"]
+  shutil.rmtree(copy)
+  shutil.copytree(reencoded, copy)
+  repaired = str(tmp_path / "repaired")
+  export.export(unrecorded, repaired, psp=copy)
+  repaired_meta = checkpoints.latest_meta(os.path.join(repaired, "difai"))
+  assert repaired_meta["provenance"]["psp_fingerprint"] == fingerprint(
+      pretrained.load(copy)[1]) != recorded_fingerprint
   # the copy's record names the encoder it is paired with, so it loads without a warning
   record = checkpoints.latest_meta(os.path.join(paired, "difai"))["provenance"]
   assert record["psp"] == reencoded
@@ -194,6 +213,7 @@ def test_each_shipped_network_is_what_its_config_file_builds():
   assert _stored_config("toy-stylegan2") == stylegan2_stage.generator_config(narrow.stylegan2)
 
   psp_config = toy_psp.get_config()
+  psp_config.psp.restyle_iterations = 2   # phase 11's override (configs/toy_psp.py)
   decoder = _stored_config(psp_config.pretrained.stylegan2)
   assert _stored_config("toy-psp") == psp_stage.psp_config(psp_config, decoder)
 

@@ -32,23 +32,31 @@ from difai_jax.training import stages
 INFERENCE_STAGES = ("coarse", "difai")
 
 
-def _checked_psp(config: dict, psp: str) -> tuple[str | None, dict]:
+def _checked_psp(meta: dict, psp: str) -> tuple[str | None, dict]:
   """Refuses ``psp`` unless it decodes with the StyleGAN2 (and latent_avg) of the pSp the run
   was trained with: the generator's style images and SeFa directions come from that decoder.
 
+  The trained pSp is the one the run's provenance records (by fingerprint: its name may load
+  other weights by now, a shipped short name after an update), else the one its config names.
   Returns (the trained pSp's name and fingerprint when ``psp``'s encoder differs (a better
   inversion into the same W+ space, paired as ``--coarse`` pairs another coarse net), else
   None; ``psp``'s variables)."""
-  trained = checkpoints.load_pretrained(ml_collections.ConfigDict(config), "psp")[1]
   named = pretrained.load(psp)[1]
-  source = config["pretrained"].get("psp") or "a random pSp"
-  if psp_lib.decoder_fingerprint(trained) != psp_lib.decoder_fingerprint(named):
+  recorded = meta.get("provenance") or {}
+  if "psp_decoder_fingerprint" in recorded:
+    source, decoder = recorded["psp"], recorded["psp_decoder_fingerprint"]
+    trained_fingerprint = recorded["psp_fingerprint"]
+  else:
+    config = meta["config"]
+    trained = checkpoints.load_pretrained(ml_collections.ConfigDict(config), "psp")[1]
+    source = config["pretrained"].get("psp") or "a random pSp"
+    decoder, trained_fingerprint = psp_lib.decoder_fingerprint(trained), fingerprint(trained)
+  if decoder != psp_lib.decoder_fingerprint(named):
     raise ValueError(f"--psp {psp} does not decode with the StyleGAN2 of the pSp the run was "
                      f"trained with ({source}); an exported run may change pSp's encoder only")
-  trained_fingerprint = fingerprint(trained)
   if trained_fingerprint == fingerprint(named):
     return None, named
-  return f"{source} (fingerprint {trained_fingerprint})", named
+  return meta.get("psp_trained_with") or f"{source} (fingerprint {trained_fingerprint})", named
 
 
 def export_inference_run(workdir: str, out: str, use_ema: bool = True,
@@ -84,7 +92,7 @@ def export_inference_run(workdir: str, out: str, use_ema: bool = True,
     meta = {**source_meta, "inference_only": True}
     if psp is not None:
       if stage == "difai":
-        trained_with, psp_variables = _checked_psp(meta["config"], psp)
+        trained_with, psp_variables = _checked_psp(meta, psp)
         if trained_with is not None:
           meta["psp_trained_with"] = trained_with
           if "provenance" in meta:        # the copy is paired with this pSp on purpose

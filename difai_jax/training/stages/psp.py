@@ -569,9 +569,9 @@ def reconstruction_quality(module: psp_lib.PSP, variables, *, data_config=None,
 
   ``l2``: mean squared error with images in [-1, 1] (pSp's ``loss_l2``); ``psnr``: mean over
   images of 10 log10(1 / MSE) with images in [0, 1], in dB; with ReStyle passes also
-  ``psnr_passes``, the PSNR after each pass (pass 0: the encoder alone). Images come from ``data_config``
-  (default: the toy faces) at the pSp's input size; reconstructions use the running BatchNorm
-  statistics and the stored noise (pSp's inference).
+  ``psnr_passes``, the PSNR after each pass (pass 0: the encoder alone). Images come from
+  ``data_config`` (default: the toy faces) at the pSp's input size; reconstructions use the
+  running BatchNorm statistics and the stored noise (pSp's inference).
   """
   if data_config is None:
     data_config = data_config_lib.default_data_config()
