@@ -75,7 +75,8 @@ Where phase 8's 23.74 dB stopped (stop 36; all against the 285 kimg generator, 2
   psp.input_width=48`` (2.52 M; 25 min): +0.2 dB per step, about even per minute.
 (The previous toy-psp, against the narrow toy StyleGAN2: 18.9 dB.)
 (--config.pretrained.stylegan2=DIR trains against another converted generator;
---config.pretrained.init_from=toy-psp continues the shipped encoder.)
+--config.pretrained.init_from=toy-psp --config.psp.restyle_iterations=2 continues the shipped
+encoders.)
 
 pSp's ffhq_encode recipe (eladrich/pixel2style2pixel: L2 1.0, LPIPS 0.8, codes relative to
 latent_avg, frozen decoder, batch 8) with what this project can run without downloaded weights
