@@ -468,10 +468,10 @@ def reconstruct(psp: psp_lib.PSP, variables, images) -> jax.Array:
 def reconstruct_passes(psp: psp_lib.PSP, variables, images) -> list:
   """:func:`reconstruct` after each pass of a pSp with ReStyle passes: the decoded codes of
   pass 0 (pSp's encoder alone), 1, ..., ``restyle_iterations`` (the last is ``reconstruct``)."""
-  codes, _ = psp.apply(variables, images, method="encode_passes")
+  codes, recons = psp.apply(variables, images, method="encode_passes")   # passes 0..K-1
   offset = variables["constants"]["latent_avg"][None] if psp.start_from_latent_avg else 0.0
-  return [psp.apply(variables, c + offset, return_latents=False, method="decode")
-          for c in codes]
+  return recons + [psp.apply(variables, codes[-1] + offset, return_latents=False,
+                             method="decode")]
 
 
 def build(config, workdir: str, previous) -> Stage:
