@@ -5,6 +5,7 @@
     python -m benchmarks.toy_inpainting --psp runs/toy_psp_export  # another pSp (same decoder)
     python -m benchmarks.toy_inpainting --degree 3 --layers 4,5,6,7,8,9   # edits of some layers
     python -m benchmarks.toy_inpainting --edits labelled   # attribute directions from labels
+    python -m benchmarks.toy_inpainting --edits labelled --edit_search 0.5,1,2,3   # least edits
 
 Test-split toy faces (never trained on) with three mask families, each drawn from fixed seeds:
 (a) ``training``: the training masks (configs/demo.py's MaskSampler: strokes, 85 px-at-256
@@ -30,7 +31,11 @@ aligned), its error and how many of them differ from the truth in a reliable att
 directions of W+: the mean pSp codes of each class of an attribute over 3,000 train faces,
 from their true labels; an edit moves a code from its class's mean to another class's (chosen
 at random), and each image gets the K - 1 attributes whose change falls most inside its hole.
-Skin tone is left out (it recolours the whole hole).
+Skin tone is left out (it recolours the whole hole). ``--edit_search 0.5,1,2,3`` makes each of
+those edits as small as it can be: per image and attribute, the least of the listed strengths
+(and, at it, the target class that changes the hole least) at which the *training* recognizer
+(``toy-recognizer``; the judge that scores the result is never consulted) reads the completion
+as another class (:func:`minimal_edits`).
 
 Prints one JSON object; ``--grid`` writes rows of masked input / Telea / coarse / I_style /
 completions / ground truth for the first faces of each family.
@@ -238,6 +243,13 @@ class LabelledEdits:
                                            - self.means[attribute][c])
     return out
 
+  def ranked(self, masks: np.ndarray) -> np.ndarray:
+    """(N, A) indices into ``regions``: per image, the attributes by how much of their region
+    lies inside its hole (masks (N, H, W, 1), 1 = known), most first."""
+    hole = 1.0 - masks[..., 0]
+    inside = np.stack([(hole * r).sum(axis=(1, 2)) for r in self.regions.values()], axis=1)
+    return np.argsort(-inside, axis=1, kind="stable")
+
   def latents(self, w_plus: np.ndarray, masks: np.ndarray, count: int,
               rng: np.random.Generator) -> np.ndarray:
     """(1 + count, N, L, D): W+ and, per image, one edit of each of the ``count`` attributes
@@ -245,9 +257,7 @@ class LabelledEdits:
     names = list(self.regions)
     if count > len(names):
       raise ValueError(f"{count} edits asked; only {len(names)} attributes: {names}")
-    hole = 1.0 - masks[..., 0]
-    inside = np.stack([(hole * self.regions[a]).sum(axis=(1, 2)) for a in names], axis=1)
-    order = np.argsort(-inside, axis=1, kind="stable")
+    order = self.ranked(masks)
     out = [w_plus]
     for k in range(count):
       moved = np.empty_like(w_plus)
@@ -257,6 +267,80 @@ class LabelledEdits:
           moved[chosen] = self.move(attribute, w_plus[chosen], rng)
       out.append(moved)
     return np.stack(out)
+
+
+def minimal_edits(restyle, edits: LabelledEdits, recognizer, faces, masks, w_plus,
+                  base: np.ndarray, count: int, strengths: tuple[float, ...],
+                  chunk: int = 50) -> tuple[np.ndarray, np.ndarray]:
+  """(i_style, completions) (1 + count, N, ...): per image, the ``count`` attributes of
+  :meth:`LabelledEdits.latents`, each edited as little as the *training* recognizer
+  (``recognizer``, never the judge) needs to read the completion as changed in it.
+
+  ``strengths`` are tried in increasing order, each towards every other class of the
+  attribute; an image's edit stops at the first strength the recognizer reads as another class
+  of that attribute, keeping the target class whose completion moves least from completion 00
+  (``base`` (2, N, ...): its i_style and completion) in the hole. When no strength does, the
+  edit the recognizer is least sure keeps the image's class is kept."""
+  module, variables = recognizer
+  if count > len(edits.regions):
+    raise ValueError(f"{count} edits asked; only {len(edits.regions)} attributes")
+  order = edits.ranked(masks)[:, :count]                                  # (N, count)
+  before = toy.predict_attributes(module, variables, base[1])
+  styles = np.repeat(base[:1], 1 + count, axis=0)
+  completions = np.repeat(base[1:], 1 + count, axis=0)
+  for j, attribute in enumerate(edits.regions):
+    jobs = np.argwhere(order == j)                                        # (image, edit k)
+    column = before.names.index(attribute)
+    fallback = np.full(len(jobs), np.inf)
+    pending = np.arange(len(jobs))
+    for strength in sorted(strengths):
+      still = []
+      for s in range(0, len(pending), chunk):
+        part = pending[s:s + chunk]
+        idx = np.concatenate([jobs[part, 0], np.repeat(jobs[part[:1], 0], chunk - len(part))])
+        i_style, done, changed, cost, sure = _edit_candidates(
+            restyle, recognizer, edits, attribute, faces, masks, w_plus, base[1], idx,
+            before.labels[idx, column], strength)
+        for n, job in enumerate(part):
+          i, k = jobs[job]
+          if changed[:, n].any():
+            t = np.where(changed[:, n], cost[:, n], np.inf).argmin()
+          elif sure[:, n].min() < fallback[job]:
+            t = sure[:, n].argmin()
+            fallback[job] = sure[t, n]
+            still.append(job)
+          else:
+            still.append(job)
+            continue
+          styles[1 + k, i], completions[1 + k, i] = i_style[t, n], done[t, n]
+      pending = np.asarray(still, dtype=int)
+  return styles, completions
+
+
+def _edit_candidates(restyle, recognizer, edits: LabelledEdits, attribute: str, faces, masks,
+                     w_plus, base_done, idx, labels, strength: float):
+  """The edits of images ``idx`` towards each class of ``attribute`` at ``strength``:
+  (i_style, completions) (T, n, ...), whether the recognizer reads another class than
+  ``labels`` (T, n; never for the image's own class), the mean hole change from ``base_done``
+  (T, n) and the recognizer's confidence that the class is still ``labels`` (T, n; inf for
+  the image's own class, which does not move it)."""
+  module, variables = recognizer
+  classes = sorted(edits.means[attribute])
+  means = np.stack([edits.means[attribute][t] for t in classes])         # (T, L, D)
+  current = edits.nearest(attribute, w_plus[idx])
+  start = means[np.searchsorted(classes, current)]
+  latents = w_plus[idx][None] + strength * (means[:, None] - start[None])
+  i_style, done = jax.device_get(restyle(faces[idx], masks[idx], latents))
+  pred = toy.predict_attributes(module, variables, done)
+  column = pred.names.index(attribute)
+  same = pred.labels[..., column] == labels[None]
+  own = np.asarray(classes)[:, None] == current[None]                    # no move at all
+  changed = ~same & ~own
+  hole = 1.0 - masks[idx, ..., 0]
+  cost = ((np.abs(done - base_done[idx][None]).mean(axis=-1) * hole[None]).sum(axis=(2, 3))
+          / np.maximum(hole.sum(axis=(1, 2)), 1.0)[None])
+  sure = np.where(own, np.inf, np.where(same, pred.confidence[..., column], 0.0))
+  return i_style, done, changed, cost, sure
 
 
 def make_restyle_fn(inference: checkpoints.Inference):
@@ -300,8 +384,8 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
              degree: float = 5.0, grid: str | None = None, grid_rows: int = 4,
              coarse: str | None = None, psp: str | None = None,
              layers: tuple[int, ...] | None = None, edits: str = "sefa",
-             edit_attributes: tuple[str, ...] = EDIT_ATTRIBUTES, edit_strength: float = 1.0
-             ) -> dict:
+             edit_attributes: tuple[str, ...] = EDIT_ATTRIBUTES, edit_strength: float = 1.0,
+             edit_search: tuple[float, ...] | None = None) -> dict:
   if edits not in ("sefa", "labelled"):
     raise ValueError(f"edits must be 'sefa' or 'labelled', got {edits!r}")
   inference = checkpoints.load_difai(checkpoint)
@@ -317,18 +401,26 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
   labelled = (LabelledEdits.fit(inference, edit_attributes, strength=edit_strength)
               if edits == "labelled" else None)
   restyle = make_restyle_fn(inference) if labelled else None
+  recognizer = toy.load_toy_recognizer("toy-recognizer") if edit_search else None
   result, rows = {"checkpoint": checkpoint, "coarse": coarse or checkpoint,
                   "psp": psp or inference.config.pretrained.psp,
                   "step": inference.step, "num_faces": num,
                   "num_completions": num_completions, "edits": edits,
                   "degree": degree if edits == "sefa" else None,
                   **({"edit_attributes": list(edit_attributes), "edit_strength": edit_strength}
-                     if labelled else {}),
+                     if labelled and not edit_search else {}),
+                  **({"edit_attributes": list(edit_attributes), "edit_search": list(edit_search)}
+                     if edit_search else {}),
                   "sefa_layers": list(layers) if layers else "the run's"}, []
   for family in FAMILIES:
     m = family_masks(family, num, size)
     out = run_difai(fn, faces, m)
-    if labelled:
+    if edit_search:
+      base = np.stack([out["i_style"][0], out["completions"][0]])
+      out["i_style"], out["completions"] = minimal_edits(
+          restyle, labelled, recognizer, faces, m, out["w_plus"], base, num_completions - 1,
+          edit_search)
+    elif labelled:
       out["i_style"], out["completions"] = relabel_edits(restyle, labelled, faces, m,
                                                          out["w_plus"], num_completions - 1)
     methods = {"flat": flat_fill(faces, m), "telea": telea(faces, m), "coarse": out["coarse"],
@@ -395,6 +487,11 @@ def main():
                       help="--edits labelled: the attributes it may change (comma-separated)")
   parser.add_argument("--edit_strength", type=float, default=1.0,
                       help="--edits labelled: multiple of the step between class means")
+  parser.add_argument("--edit_search", default=None,
+                      help="--edits labelled: comma-separated strengths (e.g. 0.5,1,2,3); per "
+                           "image and attribute the least change of completion 00 that the "
+                           "training recognizer (toy-recognizer, not the judge) reads as another "
+                           "class (see minimal_edits); replaces --edit_strength")
   args = parser.parse_args()
   attributes = tuple(a for a in args.edit_attributes.split(",") if a)
   unknown = sorted(set(attributes) - set(toy_faces.ATTRIBUTE_NAMES))
@@ -407,10 +504,20 @@ def main():
       layers = tuple(int(v) for v in args.layers.split(","))
     except ValueError:
       parser.error(f"--layers takes comma-separated integers, got {args.layers!r}")
+  search = None
+  if args.edit_search:
+    if args.edits != "labelled":
+      parser.error("--edit_search needs --edits labelled")
+    try:
+      search = tuple(float(v) for v in args.edit_search.split(","))
+    except ValueError:
+      parser.error(f"--edit_search takes comma-separated numbers, got {args.edit_search!r}")
+    if not search or min(search) <= 0:
+      parser.error(f"--edit_search strengths must be positive, got {args.edit_search!r}")
   print(json.dumps(evaluate(args.checkpoint, args.num, args.num_completions, args.degree,
                             args.grid, coarse=args.coarse, psp=args.psp, layers=layers,
                             edits=args.edits, edit_attributes=attributes,
-                            edit_strength=args.edit_strength),
+                            edit_strength=args.edit_strength, edit_search=search),
                    indent=2))
 
 

@@ -1,6 +1,8 @@
 """The held-out inpainting benchmark's pieces (benchmarks/toy_inpainting.py): its error measure,
 its baselines and its mask families; the benchmark itself runs the shipped networks by hand."""
 
+import flax.linen as nn
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -142,3 +144,50 @@ def test_labelled_edits_fit_on_the_shipped_networks_find_where_attributes_are():
   chin = {a: float(r[38:48].sum()) for a, r in edits.regions.items()}
   print("share of the change at the eyes:", eyes, "at the chin:", chin)
   assert eyes["glasses"] > 1.4 * chin["glasses"] and eyes["glasses"] > eyes["beard"] + 0.05
+
+
+class _RowRecognizer(nn.Module):
+  """Reads 'top' from the mean of rows 0-1 (class 1 above 3, less sure of class 0 the nearer to
+  3) and 'bottom' from rows 2-3 (class 1 above 4, class 2 below -8), as a toy recognizer."""
+  attributes: tuple = (("top", 2), ("bottom", 3))
+
+  @nn.compact
+  def __call__(self, x):
+    top, bottom = x[:, :2].mean(axis=(1, 2, 3)), x[:, 2:].mean(axis=(1, 2, 3))
+    zero = jnp.zeros_like(top)
+    return {"logits": {"top": jnp.stack([zero, (top - 3) / 4], -1),
+                       "bottom": jnp.stack([zero, 4 * (bottom - 4), 4 * (-8 - bottom)], -1)},
+            "embedding": x.reshape(x.shape[0], -1)}
+
+
+def _row_restyle(faces, masks, latents):
+  """A stand-in for the generator: rows 0-1 show the code's x, rows 2-3 its y."""
+  del faces, masks
+  x, y = latents[..., 0, 0], latents[..., 0, 1]                     # (K, n)
+  rows = np.stack([x, x, y, y], axis=-1)[..., None, None]            # (K, n, 4, 1, 1)
+  out = np.broadcast_to(rows, latents.shape[:2] + (4, 4, 3)).astype(np.float32)
+  return out, out
+
+
+def test_minimal_edits_keep_the_least_change_the_training_recognizer_reads():
+  edits = _edits()
+  edits.means["bottom"][2] = np.array([[0.0, -5.0]])
+  w_plus = np.array([[[0.0, 0.0]], [[0.0, 0.0]], [[-10.0, 0.0]]])
+  masks = np.ones((3, 4, 4, 1), np.float32)
+  masks[0, :2] = masks[1, 2:] = masks[2, :2] = 0.0          # holes: top, bottom, top
+  faces = np.zeros((3, 4, 4, 3), np.float32)
+  base = np.stack(_row_restyle(None, None, w_plus[None])[1][:1].repeat(2, 0))
+  styles, done = bench.minimal_edits(_row_restyle, edits, (_RowRecognizer(), {}), faces, masks,
+                                     w_plus, base, 1, (1.0, 2.0, 3.0), chunk=2)
+  assert styles.shape == done.shape == (2, 3, 4, 4, 3)
+  np.testing.assert_array_equal(done[0], base[1])
+  # image 0: 'top' reads as class 1 from strength 2 on (x = 4 > 3): the least strength is kept
+  np.testing.assert_allclose(done[1, 0, :2], 4.0)
+  # image 1: at strength 2 both other 'bottom' classes are read (y = 6 and y = -10); the one
+  # that changes the hole less (6) is kept
+  np.testing.assert_allclose(done[1, 1, 2:], 6.0)
+  # image 2: no strength reaches 'top' class 1 (x <= -4): the least sure class 0 is kept
+  np.testing.assert_allclose(done[1, 2, :2], -4.0)
+  with pytest.raises(ValueError, match="3 edits asked; only 2 attributes"):
+    bench.minimal_edits(_row_restyle, edits, (_RowRecognizer(), {}), faces, masks, w_plus, base,
+                        3, (1.0,))
