@@ -34,16 +34,20 @@ trained against the same generator at 121 kimg, 6-8 at 285 kimg, 9 at 794 kimg, 
         --config.pretrained.init_from=runs/toy_psp_9 --config.train.num_steps.psp=10135 \
         --config.psp_train.lambda_wnorm=0.001 --config.psp_train.lr=0.00005
     # -- phase 11 adds ReStyle passes (psp.restyle_iterations=2; see below), same generator --
-    # 11     7,327   init_from phase 10, restyle_iterations=2;    25.25 dB (after each pass:
-    #                encoder lr 5e-5, restyle_lr 5e-4 to step 721,  24.44 / 25.08 / 25.25)
-    #                then resumed at restyle_lr 1e-3
+    # 11     16,945  init_from phase 10, restyle_iterations=2;    25.84 dB (after each pass:
+    #                encoder lr 5e-5, restyle_lr 5e-4 to step 721,  24.60 / 25.56 / 25.84)
+    #                resumed at restyle_lr 1e-3 to step 15,094     25.25 at step 7,327
+    #                (25.47 at 11,000, 25.67 at 15,000), then both (shipped at stop 39),
+    #                rates / 4 (lr 1.25e-5, restyle_lr 2.5e-4)
     python -m difai_jax.train --config configs/toy_psp.py --workdir runs/toy_psp_11 \
         --config.pretrained.init_from=runs/toy_psp_10 --config.psp.restyle_iterations=2 \
         --config.psp_train.lambda_wnorm=0.001 --config.psp_train.lr=0.00005 \
         --config.psp_train.restyle_lr=0.0005 --config.train.num_steps.psp=721
     # then the same command with --config.psp_train.restyle_lr=0.001
-    #   --config.train.num_steps.psp=7327 (it resumes runs/toy_psp_11): 65 min in all,
-    #   1.5-2.2 steps/s
+    #   --config.train.num_steps.psp=15094 (it resumes runs/toy_psp_11), then with
+    #   --config.psp_train.lr=0.0000125 --config.psp_train.restyle_lr=0.00025
+    #   --config.train.num_steps.psp=16945: ~2.5 h in all, 1.5-2.6 steps/s. The lower rates
+    #   gave +0.10 dB in their first 400 steps (25.77 at 15,500), then +0.07 in 1,450 more.
 
 ReStyle passes (Alaluf et al. 2021, "ReStyle: A Residual-Based StyleGAN Encoder via Iterative
 Refinement"; an extension: pSp and DiFAI encode in one pass). Phase 10's encoder stopped 7 dB
