@@ -168,6 +168,9 @@ def _builder(kind: str) -> Callable[[dict], Any]:
   return _BUILDERS[kind]
 
 
+MAX_DATA_FILE = 4 * 2**20
+
+
 def save(directory: str | os.PathLike, kind: str, config: dict, variables: Any) -> None:
   """Writes ``config.json`` and the variables. Refuses to overwrite an existing model."""
   directory = os.path.abspath(os.fspath(directory))
@@ -175,8 +178,10 @@ def save(directory: str | os.PathLike, kind: str, config: dict, variables: Any) 
     raise FileExistsError(f"{directory} already holds a converted model; choose a new directory")
   os.makedirs(directory, exist_ok=True)
   variables = jax.tree.map(lambda x: np.asarray(x), variables)
-  with ocp.StandardCheckpointer() as ckptr:
-    ckptr.save(os.path.join(directory, "variables"), variables)
+  # Data files of at most ~4 MiB: shipped models live in git, which keeps every version.
+  with ocp.Checkpointer(ocp.PyTreeCheckpointHandler()) as ckptr:
+    ckptr.save(os.path.join(directory, "variables"),
+               args=ocp.args.PyTreeSave(variables, ocdbt_target_data_file_size=MAX_DATA_FILE))
   # config.json last: its presence marks a complete directory.
   with open(os.path.join(directory, "config.json"), "w", encoding="utf-8") as f:
     json.dump({"kind": kind, **config}, f, indent=2, sort_keys=True)

@@ -7,6 +7,8 @@ import re
 import subprocess
 import sys
 
+import numpy as np
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -166,3 +168,17 @@ def test_no_library_function_is_longer_than_60_lines():
                            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
                            and node.end_lineno - node.lineno + 1 > 60]
   assert not long_functions, long_functions
+
+
+def test_shipped_asset_files_stay_small_and_new_saves_split_their_data(tmp_path):
+  """Every clone downloads every version of the assets: no file over 8 MiB, and
+  ``pretrained.save`` splits a model's data into files of about ``MAX_DATA_FILE``."""
+  from difai_jax import pretrained  # pylint: disable=import-outside-toplevel
+  root = os.path.join(os.path.dirname(pretrained.__file__), "assets")
+  sizes = {os.path.join(d, f): os.path.getsize(os.path.join(d, f))
+           for d, _, files in os.walk(root) for f in files}
+  assert sizes and max(sizes.values()) <= 8 * 2**20, max(sizes.items(), key=lambda kv: kv[1])
+  big = {"w": np.arange(3 * 2**20, dtype=np.float32).reshape(3, 2**20)}   # 12 MiB, no zeros
+  pretrained.save(tmp_path / "m", "toy_recognizer", {}, big)
+  files = [os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(tmp_path) for f in fs]
+  assert sum(files) > 8 * 2**20 and max(files) <= 2 * pretrained.MAX_DATA_FILE
