@@ -110,6 +110,22 @@ def test_toy_difai_inpaints_keeping_known_pixels():
   np.testing.assert_allclose(hole_error, [0.093945, 0.121334, 0.190072, 0.271426], atol=1e-4)
 
 
+def _assert_same_weight_files(out: str, with_meta: bool) -> None:
+  """Every file of the shipped toy-difai's stages is in ``out`` with the same bytes (the
+  metadata item's files too when ``with_meta``)."""
+  for stage in export.INFERENCE_STAGES:
+    shipped_dir = os.path.join(pretrained.resolve("toy-difai"), stage)
+    files = sorted(os.path.relpath(os.path.join(d, f), shipped_dir)
+                   for d, _, names in os.walk(shipped_dir) for f in names)
+    if not with_meta:
+      files = [f for f in files if f"{os.sep}meta{os.sep}" not in f]
+    assert any(f"{os.sep}state{os.sep}" in f for f in files), files
+    for name in files:
+      with open(os.path.join(shipped_dir, name), "rb") as a, \
+          open(os.path.join(out, stage, name), "rb") as b:
+        assert a.read() == b.read(), (stage, name)
+
+
 def test_difai_run_exports_for_inference_only(tmp_path):
   out = str(tmp_path / "slim")
   written = export.export("toy-difai", out)                 # a short name, as on the CLI
@@ -121,14 +137,7 @@ def test_difai_run_exports_for_inference_only(tmp_path):
     assert all(jax.tree.leaves(same)), part
   # The shipped stages are inference-only copies already: exported again, the same files (a
   # re-serialised copy would add the same weights to the history in other bytes).
-  for stage in export.INFERENCE_STAGES:
-    shipped_dir = os.path.join(pretrained.resolve("toy-difai"), stage)
-    files = sorted(os.path.relpath(os.path.join(d, f), shipped_dir)
-                   for d, _, names in os.walk(shipped_dir) for f in names)
-    for name in files:
-      with open(os.path.join(shipped_dir, name), "rb") as a, \
-          open(os.path.join(out, stage, name), "rb") as b:
-        assert a.read() == b.read(), (stage, name)
+  _assert_same_weight_files(out, with_meta=True)
   # Only what inference reads: no optimizer state, critic or EMA copy.
   for stage in export.INFERENCE_STAGES:
     stage_dir = os.path.join(out, stage, "checkpoints")
@@ -143,6 +152,7 @@ def test_difai_run_exports_for_inference_only(tmp_path):
   moved = str(tmp_path / "moved")
   export.export(pretrained.resolve("toy-difai"), moved, psp=copy)
   assert checkpoints.load_difai(moved).config.pretrained.psp == copy
+  _assert_same_weight_files(moved, with_meta=False)   # only the metadata was rewritten
   shipped_meta = checkpoints.latest_meta(os.path.join(pretrained.resolve("toy-difai"), "difai"))
   # (the shipped generator trained against phase 10 of toy-psp and is paired with phase 11)
   assert shipped_meta["psp_trained_with"].startswith("toy-psp (fingerprint ")

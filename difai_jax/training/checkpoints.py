@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import warnings
 from typing import Any
 
@@ -272,6 +273,21 @@ def latest_meta(workdir: str) -> dict:
     if step is None:
       raise FileNotFoundError(f"{directory} holds no finished checkpoint")
     return manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
+
+def rewrite_meta(workdir: str, meta: dict) -> None:
+  """Replaces the JSON metadata of a stage workdir's latest (finished) checkpoint, its weights
+  untouched: the item is written whole beside the old one, which it then replaces."""
+  directory = os.path.join(workdir, "checkpoints")
+  with _manager(directory) as manager:
+    step = manager.latest_step()
+  if step is None:
+    raise FileNotFoundError(f"{directory} holds no finished checkpoint")
+  item = os.path.abspath(os.path.join(directory, str(step), "meta"))
+  written = item + ".rewritten"
+  ocp.Checkpointer(ocp.JsonCheckpointHandler()).save(written, args=ocp.args.JsonSave(meta))
+  shutil.rmtree(item)
+  os.rename(written, item)
 
 
 def find_stage_dir(workdir: str, stage: str) -> str:

@@ -101,11 +101,14 @@ def export_inference_run(workdir: str, out: str, use_ema: bool = True,
       meta["config"] = {**meta["config"],
                         "pretrained": {**meta["config"]["pretrained"], "psp": psp}}
     meta["config"] = {**meta["config"], "coarse": coarse_section}
-    if meta == source_meta and _single_checkpoint(src):
-      # An inference-only stage that nothing changes (a shipped stage exported again): its
-      # files as they are, so that a re-export adds no second copy of the same weights to a
-      # repository's history (a re-serialised checkpoint holds the same arrays in other bytes).
+    if source_meta.get("inference_only") and _single_checkpoint(src):
+      # An inference-only stage (a shipped stage exported again, perhaps re-paired): its files
+      # as they are, the metadata rewritten where it changed, so that a re-export adds no second
+      # copy of the same weights to a repository's history (a re-serialised checkpoint holds the
+      # same arrays in other bytes).
       shutil.copytree(src, os.path.join(out, stage))
+      if meta != source_meta:
+        checkpoints.rewrite_meta(os.path.join(out, stage), meta)
       written[stage] = int(meta["step"])
       continue
     params, collections = checkpoints.load_stage_params(src, use_ema=use_ema)
