@@ -305,42 +305,22 @@ def w_norm(codes: jax.Array) -> jax.Array:
 
 def loss_terms(psp: psp_lib.PSP, variables, images, rng, *, perceptual: Perceptual,
                perceptual_variables, recipe: Recipe, train: bool = True):
-  """(total, terms, reconstruction, updated batch_stats) of pSp's loss on ``images``; with
+  """(total, terms, reconstruction, updated batch_stats) of pSp's loss on ``images``. With
   ReStyle passes, each term is the mean over the passes' reconstructions (ReStyle's loss at
-  every step) and the w-norm is the final codes'."""
-  if psp.restyle_iterations:
-    return _restyle_loss_terms(psp, variables, images, rng, perceptual=perceptual,
-                               perceptual_variables=perceptual_variables, recipe=recipe,
-                               train=train)
-  codes = psp.apply(variables, images, train=train, add_latent_avg=False, method="encode",
-                    mutable=["batch_stats"] if train else False)
-  codes, updated = codes if train else (codes, {})
-  latents = codes + variables["constants"]["latent_avg"][None]
-  recon = psp.apply(variables, latents, randomize_noise=recipe.randomize_noise,
-                    return_latents=False, rngs={"noise": rng}, method="decode")
-  terms = {"l2": jnp.mean(jnp.square(recon - images)), "w_norm": w_norm(codes)}
-  total = recipe.lambda_l2 * terms["l2"] + recipe.lambda_wnorm * terms["w_norm"]
-  if perceptual.distance is not None and recipe.lambda_perceptual:
-    terms["perceptual"] = jnp.mean(perceptual.distance(perceptual_variables, recon, images))
-    total = total + recipe.lambda_perceptual * terms["perceptual"]
-  return total, terms, recon, updated
-
-
-def _restyle_loss_terms(psp: psp_lib.PSP, variables, images, rng, *, perceptual: Perceptual,
-                        perceptual_variables, recipe: Recipe, train: bool):
-  """:func:`loss_terms` of a pSp with ReStyle passes (every pass decoded with its own noise)."""
-  rng_passes, rng_last = jax.random.split(rng)
+  every step; every pass decoded with its own noise) and the w-norm is the final codes'."""
+  rng_passes, rng_last = jax.random.split(rng) if psp.restyle_iterations else (None, rng)
   out = psp.apply(variables, images, train=train, randomize_noise=recipe.randomize_noise,
-                  method="encode_passes", rngs={"noise": rng_passes},
+                  method="encode_passes", rngs={} if rng_passes is None else {"noise": rng_passes},
                   mutable=["batch_stats"] if train else False)
   (codes, recons), updated = out if train else (out, {})
   latents = codes[-1] + variables["constants"]["latent_avg"][None]
   recons = recons + [psp.apply(variables, latents, randomize_noise=recipe.randomize_noise,
                                return_latents=False, rngs={"noise": rng_last}, method="decode")]
   mean = lambda f: sum(jnp.mean(f(r)) for r in recons) / len(recons)
-  terms = {"l2": mean(lambda r: jnp.square(r - images)), "w_norm": w_norm(codes[-1]),
-           "l2_first": jnp.mean(jnp.square(recons[0] - images)),
-           "l2_last": jnp.mean(jnp.square(recons[-1] - images))}
+  terms = {"l2": mean(lambda r: jnp.square(r - images)), "w_norm": w_norm(codes[-1])}
+  if psp.restyle_iterations:
+    terms["l2_first"] = jnp.mean(jnp.square(recons[0] - images))
+    terms["l2_last"] = jnp.mean(jnp.square(recons[-1] - images))
   total = recipe.lambda_l2 * terms["l2"] + recipe.lambda_wnorm * terms["w_norm"]
   if perceptual.distance is not None and recipe.lambda_perceptual:
     terms["perceptual"] = mean(lambda r: perceptual.distance(perceptual_variables, r, images))
