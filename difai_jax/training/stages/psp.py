@@ -411,7 +411,7 @@ def warm_started(init, source: str, *, psp: psp_lib.PSP, tx):
 
   @functools.wraps(init)
   def warm(rng):
-    state = init(rng)
+    state = jax.eval_shape(init, rng)        # only its shapes: nothing initialised
     shapes = lambda t: jax.tree.map(lambda x: (tuple(x.shape), str(x.dtype)), t)
     try:
       new = state_of(params, batch_stats, psp=psp, tx=tx, use_ema=state.ema_params is not None)
