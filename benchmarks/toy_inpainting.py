@@ -269,7 +269,7 @@ class LabelledEdits:
     return np.stack(out)
 
 
-def minimal_edits(restyle, edits: LabelledEdits, recognizer, faces, masks, w_plus,
+def minimal_edits(complete, edits: LabelledEdits, recognizer, faces, masks, w_plus,
                   base: np.ndarray, count: int, strengths: tuple[float, ...],
                   chunk: int = 50) -> tuple[np.ndarray, np.ndarray]:
   """(i_style, completions) (1 + count, N, ...): per image, the ``count`` attributes of
@@ -299,7 +299,7 @@ def minimal_edits(restyle, edits: LabelledEdits, recognizer, faces, masks, w_plu
         part = pending[s:s + chunk]
         idx = np.concatenate([jobs[part, 0], np.repeat(jobs[part[:1], 0], chunk - len(part))])
         i_style, done, changed, cost, sure = _edit_candidates(
-            restyle, recognizer, edits, attribute, faces, masks, w_plus, base[1], idx,
+            complete, recognizer, edits, attribute, faces, masks, w_plus, base[1], idx,
             before.labels[idx, column], strength)
         for n, job in enumerate(part):
           i, k = jobs[job]
@@ -317,7 +317,7 @@ def minimal_edits(restyle, edits: LabelledEdits, recognizer, faces, masks, w_plu
   return styles, completions
 
 
-def _edit_candidates(restyle, recognizer, edits: LabelledEdits, attribute: str, faces, masks,
+def _edit_candidates(complete, recognizer, edits: LabelledEdits, attribute: str, faces, masks,
                      w_plus, base_done, idx, labels, strength: float):
   """The edits of images ``idx`` towards each class of ``attribute`` at ``strength``:
   (i_style, completions) (T, n, ...), whether the recognizer reads another class than
@@ -330,7 +330,7 @@ def _edit_candidates(restyle, recognizer, edits: LabelledEdits, attribute: str, 
   current = edits.nearest(attribute, w_plus[idx])
   start = means[np.searchsorted(classes, current)]
   latents = w_plus[idx][None] + strength * (means[:, None] - start[None])
-  i_style, done = jax.device_get(restyle(faces[idx], masks[idx], latents))
+  i_style, done = jax.device_get(complete(faces[idx], masks[idx], latents))
   pred = toy.predict_attributes(module, variables, done)
   column = pred.names.index(attribute)
   same = pred.labels[..., column] == labels[None]
@@ -343,27 +343,27 @@ def _edit_candidates(restyle, recognizer, edits: LabelledEdits, attribute: str, 
   return i_style, done, changed, cost, sure
 
 
-def make_restyle_fn(inference: checkpoints.Inference):
+def make_complete_fn(inference: checkpoints.Inference):
   """jitted (images, masks, latents (K, N, L, D)) -> (i_style, completions), each (K, N, ...)."""
   models, variables = inference.models, inference.variables
 
   @jax.jit
-  def restyle(images, masks, latents):
-    out = pipeline.restyle(models, variables, pipeline.masked_image(images, masks), masks,
-                           latents)
+  def complete(images, masks, latents):
+    out = pipeline.complete_with_codes(models, variables, pipeline.masked_image(images, masks),
+                                       masks, latents)
     return out["i_style"], out["completions"]
 
-  return restyle
+  return complete
 
 
-def relabel_edits(restyle, edits: LabelledEdits, faces, masks, w_plus, count: int,
+def relabel_edits(complete, edits: LabelledEdits, faces, masks, w_plus, count: int,
                   seed: int = 0, batch: int = 50) -> tuple[np.ndarray, np.ndarray]:
   """(i_style, completions) (1 + count, N, ...) with the labelled edits in place of SeFa's."""
   rng = np.random.default_rng(seed)
   styles, completions = [], []
   for s in range(0, len(faces), batch):
     latents = edits.latents(w_plus[s:s + batch], masks[s:s + batch], count, rng)
-    i_style, done = jax.device_get(restyle(faces[s:s + batch], masks[s:s + batch], latents))
+    i_style, done = jax.device_get(complete(faces[s:s + batch], masks[s:s + batch], latents))
     styles.append(i_style)
     completions.append(done)
   return np.concatenate(styles, axis=1), np.concatenate(completions, axis=1)
@@ -400,7 +400,7 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
   donors, _ = toy.toy_test_faces(num, size, start=toy.TEST_START + num)
   labelled = (LabelledEdits.fit(inference, edit_attributes, strength=edit_strength)
               if edits == "labelled" else None)
-  restyle = make_restyle_fn(inference) if labelled else None
+  complete = make_complete_fn(inference) if labelled else None
   recognizer = toy.load_toy_recognizer("toy-recognizer") if edit_search else None
   result, rows = {"checkpoint": checkpoint, "coarse": coarse or checkpoint,
                   "psp": psp or inference.config.pretrained.psp,
@@ -418,10 +418,10 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
     if edit_search:
       base = np.stack([out["i_style"][0], out["completions"][0]])
       out["i_style"], out["completions"] = minimal_edits(
-          restyle, labelled, recognizer, faces, m, out["w_plus"], base, num_completions - 1,
+          complete, labelled, recognizer, faces, m, out["w_plus"], base, num_completions - 1,
           edit_search)
     elif labelled:
-      out["i_style"], out["completions"] = relabel_edits(restyle, labelled, faces, m,
+      out["i_style"], out["completions"] = relabel_edits(complete, labelled, faces, m,
                                                          out["w_plus"], num_completions - 1)
     methods = {"flat": flat_fill(faces, m), "telea": telea(faces, m), "coarse": out["coarse"],
                "difai_00": out["completions"][0], "style_gt": out["style_gt"],

@@ -226,7 +226,7 @@ def generate(generator: sparn_lib.DiFAIGenerator, variables, i_masked: jax.Array
   return (i_out, updates) if mutable else i_out
 
 
-def restyle(models: Models, variables: Mapping[str, Any], i_masked: jax.Array,
+def complete_with_codes(models: Models, variables: Mapping[str, Any], i_masked: jax.Array,
             mask: jax.Array, latents: jax.Array,
             valid: jax.Array | None = None) -> dict[str, jax.Array]:
   """Eq. 4-5 and the composite for given W+ codes (K, N, L, D): the style images, I_style',
@@ -283,7 +283,7 @@ def inpaint(models: Models, variables: Mapping[str, Any], image: jax.Array, mask
   latents = sefa_latents(w_plus, variables["sefa"], components, degrees, layers)
 
   def variants(latents):
-    return restyle(models, variables, i_masked, mask, latents, valid=valid)
+    return complete_with_codes(models, variables, i_masked, mask, latents, valid=valid)
 
   if variants_per_call == k:
     out = variants(latents)

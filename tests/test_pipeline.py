@@ -64,9 +64,9 @@ def test_variants_per_call_does_not_change_the_completions():
     pipeline.inpaint(models, variables, image, mask, components, degrees, variants_per_call=3)
 
 
-def test_restyle_takes_any_codes_and_keeps_the_known_pixels():
-  """pipeline.restyle on codes that did not come from SeFa (the other image's W+): the style
-  images are the decoder's images of those codes, known pixels stay bit-exact."""
+def test_complete_with_codes_takes_any_codes_and_keeps_the_known_pixels():
+  """pipeline.complete_with_codes on codes that did not come from SeFa (the other image's W+):
+  the style images are the decoder's images of those codes, known pixels stay bit-exact."""
   models, variables = _models_and_variables()
   rng = np.random.default_rng(7)
   image = jnp.asarray(rng.uniform(-1, 1, size=(2, SIZE, SIZE, 3)), jnp.float32)
@@ -74,7 +74,8 @@ def test_restyle_takes_any_codes_and_keeps_the_known_pixels():
   own = pipeline.inpaint(models, variables, image, mask, jnp.zeros((2, 0), jnp.int32),
                          jnp.zeros((2, 0)))
   swapped = jnp.stack([own["w_plus"], own["w_plus"][::-1]])            # K = 2
-  out = jax.jit(lambda l: pipeline.restyle(models, variables, own["i_masked"], mask, l))(swapped)
+  complete = lambda l: pipeline.complete_with_codes(models, variables, own["i_masked"], mask, l)
+  out = jax.jit(complete)(swapped)
   want = pipeline.style_images(models.psp, variables["psp"], swapped, SIZE)
   assert float(jnp.max(jnp.abs(out["i_style"] - want))) < 1e-5
   assert float(jnp.max(jnp.abs(out["completions"][0] - own["completions"][0]))) < 1e-5

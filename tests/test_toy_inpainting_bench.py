@@ -160,7 +160,7 @@ class _RowRecognizer(nn.Module):
             "embedding": x.reshape(x.shape[0], -1)}
 
 
-def _row_restyle(faces, masks, latents):
+def _row_complete(faces, masks, latents):
   """A stand-in for the generator: rows 0-1 show the code's x, rows 2-3 its y."""
   del faces, masks
   x, y = latents[..., 0, 0], latents[..., 0, 1]                     # (K, n)
@@ -176,8 +176,8 @@ def test_minimal_edits_keep_the_least_change_the_training_recognizer_reads():
   masks = np.ones((3, 4, 4, 1), np.float32)
   masks[0, :2] = masks[1, 2:] = masks[2, :2] = 0.0          # holes: top, bottom, top
   faces = np.zeros((3, 4, 4, 3), np.float32)
-  base = np.stack(_row_restyle(None, None, w_plus[None])[1][:1].repeat(2, 0))
-  styles, done = bench.minimal_edits(_row_restyle, edits, (_RowRecognizer(), {}), faces, masks,
+  base = np.stack(_row_complete(None, None, w_plus[None])[1][:1].repeat(2, 0))
+  styles, done = bench.minimal_edits(_row_complete, edits, (_RowRecognizer(), {}), faces, masks,
                                      w_plus, base, 1, (1.0, 2.0, 3.0), chunk=2)
   assert styles.shape == done.shape == (2, 3, 4, 4, 3)
   np.testing.assert_array_equal(done[0], base[1])
@@ -189,5 +189,5 @@ def test_minimal_edits_keep_the_least_change_the_training_recognizer_reads():
   # image 2: no strength reaches 'top' class 1 (x <= -4): the least sure class 0 is kept
   np.testing.assert_allclose(done[1, 2, :2], -4.0)
   with pytest.raises(ValueError, match="3 edits asked; only 2 attributes"):
-    bench.minimal_edits(_row_restyle, edits, (_RowRecognizer(), {}), faces, masks, w_plus, base,
+    bench.minimal_edits(_row_complete, edits, (_RowRecognizer(), {}), faces, masks, w_plus, base,
                         3, (1.0,))
