@@ -19,7 +19,9 @@ The shipped checkpoint (difai_jax/assets/toy/difai) was made by these commands, 
     # 5. (stop 39) the pSp's phase 11 (two ReStyle passes on phase 10, same decoder) shipped as
     #    toy-psp, and the generator paired with it without training: the copy's meta records
     #    psp_trained_with (phase 10) and its provenance names the new toy-psp; (stop 40) the
-    #    same pairing again with phase 11 trained on to 16,945 steps
+    #    same pairing again with phase 11 trained on to 16,945 steps; (stop 41) with phase 12
+    #    (a third ReStyle pass); the re-paired copy keeps the generator's files, only its
+    #    metadata is rewritten
     python -m difai_jax.export --workdir <the copy of step 4> --out DIR --psp toy-psp
 
 (``init_from`` below names the shipped toy-difai: a new run continues the generator it ships.)

@@ -48,18 +48,33 @@ trained against the same generator at 121 kimg, 6-8 at 285 kimg, 9 at 794 kimg, 
     #   --config.psp_train.lr=0.0000125 --config.psp_train.restyle_lr=0.00025
     #   --config.train.num_steps.psp=16945: ~2.5 h in all, 1.5-2.6 steps/s. The lower rates
     #   gave +0.10 dB in their first 400 steps (25.77 at 15,500), then +0.07 in 1,450 more.
+    # -- phase 12 adds a third ReStyle pass (restyle_iterations=3), same encoders, generator --
+    # 12     4,000   init_from phase 11 (stop 40's toy-psp),      26.03 dB (after each pass:
+    #                restyle_iterations=3; phase 11's last rates  24.60 / 25.59 / 25.94 /
+    #                to step 2,158, then both / 4 (lr 3.125e-6,   26.03); 25.96 at 1,000 and
+    #                restyle_lr 6.25e-5)                          2,000, 26.01 at 3,000
+    python -m difai_jax.train --config configs/toy_psp.py --workdir runs/toy_psp_12 \
+        --config.pretrained.init_from=runs/toy_psp_11 --config.psp.restyle_iterations=3 \
+        --config.psp_train.lambda_wnorm=0.001 --config.psp_train.lr=0.0000125 \
+        --config.psp_train.restyle_lr=0.00025 --config.train.num_steps.psp=2158
+    # then the same command with --config.psp_train.lr=0.000003125
+    #   --config.psp_train.restyle_lr=0.0000625 --config.train.num_steps.psp=4000 (it resumes
+    #   runs/toy_psp_12): 43 min at 1.2-1.6 steps/s (stop 41; 26.03 at 5,029 too, not better).
+    #   The third pass was worth training: phase 11's encoders run three times untrained give
+    #   25.83 (the third pass undoes a little); trained, it adds +0.10 dB within 1,000 steps.
 
 ReStyle passes (Alaluf et al. 2021, "ReStyle: A Residual-Based StyleGAN Encoder via Iterative
 Refinement"; an extension: pSp and DiFAI encode in one pass). Phase 10's encoder stopped 7 dB
 below what Adam on W+ reaches from its codes (24.1 -> 31.6 dB on 64 faces), and only 10 such
 Adam steps give +1.7 dB: the single forward pass, not the generator, is the limit. A second
 encoder of the same architecture reads the face and the current reconstruction (6 channels) and
-adds a residual to the codes; two passes follow the encoder's. It starts as a copy of the trained
-encoder that sees (face - reconstruction) and whose style heads are zero, so the first step
-reconstructs exactly as phase 10; the encoder keeps training at 5e-5, the new one at its own
-rate (``psp_train.restyle_lr``). Every caller of ``encode`` (DiFAI's inversion of I_coarse
-included) gets the refined codes; the decoder, latent_avg and SeFa directions are unchanged, so
-the toy-difai trained against phase 10 loads against it (same decoder fingerprint).
+adds a residual to the codes; two passes (three since phase 12) follow the encoder's. It starts
+as a copy of the trained encoder that sees (face - reconstruction) and whose style heads are
+zero, so the first step reconstructs exactly as phase 10; the encoder keeps training at 5e-5,
+the new one at its own rate (``psp_train.restyle_lr``). Every caller of ``encode`` (DiFAI's
+inversion of I_coarse included) gets the refined codes; the decoder, latent_avg and SeFa
+directions are unchanged, so the toy-difai trained against phase 10 loads against it (same
+decoder fingerprint).
 
 Phase 4's weaker w-norm pull (pSp's 0.005 below) let the codes leave latent_avg (w-norm 11 ->
 16) and bought most of the gain: +0.6 dB in 1,000 steps, where phase 3 had gained 0.3 in 3,900.
@@ -79,7 +94,7 @@ Where phase 8's 23.74 dB stopped (stop 36; all against the 285 kimg generator, 2
   psp.input_width=48`` (2.52 M; 25 min): +0.2 dB per step, about even per minute.
 (The previous toy-psp, against the narrow toy StyleGAN2: 18.9 dB.)
 (--config.pretrained.stylegan2=DIR trains against another converted generator;
---config.pretrained.init_from=toy-psp --config.psp.restyle_iterations=2 continues the shipped
+--config.pretrained.init_from=toy-psp --config.psp.restyle_iterations=3 continues the shipped
 encoders.)
 
 pSp's ffhq_encode recipe (eladrich/pixel2style2pixel: L2 1.0, LPIPS 0.8, codes relative to

@@ -286,6 +286,9 @@ def rewrite_meta(workdir: str, meta: dict) -> None:
   item = os.path.abspath(os.path.join(directory, str(step), "meta"))
   written = item + ".rewritten"
   ocp.Checkpointer(ocp.JsonCheckpointHandler()).save(written, args=ocp.args.JsonSave(meta))
+  extra = os.path.join(written, "_CHECKPOINT_METADATA")   # a manager's item has none of its own
+  if os.path.exists(extra):
+    os.remove(extra)
   shutil.rmtree(item)
   os.rename(written, item)
 
