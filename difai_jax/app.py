@@ -89,6 +89,12 @@ def input_notes(inpainter, image: np.ndarray) -> list[str]:
   return inpainter.notes(image, name="the face", prefix="")
 
 
+def notes_markdown(notes: list[str]) -> str:
+  """The input notes as the Markdown shown under the completions (a toast fades; this stays
+  until the next Inpaint)."""
+  return "\n\n".join(f"**Note:** {note}" for note in notes)
+
+
 def walk_outputs(frames: list[np.ndarray], folder: str,
                  gif_ms: int = 150) -> tuple[np.ndarray, str]:
   """A walk's frames as a strip (uint8) and an animated GIF (forth and back) in ``folder``."""
@@ -124,7 +130,8 @@ def _handlers(gr, inpainter, workdir: str, walk_steps: int):
   def on_complete(editor, k, seed, progress=gr.Progress()):
     def work():
       image, known = editor_inputs(editor)
-      for note in input_notes(inpainter, image):       # e.g. a photo that is not square
+      notes = input_notes(inpainter, image)            # e.g. a photo that is not square
+      for note in notes:                               # a toast now, and below the completions
         gr.Warning(note)
       k_ = int(k)
       seed_ = None if seed is None or int(seed) < 0 else int(seed)
@@ -136,7 +143,7 @@ def _handlers(gr, inpainter, workdir: str, walk_steps: int):
       captions = ["0: unperturbed style"] + [f"{j + 1}: direction {c}, {d:+.1f}" for j, (c, d)
                                              in enumerate(zip(components, degrees))]
       mask_image = np.repeat((known[..., None] * 255).astype(np.uint8), 3, axis=-1)
-      return list(zip(completions, captions)), mask_image
+      return list(zip(completions, captions)), mask_image, notes_markdown(notes)
     return run_guarded(work)
 
   def on_edit(editor, component, degree, progress=gr.Progress()):
@@ -195,6 +202,7 @@ def _layout(gr, inpainter, example_paths: list[str], walk_steps: int) -> dict:
       run_button = gr.Button("Inpaint", variant="primary", elem_id="run_button")
       gallery = gr.Gallery(label="completions", columns=4, height="auto", format="png",
                            elem_id="completions", object_fit="contain")
+      notes = gr.Markdown("", elem_id="input_notes")
   with gr.Row():
     with gr.Column(scale=1):
       component = gr.Slider(0, inpainter.n_directions - 1, value=0, step=1,
@@ -213,9 +221,9 @@ def _layout(gr, inpainter, example_paths: list[str], walk_steps: int) -> dict:
       gif = gr.Image(label="walk (GIF)", type="filepath", interactive=False,
                      elem_id="walk_gif")
   return dict(editor=editor, mask_view=mask_view, k=k, seed=seed, run_button=run_button,
-              gallery=gallery, component=component, degree=degree, edit_button=edit_button,
-              max_degree=max_degree, walk_button=walk_button, edited=edited, strip=strip,
-              gif=gif)
+              gallery=gallery, notes=notes, component=component, degree=degree,
+              edit_button=edit_button, max_degree=max_degree, walk_button=walk_button,
+              edited=edited, strip=strip, gif=gif)
 
 
 def build_demo(inpainter, workdir: str, walk_steps: int = 9):
@@ -233,7 +241,7 @@ def build_demo(inpainter, workdir: str, walk_steps: int = 9):
   with gr.Blocks(title="DiFAI: diverse facial inpainting", analytics_enabled=False) as demo:
     w = _layout(gr, inpainter, example_paths, walk_steps)
     w["run_button"].click(on_complete, [w["editor"], w["k"], w["seed"]],
-                          [w["gallery"], w["mask_view"]])
+                          [w["gallery"], w["mask_view"], w["notes"]])
     w["edit_button"].click(on_edit, [w["editor"], w["component"], w["degree"]], [w["edited"]])
     w["walk_button"].click(on_walk, [w["editor"], w["component"], w["max_degree"]],
                            [w["strip"], w["gif"]])

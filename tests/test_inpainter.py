@@ -133,5 +133,8 @@ def test_app_notes_a_face_the_model_sees_distorted(inpainter):
   assert notes == [f"the face is 1600x1000, not square: the model sees it stretched to "
                    f"{size}x{size} (the outputs keep 1600x1000); crop it to the face for best "
                    "results"], notes
+  # the same note stays on the page under the completions (the toast fades)
+  assert app.notes_markdown(notes) == f"**Note:** {notes[0]}"
+  assert app.notes_markdown([]) == ""
   (small,) = app.input_notes(inpainter, np.zeros((8, 8, 3), np.uint8))
   assert small.startswith(f"the face is 8x8, far smaller than the model's {size} px"), small
