@@ -49,10 +49,17 @@ def test_init_from_refuses_another_architecture(tmp_path_factory, tmp_path):
     stage.init(steps.prng_key(0))
 
 
-def test_a_resumed_run_ignores_init_from(tmp_path_factory, tmp_path):
+def test_a_resumed_run_ignores_init_from(tmp_path_factory, tmp_path, capsys):
   # init_from is read by a new run only: a run resumed with an init_from whose network no longer
   # fits (a shipped checkpoint replaced by a wider one, say) resumes from its own checkpoint.
   run = trained_tiny_run(tmp_path_factory)
+  config = tiny_config.get_config()
+  config.stages = ("coarse",)
+  config.train.num_steps.coarse = 1
+  config.pretrained.init_from = run                # a new run says where its weights came from
+  loop.run(config, str(tmp_path / "warm"))
+  assert (f"[coarse] new run in {tmp_path / 'warm'}, from the weights of {run} "
+          "(pretrained.init_from)") in capsys.readouterr().out
   workdir = tmp_path / "coarse"
   shutil.copytree(os.path.join(run, "coarse"), workdir)
   done = checkpoints.latest_meta(str(workdir))["step"]
@@ -64,3 +71,5 @@ def test_a_resumed_run_ignores_init_from(tmp_path_factory, tmp_path):
     stages.build("coarse", config, str(tmp_path / "new")).init(steps.prng_key(0))
   [result] = loop.run(config, str(workdir))
   assert result.final_step == done
+  out = capsys.readouterr().out
+  assert f"[coarse] resuming {workdir}" in out and "from the weights of" not in out, out

@@ -177,7 +177,10 @@ def _restore_or_init(stage: stages.Stage, workdir: str, config, replicated):
     state, meta = checkpoints.restore_checkpoint(manager, abstract_restore, stage.architecture)
   if state is None:
     state = jax.jit(stage.init, out_shardings=state_sharding)(steps.prng_key(config.seed))
-    print(f"[{stage.name}] new run in {workdir}", flush=True)
+    source = ""
+    if stage.init is not inspect.unwrap(stage.init):     # warm-started (see above)
+      source = f", from the weights of {config.pretrained.init_from} (pretrained.init_from)"
+    print(f"[{stage.name}] new run in {workdir}{source}", flush=True)
     return state, state_sharding, 0, manager, stage.provenance
   start = int(meta["step"])
   print(f"[{stage.name}] resuming {workdir} from step {start}", flush=True)
