@@ -319,28 +319,30 @@ def minimal_edits(complete, edits: LabelledEdits, recognizer, faces, masks, w_pl
 
 def _edit_candidates(complete, recognizer, edits: LabelledEdits, attribute: str, faces, masks,
                      w_plus, base_done, idx, labels, strength: float):
-  """The edits of images ``idx`` towards each class of ``attribute`` at ``strength``:
-  (i_style, completions) (T, n, ...), whether the recognizer reads another class than
-  ``labels`` (T, n; never for the image's own class), the mean hole change from ``base_done``
-  (T, n) and the recognizer's confidence that the class is still ``labels`` (T, n; inf for
-  the image's own class, which does not move it)."""
+  """The edits of images ``idx`` towards each *other* class of ``attribute`` at ``strength``
+  (the image's own class would not move it: not computed): (i_style, completions) (T - 1, n,
+  ...), in the order of the classes, whether the recognizer reads another class than ``labels``
+  (T - 1, n), the mean hole change from ``base_done`` (T - 1, n) and the recognizer's confidence
+  that the class is still ``labels`` (T - 1, n; 0 where it reads another).
+
+  Candidate t of every image is one generator variant; RN-B's batch statistics pool each
+  variant's images, so a completion depends (at the 1e-3 level, 0-1 scale) on which edits share
+  its variant: the search's numbers moved a little when the own class was dropped (stop 42)."""
   module, variables = recognizer
   classes = sorted(edits.means[attribute])
   means = np.stack([edits.means[attribute][t] for t in classes])         # (T, L, D)
-  current = edits.nearest(attribute, w_plus[idx])
-  start = means[np.searchsorted(classes, current)]
-  latents = w_plus[idx][None] + strength * (means[:, None] - start[None])
+  own = np.searchsorted(classes, edits.nearest(attribute, w_plus[idx]))  # (n,)
+  others = np.stack([np.delete(np.arange(len(classes)), o) for o in own], axis=1)   # (T-1, n)
+  latents = w_plus[idx][None] + strength * (means[others] - means[own][None])
   i_style, done = jax.device_get(complete(faces[idx], masks[idx], latents))
   pred = toy.predict_attributes(module, variables, done)
   column = pred.names.index(attribute)
   same = pred.labels[..., column] == labels[None]
-  own = np.asarray(classes)[:, None] == current[None]                    # no move at all
-  changed = ~same & ~own
   hole = 1.0 - masks[idx, ..., 0]
   cost = ((np.abs(done - base_done[idx][None]).mean(axis=-1) * hole[None]).sum(axis=(2, 3))
           / np.maximum(hole.sum(axis=(1, 2)), 1.0)[None])
-  sure = np.where(own, np.inf, np.where(same, pred.confidence[..., column], 0.0))
-  return i_style, done, changed, cost, sure
+  sure = np.where(same, pred.confidence[..., column], 0.0)
+  return i_style, done, ~same, cost, sure
 
 
 def make_complete_fn(inference: checkpoints.Inference):
