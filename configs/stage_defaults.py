@@ -89,6 +89,10 @@ def psp_train() -> ml_collections.ConfigDict:
   c.ema_decay = 0.0                       # pSp keeps no EMA of the encoder
   # With psp.restyle_iterations: the ReStyle encoder's Adam learning rate (0: lr above).
   c.restyle_lr = 0.0
+  # What the encoder reads: "image" (pSp: the face it reconstructs) or "coarse" (an extension:
+  # the coarse net of pretrained.coarse_workdir's completion of the face under a training
+  # mask, what DiFAI inverts; the loss still compares with the whole face).
+  c.input = "image"
   return c
 
 

@@ -129,6 +129,8 @@ def get_config() -> ml_collections.ConfigDict:
   # continues; the frozen decoder stays the one above. "" = random weights, as pSp without
   # its ArcFace backbone.
   config.pretrained.init_from = ""
+  # With psp_train.input="coarse": the coarse net whose completions the encoder reads.
+  config.pretrained.coarse_workdir = ""
 
   config.psp = stage_defaults.psp()
   config.psp_train = stage_defaults.psp_train()

@@ -276,3 +276,42 @@ def test_restyle_run_trains_both_encoders_exports_and_warm_starts(setup, tmp_pat
   single.psp.restyle_iterations = 0
   with pytest.raises(ValueError, match="has ReStyle passes"):
     stages.build("psp", single, str(tmp_path / "single"), {}).init(steps.prng_key(7))
+
+
+def test_coarse_input_encodes_what_difai_inverts(setup, tmp_path_factory):
+  """psp_train.input="coarse": the encoder reads the coarse net's completion of the masked face
+  (known pixels exact, the hole the coarse net's), the loss still compares with the face."""
+  from tests.test_evaluate import trained_tiny_run  # pylint: disable=import-outside-toplevel
+  config = ml_collections.ConfigDict(setup["config"].to_dict())
+  config.psp_train.input = "coarse"
+  with pytest.raises(ValueError, match="set pretrained.coarse_workdir"):
+    stages.build("psp", config, "", {})
+  config.pretrained.coarse_workdir = trained_tiny_run(tmp_path_factory)   # 32 px coarse stage
+  stage = stages.build("psp", config, "", {})
+  assert stage.architecture["input"] == "coarse" and "input" not in setup["stage"].architecture
+  batch = next(stage.batches(0))
+  assert set(batch) == {"image", "mask"}
+  mask = np.asarray(batch["mask"])
+  assert 0 < mask.mean() < 1
+  coarse, coarse_vars = psp_stage.load_coarse(config)
+  inputs = np.asarray(psp_stage.coarse_inputs(coarse, coarse_vars, batch))
+  known = np.broadcast_to(mask > 0.5, inputs.shape)
+  np.testing.assert_array_equal(inputs[known], np.asarray(batch["image"])[known])
+  assert np.abs(inputs - np.asarray(batch["image"]))[~known].mean() > 0.05
+  # The step's loss is pSp's loss of the coarse inputs' reconstructions against the faces.
+  state = jax.jit(stage.init)(steps.prng_key(0))
+  _, metrics = jax.jit(stage.step)(state, batch, stage.frozen, steps.prng_key(1))
+  variables = psp_stage.psp_variables(state.params, state.collections, stage.frozen["psp"])
+  recipe = psp_stage.Recipe(lambda_wnorm=float(config.psp_train.lambda_wnorm))
+  perceptual = psp_stage.Perceptual(kind="none", distance=None)
+
+  def loss(x):
+    return float(psp_stage.loss_terms(
+        psp_lib.from_config(stage.architecture["psp"]), variables, batch["image"],
+        steps.prng_key(1), perceptual=perceptual, perceptual_variables={}, recipe=recipe,
+        inputs=x)[0])
+  assert float(metrics["g/loss"]) == pytest.approx(loss(inputs), rel=1e-5)
+  assert float(metrics["g/loss"]) != pytest.approx(loss(None), rel=1e-3)
+  config.psp_train.input = "mask"
+  with pytest.raises(ValueError, match="psp_train.input must be 'image' or 'coarse'"):
+    stages.build("psp", config, "", {})

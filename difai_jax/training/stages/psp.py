@@ -31,6 +31,11 @@ What differs from pSp, and why:
   is left out, and so is the MoCo variant. The encoder starts from random weights, not from
   the ArcFace backbone.
 - **Optimizer.** Adam instead of Ranger (RAdam + Lookahead): fewer moving parts, same lr scale.
+- **Coarse inputs (an option, ``psp_train.input="coarse"``).** DiFAI inverts the coarse net's
+  blurry completion of a masked face, not a face. With this option the encoder reads exactly
+  that (the frozen coarse net of ``pretrained.coarse_workdir`` on the face under a training
+  mask, known pixels exact) and the loss still compares the reconstruction with the whole face:
+  an encoder fitted to DiFAI's use of it. The default, ``"image"``, is pSp's recipe.
 
 The frozen decoder, its noise buffers and ``latent_avg`` reach the step through ``Stage.frozen``,
 as every stage's frozen networks do; the checkpoint holds the encoder alone (its weights, batch
@@ -63,6 +68,8 @@ from difai_jax.data import image_io
 from difai_jax.data import loader as data_pipeline
 from difai_jax.data import sources
 from difai_jax.evaluation.metrics import ssim as ssim_lib
+from difai_jax import pipeline
+from difai_jax.models import coarse as coarse_lib
 from difai_jax.models import psp as psp_lib
 from difai_jax.models import stylegan2
 from difai_jax.nn import fingerprint
@@ -304,12 +311,15 @@ def w_norm(codes: jax.Array) -> jax.Array:
 
 
 def loss_terms(psp: psp_lib.PSP, variables, images, rng, *, perceptual: Perceptual,
-               perceptual_variables, recipe: Recipe, train: bool = True):
-  """(total, terms, reconstruction, updated batch_stats) of pSp's loss on ``images``. With
-  ReStyle passes, each term is the mean over the passes' reconstructions (ReStyle's loss at
-  every step; every pass decoded with its own noise) and the w-norm is the final codes'."""
+               perceptual_variables, recipe: Recipe, train: bool = True, inputs=None):
+  """(total, terms, reconstruction, updated batch_stats) of pSp's loss on ``images``, which the
+  encoder reads unless ``inputs`` are given (``psp_train.input="coarse"``: coarse completions
+  of them). With ReStyle passes, each term is the mean over the passes' reconstructions
+  (ReStyle's loss at every step; every pass decoded with its own noise) and the w-norm is the
+  final codes'."""
   rng_passes, rng_last = jax.random.split(rng) if psp.restyle_iterations else (None, rng)
-  out = psp.apply(variables, images, train=train, randomize_noise=recipe.randomize_noise,
+  out = psp.apply(variables, images if inputs is None else inputs, train=train,
+                  randomize_noise=recipe.randomize_noise,
                   method="encode_passes", rngs={} if rng_passes is None else {"noise": rng_passes},
                   mutable=["batch_stats"] if train else False)
   (codes, recons), updated = out if train else (out, {})
@@ -328,17 +338,46 @@ def loss_terms(psp: psp_lib.PSP, variables, images, rng, *, perceptual: Perceptu
   return total, terms, recons[-1], updated
 
 
+def coarse_inputs(coarse: coarse_lib.CoarseNet, variables, batch) -> jax.Array:
+  """What DiFAI inverts: the coarse completion of the masked faces (eq. 1-2), known pixels
+  exact."""
+  mask = batch["mask"]
+  return pipeline.coarse_completion(coarse, variables,
+                                    pipeline.masked_image(batch["image"], mask), mask)
+
+
+def load_coarse(config) -> tuple[coarse_lib.CoarseNet, dict]:
+  """The frozen coarse net of ``pretrained.coarse_workdir`` (a coarse-stage workdir or a run
+  holding one, e.g. ``toy-difai``), built from its own checkpoint's config."""
+  source = config.pretrained.get("coarse_workdir", "")
+  if not source:
+    raise ValueError('psp_train.input="coarse" reads a coarse net: set '
+                     "pretrained.coarse_workdir (e.g. toy-difai)")
+  stage_dir = checkpoints.find_stage_dir(pretrained.resolve(source), "coarse")
+  meta = checkpoints.latest_meta(stage_dir)
+  if int(meta["architecture"]["image_size"]) != int(config.image_size):
+    raise ValueError(f"pretrained.coarse_workdir={source!r} completes "
+                     f"{meta['architecture']['image_size']} px faces, not {config.image_size}")
+  params, _ = checkpoints.load_stage_params(stage_dir)
+  module = coarse_lib.from_config(ml_collections.ConfigDict(meta["config"]["coarse"]))
+  return module, {"params": params}
+
+
 def train_step(state: steps.TrainState, batch, frozen, rng, *, psp: psp_lib.PSP,
-               perceptual: Perceptual, tx, recipe: Recipe):
+               perceptual: Perceptual, tx, recipe: Recipe,
+               coarse: coarse_lib.CoarseNet | None = None):
   """One pSp iteration: encoder forward (BatchNorm batch statistics), frozen decoder, loss,
   Adam on the encoder's parameters only. ``frozen``: ``{"psp": frozen_variables(...),
-  "perceptual": variables}``."""
+  "perceptual": variables}``, and ``"coarse"`` with ``coarse`` (the module): the encoder then
+  reads the coarse completion of ``batch["image"]`` under ``batch["mask"]``."""
   images = batch["image"]
+  inputs = None if coarse is None else coarse_inputs(coarse, frozen["coarse"], batch)
 
   def loss_fn(params):
     total, terms, _, updated = loss_terms(
         psp, psp_variables(params, state.collections, frozen["psp"]), images, rng,
-        perceptual=perceptual, perceptual_variables=frozen["perceptual"], recipe=recipe)
+        perceptual=perceptual, perceptual_variables=frozen["perceptual"], recipe=recipe,
+        inputs=inputs)
     return total, (terms, updated)
 
   (total, (terms, updated)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -472,33 +511,44 @@ def build(config, workdir: str, previous) -> Stage:
   architecture["ema"] = bool(recipe.ema_decay)
   perceptual, perceptual_variables = load_perceptual(str(t.perceptual),
                                                      tuple(t.ms_ssim_weights))
-  frozen = _frozen(config, psp, decoder_variables)
+  frozen = {"psp": _frozen(config, psp, decoder_variables), "perceptual": perceptual_variables}
+  coarse = None
+  if t.get("input", "image") == "coarse":
+    coarse, frozen["coarse"] = load_coarse(config)
+    architecture["input"] = "coarse"      # (absent: the face itself, as every earlier run)
+  elif t.get("input", "image") != "image":
+    raise ValueError(f"psp_train.input must be 'image' or 'coarse', got {t.input!r}")
   tx = optimizer(t, psp)
   init = functools.partial(init_state, psp=psp, tx=tx, use_ema=architecture["ema"])
   source = (config.get("pretrained") or {}).get("init_from", "")
   if source:
     init = warm_started(init, source, psp=psp, tx=tx)
-  step = functools.partial(train_step, psp=psp, perceptual=perceptual, tx=tx, recipe=recipe)
+  step = functools.partial(train_step, psp=psp, perceptual=perceptual, tx=tx, recipe=recipe,
+                           coarse=coarse)
 
   def preview(params, collections, frozen, batch):
-    images = batch["image"][:8]
-    return [images, reconstruct(psp, psp_variables(params, collections, frozen["psp"]), images)]
+    batch = jax.tree.map(lambda x: x[:8], batch)
+    inputs = batch["image"] if coarse is None else coarse_inputs(coarse, frozen["coarse"], batch)
+    variables = psp_variables(params, collections, frozen["psp"])
+    return ([batch["image"]] + ([] if coarse is None else [inputs])
+            + [reconstruct(psp, variables, inputs)])
 
   def batches(start_step: int):
     return data_pipeline.make_train_iterator(
         config.data, image_size=size, global_batch_size=int(config.train.batch_size),
         seed=config.seed, start_step=start_step, verbose=jax.process_index() == 0,
-        with_masks=False)
+        with_masks=coarse is not None)
 
   def describe(state) -> str:
     count = parameter_count(state.params)
     passes = (f"; {psp.restyle_iterations} ReStyle passes" if psp.restyle_iterations else "")
     return (f"encoder {count:,} parameters{passes} ({psp.encoder.n_styles} styles of "
             f"{psp.encoder.style_dim}); frozen {size} px StyleGAN2; perceptual term: "
-            f"{perceptual.kind}; identity loss: none (no ArcFace weights)")
+            f"{perceptual.kind}; identity loss: none (no ArcFace weights)"
+            + ("; reads the coarse net's completions of masked faces" if coarse else ""))
 
   return Stage(name="psp", architecture=architecture, init=init, step=step, batches=batches,
-               frozen={"psp": frozen, "perceptual": perceptual_variables}, preview=preview,
+               frozen=frozen, preview=preview,
                log_prefixes=("g/",), describe=describe)
 
 
