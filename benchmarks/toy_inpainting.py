@@ -20,7 +20,9 @@ over images). Methods:
 - ``difai_00``: completion 00 (the unperturbed W+, the Table 1 output);
 - ``difai_edited``: the K - 1 SeFa-perturbed completions (mean over them);
 - diagnostics: the generator with the ground truth as I_style (``style_gt``: its upper bound,
-  what a perfect StyleGAN2 prior would give) and with I_coarse as I_style (``style_coarse``).
+  what a perfect StyleGAN2 prior would give) and with I_coarse as I_style (``style_coarse``);
+  the style image itself (``i_style_00``: pSp's inversion of I_coarse, decoded, unperturbed),
+  the prior's guess for the hole.
 Also, for the edited completions, how many of the K - 1 differ from completion 00 in an attribute
 the toy judge recognises reliably (``edited_attribute_changes``, mean over images). A reference
 row, ``other_faces``: the hole of K - 1 other test faces pasted into each face (the toy faces are
@@ -427,7 +429,7 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
                                                          out["w_plus"], num_completions - 1)
     methods = {"flat": flat_fill(faces, m), "telea": telea(faces, m), "coarse": out["coarse"],
                "difai_00": out["completions"][0], "style_gt": out["style_gt"],
-               "style_coarse": out["style_coarse"]}
+               "style_coarse": out["style_coarse"], "i_style_00": out["i_style"][0]}
     row = {name: float(hole_mae(x, faces, m).mean()) for name, x in methods.items()}
     row["difai_edited"] = float(np.mean([hole_mae(c, faces, m).mean()
                                          for c in out["completions"][1:]]))
