@@ -27,7 +27,10 @@ OpenCV Telea 15.7 / 22.1 / 12.8): 21.0 / 22.6 / 20.1 after phase 1, 18.9 / 20.5 
 phase 3 and 12.9 / 15.8 / 12.0 at its end (8,483 steps in all). The previous shipped
 coarse net (``floor_stride`` 8: floors at 8, 4, 2 px, 3,750 + 2,183 steps) reached 19.3 / 20.6 /
 19.2; the first one (widths 4-8-12-16, 150 steps) learned little more than a flat fill (46.7
-against the known pixels' mean colour's 39.6 on the training masks).
+against the known pixels' mean colour's 39.6 on the training masks). A phase 4 (stop 42:
+init_from toy-difai, lr 2e-4, stopped at step 733) reached 12.65 / 15.81 / 11.90 at step 500,
+and completion 00 with it stayed where it was (9.52 / 12.87 / 8.69 against 9.54 / 12.77 /
+8.70): not shipped.
 """
 
 from configs import demo

@@ -24,7 +24,13 @@ The shipped checkpoint (difai_jax/assets/toy/difai) was made by these commands, 
     #    metadata is rewritten
     python -m difai_jax.export --workdir <the copy of step 4> --out DIR --psp toy-psp
 
-(``init_from`` below names the shipped toy-difai: a new run continues the generator it ships.)
+(``init_from`` below names the shipped toy-difai: a new run continues the generator it ships.
+Stop 42 continued it 863 steps against the three-pass toy-psp with step 3's command: at step
+800 completion 00's held-out hole error was 9.52 / 12.79 / 8.65 against the shipped 9.54 / 12.77
+/ 8.70 (training masks / squares / thick strokes): no gain, not shipped. The generator copies
+the style image into the hole (benchmarks/toy_inpainting.py's ``i_style_00`` row: 9.70 / 12.89
+/ 8.81), so the inversion of I_coarse, not the generator, sets that error; configs/toy_psp.py's
+``psp_train.input="coarse"`` encoder lowers it.)
 The generator's history before step 3: 600 steps from random weights with SeFa degrees 4-8,
 then 400 more with degrees 2-4 (beyond about +-4 the narrow toy StyleGAN2 left the face
 manifold), both against the first, narrow coarse net (widths 4-8-12-16, 150 steps, a flat
