@@ -31,44 +31,6 @@ os.environ["XLA_FLAGS"] = " ".join(
 jax.devices()
 
 
-# The slowest single tests (seconds on 2 cores, `--durations`): started first, so that under
-# xdist the two workers end together instead of one finishing a two-minute test alone.
-SLOW_FIRST = (
-    "test_train.py::test_two_processes_train_in_lockstep",            # 132
-    "test_browser_app.py::test_browser_demo_end_to_end",              # 95
-    "test_train.py::test_data_parallel_matches_one_device",           # 74
-    "test_train.py::test_difai_stage_lowers_its_loss",                # 73, 55
-    "test_evaluate.py::test_cli_scores_a_trained_run_under_the_paper_protocol",   # 49
-    "test_shipped.py::test_toy_difai_inpaints_keeping_known_pixels",  # 49
-    "test_train.py::test_kill9_then_resume_is_bit_identical",         # 48
-)
-
-
-def _slow_rank(item) -> int:
-  name = item.nodeid.split("/")[-1]
-  return next((i for i, slow in enumerate(SLOW_FIRST) if name.startswith(slow)),
-              len(SLOW_FIRST))
-
-
-# Module fixtures cheaper to build twice than to tie their (slow) tests to one worker.
-SPREAD = ("fixed_batch",)   # test_train.py: one data batch; its users train for a minute each
-
-
-@pytest.hookimpl(tryfirst=True)             # before xdist reads the groups
-def pytest_collection_modifyitems(config, items):
-  """Under ``--dist loadgroup`` (README's test line): the tests of a module that share one of
-  its module-scoped fixtures (a small training, a converted network) run on one worker, which
-  builds the fixture once instead of once per worker; the slowest single tests go first."""
-  del config
-  items.sort(key=_slow_rank)                  # stable: the rest keep their order
-  for item in items:
-    module = item.nodeid.split("::")[0]
-    shared = any(d.scope == "module" and d.baseid == module and name not in SPREAD
-                 for name, defs in item._fixtureinfo.name2fixturedefs.items() for d in defs)
-    if shared:
-      item.add_marker(pytest.mark.xdist_group(os.path.basename(module).removesuffix(".py")))
-
-
 def pytest_sessionfinish(session, exitstatus):
   del session, exitstatus
   if os.environ.get("DIFAI_JAX_CACHE_DIR") == _TEST_CACHE:    # ours: the main process's
