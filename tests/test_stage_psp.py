@@ -29,6 +29,7 @@ from difai_jax.data import config as data_config
 from difai_jax.data import loader as data_pipeline
 from difai_jax.models import psp as psp_lib
 from difai_jax.models import stylegan2
+from difai_jax.nn import fingerprint
 from difai_jax.training.stages import psp as psp_stage
 from tests.conftest import fixture_path
 
@@ -289,6 +290,10 @@ def test_coarse_input_encodes_what_difai_inverts(setup, tmp_path_factory):
   config.pretrained.coarse_workdir = trained_tiny_run(tmp_path_factory)   # 32 px coarse stage
   stage = stages.build("psp", config, "", {})
   assert stage.architecture["input"] == "coarse" and "input" not in setup["stage"].architecture
+  # The run records which coarse net it inverts (a resume against another one is reported).
+  assert stage.provenance == {"coarse": config.pretrained.coarse_workdir,
+                              "coarse_fingerprint": fingerprint(psp_stage.load_coarse(config)[1])}
+  assert setup["stage"].provenance is None
   batch = next(stage.batches(0))
   assert set(batch) == {"image", "mask"}
   mask = np.asarray(batch["mask"])

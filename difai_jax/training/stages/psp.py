@@ -363,6 +363,22 @@ def load_coarse(config) -> tuple[coarse_lib.CoarseNet, dict]:
   return module, {"params": params}
 
 
+def _coarse_input(config, architecture: dict, frozen: dict):
+  """(the frozen coarse net or None, the run's provenance or None) of ``psp_train.input``;
+  with "coarse" adds the net's variables to ``frozen`` and ``input`` to ``architecture``."""
+  kind = config.psp_train.get("input", "image")
+  if kind == "image":
+    return None, None
+  if kind != "coarse":
+    raise ValueError(f"psp_train.input must be 'image' or 'coarse', got {kind!r}")
+  coarse, frozen["coarse"] = load_coarse(config)
+  architecture["input"] = "coarse"      # (absent: the face itself, as every earlier run)
+  # Which coarse net's completions it learns to invert: the checkpoints name it, and a resume
+  # against another one is reported (the loop's provenance check).
+  return coarse, {"coarse": str(config.pretrained.coarse_workdir),
+                  "coarse_fingerprint": fingerprint(frozen["coarse"])}
+
+
 def train_step(state: steps.TrainState, batch, frozen, rng, *, psp: psp_lib.PSP,
                perceptual: Perceptual, tx, recipe: Recipe,
                coarse: coarse_lib.CoarseNet | None = None):
@@ -512,12 +528,7 @@ def build(config, workdir: str, previous) -> Stage:
   perceptual, perceptual_variables = load_perceptual(str(t.perceptual),
                                                      tuple(t.ms_ssim_weights))
   frozen = {"psp": _frozen(config, psp, decoder_variables), "perceptual": perceptual_variables}
-  coarse = None
-  if t.get("input", "image") == "coarse":
-    coarse, frozen["coarse"] = load_coarse(config)
-    architecture["input"] = "coarse"      # (absent: the face itself, as every earlier run)
-  elif t.get("input", "image") != "image":
-    raise ValueError(f"psp_train.input must be 'image' or 'coarse', got {t.input!r}")
+  coarse, provenance = _coarse_input(config, architecture, frozen)
   tx = optimizer(t, psp)
   init = functools.partial(init_state, psp=psp, tx=tx, use_ema=architecture["ema"])
   source = (config.get("pretrained") or {}).get("init_from", "")
@@ -548,7 +559,7 @@ def build(config, workdir: str, previous) -> Stage:
             + ("; reads the coarse net's completions of masked faces" if coarse else ""))
 
   return Stage(name="psp", architecture=architecture, init=init, step=step, batches=batches,
-               frozen=frozen, preview=preview,
+               frozen=frozen, preview=preview, provenance=provenance,
                log_prefixes=("g/",), describe=describe)
 
 
