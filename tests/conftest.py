@@ -29,6 +29,12 @@ if "DIFAI_JAX_CACHE_DIR" not in os.environ:
 os.environ["XLA_FLAGS"] = " ".join(
     os.environ.get("XLA_FLAGS", "").split() + ["--xla_backend_optimization_level=0"])
 jax.devices()
+# The tests' own compiles share that cache too (both xdist workers, every module): many tests
+# train, resume and evaluate the same tiny networks, and a program compiled once in the run is
+# then loaded. Programs that compile in under a second are not worth the write. (A test module
+# may switch to a cache of its own: the compilation_cache fixture below.)
+jax.config.update("jax_compilation_cache_dir", os.environ["DIFAI_JAX_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -16,7 +16,7 @@ def test_wide_generator_is_pinned_and_carries_its_discriminator():
   module, variables = pretrained.load("toy-stylegan2-wide")
   assert module.style_dim == 128 and tuple(module.channels) == (128, 128, 64, 32, 16)
   z = jax.random.normal(jax.random.key(0), (2, module.style_dim))
-  x = np.asarray(module.apply(variables, [z]))
+  x = np.asarray(jax.jit(module.apply)(variables, [z]))
   assert x.shape == (2, 64, 64, 3)
   # recorded when the asset was exported (890 kimg in all); a changed file or layer shows here
   np.testing.assert_allclose(x[0, 32, 32], [0.77443546, 0.44034344, 0.08378345], atol=2e-4)
@@ -46,7 +46,7 @@ def test_shipped_psp_decodes_with_the_shipped_890_kimg_generator():
                       decoder["params"], dict(variables)["params"])
   assert all(jax.tree.leaves(same))
   z = jax.random.normal(jax.random.key(0), (2, module.style_dim))
-  x = np.asarray(module.apply(decoder, [z]))
+  x = np.asarray(jax.jit(module.apply)(decoder, [z]))
   # the pins of test_wide_generator_is_pinned_and_carries_its_discriminator
   np.testing.assert_allclose(x[0, 32, 32], [0.77443546, 0.44034344, 0.08378345], atol=2e-4)
   np.testing.assert_allclose(x[1, 10, 50], [-0.03640046, 0.43846846, 0.77356821], atol=2e-4)

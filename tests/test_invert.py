@@ -142,8 +142,8 @@ def test_refine_lowers_the_pixel_error_and_the_cli_writes_the_refined_codes(chec
   after = float(psnr_lib.psnr(image_io.uint8_to_float(saved)[None], x[None], data_range=2.0)[0])
   assert after > before + 0.5, (before, after)
   # The saved image is the decoder's image of the saved codes.
-  want = module.apply(variables, refined[None], method="decode", resize=True,
-                      return_latents=False)
+  want = jax.jit(lambda v, w: module.apply(v, w, method="decode", resize=True,
+                                           return_latents=False))(variables, refined[None])
   assert np.abs(saved.astype(int) - image_io.to_uint8(np.asarray(want[0])).astype(int)).max() <= 1
   with pytest.raises(ValueError, match="refine_steps must be >= 0"):
     invert.run(checkpoint_dir, images["rgba"], str(tmp_path / "out2"), refine_steps=-1)

@@ -9,6 +9,7 @@ that day. The same config resumes it at step 2 and trains on; the export reads i
 import os
 import tarfile
 
+import jax
 import ml_collections
 import numpy as np
 
@@ -55,7 +56,7 @@ def test_stylegan2_workdir_of_19025c2_resumes_and_exports(tmp_path, capsys):
   out = os.path.join(tmp_path, "export")
   export.export(workdir, out)
   module, variables = pretrained.load(out)
-  image = module.apply(variables, [np.zeros((1, 4), np.float32)])
+  image = jax.jit(module.apply)(variables, [np.zeros((1, 4), np.float32)])
   assert image.shape == (1, 32, 32, 3) and np.all(np.isfinite(image))
   _, d_variables = pretrained.load(os.path.join(out, "discriminator"))
   assert "params" in d_variables

@@ -71,12 +71,13 @@ def test_complete_with_codes_takes_any_codes_and_keeps_the_known_pixels():
   rng = np.random.default_rng(7)
   image = jnp.asarray(rng.uniform(-1, 1, size=(2, SIZE, SIZE, 3)), jnp.float32)
   mask = jnp.ones((2, SIZE, SIZE, 1)).at[:, 8:24, 4:20].set(0.0)
-  own = pipeline.inpaint(models, variables, image, mask, jnp.zeros((2, 0), jnp.int32),
-                         jnp.zeros((2, 0)))
+  own = jax.jit(lambda i, m: pipeline.inpaint(models, variables, i, m,
+                                               jnp.zeros((2, 0), jnp.int32),
+                                               jnp.zeros((2, 0))))(image, mask)
   swapped = jnp.stack([own["w_plus"], own["w_plus"][::-1]])            # K = 2
   complete = lambda l: pipeline.complete_with_codes(models, variables, own["i_masked"], mask, l)
   out = jax.jit(complete)(swapped)
-  want = pipeline.style_images(models.psp, variables["psp"], swapped, SIZE)
+  want = jax.jit(lambda l: pipeline.style_images(models.psp, variables["psp"], l, SIZE))(swapped)
   assert float(jnp.max(jnp.abs(out["i_style"] - want))) < 1e-5
   assert float(jnp.max(jnp.abs(out["completions"][0] - own["completions"][0]))) < 1e-5
   known = np.broadcast_to(np.asarray(mask) == 1, out["completions"].shape)

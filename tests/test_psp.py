@@ -341,9 +341,10 @@ def test_restyle_starts_at_the_encoder_and_adds_residuals_of_the_reconstruction(
   y = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, x.shape), jnp.float32)
   backbone = psp.IRBackbone(module.encoder.unit_counts, module.encoder.widths,
                             module.encoder.input_width, module.encoder.mode)
-  feats = lambda part, inp: backbone.apply(
+  feats = jax.jit(lambda part, inp: backbone.apply(
       {"params": with_restyle["params"][part]["backbone"],
-       "batch_stats": with_restyle["batch_stats"][part]["backbone"]}, inp)[-1]
+       "batch_stats": with_restyle["batch_stats"][part]["backbone"]}, inp)[-1],
+                  static_argnums=0)
   np.testing.assert_allclose(np.asarray(feats("restyle", jnp.concatenate([x, y], -1))),
                              np.asarray(feats("encoder", x - y)), atol=1e-4)
 
@@ -352,19 +353,20 @@ def test_restyle_starts_at_the_encoder_and_adds_residuals_of_the_reconstruction(
       lambda a: jnp.asarray(0.1 * rng.standard_normal(a.shape), jnp.float32), v["linear"]))
            if k.startswith("styles_") else v for k, v in restyle[0].items()}
   moved = {**with_restyle, "params": {**with_restyle["params"], "restyle": heads}}
-  codes, recons = refined.apply(moved, x, method="encode_passes")
+  codes, recons = jax.jit(lambda v: refined.apply(v, x, method="encode_passes"))(moved)
   assert len(codes) == 3 and len(recons) == 2 and recons[0].shape == x.shape
   alone = psp.GradualStyleEncoder(**{f: getattr(module.encoder, f) for f in psp._ENCODER_FIELDS})
   avg = variables["constants"]["latent_avg"][None]
+  decode = jax.jit(lambda v, w: module.apply(v, w, method="decode", return_latents=False))
   for t in range(2):
-    recon = module.apply(variables, codes[t] + avg, method="decode", return_latents=False)
+    recon = decode(variables, codes[t] + avg)
     np.testing.assert_allclose(np.asarray(recons[t]), np.asarray(recon), atol=1e-5)
-    step = alone.apply({"params": heads, "batch_stats": restyle[1]},
-                       jnp.concatenate([x, recon], -1))
+    step = jax.jit(alone.apply)({"params": heads, "batch_stats": restyle[1]},
+                                jnp.concatenate([x, recon], -1))
     np.testing.assert_allclose(np.asarray(codes[t + 1] - codes[t]), np.asarray(step), atol=1e-4)
     assert np.abs(np.asarray(step)).max() > 1e-2
-  np.testing.assert_allclose(np.asarray(refined.apply(moved, x, method="encode")),
-                             np.asarray(codes[-1] + avg), atol=1e-6)
+  np.testing.assert_allclose(np.asarray(encode(refined, moved)), np.asarray(codes[-1] + avg),
+                             atol=1e-6)
   # Same decoder, same meaning of W+: DiFAI checkpoints and SeFa directions keep applying.
   assert psp.decoder_fingerprint(moved) == psp.decoder_fingerprint(variables)
   with pytest.raises(ValueError, match="restyle_iterations must be >= 0"):

@@ -11,6 +11,7 @@ import pytest
 
 from configs import toy_recognizer
 from difai_jax.training import checkpoints
+from difai_jax import losses
 from difai_jax import pretrained
 from difai_jax.training import steps
 from difai_jax.training import loop as train
@@ -299,6 +300,22 @@ def test_difai_loss_features_from_a_recognizer(tmp_path):
   levels = recognizer.apply(own, images, method="features")
   for got, want in zip(maps.values(), levels[:-1]):
     np.testing.assert_array_equal(got, want)
+  # Eq. 6-7 on these taps, as the DiFAI step computes them (its 20-step test in test_train runs
+  # VGG-19): a gradient step on the outputs lowers L_per + L_style.
+  mask = jnp.ones(images.shape[:3] + (1,)).at[:, 16:48, 16:48].set(0.0)
+  features = lambda x: losses.stacked_features(lambda y: taps.apply(variables, y), x)
+  targets = features(jnp.stack([images[::-1], images]))       # I_style, I_gt
+
+  @jax.jit
+  def loss(out):                                                # out: (K = 1, N, H, W, 3)
+    feats, style = features(out), {t: f[:1] for t, f in targets.items()}
+    gt = {t: f[1] for t, f in targets.items()}
+    return (losses.perceptual_loss(feats, style, gt, mask)
+            + 120.0 * losses.style_loss(feats, style, gt, mask))
+  out = 0.3 * jax.random.normal(jax.random.key(0), (1,) + images.shape)
+  value, grad = jax.jit(jax.value_and_grad(loss))(out)
+  assert np.isfinite(np.asarray(grad)).all() and float(jnp.abs(grad).max()) > 0
+  assert float(loss(out - 0.01 * grad / jnp.abs(grad).max())) < float(value)
   config.pretrained.feature_net = "toy-judge"
   with pytest.raises(ValueError, match="pretrained.feature_net = 'toy-judge' is the toy judge"):
     checkpoints.load_feature_net(config)

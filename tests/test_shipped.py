@@ -43,11 +43,12 @@ def test_toy_stylegan2_pinned():
 def test_toy_psp_pinned_and_reconstructs():
   module, variables = pretrained.load("toy-psp")
   faces = _faces()
-  w_plus = np.asarray(module.apply(variables, jnp.asarray(faces), method="encode"))
+  w_plus = np.asarray(jax.jit(lambda v, x: module.apply(v, x, method="encode"))(
+      variables, jnp.asarray(faces)))
   assert w_plus.shape == (2, 10, 128)               # the wide toy StyleGAN2's W+
   assert module.restyle_iterations == 3             # phase 12: three ReStyle passes
   np.testing.assert_allclose(w_plus[0, 0, :3], [0.30953938, 0.51458704, 1.33505210], atol=1e-4)
-  recon = module.apply(variables, jnp.asarray(faces))
+  recon = jax.jit(module.apply)(variables, jnp.asarray(faces))
   recon = np.asarray(recon[0] if isinstance(recon, tuple) else recon)
   error = float(np.abs(recon - faces).mean())
   print(f"toy pSp mean |reconstruction - face| on 2 test faces: {error:.4f}")
@@ -85,8 +86,8 @@ def test_toy_difai_inpaints_keeping_known_pixels():
   k = 3
   components = jnp.broadcast_to(jnp.arange(k, dtype=jnp.int32), (2, k))
   degrees = jnp.broadcast_to(jnp.asarray([4.0, -4.0, 6.0]), (2, k))
-  out = pipeline.inpaint(inference.models, inference.variables, jnp.asarray(faces),
-                         jnp.asarray(mask), components, degrees)
+  out = jax.jit(lambda v, f, m, c, d: pipeline.inpaint(inference.models, v, f, m, c, d))(
+      inference.variables, jnp.asarray(faces), jnp.asarray(mask), components, degrees)
   completions = np.asarray(out["completions"])             # (K + 1, N, 64, 64, 3)
   assert completions.shape == (k + 1, 2, 64, 64, 3)
   known = np.broadcast_to(mask > 0, completions.shape[1:])

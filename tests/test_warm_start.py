@@ -28,14 +28,14 @@ def test_init_from_starts_both_stages_from_a_trained_run(tmp_path_factory, tmp_p
   previous = {"coarse": os.path.join(run, "coarse")}
   for name in ("coarse", "difai"):
     stage = stages.build(name, config, str(tmp_path / name), previous)
-    state = stage.init(steps.prng_key(1))
+    state = jax.jit(stage.init)(steps.prng_key(1))
     params, collections = checkpoints.load_stage_params(
         checkpoints.find_stage_dir(run, name))
     assert _equal(state.network, (params, collections)), name
     # Without init_from the same seed gives other (random) weights.
     config.pretrained.init_from = ""
     fresh = stages.build(name, config, str(tmp_path / f"{name}_fresh"), previous)
-    assert not _equal(fresh.init(steps.prng_key(1)).network[0], params), name
+    assert not _equal(jax.jit(fresh.init)(steps.prng_key(1)).network[0], params), name
     config.pretrained.init_from = run
 
 
@@ -46,7 +46,7 @@ def test_init_from_refuses_another_architecture(tmp_path_factory, tmp_path):
   config.coarse.widths = (4, 8, 12, 20)
   stage = stages.build("coarse", config, str(tmp_path / "coarse"))
   with pytest.raises(ValueError, match="does not have this config's shapes"):
-    stage.init(steps.prng_key(0))
+    jax.jit(stage.init)(steps.prng_key(0))
 
 
 def test_a_resumed_run_ignores_init_from(tmp_path_factory, tmp_path, capsys):
@@ -68,7 +68,7 @@ def test_a_resumed_run_ignores_init_from(tmp_path_factory, tmp_path, capsys):
   config.train.num_steps.coarse = done
   config.pretrained.init_from = "toy-difai"      # another coarse architecture
   with pytest.raises(ValueError, match="does not have this config's shapes"):
-    stages.build("coarse", config, str(tmp_path / "new")).init(steps.prng_key(0))
+    jax.jit(stages.build("coarse", config, str(tmp_path / "new")).init)(steps.prng_key(0))
   [result] = loop.run(config, str(workdir))
   assert result.final_step == done
   out = capsys.readouterr().out
