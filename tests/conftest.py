@@ -31,8 +31,7 @@ os.environ["XLA_FLAGS"] = " ".join(
 jax.devices()
 # The tests' own compiles share that cache too (both xdist workers, every module): many tests
 # train, resume and evaluate the same tiny networks, and a program compiled once in the run is
-# then loaded. Programs that compile in under a second are not worth the write. (A test module
-# may switch to a cache of its own: the compilation_cache fixture below.)
+# then loaded. Programs that compile in under a second are not worth the write.
 jax.config.update("jax_compilation_cache_dir", os.environ["DIFAI_JAX_CACHE_DIR"])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
@@ -61,22 +60,3 @@ def stylegan2_small():
   config, variables = convert.convert_generator(
       torch_io.StateDict(checkpoint["g_ema"], source="stylegan2_small.pt[g_ema]"))
   return stylegan2.from_config(config), variables, config
-
-
-@pytest.fixture(scope="module")
-def compilation_cache(tmp_path_factory):
-  """A persistent compilation cache for a test module whose runs compile the same functions
-  several times (each train.run jits its step anew): later compiles load them from disk.
-  Restored to the session's setting afterwards."""
-  from jax.experimental.compilation_cache import compilation_cache as cc
-  previous = {k: getattr(jax.config, k) for k in (
-      "jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-      "jax_persistent_cache_min_entry_size_bytes")}
-  jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-  jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-  cc.reset_cache()
-  yield
-  for key, value in previous.items():
-    jax.config.update(key, value)
-  cc.reset_cache()

@@ -178,12 +178,10 @@ def photos(tmp_path_factory):
   return d, out
 
 
-def test_inpaints_whole_photos_changing_only_their_holes(photos, tmp_path, capsys,
-                                                         compilation_cache):
-  del compilation_cache   # the fixture turns JAX's persistent cache on for this module
+def test_inpaints_whole_photos_changing_only_their_holes(photos, tmp_path, capsys):
   folder, inputs = photos
   written = inpaint.run("toy-difai", str(folder / "images"), str(folder / "masks"),
-                        str(tmp_path / "out"), num=2, align="on", batch_size=2)
+                        str(tmp_path / "out"), num_completions=2, align="on", batch_size=2)
   stdout = capsys.readouterr().out
   assert len(written) == 2
   for name, (image, known) in inputs.items():

@@ -15,7 +15,7 @@ K = 3
 
 
 @pytest.fixture(scope="module")
-def inpainter(compilation_cache):  # pylint: disable=unused-argument
+def inpainter():
   return Inpainter("toy-difai", degree=5.0, pad_edits=K - 1)
 
 

@@ -87,10 +87,9 @@ def _random_stylegan2(directory: str, seed: int = 3) -> None:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, compilation_cache):
+def setup(tmp_path_factory):
   """The stage built on a tiny random StyleGAN2, its step jitted as train.py jits it, and a
   fixed batch."""
-  del compilation_cache
   flags.FLAGS.mark_as_parsed()
   root = tmp_path_factory.mktemp("psp_stage")
   sg_dir = str(root / "stylegan2")

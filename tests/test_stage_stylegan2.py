@@ -44,10 +44,9 @@ def _tiny_config(num_steps=4):
 
 
 @pytest.fixture(scope="module")
-def built(compilation_cache):
+def built():
   """(config, stage, batch, state, step_for): ``step_for(phase)`` is the jitted step of one
   phase, compiled once for the module (what the training loop runs)."""
-  del compilation_cache
   config = _tiny_config()
   stage = stage_lib.build(config, "", {})
   batch = next(stage.batches(0))
@@ -149,10 +148,8 @@ def _check_resume_and_export(straight, tmp_path):
     export.export(str(straight), str(out))
 
 
-def test_a_run_resumes_exactly_exports_and_continues_from_its_export(tmp_path,
-                                                                     compilation_cache):
+def test_a_run_resumes_exactly_exports_and_continues_from_its_export(tmp_path):
   # One test, one 4-step run (a module fixture would be trained on both xdist workers).
-  del compilation_cache
   run = tmp_path / "straight"
   train.run(_tiny_config(4), str(run))
   _check_resume_and_export(run, tmp_path)
@@ -197,10 +194,9 @@ def test_a_run_resumes_exactly_exports_and_continues_from_its_export(tmp_path,
     stage_lib.build(config, "", {}).init(steps.prng_key(0))
 
 
-def test_feature_critic_trains_beside_d_and_reaches_g_only_through_its_weight(compilation_cache):
+def test_feature_critic_trains_beside_d_and_reaches_g_only_through_its_weight():
   # stylegan2.feature_d: an MLP on the frozen toy recognizer's embedding. One step (no lazy
   # regulariser) moves its head; with weight 0 the generator's update is the plain recipe's.
-  del compilation_cache
   phase = stage_lib.Phase(r1=False, path=False)
   outputs = {}
   for name, feature_d, weight in (("plain", "", 1.0), ("off", "toy-recognizer", 0.0),
@@ -281,8 +277,7 @@ def test_attribute_frequencies_average_the_recognizers_softmax_over_train_faces(
     np.testing.assert_allclose(np.asarray(cold), labels(name) / 10, atol=1e-4)
 
 
-def test_attribute_term_reaches_g_only_through_its_weight(compilation_cache):
-  del compilation_cache
+def test_attribute_term_reaches_g_only_through_its_weight():
   phase = stage_lib.Phase(r1=False, path=False)
   g_params, metrics = {}, {}
   for name, weight in (("off", 0.0), ("on", 1.0)):
