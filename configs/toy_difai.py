@@ -23,7 +23,24 @@ The shipped checkpoint (difai_jax/assets/toy/difai) was made by these commands, 
     #    (a third ReStyle pass); the re-paired copy keeps the generator's files, only its
     #    metadata is rewritten
     python -m difai_jax.export --workdir <the copy of step 4> --out DIR --psp toy-psp
+    # 6. (stop 44, the shipped toy-difai) the pSp fitted to DiFAI's use of it, toy-psp-coarse
+    #    (configs/toy_psp.py: it reads the coarse completion), and step 4's generator (the
+    #    toy-difai of git 46503d9, which init_from named then; critic and optimizers fresh)
+    #    trained 700 steps against its style images (1,092 s for 851 steps at nice 19, part of
+    #    it beside tests; the run was stopped with Ctrl-C at 851, step 700's checkpoint
+    #    exported: the held-out error had stopped falling by step 520); the export names the
+    #    shipped copy of the run's local pSp directory (same weights: the record says so)
+    python -m difai_jax.train --config configs/toy_difai.py --workdir runs/difai43 \
+        --config.pretrained.coarse_workdir=toy-difai --config.pretrained.psp=runs/pspc_export \
+        --config.pretrained.init_from=<git 46503d9's difai_jax/assets/toy/difai> \
+        --config.train.num_steps.difai=700
+    python -m difai_jax.export --workdir runs/difai43 --out difai_jax/assets/toy/difai \
+        --psp toy-psp-coarse
 
+Step 6 with the generator unchanged (the pSp swapped only): completion 00's held-out hole error
+9.45 / 12.42 / 8.70 (training masks / squares / thick strokes; stop 41's pair 9.54 / 12.77 /
+8.70); after 520 / 700 steps against it 9.29 / 12.30 / 8.55 and 9.31 / 12.28 / 8.57, and
+Tables 1-2's toy FID fell in every bucket (benchmarks/TOY_RESULTS.md).
 (``init_from`` below names the shipped toy-difai: a new run continues the generator it ships.
 Stop 42 continued it 863 steps against the three-pass toy-psp with step 3's command: at step
 800 completion 00's held-out hole error was 9.52 / 12.79 / 8.65 against the shipped 9.54 / 12.77

@@ -97,7 +97,8 @@ Where phase 8's 23.74 dB stopped (stop 36; all against the 285 kimg generator, 2
 --config.pretrained.init_from=toy-psp --config.psp.restyle_iterations=3 continues the shipped
 encoders.)
 
-An encoder fitted to DiFAI's use of it (stop 42; an extension, not shipped yet): DiFAI inverts
+An encoder fitted to DiFAI's use of it (stop 42; an extension, shipped at stop 44 as
+``toy-psp-coarse``, the pSp toy-difai pairs with; toy-psp stays the image encoder): DiFAI inverts
 the coarse net's blurry completion of a masked face, and the style image it decodes is what the
 generator copies into the hole (held-out hole error of I_style 9.70 / 12.89 / 8.81 against
 completion 00's 9.54 / 12.77 / 8.70; benchmarks/toy_inpainting.py's ``i_style_00`` row). With
@@ -109,15 +110,17 @@ completion 00's 9.54 / 12.77 / 8.70; benchmarks/toy_inpainting.py's ``i_style_00
         --config.psp_train.lambda_wnorm=0.001 --config.psp_train.lr=0.00005 \
         --config.psp_train.restyle_lr=0.0005 --config.psp_train.input=coarse \
         --config.pretrained.coarse_workdir=toy-difai --config.train.num_steps.psp=20000
-    python -m difai_jax.export --workdir runs/pspc --out runs/pspc_export
+    python -m difai_jax.export --workdir runs/pspc --out runs/pspc_export   # = toy-psp-coarse
     python -m benchmarks.toy_inpainting --psp runs/pspc_export   # with the shipped generator
 
 2,307 steps (53 min at 0.7-0.8 steps/s, stopped with Ctrl-C), with toy-difai's generator
 unchanged (200 test faces; training masks / squares / thick strokes): completion 00 9.42 /
 12.37 / 8.68 (toy-psp: 9.54 / 12.77 / 8.70; 9.53 / 12.59 / 8.75 at step 750, 9.48 / 12.47 /
 8.75 at 1,250), I_style 9.57 / 12.48 / 8.84; SeFa degree 5's perturbed completions 32.1 / 33.7
-/ 31.4 (toy-psp: 31.6 / 33.2 / 31.0) with 1.48 / 2.19 / 1.19 attribute changes. Still falling
-when stopped; a generator trained against its style images is the next step.
+/ 31.4 (toy-psp: 31.6 / 33.2 / 31.0) with 1.48 / 2.19 / 1.19 attribute changes. Continued at
+stop 43 (same command) to step 3,271 (stopped with Ctrl-C; at step 3,000: 9.45 / 12.42 / 8.70,
+a plateau) and exported: that is toy-psp-coarse. The generator trained 700 steps against its
+style images (configs/toy_difai.py, step 6) brings completion 00 to 9.31 / 12.28 / 8.57.
 
 pSp's ffhq_encode recipe (eladrich/pixel2style2pixel: L2 1.0, LPIPS 0.8, codes relative to
 latent_avg, frozen decoder, batch 8) with what this project can run without downloaded weights

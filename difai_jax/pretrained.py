@@ -57,6 +57,9 @@ SHORT_NAMES = {
     # the wider generator in training, with its discriminator: continue it with init_from
     "toy-stylegan2-wide": "toy/stylegan2_wide",
     "toy-psp": "toy/psp",
+    # the same pSp architecture fitted to DiFAI's use of it: it reads the coarse net's completion
+    # of a masked face (psp_train.input="coarse"); toy-difai pairs with it (configs/toy_psp.py)
+    "toy-psp-coarse": "toy/psp_coarse",
     # the toy pSp's perceptual network (configs/toy_psp.py)
     "toy-recognizer": "toy/recognizer",
     # the same recognizer from another seed, used by no training loss: every toy-domain measure

@@ -36,15 +36,16 @@ def test_wide_generator_is_pinned_and_carries_its_discriminator():
 
 
 def test_shipped_psp_decodes_with_the_shipped_890_kimg_generator():
-  """toy-psp (and toy-difai, which reads it) carries its own frozen decoder: since stop 38 the
-  wide generator exactly as shipped here at 890 kimg (a later continuation of this asset leaves
-  the pSp's copy alone until the pSp is retrained)."""
+  """toy-psp and toy-psp-coarse (which toy-difai reads) carry their own frozen decoder: since
+  stop 38 the wide generator exactly as shipped here at 890 kimg (a later continuation of this
+  asset leaves the pSps' copies alone until they are retrained)."""
   module, variables = pretrained.load("toy-stylegan2-wide")
-  psp = pretrained.load("toy-psp")[1]
-  decoder = {"params": psp["params"]["decoder"], "noises": psp["noises"]["decoder"]}
-  same = jax.tree.map(lambda a, b: bool(np.array_equal(np.asarray(a), np.asarray(b))),
-                      decoder["params"], dict(variables)["params"])
-  assert all(jax.tree.leaves(same))
+  for name in ("toy-psp-coarse", "toy-psp"):
+    psp = pretrained.load(name)[1]
+    decoder = {"params": psp["params"]["decoder"], "noises": psp["noises"]["decoder"]}
+    same = jax.tree.map(lambda a, b: bool(np.array_equal(np.asarray(a), np.asarray(b))),
+                        decoder["params"], dict(variables)["params"])
+    assert all(jax.tree.leaves(same)), name
   z = jax.random.normal(jax.random.key(0), (2, module.style_dim))
   x = np.asarray(jax.jit(module.apply)(decoder, [z]))
   # the pins of test_wide_generator_is_pinned_and_carries_its_discriminator

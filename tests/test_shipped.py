@@ -58,20 +58,48 @@ def test_toy_psp_pinned_and_reconstructs():
   assert error < other
 
 
-DIFAI_STEP = 2084      # the shipped generator's step (configs/toy_difai.py)
+DIFAI_STEP = 700       # the shipped generator's step (configs/toy_difai.py)
+PSP_COARSE_PIN = [0.58346879, -0.02530633, 0.86958075]   # w_plus[0, 0, :3]
+PSP_COARSE_ERROR = 0.072389
+
+
+def test_toy_psp_coarse_shares_the_decoder_and_is_pinned_on_a_coarse_completion():
+  """toy-psp-coarse (the pSp toy-difai pairs with) reads the coarse net's completion of a masked
+  face. Its decoder is toy-psp's, weight for weight (the same W+ space: the shipped SeFa
+  directions apply to both); its codes and its reconstruction error are pinned."""
+  inference = checkpoints.load_difai("toy-difai")
+  faces, mask = jnp.asarray(_faces()), np.ones((2, 64, 64, 1), np.float32)
+  mask[:, 20:44, 16:48] = 0.0
+  coarse = jax.jit(lambda v, x, m: pipeline.coarse_completion(inference.models.coarse, v, x * m,
+                                                              m))(
+      inference.variables["coarse"], faces, jnp.asarray(mask))
+  module, variables = pretrained.load("toy-psp-coarse")
+  shipped = pretrained.load("toy-psp")[1]
+  same = jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), variables["params"]["decoder"],
+                      shipped["params"]["decoder"])
+  assert all(jax.tree.leaves(same))
+  assert not np.array_equal(*(jax.tree.leaves(v["params"]["encoder"])[0]
+                              for v in (variables, shipped)))
+  assert module.restyle_iterations == 3
+  w_plus, recon = jax.jit(lambda v, x: (module.apply(v, x, method="encode"), module.apply(v, x)))(
+      variables, coarse)
+  recon = recon[0] if isinstance(recon, tuple) else recon
+  error = float(jnp.abs(recon - faces).mean())
+  print(f"toy-psp-coarse: mean |reconstruction from the coarse completion - face|: {error:.6f}")
+  np.testing.assert_allclose(np.asarray(w_plus)[0, 0, :3], PSP_COARSE_PIN, atol=1e-4)
+  assert error == pytest.approx(PSP_COARSE_ERROR, abs=1e-4)
 
 
 def test_toy_difai_records_the_shipped_psp():
-  """The shipped run trained against toy-psp as shipped (its record says so, and that the pSp
-  was swapped once under it), so loading it checks the pSp and stays silent."""
+  """The shipped run trained against toy-psp-coarse as shipped (its record says so, by the name
+  the exported copy gave the run's local directory), so loading it checks the pSp and stays
+  silent."""
   meta = checkpoints.latest_meta(os.path.join(pretrained.resolve("toy-difai"), "difai"))
   record = meta["provenance"]
-  variables = pretrained.load("toy-psp")[1]
-  assert record["psp"] == "toy-psp" == meta["config"]["pretrained"]["psp"]
-  assert record == {**record, **checkpoints.psp_provenance("toy-psp", variables)}
-  # Its first 682 steps ran against the pSp's phase 10 at step 4,759 (configs/toy_difai.py).
-  assert [r["psp"] for r in record["replaced"]] == ["runs/pspM_s4759"]
-  assert record["replaced"][0]["psp_decoder_fingerprint"] == record["psp_decoder_fingerprint"]
+  variables = pretrained.load("toy-psp-coarse")[1]
+  assert record["psp"] == "toy-psp-coarse" == meta["config"]["pretrained"]["psp"]
+  assert record == checkpoints.psp_provenance("toy-psp-coarse", variables)
+  assert "psp_trained_with" not in meta          # it trained against these very weights
   with warnings.catch_warnings():
     warnings.simplefilter("error")
     checkpoints.load_difai("toy-difai")
@@ -103,12 +131,12 @@ def test_toy_difai_inpaints_keeping_known_pixels():
                              [[-0.20274, -0.46591, -0.62963], [0.58922, 0.25696, 0.08955]],
                              atol=2e-4)
   np.testing.assert_allclose(completions[:, :, 45, 32], [
-      [[-0.12852, -0.52181, -0.59216], [0.57173, 0.36247, 0.12928]],
-      [[0.01986, -0.85340, -0.70091], [0.73180, 0.37507, 0.19610]],
-      [[-0.16862, -0.53104, -0.57117], [0.71052, 0.40122, 0.31654]],
-      [[0.24571, -0.55579, -0.56605], [0.61410, -0.00032, -0.46798]]], atol=2e-4)
+      [[-0.08065, -0.49359, -0.55182], [0.68511, 0.46188, 0.23207]],
+      [[0.08828, -0.62694, -0.44930], [0.77753, 0.41556, 0.22664]],
+      [[-0.08076, -0.50964, -0.50568], [0.67780, 0.42335, 0.32471]],
+      [[0.27552, -0.61104, -0.59860], [0.64969, -0.00959, -0.43870]]], atol=2e-4)
   hole_error = [float(np.abs(c - faces)[hole].mean()) for c in completions]
-  np.testing.assert_allclose(hole_error, [0.096985, 0.120749, 0.196518, 0.271950], atol=1e-4)
+  np.testing.assert_allclose(hole_error, [0.095797, 0.116468, 0.200987, 0.282112], atol=1e-4)
 
 
 def _assert_same_weight_files(out: str, with_meta: bool) -> None:
@@ -147,18 +175,18 @@ def test_difai_run_exports_for_inference_only(tmp_path):
     assert sorted(tree) == ["collections", "params"], (stage, sorted(tree))
   with pytest.raises(FileExistsError, match="is not empty"):
     export.export(pretrained.resolve("toy-difai"), out)
-  # --psp names another copy of the same pSp (a run moved to another machine) ...
+  # --psp names another copy of the same pSp (a run moved to another machine): the copy's config
+  # and record both name it, and nothing is "trained with" another pSp ...
   copy = str(tmp_path / "psp_copy")
-  shutil.copytree(pretrained.resolve("toy-psp"), copy)
+  shutil.copytree(pretrained.resolve("toy-psp-coarse"), copy)
   moved = str(tmp_path / "moved")
   export.export(pretrained.resolve("toy-difai"), moved, psp=copy)
   assert checkpoints.load_difai(moved).config.pretrained.psp == copy
   _assert_same_weight_files(moved, with_meta=False)   # only the metadata was rewritten
   shipped_meta = checkpoints.latest_meta(os.path.join(pretrained.resolve("toy-difai"), "difai"))
-  # (the shipped generator trained against phase 10 of toy-psp and is paired with phase 12)
-  assert shipped_meta["psp_trained_with"].startswith("toy-psp (fingerprint ")
   moved_meta = checkpoints.latest_meta(os.path.join(moved, "difai"))
-  assert moved_meta["psp_trained_with"] == shipped_meta["psp_trained_with"]
+  assert moved_meta["provenance"] == {**shipped_meta["provenance"], "psp": copy}
+  assert "psp_trained_with" not in moved_meta and "psp_trained_with" not in shipped_meta
   # ... pairs the generator with another encoder on the same decoder, saying so ...
   config = pretrained.read_config(copy)
   kind = config.pop("kind")
@@ -170,7 +198,8 @@ def test_difai_run_exports_for_inference_only(tmp_path):
   paired = str(tmp_path / "paired")
   export.export(pretrained.resolve("toy-difai"), paired, psp=reencoded)
   trained_with = checkpoints.latest_meta(os.path.join(paired, "difai"))["psp_trained_with"]
-  assert trained_with == shipped_meta["psp_trained_with"]   # the generator's, kept
+  assert trained_with == "toy-psp-coarse (fingerprint {})".format(   # the generator's record
+      shipped_meta["provenance"]["psp_fingerprint"])
   # A pSp its name loads no more (a directory updated in place) is known by its fingerprint:
   # pairing a copy of ``moved`` (trained with ``copy`` by its record) after ``copy`` changed
   # says what it trained with, though ``copy`` now loads other weights.
@@ -199,7 +228,7 @@ def test_difai_run_exports_for_inference_only(tmp_path):
   other = str(tmp_path / "psp_other")
   pretrained.save(other, kind, config, variables)
   with pytest.raises(ValueError, match="does not decode with the StyleGAN2 of the pSp the run "
-                     r"was trained with \(toy-psp\)"):
+                     r"was trained with \(toy-psp-coarse\)"):
     export.export(pretrained.resolve("toy-difai"), str(tmp_path / "wrong"), psp=other)
 
 
@@ -227,6 +256,8 @@ def test_each_shipped_network_is_what_its_config_file_builds():
   psp_config.psp.restyle_iterations = 3   # phase 12's override (configs/toy_psp.py)
   decoder = _stored_config(psp_config.pretrained.stylegan2)
   assert _stored_config("toy-psp") == psp_stage.psp_config(psp_config, decoder)
+  # the same settings, trained on with psp_train.input="coarse" (configs/toy_psp.py)
+  assert _stored_config("toy-psp-coarse") == psp_stage.psp_config(psp_config, decoder)
 
   assert _stored_config("toy-recognizer") == recognizer_stage.architecture(
       toy_recognizer.get_config())

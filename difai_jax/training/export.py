@@ -59,6 +59,22 @@ def _checked_psp(meta: dict, psp: str) -> tuple[str | None, dict]:
   return meta.get("psp_trained_with") or f"{source} (fingerprint {trained_fingerprint})", named
 
 
+def _paired_with(meta: dict, psp: str, stage: str) -> dict:
+  """A stage's meta naming ``psp`` as its pSp. The DiFAI stage's is checked against the pSp it
+  trained with (``_checked_psp``) and its record names ``psp`` too (another encoder on purpose,
+  or the same weights by another name: a shipped short name for a run's local directory), so
+  that its record and its config agree."""
+  meta = dict(meta)
+  if stage == "difai":
+    trained_with, psp_variables = _checked_psp(meta, psp)
+    if trained_with is not None:
+      meta["psp_trained_with"] = trained_with
+    if "provenance" in meta:
+      meta["provenance"] = {**meta["provenance"], **checkpoints.psp_provenance(psp, psp_variables)}
+  meta["config"] = {**meta["config"], "pretrained": {**meta["config"]["pretrained"], "psp": psp}}
+  return meta
+
+
 def export_inference_run(workdir: str, out: str, use_ema: bool = True,
                          psp: str | None = None, coarse: str | None = None) -> dict:
   """Writes an inference-only copy of a DiFAI run (see the module docstring); returns
@@ -91,15 +107,7 @@ def export_inference_run(workdir: str, out: str, use_ema: bool = True,
     source_meta = checkpoints.latest_meta(src)
     meta = {**source_meta, "inference_only": True}
     if psp is not None:
-      if stage == "difai":
-        trained_with, psp_variables = _checked_psp(meta, psp)
-        if trained_with is not None:
-          meta["psp_trained_with"] = trained_with
-          if "provenance" in meta:        # the copy is paired with this pSp on purpose
-            meta["provenance"] = {**meta["provenance"],
-                                  **checkpoints.psp_provenance(psp, psp_variables)}
-      meta["config"] = {**meta["config"],
-                        "pretrained": {**meta["config"]["pretrained"], "psp": psp}}
+      meta = _paired_with(meta, psp, stage)
     meta["config"] = {**meta["config"], "coarse": coarse_section}
     if source_meta.get("inference_only") and _single_checkpoint(src):
       # An inference-only stage (a shipped stage exported again, perhaps re-paired): its files
