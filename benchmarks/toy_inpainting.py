@@ -6,6 +6,7 @@
     python -m benchmarks.toy_inpainting --degree 3 --layers 4,5,6,7,8,9   # edits of some layers
     python -m benchmarks.toy_inpainting --edits labelled   # attribute directions from labels
     python -m benchmarks.toy_inpainting --edits labelled --edit_search 0.5,1,2,3   # least edits
+    python -m benchmarks.toy_inpainting --edits labelled --edit_search 0.5,1,2,3 --edit_pool 5
 
 Test-split toy faces (never trained on) with three mask families, each drawn from fixed seeds:
 (a) ``training``: the training masks (configs/demo.py's MaskSampler: strokes, 85 px-at-256
@@ -37,7 +38,9 @@ Skin tone is left out (it recolours the whole hole). ``--edit_search 0.5,1,2,3``
 those edits as small as it can be: per image and attribute, the least of the listed strengths
 (and, at it, the target class that changes the hole least) at which the *training* recognizer
 (``toy-recognizer``; the judge that scores the result is never consulted) reads the completion
-as another class (:func:`minimal_edits`).
+as another class (:func:`minimal_edits`). ``--edit_pool P`` searches P attributes per image
+(those that weigh most in its hole) and keeps the K - 1 edits that recognizer reads as
+changes, the least hole change first.
 
 Prints one JSON object; ``--grid`` writes rows of masked input / Telea / coarse / I_style /
 completions / ground truth for the first faces of each family.
@@ -273,10 +276,13 @@ class LabelledEdits:
 
 def minimal_edits(complete, edits: LabelledEdits, recognizer, faces, masks, w_plus,
                   base: np.ndarray, count: int, strengths: tuple[float, ...],
-                  chunk: int = 50) -> tuple[np.ndarray, np.ndarray]:
+                  chunk: int = 50, pool: int | None = None) -> tuple[np.ndarray, np.ndarray]:
   """(i_style, completions) (1 + count, N, ...): per image, the ``count`` attributes of
   :meth:`LabelledEdits.latents`, each edited as little as the *training* recognizer
-  (``recognizer``, never the judge) needs to read the completion as changed in it.
+  (``recognizer``, never the judge) needs to read the completion as changed in it. With
+  ``pool`` > ``count``, the ``pool`` attributes that weigh most in the hole are searched and
+  the ``count`` kept are those the recognizer reads as changed, the least hole change first
+  (then the rest, the least change first).
 
   ``strengths`` are tried in increasing order, each towards every other class of the
   attribute; an image's edit stops at the first strength the recognizer reads as another class
@@ -284,12 +290,14 @@ def minimal_edits(complete, edits: LabelledEdits, recognizer, faces, masks, w_pl
   (``base`` (2, N, ...): its i_style and completion) in the hole. When no strength does, the
   edit the recognizer is least sure keeps the image's class is kept."""
   module, variables = recognizer
+  keep, count = count, max(count, pool or 0)
   if count > len(edits.regions):
     raise ValueError(f"{count} edits asked; only {len(edits.regions)} attributes")
   order = edits.ranked(masks)[:, :count]                                  # (N, count)
   before = toy.predict_attributes(module, variables, base[1])
   styles = np.repeat(base[:1], 1 + count, axis=0)
   completions = np.repeat(base[1:], 1 + count, axis=0)
+  read, spent = np.zeros((count, len(faces)), bool), np.full((count, len(faces)), np.inf)
   for j, attribute in enumerate(edits.regions):
     jobs = np.argwhere(order == j)                                        # (image, edit k)
     column = before.names.index(attribute)
@@ -307,6 +315,7 @@ def minimal_edits(complete, edits: LabelledEdits, recognizer, faces, masks, w_pl
           i, k = jobs[job]
           if changed[:, n].any():
             t = np.where(changed[:, n], cost[:, n], np.inf).argmin()
+            read[k, i] = True
           elif sure[:, n].min() < fallback[job]:
             t = sure[:, n].argmin()
             fallback[job] = sure[t, n]
@@ -315,8 +324,20 @@ def minimal_edits(complete, edits: LabelledEdits, recognizer, faces, masks, w_pl
             still.append(job)
             continue
           styles[1 + k, i], completions[1 + k, i] = i_style[t, n], done[t, n]
+          spent[k, i] = cost[t, n]
       pending = np.asarray(still, dtype=int)
-  return styles, completions
+  return _keep_cheapest(styles, completions, read, spent, keep)
+
+
+def _keep_cheapest(styles, completions, read, spent, keep: int):
+  """Per image, the ``keep`` edits (of ``styles`` / ``completions`` [1:]) the recognizer read as
+  changed (``read`` (E, N)), the least hole change (``spent``) first, then the others."""
+  if keep == len(read):
+    return styles, completions
+  rank = np.lexsort((spent, ~read), axis=0)[:keep]                       # (keep, N)
+  images = np.arange(read.shape[1])[None]
+  return (np.concatenate([styles[:1], styles[1:][rank, images]]),
+          np.concatenate([completions[:1], completions[1:][rank, images]]))
 
 
 def _edit_candidates(complete, recognizer, edits: LabelledEdits, attribute: str, faces, masks,
@@ -389,7 +410,7 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
              coarse: str | None = None, psp: str | None = None,
              layers: tuple[int, ...] | None = None, edits: str = "sefa",
              edit_attributes: tuple[str, ...] = EDIT_ATTRIBUTES, edit_strength: float = 1.0,
-             edit_search: tuple[float, ...] | None = None) -> dict:
+             edit_search: tuple[float, ...] | None = None, edit_pool: int | None = None) -> dict:
   if edits not in ("sefa", "labelled"):
     raise ValueError(f"edits must be 'sefa' or 'labelled', got {edits!r}")
   inference = checkpoints.load_difai(checkpoint)
@@ -413,8 +434,8 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
                   "degree": degree if edits == "sefa" else None,
                   **({"edit_attributes": list(edit_attributes), "edit_strength": edit_strength}
                      if labelled and not edit_search else {}),
-                  **({"edit_attributes": list(edit_attributes), "edit_search": list(edit_search)}
-                     if edit_search else {}),
+                  **({"edit_attributes": list(edit_attributes), "edit_search": list(edit_search),
+                      "edit_pool": edit_pool or num_completions - 1} if edit_search else {}),
                   "sefa_layers": list(layers) if layers else "the run's"}, []
   for family in FAMILIES:
     m = family_masks(family, num, size)
@@ -423,7 +444,7 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
       base = np.stack([out["i_style"][0], out["completions"][0]])
       out["i_style"], out["completions"] = minimal_edits(
           complete, labelled, recognizer, faces, m, out["w_plus"], base, num_completions - 1,
-          edit_search)
+          edit_search, pool=edit_pool)
     elif labelled:
       out["i_style"], out["completions"] = relabel_edits(complete, labelled, faces, m,
                                                          out["w_plus"], num_completions - 1)
@@ -496,6 +517,11 @@ def main():
                            "image and attribute the least change of completion 00 that the "
                            "training recognizer (toy-recognizer, not the judge) reads as another "
                            "class (see minimal_edits); replaces --edit_strength")
+  parser.add_argument("--edit_pool", type=int, default=None,
+                      help="--edit_search: search this many attributes per image (those that "
+                           "weigh most in its hole) and keep the K - 1 edits the training "
+                           "recognizer reads as changes, the least hole change first; default "
+                           "K - 1 (no choice)")
   args = parser.parse_args()
   attributes = tuple(a for a in args.edit_attributes.split(",") if a)
   unknown = sorted(set(attributes) - set(toy_faces.ATTRIBUTE_NAMES))
@@ -518,10 +544,17 @@ def main():
       parser.error(f"--edit_search takes comma-separated numbers, got {args.edit_search!r}")
     if not search or min(search) <= 0:
       parser.error(f"--edit_search strengths must be positive, got {args.edit_search!r}")
+  if args.edit_pool is not None:
+    if not search:
+      parser.error("--edit_pool needs --edit_search")
+    if not args.num_completions - 1 <= args.edit_pool <= len(attributes):
+      parser.error(f"--edit_pool must be between K - 1 = {args.num_completions - 1} and the "
+                   f"{len(attributes)} --edit_attributes, got {args.edit_pool}")
   print(json.dumps(evaluate(args.checkpoint, args.num, args.num_completions, args.degree,
                             args.grid, coarse=args.coarse, psp=args.psp, layers=layers,
                             edits=args.edits, edit_attributes=attributes,
-                            edit_strength=args.edit_strength, edit_search=search),
+                            edit_strength=args.edit_strength, edit_search=search,
+                            edit_pool=args.edit_pool),
                    indent=2))
 
 

@@ -191,3 +191,15 @@ def test_minimal_edits_keep_the_least_change_the_training_recognizer_reads():
   with pytest.raises(ValueError, match="3 edits asked; only 2 attributes"):
     bench.minimal_edits(_row_complete, edits, (_RowRecognizer(), {}), faces, masks, w_plus, base,
                         3, (1.0,))
+  # A pool of both attributes, one kept: the edit the recognizer reads as a change, the least
+  # hole change first. Image 2's 'top' edit is never read (above); its 'bottom' edit is read
+  # at strength 2 and leaves the hole (the top rows) as it was: that one is kept.
+  styles, pooled = bench.minimal_edits(_row_complete, edits, (_RowRecognizer(), {}), faces,
+                                       masks, w_plus, base, 1, (1.0, 2.0, 3.0), chunk=2, pool=2)
+  assert styles.shape == pooled.shape == (2, 3, 4, 4, 3)
+  np.testing.assert_array_equal(pooled[0], base[1])
+  np.testing.assert_allclose(pooled[1, 2, :2], -10.0)              # the hole is unchanged
+  np.testing.assert_allclose(pooled[1, 2, 2:], 6.0)                # 'bottom' read as class 1
+  # image 1 (hole at the bottom): both are read; 'top' (strength 2) changes its hole less
+  np.testing.assert_allclose(pooled[1, 1, :2], 4.0)
+  np.testing.assert_allclose(pooled[1, 1, 2:], 0.0)
