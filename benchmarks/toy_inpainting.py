@@ -276,13 +276,15 @@ class LabelledEdits:
 
 def minimal_edits(complete, edits: LabelledEdits, recognizer, faces, masks, w_plus,
                   base: np.ndarray, count: int, strengths: tuple[float, ...],
-                  chunk: int = 50, pool: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  chunk: int = 50, pool: int | None = None,
+                  margin: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
   """(i_style, completions) (1 + count, N, ...): per image, the ``count`` attributes of
   :meth:`LabelledEdits.latents`, each edited as little as the *training* recognizer
   (``recognizer``, never the judge) needs to read the completion as changed in it. With
   ``pool`` > ``count``, the ``pool`` attributes that weigh most in the hole are searched and
   the ``count`` kept are those the recognizer reads as changed, the least hole change first
-  (then the rest, the least change first).
+  (then the rest, the least change first). ``margin``: a change counts only where the
+  recognizer gives the new class at least this probability (a surer change, a larger edit).
 
   ``strengths`` are tried in increasing order, each towards every other class of the
   attribute; an image's edit stops at the first strength the recognizer reads as another class
@@ -310,7 +312,7 @@ def minimal_edits(complete, edits: LabelledEdits, recognizer, faces, masks, w_pl
         idx = np.concatenate([jobs[part, 0], np.repeat(jobs[part[:1], 0], chunk - len(part))])
         i_style, done, changed, cost, sure = _edit_candidates(
             complete, recognizer, edits, attribute, faces, masks, w_plus, base[1], idx,
-            before.labels[idx, column], strength)
+            before.labels[idx, column], strength, margin)
         for n, job in enumerate(part):
           i, k = jobs[job]
           if changed[:, n].any():
@@ -341,11 +343,11 @@ def _keep_cheapest(styles, completions, read, spent, keep: int):
 
 
 def _edit_candidates(complete, recognizer, edits: LabelledEdits, attribute: str, faces, masks,
-                     w_plus, base_done, idx, labels, strength: float):
+                     w_plus, base_done, idx, labels, strength: float, margin: float = 0.0):
   """The edits of images ``idx`` towards each *other* class of ``attribute`` at ``strength``
   (the image's own class would not move it: not computed): (i_style, completions) (T - 1, n,
   ...), in the order of the classes, whether the recognizer reads another class than ``labels``
-  (T - 1, n), the mean hole change from ``base_done`` (T - 1, n) and the recognizer's confidence
+  with probability at least ``margin`` (T - 1, n), the mean hole change from ``base_done`` (T - 1, n) and the recognizer's confidence
   that the class is still ``labels`` (T - 1, n; 0 where it reads another).
 
   Candidate t of every image is one generator variant; RN-B's batch statistics pool each
@@ -365,7 +367,7 @@ def _edit_candidates(complete, recognizer, edits: LabelledEdits, attribute: str,
   cost = ((np.abs(done - base_done[idx][None]).mean(axis=-1) * hole[None]).sum(axis=(2, 3))
           / np.maximum(hole.sum(axis=(1, 2)), 1.0)[None])
   sure = np.where(same, pred.confidence[..., column], 0.0)
-  return i_style, done, ~same, cost, sure
+  return i_style, done, ~same & (pred.confidence[..., column] >= margin), cost, sure
 
 
 def make_complete_fn(inference: checkpoints.Inference):
@@ -410,7 +412,8 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
              coarse: str | None = None, psp: str | None = None,
              layers: tuple[int, ...] | None = None, edits: str = "sefa",
              edit_attributes: tuple[str, ...] = EDIT_ATTRIBUTES, edit_strength: float = 1.0,
-             edit_search: tuple[float, ...] | None = None, edit_pool: int | None = None) -> dict:
+             edit_search: tuple[float, ...] | None = None, edit_pool: int | None = None,
+             edit_margin: float = 0.0) -> dict:
   if edits not in ("sefa", "labelled"):
     raise ValueError(f"edits must be 'sefa' or 'labelled', got {edits!r}")
   inference = checkpoints.load_difai(checkpoint)
@@ -435,7 +438,8 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
                   **({"edit_attributes": list(edit_attributes), "edit_strength": edit_strength}
                      if labelled and not edit_search else {}),
                   **({"edit_attributes": list(edit_attributes), "edit_search": list(edit_search),
-                      "edit_pool": edit_pool or num_completions - 1} if edit_search else {}),
+                      "edit_pool": edit_pool or num_completions - 1, "edit_margin": edit_margin}
+                     if edit_search else {}),
                   "sefa_layers": list(layers) if layers else "the run's"}, []
   for family in FAMILIES:
     m = family_masks(family, num, size)
@@ -444,7 +448,7 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
       base = np.stack([out["i_style"][0], out["completions"][0]])
       out["i_style"], out["completions"] = minimal_edits(
           complete, labelled, recognizer, faces, m, out["w_plus"], base, num_completions - 1,
-          edit_search, pool=edit_pool)
+          edit_search, pool=edit_pool, margin=edit_margin)
     elif labelled:
       out["i_style"], out["completions"] = relabel_edits(complete, labelled, faces, m,
                                                          out["w_plus"], num_completions - 1)
@@ -522,6 +526,10 @@ def main():
                            "weigh most in its hole) and keep the K - 1 edits the training "
                            "recognizer reads as changes, the least hole change first; default "
                            "K - 1 (no choice)")
+  parser.add_argument("--edit_margin", type=float, default=0.0,
+                      help="--edit_search: count a change only where the training recognizer "
+                           "gives the new class at least this probability (default 0: any "
+                           "change of its reading)")
   args = parser.parse_args()
   attributes = tuple(a for a in args.edit_attributes.split(",") if a)
   unknown = sorted(set(attributes) - set(toy_faces.ATTRIBUTE_NAMES))
@@ -544,6 +552,10 @@ def main():
       parser.error(f"--edit_search takes comma-separated numbers, got {args.edit_search!r}")
     if not search or min(search) <= 0:
       parser.error(f"--edit_search strengths must be positive, got {args.edit_search!r}")
+  if args.edit_margin and not search:
+    parser.error("--edit_margin needs --edit_search")
+  if not 0.0 <= args.edit_margin < 1.0:
+    parser.error(f"--edit_margin is a probability below 1, got {args.edit_margin}")
   if args.edit_pool is not None:
     if not search:
       parser.error("--edit_pool needs --edit_search")
@@ -554,7 +566,7 @@ def main():
                             args.grid, coarse=args.coarse, psp=args.psp, layers=layers,
                             edits=args.edits, edit_attributes=attributes,
                             edit_strength=args.edit_strength, edit_search=search,
-                            edit_pool=args.edit_pool),
+                            edit_pool=args.edit_pool, edit_margin=args.edit_margin),
                    indent=2))
 
 

@@ -203,3 +203,9 @@ def test_minimal_edits_keep_the_least_change_the_training_recognizer_reads():
   # image 1 (hole at the bottom): both are read; 'top' (strength 2) changes its hole less
   np.testing.assert_allclose(pooled[1, 1, :2], 4.0)
   np.testing.assert_allclose(pooled[1, 1, 2:], 0.0)
+  # A margin: image 0's 'top' class 1 reads with p = sigmoid((x - 3) / 4), 0.56 at strength 2
+  # (x = 4) and 0.68 at 3 (x = 6): asking 0.6 takes strength 3.
+  _, sure = bench.minimal_edits(_row_complete, edits, (_RowRecognizer(), {}), faces, masks,
+                                w_plus, base, 1, (1.0, 2.0, 3.0), chunk=2, margin=0.6)
+  np.testing.assert_allclose(sure[1, 0, :2], 6.0)
+  np.testing.assert_allclose(sure[1, 1], done[1, 1])   # 'bottom' reads surely at strength 2
