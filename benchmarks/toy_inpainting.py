@@ -347,8 +347,9 @@ def _edit_candidates(complete, recognizer, edits: LabelledEdits, attribute: str,
   """The edits of images ``idx`` towards each *other* class of ``attribute`` at ``strength``
   (the image's own class would not move it: not computed): (i_style, completions) (T - 1, n,
   ...), in the order of the classes, whether the recognizer reads another class than ``labels``
-  with probability at least ``margin`` (T - 1, n), the mean hole change from ``base_done`` (T - 1, n) and the recognizer's confidence
-  that the class is still ``labels`` (T - 1, n; 0 where it reads another).
+  with probability at least ``margin`` (T - 1, n), the mean hole change from ``base_done``
+  (T - 1, n) and the recognizer's confidence that the class is still ``labels`` (T - 1, n; 0
+  where it reads another).
 
   Candidate t of every image is one generator variant; RN-B's batch statistics pool each
   variant's images, so a completion depends (at the 1e-3 level, 0-1 scale) on which edits share
