@@ -6,7 +6,8 @@
     python -m benchmarks.toy_inpainting --degree 3 --layers 4,5,6,7,8,9   # edits of some layers
     python -m benchmarks.toy_inpainting --edits labelled   # attribute directions from labels
     python -m benchmarks.toy_inpainting --edits labelled --edit_search 0.5,1,2,3   # least edits
-    python -m benchmarks.toy_inpainting --edits labelled --edit_search 0.5,1,2,3 --edit_pool 5
+    python -m benchmarks.toy_inpainting --edits labelled --edit_search 0.5,1,2,3 --edit_pool 6 \
+        --edit_margin 0.9 --edit_agree runs/recognizer_b   # least edits two recognizers read
 
 Test-split toy faces (never trained on) with three mask families, each drawn from fixed seeds:
 (a) ``training``: the training masks (configs/demo.py's MaskSampler: strokes, 85 px-at-256
@@ -25,7 +26,9 @@ over images). Methods:
   the style image itself (``i_style_00``: pSp's inversion of I_coarse, decoded, unperturbed),
   the prior's guess for the hole.
 Also, for the edited completions, how many of the K - 1 differ from completion 00 in an attribute
-the toy judge recognises reliably (``edited_attribute_changes``, mean over images). A reference
+the toy judge recognises reliably (``edited_attribute_changes``, mean over images; with
+``--edit_search`` also as the training recognizer reads them,
+``edited_attribute_changes_training_recognizer``). A reference
 row, ``other_faces``: the hole of K - 1 other test faces pasted into each face (the toy faces are
 aligned), its error and how many of them differ from the truth in a reliable attribute
 (``other_faces_attribute_changes``): what the diversity of real faces costs in hole error.
@@ -40,7 +43,10 @@ those edits as small as it can be: per image and attribute, the least of the lis
 (``toy-recognizer``; the judge that scores the result is never consulted) reads the completion
 as another class (:func:`minimal_edits`). ``--edit_pool P`` searches P attributes per image
 (those that weigh most in its hole) and keeps the K - 1 edits that recognizer reads as
-changes, the least hole change first.
+changes, the least hole change first. ``--edit_margin m`` counts a change only at probability
+m of the new class (an image's edit with none that sure keeps the strength and class at which the
+recognizer is least sure of the old class). ``--edit_agree runs/recognizer_b`` makes further
+training-side recognizers (configs/toy_recognizer_b.py) read each change too.
 
 Prints one JSON object; ``--grid`` writes rows of masked input / Telea / coarse / I_style /
 completions / ground truth for the first faces of each family.
@@ -59,6 +65,7 @@ import numpy as np
 
 from difai_jax.training import checkpoints
 from difai_jax.data import image_io
+from difai_jax import nn as nn_lib
 from difai_jax import pipeline
 from difai_jax import pretrained
 from difai_jax.data import masks as masks_lib
@@ -276,8 +283,8 @@ class LabelledEdits:
 
 def minimal_edits(complete, edits: LabelledEdits, recognizer, faces, masks, w_plus,
                   base: np.ndarray, count: int, strengths: tuple[float, ...],
-                  chunk: int = 50, pool: int | None = None,
-                  margin: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                  chunk: int = 50, pool: int | None = None, margin: float = 0.0,
+                  agree: tuple = ()) -> tuple[np.ndarray, np.ndarray]:
   """(i_style, completions) (1 + count, N, ...): per image, the ``count`` attributes of
   :meth:`LabelledEdits.latents`, each edited as little as the *training* recognizer
   (``recognizer``, never the judge) needs to read the completion as changed in it. With
@@ -285,24 +292,30 @@ def minimal_edits(complete, edits: LabelledEdits, recognizer, faces, masks, w_pl
   the ``count`` kept are those the recognizer reads as changed, the least hole change first
   (then the rest, the least change first). ``margin``: a change counts only where the
   recognizer gives the new class at least this probability (a surer change, a larger edit).
+  ``agree``: further training-side recognizers ((module, variables) pairs, never the judge) that
+  must each read a change too (each against its own reading of completion 00, at ``margin``),
+  so that an edit that flips one network's reading with a few pixels is not taken for a change.
 
   ``strengths`` are tried in increasing order, each towards every other class of the
   attribute; an image's edit stops at the first strength the recognizer reads as another class
   of that attribute, keeping the target class whose completion moves least from completion 00
   (``base`` (2, N, ...): its i_style and completion) in the hole. When no strength does, the
-  edit the recognizer is least sure keeps the image's class is kept."""
-  module, variables = recognizer
-  keep, count = count, max(count, pool or 0)
-  if count > len(edits.regions):
-    raise ValueError(f"{count} edits asked; only {len(edits.regions)} attributes")
-  order = edits.ranked(masks)[:, :count]                                  # (N, count)
-  before = toy.predict_attributes(module, variables, base[1])
-  styles = np.repeat(base[:1], 1 + count, axis=0)
-  completions = np.repeat(base[1:], 1 + count, axis=0)
-  read, spent = np.zeros((count, len(faces)), bool), np.full((count, len(faces)), np.inf)
+  edit the recognizer is least sure keeps the image's class is kept (with ``agree``, the mean of
+  the recognizers' confidence in their first reading, 0 where one reads another class)."""
+  recognizers = (recognizer, *agree)
+  searched = max(count, pool or 0)
+  if searched > len(edits.regions):
+    raise ValueError(f"{searched} edits asked; only {len(edits.regions)} attributes")
+  order = edits.ranked(masks)[:, :searched]                            # (N, searched)
+  before = [toy.predict_attributes(module, variables, base[1])
+            for module, variables in recognizers]
+  styles = np.repeat(base[:1], 1 + searched, axis=0)
+  completions = np.repeat(base[1:], 1 + searched, axis=0)
+  read = np.zeros((searched, len(faces)), bool)
+  spent = np.full((searched, len(faces)), np.inf)
   for j, attribute in enumerate(edits.regions):
     jobs = np.argwhere(order == j)                                        # (image, edit k)
-    column = before.names.index(attribute)
+    labels = np.stack([b.labels[:, b.names.index(attribute)] for b in before])   # (R, N)
     fallback = np.full(len(jobs), np.inf)
     pending = np.arange(len(jobs))
     for strength in sorted(strengths):
@@ -311,8 +324,8 @@ def minimal_edits(complete, edits: LabelledEdits, recognizer, faces, masks, w_pl
         part = pending[s:s + chunk]
         idx = np.concatenate([jobs[part, 0], np.repeat(jobs[part[:1], 0], chunk - len(part))])
         i_style, done, changed, cost, sure = _edit_candidates(
-            complete, recognizer, edits, attribute, faces, masks, w_plus, base[1], idx,
-            before.labels[idx, column], strength, margin)
+            complete, recognizers, edits, attribute, faces, masks, w_plus, base[1], idx,
+            labels[:, idx], strength, margin)
         for n, job in enumerate(part):
           i, k = jobs[job]
           if changed[:, n].any():
@@ -328,7 +341,7 @@ def minimal_edits(complete, edits: LabelledEdits, recognizer, faces, masks, w_pl
           styles[1 + k, i], completions[1 + k, i] = i_style[t, n], done[t, n]
           spent[k, i] = cost[t, n]
       pending = np.asarray(still, dtype=int)
-  return _keep_cheapest(styles, completions, read, spent, keep)
+  return _keep_cheapest(styles, completions, read, spent, count)
 
 
 def _keep_cheapest(styles, completions, read, spent, keep: int):
@@ -342,33 +355,35 @@ def _keep_cheapest(styles, completions, read, spent, keep: int):
           np.concatenate([completions[:1], completions[1:][rank, images]]))
 
 
-def _edit_candidates(complete, recognizer, edits: LabelledEdits, attribute: str, faces, masks,
+def _edit_candidates(complete, recognizers, edits: LabelledEdits, attribute: str, faces, masks,
                      w_plus, base_done, idx, labels, strength: float, margin: float = 0.0):
   """The edits of images ``idx`` towards each *other* class of ``attribute`` at ``strength``
   (the image's own class would not move it: not computed): (i_style, completions) (T - 1, n,
-  ...), in the order of the classes, whether the recognizer reads another class than ``labels``
-  with probability at least ``margin`` (T - 1, n), the mean hole change from ``base_done``
-  (T - 1, n) and the recognizer's confidence that the class is still ``labels`` (T - 1, n; 0
-  where it reads another).
+  ...), in the order of the classes, whether every recognizer of ``recognizers`` reads another
+  class than its ``labels`` (R, n) with probability at least ``margin`` (T - 1, n), the mean
+  hole change from ``base_done`` (T - 1, n) and the recognizers' mean confidence that the class
+  is still their label (T - 1, n; a recognizer that reads another class adds 0).
 
   Candidate t of every image is one generator variant; RN-B's batch statistics pool each
   variant's images, so a completion depends (at the 1e-3 level, 0-1 scale) on which edits share
   its variant: the search's numbers moved a little when the own class was dropped (stop 42)."""
-  module, variables = recognizer
   classes = sorted(edits.means[attribute])
   means = np.stack([edits.means[attribute][t] for t in classes])         # (T, L, D)
   own = np.searchsorted(classes, edits.nearest(attribute, w_plus[idx]))  # (n,)
   others = np.stack([np.delete(np.arange(len(classes)), o) for o in own], axis=1)   # (T-1, n)
   latents = w_plus[idx][None] + strength * (means[others] - means[own][None])
   i_style, done = jax.device_get(complete(faces[idx], masks[idx], latents))
-  pred = toy.predict_attributes(module, variables, done)
-  column = pred.names.index(attribute)
-  same = pred.labels[..., column] == labels[None]
+  changed, sure = np.ones(others.shape, bool), np.zeros(others.shape)
+  for (module, variables), label in zip(recognizers, labels):
+    pred = toy.predict_attributes(module, variables, done)
+    column = pred.names.index(attribute)
+    same = pred.labels[..., column] == label[None]
+    changed &= ~same & (pred.confidence[..., column] >= margin)
+    sure += np.where(same, pred.confidence[..., column], 0.0) / len(recognizers)
   hole = 1.0 - masks[idx, ..., 0]
   cost = ((np.abs(done - base_done[idx][None]).mean(axis=-1) * hole[None]).sum(axis=(2, 3))
           / np.maximum(hole.sum(axis=(1, 2)), 1.0)[None])
-  sure = np.where(same, pred.confidence[..., column], 0.0)
-  return i_style, done, ~same & (pred.confidence[..., column] >= margin), cost, sure
+  return i_style, done, changed, cost, sure
 
 
 def make_complete_fn(inference: checkpoints.Inference):
@@ -414,7 +429,7 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
              layers: tuple[int, ...] | None = None, edits: str = "sefa",
              edit_attributes: tuple[str, ...] = EDIT_ATTRIBUTES, edit_strength: float = 1.0,
              edit_search: tuple[float, ...] | None = None, edit_pool: int | None = None,
-             edit_margin: float = 0.0) -> dict:
+             edit_margin: float = 0.0, edit_agree: tuple[str, ...] = ()) -> dict:
   if edits not in ("sefa", "labelled"):
     raise ValueError(f"edits must be 'sefa' or 'labelled', got {edits!r}")
   inference = checkpoints.load_difai(checkpoint)
@@ -431,6 +446,7 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
               if edits == "labelled" else None)
   complete = make_complete_fn(inference) if labelled else None
   recognizer = toy.load_toy_recognizer("toy-recognizer") if edit_search else None
+  agree = tuple(load_edit_recognizer(spec) for spec in edit_agree)
   result, rows = {"checkpoint": checkpoint, "coarse": coarse or checkpoint,
                   "psp": psp or inference.config.pretrained.psp,
                   "step": inference.step, "num_faces": num,
@@ -439,7 +455,8 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
                   **({"edit_attributes": list(edit_attributes), "edit_strength": edit_strength}
                      if labelled and not edit_search else {}),
                   **({"edit_attributes": list(edit_attributes), "edit_search": list(edit_search),
-                      "edit_pool": edit_pool or num_completions - 1, "edit_margin": edit_margin}
+                      "edit_pool": edit_pool or num_completions - 1, "edit_margin": edit_margin,
+                      "edit_agree": list(edit_agree)}
                      if edit_search else {}),
                   "sefa_layers": list(layers) if layers else "the run's"}, []
   for family in FAMILIES:
@@ -449,7 +466,7 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
       base = np.stack([out["i_style"][0], out["completions"][0]])
       out["i_style"], out["completions"] = minimal_edits(
           complete, labelled, recognizer, faces, m, out["w_plus"], base, num_completions - 1,
-          edit_search, pool=edit_pool, margin=edit_margin)
+          edit_search, pool=edit_pool, margin=edit_margin, agree=agree)
     elif labelled:
       out["i_style"], out["completions"] = relabel_edits(complete, labelled, faces, m,
                                                          out["w_plus"], num_completions - 1)
@@ -461,6 +478,9 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
                                          for c in out["completions"][1:]]))
     row["edited_attribute_changes"] = float(
         attribute_changes(judge, judge_vars, out["completions"]).mean())
+    if edit_search:     # what the search's own recognizer reads (the judge's count above)
+      row["edited_attribute_changes_training_recognizer"] = float(
+          attribute_changes(*recognizer, out["completions"]).mean())
     pasted = other_faces(faces, m, donors, num_completions - 1)
     row["other_faces"] = float(np.mean([hole_mae(p, faces, m).mean() for p in pasted[1:]]))
     row["other_faces_attribute_changes"] = float(
@@ -478,6 +498,17 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
   if grid:
     image_io.save_png(grid, np.concatenate(rows, 0))
   return result
+
+
+def load_edit_recognizer(spec: str):
+  """``(module, variables)`` of a training-side recognizer for ``--edit_agree``; the judge
+  (by weights: a copy of it too) is refused, since it scores what the search picks."""
+  module, variables = toy.load_toy_recognizer(spec)
+  judge = toy.load_toy_recognizer()[1]
+  if nn_lib.fingerprint(variables) == nn_lib.fingerprint(judge):
+    raise ValueError(f"--edit_agree {spec!r} is the toy judge, which scores the edits the "
+                     "search picks: train another (configs/toy_recognizer_b.py)")
+  return module, variables
 
 
 def with_psp(inference: checkpoints.Inference, directory: str) -> checkpoints.Inference:
@@ -531,6 +562,10 @@ def main():
                       help="--edit_search: count a change only where the training recognizer "
                            "gives the new class at least this probability (default 0: any "
                            "change of its reading)")
+  parser.add_argument("--edit_agree", default="",
+                      help="--edit_search: further training-side recognizers (comma-separated "
+                           "directories, e.g. runs/recognizer_b from configs/toy_recognizer_b.py; "
+                           "never the judge) that must read each change too")
   args = parser.parse_args()
   attributes = tuple(a for a in args.edit_attributes.split(",") if a)
   unknown = sorted(set(attributes) - set(toy_faces.ATTRIBUTE_NAMES))
@@ -557,6 +592,9 @@ def main():
     parser.error("--edit_margin needs --edit_search")
   if not 0.0 <= args.edit_margin < 1.0:
     parser.error(f"--edit_margin is a probability below 1, got {args.edit_margin}")
+  agree = tuple(a for a in args.edit_agree.split(",") if a)
+  if agree and not search:
+    parser.error("--edit_agree needs --edit_search")
   if args.edit_pool is not None:
     if not search:
       parser.error("--edit_pool needs --edit_search")
@@ -567,7 +605,8 @@ def main():
                             args.grid, coarse=args.coarse, psp=args.psp, layers=layers,
                             edits=args.edits, edit_attributes=attributes,
                             edit_strength=args.edit_strength, edit_search=search,
-                            edit_pool=args.edit_pool, edit_margin=args.edit_margin),
+                            edit_pool=args.edit_pool, edit_margin=args.edit_margin,
+                            edit_agree=agree),
                    indent=2))
 
 

@@ -134,9 +134,9 @@ def test_folder_mode_pairs_by_name_reads_inverted_masks_and_skips_bad(demo_run, 
   _save_mask(masks / "erin.png", _mask(8, 8, (1, 3, 1, 3)), convention="hole_is_white")
   Image.fromarray(_face(20, 20, seed=9)).save(images / "fay.png")
   _save_mask(masks / "fay.png", _mask(10, 10, (1, 3, 1, 3)), convention="hole_is_white")
-  written = inpaint.run(demo_run, str(images), str(masks), str(tmp_path / "out"), num=1,
-                        mask_convention="hole_is_white", batch_size=4, skip_bad=True,
-                        verbose=False)
+  written = inpaint.run(demo_run, str(images), str(masks), str(tmp_path / "out"),
+                        num_completions=1, mask_convention="hole_is_white", batch_size=4,
+                        skip_bad=True, verbose=False)
   assert len(written) == 4
   err = capsys.readouterr().err
   assert re.search(r"skipped: cannot read image file '.*erin\.png'", err), err
@@ -300,12 +300,13 @@ def test_run_checks_needing_the_runs_metadata_before_loading_the_models(demo_run
   run = lambda **kw: inpaint.run(demo_run, str(tmp_path / "img.png"), str(tmp_path / "mask.png"),
                                  str(tmp_path / "out"), verbose=False, **kw)
   cases = [
-      (dict(num=130), "--num 130 asks for 129 SeFa edits, one per direction, but the generator "
-       "has 128 directions; use --num <= 129 or name directions with --components"),
+      (dict(num_completions=130), "--num_completions 130 asks for 129 SeFa edits, one per "
+       "direction, but the generator has 128 directions; use --num_completions <= 129 or name "
+       "directions with --components"),
       (dict(layers=[99]), "--layers 99: layers [99] out of range; W+ has 10 layers (0..9)"),
       (dict(layers=[0, 99]), "--layers 0,99: layers [99] out of range; W+ has 10 layers (0..9)"),
-      (dict(num=2, components=[128]), "SeFa components [128] out of range: the generator has "
-       "128 directions (0..127)"),
+      (dict(num_completions=2, components=[128]), "SeFa components [128] out of range: the "
+       "generator has 128 directions (0..127)"),
       (dict(walk=True, walk_component=-1), "--walk_component -1 out of range: the generator has "
        "128 directions (0..127)"),
   ]

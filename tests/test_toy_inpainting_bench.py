@@ -150,12 +150,13 @@ class _RowRecognizer(nn.Module):
   """Reads 'top' from the mean of rows 0-1 (class 1 above 3, less sure of class 0 the nearer to
   3) and 'bottom' from rows 2-3 (class 1 above 4, class 2 below -8), as a toy recognizer."""
   attributes: tuple = (("top", 2), ("bottom", 3))
+  top_at: float = 3.0                # where 'top' turns to class 1
 
   @nn.compact
   def __call__(self, x):
     top, bottom = x[:, :2].mean(axis=(1, 2, 3)), x[:, 2:].mean(axis=(1, 2, 3))
     zero = jnp.zeros_like(top)
-    return {"logits": {"top": jnp.stack([zero, (top - 3) / 4], -1),
+    return {"logits": {"top": jnp.stack([zero, (top - self.top_at) / 4], -1),
                        "bottom": jnp.stack([zero, 4 * (bottom - 4), 4 * (-8 - bottom)], -1)},
             "embedding": x.reshape(x.shape[0], -1)}
 
@@ -209,3 +210,26 @@ def test_minimal_edits_keep_the_least_change_the_training_recognizer_reads():
                                 w_plus, base, 1, (1.0, 2.0, 3.0), chunk=2, margin=0.6)
   np.testing.assert_allclose(sure[1, 0, :2], 6.0)
   np.testing.assert_allclose(sure[1, 1], done[1, 1])   # 'bottom' reads surely at strength 2
+  # A second recognizer that must agree, reading 'top' as class 1 only above 5: image 0's 'top'
+  # edit then takes strength 3 (x = 6); 'bottom', which both read alike, is unchanged.
+  _, both = bench.minimal_edits(_row_complete, edits, (_RowRecognizer(), {}), faces, masks,
+                                w_plus, base, 1, (1.0, 2.0, 3.0), chunk=2,
+                                agree=((_RowRecognizer(top_at=5.0), {}),))
+  np.testing.assert_allclose(both[1, 0, :2], 6.0)
+  np.testing.assert_allclose(both[1, 1], done[1, 1])
+
+
+def test_edit_agree_refuses_the_judge():
+  with pytest.raises(ValueError, match="is the toy judge"):
+    bench.load_edit_recognizer("toy-judge")
+  module, variables = bench.load_edit_recognizer("toy-recognizer")
+  assert module.attributes and variables
+
+
+def test_recognizer_b_is_the_recipe_from_a_third_seed():
+  # pylint: disable-next=import-outside-toplevel
+  from configs import toy_judge, toy_recognizer, toy_recognizer_b
+  base, other = toy_recognizer.get_config(), toy_recognizer_b.get_config()
+  assert other.seed not in (base.seed, toy_judge.get_config().seed)
+  other.seed = base.seed
+  assert other.to_dict() == base.to_dict()
