@@ -81,9 +81,7 @@ def test_toy_psp_coarse_shares_the_decoder_and_is_pinned_on_a_coarse_completion(
   assert not np.array_equal(*(jax.tree.leaves(v["params"]["encoder"])[0]
                               for v in (variables, shipped)))
   assert module.restyle_iterations == 3
-  w_plus, recon = jax.jit(lambda v, x: (module.apply(v, x, method="encode"), module.apply(v, x)))(
-      variables, coarse)
-  recon = recon[0] if isinstance(recon, tuple) else recon
+  recon, w_plus = jax.jit(module.apply)(variables, coarse)      # decode(encode(x)) and its W+
   error = float(jnp.abs(recon - faces).mean())
   print(f"toy-psp-coarse: mean |reconstruction from the coarse completion - face|: {error:.6f}")
   np.testing.assert_allclose(np.asarray(w_plus)[0, 0, :3], PSP_COARSE_PIN, atol=1e-4)
