@@ -60,7 +60,6 @@ import json
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from difai_jax.training import checkpoints
@@ -71,7 +70,6 @@ from difai_jax import pretrained
 from difai_jax.data import masks as masks_lib
 from difai_jax.data import toy_faces
 from difai_jax.evaluation.metrics import toy
-from difai_jax.models import coarse as coarse_lib
 from difai_jax.models import psp as psp_lib
 
 FAMILIES = ("training", "squares", "thick_strokes")
@@ -415,11 +413,10 @@ def relabel_edits(complete, edits: LabelledEdits, faces, masks, w_plus, count: i
 def with_coarse(inference: checkpoints.Inference, workdir: str) -> checkpoints.Inference:
   """``inference`` with the coarse net of a coarse-stage run (its latest checkpoint) in place of
   its own: the coarse row then scores that net, and DiFAI's rows its style images."""
-  stage_dir = checkpoints.find_stage_dir(workdir, "coarse")
-  config = ml_collections.ConfigDict(checkpoints.latest_meta(stage_dir)["config"])
-  params, _ = checkpoints.load_stage_params(stage_dir)
-  models = dataclasses.replace(inference.models, coarse=coarse_lib.from_config(config.coarse))
-  variables = {**inference.variables, "coarse": {"params": params}}
+  coarse, coarse_variables, _ = checkpoints.load_coarse_net(
+      checkpoints.find_stage_dir(workdir, "coarse"))
+  models = dataclasses.replace(inference.models, coarse=coarse)
+  variables = {**inference.variables, "coarse": coarse_variables}
   return dataclasses.replace(inference, models=models, variables=variables)
 
 

@@ -305,9 +305,12 @@ def test_a_difai_stage_trains_against_the_coarse_net_of_a_whole_run(tmp_path):
                                                          "coarse"))
   for name in ("toy-difai", pretrained.resolve("toy-difai")):
     config.pretrained.coarse_workdir = name
-    frozen, _, _ = frozen_of(config, str(tmp_path / "difai"), {})
+    frozen, module, _, _ = frozen_of(config, str(tmp_path / "difai"), {})
     same = jax.tree.map(np.array_equal, frozen["coarse"]["params"], coarse)
     assert all(jax.tree.leaves(same))
+    assert module.floor_stride == 4          # the checkpoint's architecture, not config.coarse's
+  config.coarse.floor_stride = 16            # a run configured otherwise trains against it too
+  assert frozen_of(config, str(tmp_path / "difai"), {})[1].floor_stride == 4
   config.pretrained.coarse_workdir = str(tmp_path)
   with pytest.raises(FileNotFoundError, match="no finished 'coarse' checkpoint"):
     frozen_of(config, str(tmp_path / "difai"), {})

@@ -293,6 +293,15 @@ def rewrite_meta(workdir: str, meta: dict) -> None:
   os.rename(written, item)
 
 
+def load_coarse_net(stage_dir: str) -> tuple[coarse_lib.CoarseNet, dict, dict]:
+  """``(module, {"params": ...}, meta)`` of a coarse stage's latest checkpoint, the module built
+  from that checkpoint's own architecture (not the reading run's ``config.coarse``: a generator
+  may pair with a coarse net trained apart, e.g. at another floor_stride)."""
+  meta = latest_meta(stage_dir)
+  params, _ = load_stage_params(stage_dir)
+  return coarse_lib.from_config(meta["architecture"]["coarse"]), {"params": params}, meta
+
+
 def find_stage_dir(workdir: str, stage: str) -> str:
   """``workdir`` itself if it is a checkpointed run of ``stage``, else ``workdir/stage``."""
   for candidate in (workdir, os.path.join(workdir, stage)):
@@ -339,21 +348,17 @@ def load_difai(workdir: str) -> Inference:
   meta = latest_meta(difai_dir)
   config = ml_collections.ConfigDict(meta["config"])
   g_params, g_collections = load_stage_params(difai_dir)
-  coarse_dir = coarse_stage_dir(difai_dir, config)
-  coarse_params, _ = load_stage_params(coarse_dir)
-  # The coarse net's architecture is its own stage's (a run may pair a DiFAI generator with a
-  # coarse net trained apart, e.g. at another floor_stride).
-  coarse_config = latest_meta(coarse_dir)["architecture"]["coarse"]
+  coarse, coarse_variables, _ = load_coarse_net(coarse_stage_dir(difai_dir, config))
   psp, psp_variables = load_pretrained(config, "psp")
   check_psp(meta, psp_variables, workdir)
   factors = sefa_lib.cached(os.path.join(difai_dir, "sefa.npz"),
                             psp_variables["params"]["decoder"], config.sefa.method,
                             config.sefa.factor_layers)
-  models = pipeline.Models(coarse=coarse_lib.from_config(coarse_config), psp=psp,
+  models = pipeline.Models(coarse=coarse, psp=psp,
                            generator=sparn_lib.from_config(config.generator),
                            image_size=config.image_size,
                            psp_decode_size=config.pretrained.get("psp_decode_size", 0))
-  variables = {"coarse": {"params": coarse_params}, "psp": psp_variables,
+  variables = {"coarse": coarse_variables, "psp": psp_variables,
                "generator": {"params": g_params, **g_collections},
                "sefa": factors.directions}
   return Inference(models, variables, config, int(meta["step"]), factors.values)

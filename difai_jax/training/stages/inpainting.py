@@ -133,7 +133,8 @@ def build_coarse(config, workdir: str, previous) -> Stage:
 
 
 def _difai_frozen(config, workdir: str, previous):
-  """The frozen variables of the DiFAI stage and the modules they belong to."""
+  """The frozen variables of the DiFAI stage and the modules they belong to (the coarse net
+  built from its own checkpoint's architecture)."""
   coarse_dir = previous.get("coarse")
   if not coarse_dir:
     if not config.pretrained.coarse_workdir:
@@ -143,8 +144,7 @@ def _difai_frozen(config, workdir: str, previous):
     coarse_dir = checkpoints.find_stage_dir(
         pretrained.resolve(config.pretrained.coarse_workdir), "coarse")
   frozen = {}
-  coarse_params, _ = checkpoints.load_stage_params(coarse_dir)
-  frozen["coarse"] = {"params": coarse_params}
+  coarse, frozen["coarse"], _ = checkpoints.load_coarse_net(coarse_dir)
   psp, frozen["psp"] = checkpoints.load_pretrained(config, "psp")
   # L_per / L_style features: VGG-19, or pretrained.feature_net (frozen under the "vgg" key)
   vgg, frozen["vgg"] = checkpoints.load_feature_net(config)
@@ -155,7 +155,7 @@ def _difai_frozen(config, workdir: str, previous):
   frozen["sefa"] = factors.directions
   logging.info("SeFa (%s) top eigenvalues: %s", factors.method,
                np.round(np.asarray(factors.values[:5]), 3))
-  return frozen, psp, vgg
+  return frozen, coarse, psp, vgg
 
 
 def difai_step_functions(config, models: pipeline.Models, critic, vgg):
@@ -176,8 +176,8 @@ def build_difai(config, workdir: str, previous) -> Stage:
   size = config.image_size
   generator = sparn_lib.from_config(config.generator)
   critic = critic_lib.from_config(config.critic)
-  frozen, psp, vgg = _difai_frozen(config, workdir, previous)
-  models = pipeline.Models(coarse=coarse_lib.from_config(config.coarse), psp=psp,
+  frozen, coarse, psp, vgg = _difai_frozen(config, workdir, previous)
+  models = pipeline.Models(coarse=coarse, psp=psp,
                            generator=generator, image_size=size,
                            psp_decode_size=config.pretrained.get("psp_decode_size", 0))
   cfg = step_config(config)

@@ -354,13 +354,11 @@ def load_coarse(config) -> tuple[coarse_lib.CoarseNet, dict]:
     raise ValueError('psp_train.input="coarse" reads a coarse net: set '
                      "pretrained.coarse_workdir (e.g. toy-difai)")
   stage_dir = checkpoints.find_stage_dir(pretrained.resolve(source), "coarse")
-  meta = checkpoints.latest_meta(stage_dir)
+  module, variables, meta = checkpoints.load_coarse_net(stage_dir)
   if int(meta["architecture"]["image_size"]) != int(config.image_size):
     raise ValueError(f"pretrained.coarse_workdir={source!r} completes "
                      f"{meta['architecture']['image_size']} px faces, not {config.image_size}")
-  params, _ = checkpoints.load_stage_params(stage_dir)
-  module = coarse_lib.from_config(ml_collections.ConfigDict(meta["config"]["coarse"]))
-  return module, {"params": params}
+  return module, variables
 
 
 def _coarse_input(config, architecture: dict, frozen: dict):
