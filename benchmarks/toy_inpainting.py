@@ -64,7 +64,6 @@ import numpy as np
 
 from difai_jax.training import checkpoints
 from difai_jax.data import image_io
-from difai_jax import nn as nn_lib
 from difai_jax import pipeline
 from difai_jax import pretrained
 from difai_jax.data import masks as masks_lib
@@ -429,6 +428,8 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
              edit_margin: float = 0.0, edit_agree: tuple[str, ...] = ()) -> dict:
   if edits not in ("sefa", "labelled"):
     raise ValueError(f"edits must be 'sefa' or 'labelled', got {edits!r}")
+  if edit_agree and not edit_search:
+    raise ValueError("edit_agree needs edit_search (the recognizers that must read a change)")
   inference = checkpoints.load_difai(checkpoint)
   if coarse:
     inference = with_coarse(inference, coarse)
@@ -501,10 +502,8 @@ def load_edit_recognizer(spec: str):
   """``(module, variables)`` of a training-side recognizer for ``--edit_agree``; the judge
   (by weights: a copy of it too) is refused, since it scores what the search picks."""
   module, variables = toy.load_toy_recognizer(spec)
-  judge = toy.load_toy_recognizer()[1]
-  if nn_lib.fingerprint(variables) == nn_lib.fingerprint(judge):
-    raise ValueError(f"--edit_agree {spec!r} is the toy judge, which scores the edits the "
-                     "search picks: train another (configs/toy_recognizer_b.py)")
+  pretrained.refuse_the_judge("--edit_agree", spec, variables,
+                              why="it scores the edits the search picks")
   return module, variables
 
 

@@ -221,8 +221,10 @@ def load(directory: str | os.PathLike) -> tuple[Any, Any]:
   return module, variables
 
 
-def refuse_the_judge(option: str, spec: str, variables) -> None:
-  """Refuses the toy judge as a network that a loss reads (``option`` names the setting).
+def refuse_the_judge(option: str, spec: str, variables,
+                     why: str = "training against it would reward what it measures") -> None:
+  """Refuses the toy judge as a network that a loss reads (``option`` names the setting;
+  ``why`` says what reading it would spoil).
 
   The judge (``toy-judge``) measures what the toy networks make: a loss on its features would
   train towards the measure. Compared by weights, so a copy of it is refused too.
@@ -233,5 +235,4 @@ def refuse_the_judge(option: str, spec: str, variables) -> None:
   if fingerprint(variables) == fingerprint(load(judge)[1]):
     raise ValueError(
         f"{option} = {spec!r} is the toy judge, the recognizer every toy-domain measure reads: "
-        "training against it would reward what it measures. Use 'toy-recognizer' (the same "
-        "recipe from another seed) or another network")
+        f"{why}. Use 'toy-recognizer' (the same recipe from another seed) or another network")

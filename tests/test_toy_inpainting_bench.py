@@ -224,6 +224,8 @@ def test_edit_agree_refuses_the_judge():
     bench.load_edit_recognizer("toy-judge")
   module, variables = bench.load_edit_recognizer("toy-recognizer")
   assert module.attributes and variables
+  with pytest.raises(ValueError, match="edit_agree needs edit_search"):
+    bench.evaluate(edit_agree=("toy-recognizer",))
 
 
 def test_recognizer_b_is_the_recipe_from_a_third_seed():
