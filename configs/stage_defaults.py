@@ -40,7 +40,8 @@ def stylegan2() -> ml_collections.ConfigDict:
   c.feature_d_attribute_faces = 2000
   c.feature_d_attribute_decay = 0.98
   # The recognizer's logits are divided by this before the softmax that is averaged (both the
-  # targets and G's samples): < 1 pulls the frequencies of predicted labels, not mean softmaxes.
+  # targets and G's samples): < 1 pulls the frequencies of predicted labels, not mean softmaxes;
+  # 0 counts the predicted labels themselves (the gradient through the softmax at 1).
   c.feature_d_attribute_temperature = 1.0
   return c
 

@@ -30,8 +30,10 @@ Re-expresses the training loop of rosinality/stylegan2-pytorch (``train.py``) as
   ``sum 2 (running - target) * batch mean``: the gradient of the squared gap without the
   batch-variance term a squared batch mean would add (that term rewards ambiguous faces).
   ``feature_d_attribute_temperature`` < 1 matches sharpened softmaxes instead, closer to the
-  frequencies of predicted labels (averaged softmaxes can agree while the labels do not).
-  Needs ``feature_d``.
+  frequencies of predicted labels (averaged softmaxes can agree while the labels do not); 0
+  matches the label frequencies themselves: the running means and targets count one-hot
+  predicted labels, and G descends the gap along the batch's mean softmax (temperature 1), so
+  the pull lasts until the labels agree. Needs ``feature_d``.
 
 The trained generator (EMA weights) is exported with :func:`export` as a converted directory
 that ``difai_jax.pretrained.load`` reads (kind ``stylegan2``).
@@ -177,11 +179,20 @@ class FeatureCritic:
     return self.head.apply({"params": head_params}, embedding)
 
 
+def class_probabilities(logits: jax.Array, temperature: float = 1.0) -> jax.Array:
+  """(..., C): the softmax of ``logits / temperature``; at temperature 0 the one-hot predicted
+  label (no gradient)."""
+  if temperature == 0:
+    return jax.nn.one_hot(jnp.argmax(logits, axis=-1), logits.shape[-1])
+  return jax.nn.softmax(logits.astype(jnp.float32) / temperature, axis=-1)
+
+
 def mean_softmax(logits: dict, temperature: float = 1.0) -> dict:
-  """``{name: (C,)}``: each head's softmax of ``logits / temperature`` averaged over the batch.
-  A temperature below 1 sharpens the softmax towards the one-hot argmax, so that the means
-  approach the frequencies of the predicted labels (what a judge counts)."""
-  return {name: jnp.mean(jax.nn.softmax(l.astype(jnp.float32) / temperature, axis=-1), axis=0)
+  """``{name: (C,)}``: each head's :func:`class_probabilities` averaged over the batch. A
+  temperature below 1 sharpens the softmax towards the one-hot argmax, so that the means
+  approach the frequencies of the predicted labels (what a judge counts); 0 gives those
+  frequencies."""
+  return {name: jnp.mean(class_probabilities(l, temperature), axis=0)
           for name, l in logits.items()}
 
 
@@ -200,14 +211,14 @@ def attribute_surrogate(batch_means: dict, running: dict, target: dict) -> jax.A
 def attribute_frequencies(recognizer, variables, data_config, image_size: int,
                           num_images: int, batch_size: int = 250,
                           temperature: float = 1.0) -> dict:
-  """The recognizer's softmax (of logits / ``temperature``) averaged over the first
-  ``num_images`` training faces: ``{attribute: (classes,) float32}``, the targets of the
-  attribute-frequency term."""
+  """The recognizer's softmax (of logits / ``temperature``; at 0 its one-hot predicted label)
+  averaged over the first ``num_images`` training faces: ``{attribute: (classes,) float32}``,
+  the targets of the attribute-frequency term."""
   source = sources.make_source(data_config, "train", image_size, verbose=False)
   n = min(int(num_images), len(source))
   if n < 1:
     raise ValueError("stylegan2.feature_d_attribute_faces must be >= 1")
-  apply = jax.jit(lambda v, x: {k: jax.nn.softmax(l / temperature, axis=-1)
+  apply = jax.jit(lambda v, x: {k: class_probabilities(l, temperature)
                                 for k, l in recognizer.apply(v, x)["logits"].items()})
   sums = None
   for start in range(0, n, batch_size):
@@ -359,9 +370,11 @@ def _recognizer_terms(fake, critic, frozen, head_params, running, recipe: Recipe
   feature_loss = jnp.mean(jax.nn.softplus(-critic.score(head_params, seen["embedding"])))
   if not recipe.attribute_weight:
     return feature_loss, jnp.zeros(()), {}
-  batch_means = mean_softmax(seen["logits"], recipe.attribute_temperature)
+  temperature = recipe.attribute_temperature
+  batch_means = mean_softmax(seen["logits"], temperature or 1.0)   # 0: labels, gradient at 1
   surrogate = attribute_surrogate(batch_means, running, frozen["attribute_targets"])
-  return feature_loss, surrogate, jax.lax.stop_gradient(batch_means)
+  observed = mean_softmax(seen["logits"], temperature) if temperature == 0 else batch_means
+  return feature_loss, surrogate, jax.lax.stop_gradient(observed)
 
 
 def _g_update(state: steps.GanState, d_params, n: int, keys, *, generator, discriminator,
