@@ -5,9 +5,10 @@
     python -m difai_jax.export --workdir runs/toy_psp --out difai_jax/assets/toy/psp
     python -m benchmarks.toy_quality --only_psp   # its reconstruction L2 / PSNR on 256 test faces
 
-The shipped one, against `toy-stylegan2-wide` as shipped now (890 kimg; the pSp export carries
-that decoder), in eleven phases of batch 8 on 2 CPU cores, each continuing the previous one's
-encoder (``--config.pretrained.init_from=<previous>``; Adam's learning rate is constant, so a
+The shipped one, against `toy-stylegan2-wide` as shipped at 890 kimg (git 08750bd; the pSp
+export carries that decoder; the asset has been continued since, stop 46), in eleven phases
+of batch 8 on 2 CPU cores, each continuing the previous one's encoder
+(``--config.pretrained.init_from=<previous>``; Adam's learning rate is constant, so a
 phase stopped with Ctrl-C equals one run with ``num_steps`` set where it stopped; a phase
 resumed in its own workdir with another ``psp_train.lr`` keeps its Adam state). Phases 1-5
 trained against the same generator at 121 kimg, 6-8 at 285 kimg, 9 at 794 kimg, 10 at 890:

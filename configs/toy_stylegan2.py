@@ -16,6 +16,19 @@ export of the one before; toy FID: judge, 2,000 samples (benchmarks/toy_quality.
     # 7    6,000       0.00025 890          12.8 with the feature critic (below): 20.1 at 802,
     #                  then                 16.8 at 810, 14.7 at 826, 15.5 at 850 (flat), then
     #                  0.000125             14.1 at 866, 13.4 at 882 (resumed at step 4,059)
+    # 8    3,055       0.000125 939          12.0, largest attribute gap 4.9 points (8.0 before):
+    #                                       the attribute term on predicted labels (below)
+    # 9    3,014       0.000125 987          12.1, 5.0 (weight 30, decay 0.995, 10,000 faces)
+    # 10   1,500       0.000125 1,011        10.5, 5.1 (as run 9, mixing=0; shipped, stop 46)
+
+Runs 8-10 (stop 46) add ``--config.stylegan2.feature_d_attributes=20`` (30 from run 9)
+``--config.stylegan2.feature_d_attribute_temperature=0`` to run 7's critic: the attribute term
+reads its gap from the frequencies of the toy recognizer's predicted labels. Run 9 also sets
+``feature_d_attribute_decay=0.995 feature_d_attribute_faces=10000`` (less sampling noise in
+the gap) and run 10 ``stylegan2.mixing=0``: with style mixing the term matched the mixed
+samples' frequencies (skin tone 37 / 39 / 24 % against the faces' 36 / 40 / 24) while the
+unmixed samples a user draws stayed off (39 / 37 / 24). Run 10's largest gap, hair style,
+stayed at 5.0-5.1 through runs 9-10; skin tone fell from 4.2 to 2.2, glasses from 4.9 to 2.7-3.8.
 
 Run 7 added ``--config.stylegan2.feature_d=toy-recognizer`` (stage docstring: a second critic,
 an MLP on the frozen toy recognizer's embedding; the judge is refused). Beside it the plain
