@@ -126,43 +126,34 @@ def test_static_phases_compute_what_the_run_time_branch_computes(built):
   assert conds(stage.step_phase(0)) == 0
 
 
-def _check_resume_and_export(straight, tmp_path):
-  """A run of 2 steps resumed to 4 ends bit-identical to ``straight`` (4 steps at once); its
-  exported generator reproduces the EMA weights' images."""
-  resumed = tmp_path / "resumed"
-  train.run(_tiny_config(2), str(resumed))
-  train.run(_tiny_config(4), str(resumed))
-  a = checkpoints.load_stage_params(str(straight), use_ema=False)[0]
-  b = checkpoints.load_stage_params(str(resumed), use_ema=False)[0]
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-  out = tmp_path / "exported"
-  written = export.export(str(straight), str(out))
+def _check_export(run, out):
+  """The export of ``run`` at ``out``: its generator reproduces the EMA weights' images, D and
+  the training record lie beside it, and a second export there is refused."""
+  written = export.export(str(run), str(out))
   assert written["kind"] == "stylegan2" and written["size"] == 32
   module, variables = pretrained.load(str(out))
-  ema, collections = checkpoints.load_stage_params(str(straight))
+  ema, collections = checkpoints.load_stage_params(str(run))
   z = jax.random.normal(jax.random.key(3), (2, 16))
   np.testing.assert_array_equal(
       np.asarray(module.apply(variables, [z])),
       np.asarray(module.apply({"params": ema, **collections}, [z])))
   with pytest.raises(FileExistsError):
-    export.export(str(straight), str(out))
-
-
-def test_a_run_resumes_exactly_exports_and_continues_from_its_export(tmp_path):
-  # One test, one 4-step run (a module fixture would be trained on both xdist workers).
-  run = tmp_path / "straight"
-  train.run(_tiny_config(4), str(run))
-  _check_resume_and_export(run, tmp_path)
-  out = tmp_path / "exported"                 # the check's export: D and the record beside G
+    export.export(str(run), str(out))
   state = checkpoints.load_stage_state(str(run))
-  info = json.loads((out / stage_lib.TRAINING_FILE).read_text())
-  assert info["step"] == 4 and info["mean_path_length"] > 0
-  assert info["kimg_total"] == info["kimg"] == pytest.approx(4 * 4 / 1000)
-  assert "continued_from" not in info
   _, d_vars = pretrained.load(str(out / stage_lib.DISCRIMINATOR_DIR))
   for x, y in zip(jax.tree.leaves(d_vars["params"]), jax.tree.leaves(state["d_params"])):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  return state, json.loads((out / stage_lib.TRAINING_FILE).read_text())
+
+
+def test_a_run_exports_continues_from_its_export_and_resumes_exactly(tmp_path):
+  # One test, four short runs (a module fixture would be trained on both xdist workers).
+  train.run(_tiny_config(4), str(tmp_path / "first"))
+  out = tmp_path / "exported"
+  state, info = _check_export(tmp_path / "first", out)
+  assert info["step"] == 4 and info["mean_path_length"] > 0
+  assert info["kimg_total"] == info["kimg"] == pytest.approx(4 * 4 / 1000)
+  assert "continued_from" not in info
   # A new run from the export: G and its EMA from the exported (EMA) generator, D and the
   # path-length mean from beside it, fresh optimizers.
   config = _tiny_config(6)
@@ -175,19 +166,26 @@ def test_a_run_resumes_exactly_exports_and_continues_from_its_export(tmp_path):
   for x, y in zip(jax.tree.leaves(warm.d_params), jax.tree.leaves(state["d_params"])):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
   assert float(warm.aux["mean_path_length"]) == pytest.approx(info["mean_path_length"])
-  train.run(config, str(tmp_path / "continued"))
-  assert checkpoints.latest_meta(str(tmp_path / "continued"))["step"] == 6
-  # Its export counts the images of both runs; the record is the one read at the run's start,
-  # even after the source is replaced (a later export of the asset it was copied over).
+  train.run(config, str(tmp_path / "straight"))
+  # The same continuation stopped at step 3 and resumed to 6 ends bit-identical to it (both
+  # lazy regularisers fire on even steps, so each part runs both phases). Between its two
+  # parts the source's record is replaced (a later export over the asset it was copied from):
+  # the resume keeps the record read at the first start.
+  config.train.num_steps.stylegan2 = 3
+  train.run(config, str(tmp_path / "resumed"))
   (out / stage_lib.TRAINING_FILE).write_text(json.dumps({**info, "kimg_total": 99.0}))
-  export.export(str(tmp_path / "continued"), str(tmp_path / "exported2"))
-  info2 = json.loads((tmp_path / "exported2" / stage_lib.TRAINING_FILE).read_text())
+  config.train.num_steps.stylegan2 = 6
+  train.run(config, str(tmp_path / "resumed"))
+  a = checkpoints.load_stage_params(str(tmp_path / "straight"), use_ema=False)[0]
+  b = checkpoints.load_stage_params(str(tmp_path / "resumed"), use_ema=False)[0]
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  # Its export counts the images of both runs.
+  _, info2 = _check_export(tmp_path / "resumed", tmp_path / "exported2")
   assert info2["step"] == 6 and info2["kimg"] == pytest.approx(6 * 4 / 1000)
   assert info2["kimg_total"] == pytest.approx((6 + 4) * 4 / 1000)
   assert info2["continued_from"] == {"init_from": str(out), "kimg_total": info["kimg_total"]}
-  config.train.num_steps.stylegan2 = 8                  # a resume keeps the first start's
-  train.run(config, str(tmp_path / "continued"))
-  assert checkpoints.latest_meta(str(tmp_path / "continued"))["provenance"] == info2[
+  assert checkpoints.latest_meta(str(tmp_path / "resumed"))["provenance"] == info2[
       "continued_from"]
   # Another architecture is refused by name, while tracing (the eager init took 18 s).
   config.stylegan2.d_channels = (32, 32, 16, 8)
