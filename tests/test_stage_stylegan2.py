@@ -223,7 +223,7 @@ def test_feature_critic_trains_beside_d_and_reaches_g_only_through_its_weight():
              for a, b in zip(leaves("plain"), leaves("on")))
 
 
-def test_feature_critic_refuses_the_judge_and_other_networks():
+def test_feature_critic_refuses_the_judge_other_networks_and_bad_attribute_settings():
   config = _tiny_config()
   config.stylegan2.feature_d = "toy-judge"
   with pytest.raises(ValueError, match="judge"):
@@ -231,6 +231,12 @@ def test_feature_critic_refuses_the_judge_and_other_networks():
   config.stylegan2.feature_d = "toy-stylegan2-wide"
   with pytest.raises(ValueError, match="toy_recognizer"):
     stage_lib.build(config, "", {})
+  config.stylegan2.feature_d = "toy-recognizer"
+  for temperature, decay in ((-0.5, 0.98), (0.0, 1.0), (1.0, -0.1)):
+    config.stylegan2.feature_d_attribute_temperature = temperature
+    config.stylegan2.feature_d_attribute_decay = decay
+    with pytest.raises(ValueError, match="temperature must be >= 0"):
+      stage_lib.build(config, "", {})
 
 
 def test_attribute_gap_and_its_surrogate():

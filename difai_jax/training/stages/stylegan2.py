@@ -525,6 +525,11 @@ def build(config, workdir: str, previous) -> Stage:
   recipe = recipe_from_config(c, batch_size)
   g_tx, d_tx = lazy_adam(float(c.lr), recipe.g_reg_every), lazy_adam(float(c.lr),
                                                                       recipe.d_reg_every)
+  if recipe.attribute_temperature < 0 or not 0 <= recipe.attribute_decay < 1:
+    raise ValueError(
+        f"stylegan2.feature_d_attribute_temperature = {recipe.attribute_temperature} and "
+        f"feature_d_attribute_decay = {recipe.attribute_decay}: the temperature must be >= 0 "
+        "(0 = predicted labels) and the running mean's decay in [0, 1)")
   critic, frozen = feature_critic(c)
   if recipe.attribute_weight:
     if critic is None:
