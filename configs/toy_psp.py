@@ -5,13 +5,14 @@
     python -m difai_jax.export --workdir runs/toy_psp --out difai_jax/assets/toy/psp
     python -m benchmarks.toy_quality --only_psp   # its reconstruction L2 / PSNR on 256 test faces
 
-The shipped one, against `toy-stylegan2-wide` as shipped at 890 kimg (git 08750bd; the pSp
-export carries that decoder; the asset has been continued since, stop 46), in eleven phases
-of batch 8 on 2 CPU cores, each continuing the previous one's encoder
+The shipped one, against `toy-stylegan2-wide` as shipped at 1,011 kimg (stop 46; the pSp
+export carries its own copy of that decoder), in thirteen phases of batch 8 on 2 CPU cores,
+each continuing the previous one's encoder
 (``--config.pretrained.init_from=<previous>``; Adam's learning rate is constant, so a
 phase stopped with Ctrl-C equals one run with ``num_steps`` set where it stopped; a phase
 resumed in its own workdir with another ``psp_train.lr`` keeps its Adam state). Phases 1-5
-trained against the same generator at 121 kimg, 6-8 at 285 kimg, 9 at 794 kimg, 10 at 890:
+trained against the same generator at 121 kimg, 6-8 at 285 kimg, 9 at 794 kimg, 10-12 at 890,
+13 at 1,011:
 
     # phase  steps   overrides                                    PSNR after (256 test faces)
     # 1      4,000   (this file: random weights, lr 5e-4)         20.6 dB
@@ -63,6 +64,22 @@ trained against the same generator at 121 kimg, 6-8 at 285 kimg, 9 at 794 kimg, 
     #   runs/toy_psp_12): 43 min at 1.2-1.6 steps/s (stop 41; 26.03 at 5,029 too, not better).
     #   The third pass was worth training: phase 11's encoders run three times untrained give
     #   25.83 (the third pass undoes a little); trained, it adds +0.10 dB within 1,000 steps.
+    # -- the generator continued to 1,011 kimg (stop 46: the attribute term, no mixing) --
+    # 13     2,500   init_from phase 12 (toy-psp of stop 41),     26.03 dB (shipped, stop 47;
+    #                against this file's generator: lr 5e-5,     24.59 / 25.58 / 25.94 /
+    #                restyle_lr 5e-4 to step 1,168, then both /4  26.03; 25.89 at 250,
+    #                to 2,082, then both /4 again to 2,500        25.96 at 1,000, 26.01 at 1,500
+    #                                                             and 2,000; 26.03 at 2,500)
+    python -m difai_jax.train --config configs/toy_psp.py --workdir runs/psp47 \
+        --config.pretrained.init_from=toy-psp --config.psp.restyle_iterations=3 \
+        --config.psp_train.lambda_wnorm=0.001 --config.psp_train.lr=0.00005 \
+        --config.psp_train.restyle_lr=0.0005 --config.train.num_steps.psp=1168
+    # then the same command with --config.psp_train.lr=0.0000125
+    #   --config.psp_train.restyle_lr=0.000125 --config.train.num_steps.psp=2082, then with
+    #   --config.psp_train.lr=0.000003125 --config.psp_train.restyle_lr=0.00003125
+    #   --config.train.num_steps.psp=2500 (each resumes runs/psp47; the first two parts were
+    #   stopped with Ctrl-C at those steps): 54 min at nice 19, 0.8-0.9 steps/s beside the
+    #   coarse-input pSp below or DiFAI.
 
 ReStyle passes (Alaluf et al. 2021, "ReStyle: A Residual-Based StyleGAN Encoder via Iterative
 Refinement"; an extension: pSp and DiFAI encode in one pass). Phase 10's encoder stopped 7 dB
@@ -120,8 +137,12 @@ unchanged (200 test faces; training masks / squares / thick strokes): completion
 8.75 at 1,250), I_style 9.57 / 12.48 / 8.84; SeFa degree 5's perturbed completions 32.1 / 33.7
 / 31.4 (toy-psp: 31.6 / 33.2 / 31.0) with 1.48 / 2.19 / 1.19 attribute changes. Continued at
 stop 43 (same command) to step 3,271 (stopped with Ctrl-C; at step 3,000: 9.45 / 12.42 / 8.70,
-a plateau) and exported: that is toy-psp-coarse. The generator trained 700 steps against its
-style images (configs/toy_difai.py, step 6) brings completion 00 to 9.31 / 12.28 / 8.57.
+a plateau) and exported: that was toy-psp-coarse until stop 46. The generator trained 700 steps
+against its style images (configs/toy_difai.py, step 6) brought completion 00 to 9.31 / 12.28 /
+8.57. Against the 1,011 kimg generator (stop 47) it was continued 1,186 steps (31 min at 0.6
+steps/s beside phase 13, stopped with Ctrl-C) with the command above, but
+``--workdir runs/pspc47 --config.pretrained.init_from=toy-psp-coarse``, and exported: the
+shipped toy-psp-coarse (configs/toy_difai.py, step 7, trains the generator against it).
 
 pSp's ffhq_encode recipe (eladrich/pixel2style2pixel: L2 1.0, LPIPS 0.8, codes relative to
 latent_avg, frozen decoder, batch 8) with what this project can run without downloaded weights
