@@ -36,7 +36,21 @@ The shipped checkpoint (difai_jax/assets/toy/difai) was made by these commands, 
         --config.train.num_steps.difai=700
     python -m difai_jax.export --workdir runs/difai43 --out difai_jax/assets/toy/difai \
         --psp toy-psp-coarse
+    # 7. (stop 47, the shipped toy-difai) against the StyleGAN2 continued to 1,011 kimg: toy-psp
+    #    retrained as its phase 13 and toy-psp-coarse continued 1,186 steps against it
+    #    (configs/toy_psp.py), then step 6's generator (init_from the toy-difai of git 340bb42;
+    #    critic and optimizers fresh) trained 700 steps against the new toy-psp-coarse (2,346 s
+    #    at nice 19, beside phase 13 or the evaluations); SeFa's directions are the new decoder's
+    python -m difai_jax.train --config configs/toy_difai.py --workdir runs/difai47 \
+        --config.pretrained.coarse_workdir=toy-difai --config.pretrained.psp=runs/pspc47_export \
+        --config.train.num_steps.difai=700
+    python -m difai_jax.export --workdir runs/difai47 --out DIR --psp toy-psp-coarse
+    #    (DIR then replaces difai_jax/assets/toy/difai: the export reads the coarse net from the
+    #    toy-difai it replaces)
 
+Step 7: completion 00's held-out hole error 9.34 / 12.18 / 8.60 after 700 steps (9.40 / 12.19 /
+8.69 at 400, 9.35 / 12.18 / 8.60 at 500; step 6's 9.31 / 12.28 / 8.57 on the 890 kimg prior),
+the generator given the ground truth as I_style 3.19 / 3.07 / 3.21 (step 6: 3.3 / 3.2 / 3.4).
 Step 6 with the generator unchanged (the pSp swapped only): completion 00's held-out hole error
 9.45 / 12.42 / 8.70 (training masks / squares / thick strokes; stop 41's pair 9.54 / 12.77 /
 8.70); after 520 / 700 steps against it 9.29 / 12.30 / 8.55 and 9.31 / 12.28 / 8.57, and

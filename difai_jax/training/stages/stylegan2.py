@@ -503,16 +503,23 @@ def feature_critic(c: ml_collections.ConfigDict):
 
 
 def recipe_from_config(c: ml_collections.ConfigDict, batch_size: int) -> Recipe:
-  """The :class:`Recipe` of ``config.stylegan2`` at this batch size."""
-  return Recipe(batch_size=batch_size, r1=float(c.r1), d_reg_every=int(c.d_reg_every),
-                path_regularize=float(c.path_regularize), g_reg_every=int(c.g_reg_every),
-                path_batch_shrink=int(c.path_batch_shrink), mixing=float(c.mixing),
-                ema_decay=ema_decay(batch_size, float(c.ema_kimg)),
-                augment=tuple(c.augment), feature_weight=float(c.get("feature_d_weight", 1.0)),
-                feature_r1=float(c.get("feature_d_r1", 1.0)),
-                attribute_weight=float(c.get("feature_d_attributes", 0.0)),
-                attribute_decay=float(c.get("feature_d_attribute_decay", 0.98)),
-                attribute_temperature=float(c.get("feature_d_attribute_temperature", 1.0)))
+  """The :class:`Recipe` of ``config.stylegan2`` at this batch size (bad attribute-term
+  settings refused by name)."""
+  recipe = Recipe(batch_size=batch_size, r1=float(c.r1), d_reg_every=int(c.d_reg_every),
+                  path_regularize=float(c.path_regularize), g_reg_every=int(c.g_reg_every),
+                  path_batch_shrink=int(c.path_batch_shrink), mixing=float(c.mixing),
+                  ema_decay=ema_decay(batch_size, float(c.ema_kimg)),
+                  augment=tuple(c.augment), feature_weight=float(c.get("feature_d_weight", 1.0)),
+                  feature_r1=float(c.get("feature_d_r1", 1.0)),
+                  attribute_weight=float(c.get("feature_d_attributes", 0.0)),
+                  attribute_decay=float(c.get("feature_d_attribute_decay", 0.98)),
+                  attribute_temperature=float(c.get("feature_d_attribute_temperature", 1.0)))
+  if recipe.attribute_temperature < 0 or not 0 <= recipe.attribute_decay < 1:
+    raise ValueError(
+        f"stylegan2.feature_d_attribute_temperature = {recipe.attribute_temperature} and "
+        f"feature_d_attribute_decay = {recipe.attribute_decay}: the temperature must be >= 0 "
+        "(0 = predicted labels) and the running mean's decay in [0, 1)")
+  return recipe
 
 
 def build(config, workdir: str, previous) -> Stage:
@@ -525,11 +532,6 @@ def build(config, workdir: str, previous) -> Stage:
   recipe = recipe_from_config(c, batch_size)
   g_tx, d_tx = lazy_adam(float(c.lr), recipe.g_reg_every), lazy_adam(float(c.lr),
                                                                       recipe.d_reg_every)
-  if recipe.attribute_temperature < 0 or not 0 <= recipe.attribute_decay < 1:
-    raise ValueError(
-        f"stylegan2.feature_d_attribute_temperature = {recipe.attribute_temperature} and "
-        f"feature_d_attribute_decay = {recipe.attribute_decay}: the temperature must be >= 0 "
-        "(0 = predicted labels) and the running mean's decay in [0, 1)")
   critic, frozen = feature_critic(c)
   if recipe.attribute_weight:
     if critic is None:
