@@ -4,6 +4,7 @@
     python -m benchmarks.toy_inpainting --coarse runs/toy_coarse   # another coarse net in it
     python -m benchmarks.toy_inpainting --psp runs/toy_psp_export  # another pSp (same decoder)
     python -m benchmarks.toy_inpainting --degree 3 --layers 4,5,6,7,8,9   # edits of some layers
+    python -m benchmarks.toy_inpainting --refine_steps 50   # codes fitted to the known pixels
     python -m benchmarks.toy_inpainting --edits labelled   # attribute directions from labels
     python -m benchmarks.toy_inpainting --edits labelled --edit_search 0.5,1,2,3   # least edits
     python -m benchmarks.toy_inpainting --edits labelled --edit_search 0.5,1,2,3 --edit_pool 6 \
@@ -119,11 +120,11 @@ def flat_fill(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
 
 
 def make_difai_fn(inference: checkpoints.Inference, num_completions: int, degree: float,
-                  layers: tuple[int, ...] | None = None):
+                  layers: tuple[int, ...] | None = None, refine: tuple[int, float] = (0, 0.03)):
   """jitted (images, masks) -> dict of the pipeline's outputs plus the two diagnostic rows.
 
   ``layers``: the W+ layers the SeFa edits move (default: the run's ``sefa.layers``, all when
-  unset)."""
+  unset). ``refine``: (steps, lr) of ``pipeline.fit_codes_to_known`` (0 steps: none)."""
   models, variables = inference.models, inference.variables
   components = jnp.arange(num_completions - 1, dtype=jnp.int32)
   degrees = degree * jnp.where(components % 2 == 0, 1.0, -1.0)
@@ -135,7 +136,8 @@ def make_difai_fn(inference: checkpoints.Inference, num_completions: int, degree
     n = images.shape[0]
     out = pipeline.inpaint(models, variables, images, masks,
                            jnp.broadcast_to(components, (n, num_completions - 1)),
-                           jnp.broadcast_to(degrees, (n, num_completions - 1)), layers)
+                           jnp.broadcast_to(degrees, (n, num_completions - 1)), layers,
+                           refine_steps=refine[0], refine_lr=refine[1])
     i_masked = out["i_masked"]
     for name, style in (("style_gt", images), ("style_coarse", out["i_coarse"])):
       prime = pipeline.style_prime(i_masked, masks, style[None])
@@ -425,7 +427,8 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
              layers: tuple[int, ...] | None = None, edits: str = "sefa",
              edit_attributes: tuple[str, ...] = EDIT_ATTRIBUTES, edit_strength: float = 1.0,
              edit_search: tuple[float, ...] | None = None, edit_pool: int | None = None,
-             edit_margin: float = 0.0, edit_agree: tuple[str, ...] = ()) -> dict:
+             edit_margin: float = 0.0, edit_agree: tuple[str, ...] = (),
+             refine_steps: int = 0, refine_lr: float = 0.03) -> dict:
   if edits not in ("sefa", "labelled"):
     raise ValueError(f"edits must be 'sefa' or 'labelled', got {edits!r}")
   if edit_agree and not edit_search:
@@ -436,7 +439,7 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
   if psp:
     inference = with_psp(inference, psp)
   size = int(inference.config.image_size)
-  fn = make_difai_fn(inference, num_completions, degree, layers)
+  fn = make_difai_fn(inference, num_completions, degree, layers, (refine_steps, refine_lr))
   judge, judge_vars = toy.load_toy_recognizer()
   faces, _ = toy.toy_test_faces(num, size)
   donors, _ = toy.toy_test_faces(num, size, start=toy.TEST_START + num)
@@ -456,7 +459,9 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
                       "edit_pool": edit_pool or num_completions - 1, "edit_margin": edit_margin,
                       "edit_agree": list(edit_agree)}
                      if edit_search else {}),
-                  "sefa_layers": list(layers) if layers else "the run's"}, []
+                  "sefa_layers": list(layers) if layers else "the run's",
+                  "refine_steps": refine_steps,
+                  **({"refine_lr": refine_lr} if refine_steps else {})}, []
   for family in FAMILIES:
     m = family_masks(family, num, size)
     out = run_difai(fn, faces, m)
@@ -562,7 +567,14 @@ def main():
                       help="--edit_search: further training-side recognizers (comma-separated "
                            "directories, e.g. runs/recognizer_b from configs/toy_recognizer_b.py; "
                            "never the judge) that must read each change too")
+  parser.add_argument("--refine_steps", type=int, default=0,
+                      help="not the paper: Adam steps fitting pSp's W+ codes to the known "
+                           "pixels before the edits (pipeline.fit_codes_to_known); the labelled "
+                           "edits then start from the fitted codes")
+  parser.add_argument("--refine_lr", type=float, default=0.03)
   args = parser.parse_args()
+  if args.refine_steps < 0 or not args.refine_lr > 0:
+    parser.error("--refine_steps must be >= 0 and --refine_lr > 0")
   attributes = tuple(a for a in args.edit_attributes.split(",") if a)
   unknown = sorted(set(attributes) - set(toy_faces.ATTRIBUTE_NAMES))
   if unknown:
@@ -602,7 +614,8 @@ def main():
                             edits=args.edits, edit_attributes=attributes,
                             edit_strength=args.edit_strength, edit_search=search,
                             edit_pool=args.edit_pool, edit_margin=args.edit_margin,
-                            edit_agree=agree),
+                            edit_agree=agree, refine_steps=args.refine_steps,
+                            refine_lr=args.refine_lr),
                    indent=2))
 
 

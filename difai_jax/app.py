@@ -275,6 +275,8 @@ def _define_flags():
   flags.DEFINE_boolean("one_compile", True, "run every call with the same number of SeFa edits "
                        "(extra ones at degree 0, dropped) so that the pipeline compiles once")
   flags.DEFINE_boolean("warmup", False, "compile the pipeline before serving (on a toy face)")
+  flags.DEFINE_integer("refine_steps", 0, "not the paper: Adam steps fitting each input's W+ "
+                       "codes to its known pixels (as python -m difai_jax.inpaint)", lower_bound=0)
   cli.define_cache_flag()
 
 
@@ -295,7 +297,8 @@ def main(argv):
   print(f"loading {FLAGS.checkpoint} ...", flush=True)
   pad = max(MAX_K - 1, 1, FLAGS.walk_steps) if FLAGS.one_compile else 0
   inpainter = Inpainter(FLAGS.checkpoint, degree=FLAGS.degree, pad_edits=pad,
-                        compilation_cache=FLAGS.compilation_cache)
+                        compilation_cache=FLAGS.compilation_cache,
+                        refine_steps=FLAGS.refine_steps)
   print(f"DiFAI step {inpainter.step}, {inpainter.image_size} px, on {inpainter.platform} "
         f"(loaded in {inpainter.load_seconds:.1f} s)", flush=True)
   if FLAGS.warmup:

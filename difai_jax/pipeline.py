@@ -5,6 +5,7 @@ Read top to bottom, for a ground-truth face ``image`` and a ``mask`` (1 = known,
     I_masked   = image * mask                                  eq. 1   masked_image
     I_coarse   = I_masked + hole * C(I_masked, mask)           eq. 2   coarse_completion
     W+         = pSp.encode(I_coarse)                                  invert
+   (W+        <- Adam on W+ against the known pixels, opt-in, not the paper: fit_codes_to_known)
     W+_i       = W+ + d_i n_i,  i = 1..alpha (SeFa directions) eq. 3   sefa_latents
     I_style_j  = StyleGAN2(W+_j),  j = 0..alpha  (W+_0 = W+)           style_images
     I_style'_j = I_masked + hole * I_style_j                   eq. 4   style_prime
@@ -26,6 +27,7 @@ from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from difai_jax import sefa as sefa_lib
 from difai_jax.models import coarse as coarse_lib
@@ -156,6 +158,40 @@ def style_images(psp: psp_lib.PSP, variables, latents: jax.Array, image_size: in
   return variants.unfold_variants(resize(images, image_size), k)
 
 
+def fit_codes_to_known(models: Models, variables: Mapping[str, Any], i_masked: jax.Array,
+                       mask: jax.Array, w_plus: jax.Array, steps: int,
+                       lr: float = 0.03) -> jax.Array:
+  """Not the paper (opt-in at inference): ``steps`` Adam steps on pSp's W+ (N, L, D) lowering
+  each image's mean squared error between its style image and ``i_masked`` over the *known*
+  pixels only (the frozen decoder; the hole is left to the prior).
+
+  pSp inverts I_coarse, whose hole is the coarse net's blurry guess; the known pixels are the
+  truth, and codes that draw them closer draw a closer hole too (benchmarks/TOY_RESULTS.md,
+  "Fitting the codes to the known pixels"). Each image's loss is its own (summed over the
+  batch), so an image's codes do not depend on the other rows of its batch. ``steps`` is static
+  (0 returns ``w_plus`` unchanged); the loop runs inside the caller's jit (``lax.fori_loop``).
+  """
+  if steps < 0:
+    raise ValueError(f"refine_steps must be >= 0, got {steps}")
+  if steps == 0:
+    return w_plus
+  optimizer = optax.adam(lr)
+  counts = jnp.maximum(3.0 * jnp.sum(mask, axis=(1, 2, 3)), 1.0)
+
+  def loss(w):
+    image = style_images(models.psp, variables["psp"], w[None], models.image_size,
+                         models.psp_decode_size)[0]
+    return jnp.sum(jnp.sum(mask * jnp.square(image - i_masked), axis=(1, 2, 3)) / counts)
+
+  def step(_, carry):
+    w, state = carry
+    updates, state = optimizer.update(jax.grad(loss)(w), state, w)
+    return optax.apply_updates(w, updates), state
+
+  w, _ = jax.lax.fori_loop(0, steps, step, (w_plus, optimizer.init(w_plus)))
+  return jax.lax.stop_gradient(w)
+
+
 def style_prime(i_masked: jax.Array, mask: jax.Array, i_style: jax.Array) -> jax.Array:
   """Eq. 4: ``I_style' = I_masked + hole * I_style`` for every j (i_style (K, N, H, W, 3))."""
   return composite(i_masked, i_style, mask)
@@ -247,8 +283,8 @@ def complete_with_codes(models: Models, variables: Mapping[str, Any], i_masked: 
 def inpaint(models: Models, variables: Mapping[str, Any], image: jax.Array, mask: jax.Array,
             components: jax.Array, degrees: jax.Array,
             layers: tuple[int, ...] | None = None, *,
-            variants_per_call: int | None = None,
-            valid: jax.Array | None = None) -> dict[str, jax.Array]:
+            variants_per_call: int | None = None, valid: jax.Array | None = None,
+            refine_steps: int = 0, refine_lr: float = 0.03) -> dict[str, jax.Array]:
   """The whole pipeline at inference: eq. 1-5 plus the composite.
 
   The coarse net and the pSp encoder run once per image, whatever K; the K style variants then
@@ -267,6 +303,8 @@ def inpaint(models: Models, variables: Mapping[str, Any], image: jax.Array, mask
       compiled size): padding stays out of the generator's batch statistics (region norm with
       ``rn_stats='batch'``), so real images get what a batch of them alone gives. The coarse
       net, pSp and StyleGAN2 are per image and need no flag.
+    refine_steps, refine_lr: > 0 fits pSp's codes to the known pixels before the edits
+      (:func:`fit_codes_to_known`, not the paper); ``w_plus`` is then the fitted codes.
 
   Returns:
     the :func:`style_conditions` dict plus ``i_out`` (K, N, H, W, 3) raw outputs and
@@ -280,6 +318,7 @@ def inpaint(models: Models, variables: Mapping[str, Any], image: jax.Array, mask
   i_masked = masked_image(image, mask)
   i_coarse = coarse_completion(models.coarse, variables["coarse"], i_masked, mask)
   w_plus = invert(models.psp, variables["psp"], i_coarse)
+  w_plus = fit_codes_to_known(models, variables, i_masked, mask, w_plus, refine_steps, refine_lr)
   latents = sefa_latents(w_plus, variables["sefa"], components, degrees, layers)
 
   def variants(latents):

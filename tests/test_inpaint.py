@@ -54,7 +54,8 @@ def _grid_tiles(grid, n, h, w, pad=2):
 
 @pytest.fixture(scope="module")
 def single_run(demo_run, tmp_path_factory):
-  """The CLI on a 50 x 70 (H x W) image with a 64 px model: K = 3 and a 3-frame walk."""
+  """The CLI on a 50 x 70 (H x W) image with a 64 px model: K = 3 and a 3-frame walk, the codes
+  fitted to the known pixels in 2 steps."""
   d = tmp_path_factory.mktemp("single")
   image = _face(50, 70, seed=0)
   known = _mask(50, 70, (12, 33, 20, 47))
@@ -64,7 +65,7 @@ def single_run(demo_run, tmp_path_factory):
   out = d / "out"
   proc = run_module("difai_jax.inpaint", "--checkpoint", demo_run, "--image",
                     str(d / "face.png"), "--mask", str(d / "mask.png"), "--num", "3",
-                    "--out", str(out), "--walk", "--walk_steps", "3",
+                    "--out", str(out), "--walk", "--walk_steps", "3", "--refine_steps", "2",
                     "--compilation_cache", str(d / "jax_cache"))
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   return image, known, out, proc
@@ -73,6 +74,7 @@ def single_run(demo_run, tmp_path_factory):
 def test_notes_non_square_input_and_fills_the_compilation_cache(single_run):
   proc = single_run[3]
   assert "face.png is 70x50, not square: the model sees it stretched to 64x64" in proc.stdout
+  assert "codes fitted to the known pixels in 2 Adam steps (lr 0.03)" in proc.stdout
   cache = os.path.join(os.path.dirname(single_run[2]), "jax_cache")
   assert any(name.startswith("jit_fn") for name in os.listdir(cache)), os.listdir(cache)
 
@@ -136,7 +138,7 @@ def test_folder_mode_pairs_by_name_reads_inverted_masks_and_skips_bad(demo_run, 
   _save_mask(masks / "fay.png", _mask(10, 10, (1, 3, 1, 3)), convention="hole_is_white")
   written = inpaint.run(demo_run, str(images), str(masks), str(tmp_path / "out"),
                         num_completions=1, mask_convention="hole_is_white", batch_size=4,
-                        skip_bad=True, verbose=False)
+                        skip_bad=True, verbose=False, refine_steps=3)   # fitted to known pixels
   assert len(written) == 4
   err = capsys.readouterr().err
   assert re.search(r"skipped: cannot read image file '.*erin\.png'", err), err
@@ -267,6 +269,11 @@ def test_cli_refuses_bad_output_and_inputs_before_importing_jax(tmp_path):
                  "--num", "3", "--degrees", "1,2,3")
   assert_one_line_error(proc, "--degrees has 3 values but there are 2 SeFa edits (K - 1 for "
                         "K = 3 completions); give one degree per edit")
+  assert proc.jax_imported is False
+
+  proc = run_cli("difai_jax.inpaint", *common, "--mask", str(tmp_path / "mask.png"), *out,
+                 "--refine_steps", "5", "--refine_lr", "0")
+  assert_one_line_error(proc, "--refine_steps must be >= 0 and --refine_lr > 0; got 5 and 0.0")
   assert proc.jax_imported is False
 
   proc = run_cli("difai_jax.inpaint", *common, "--mask", str(tmp_path / "grey.png"), *out,

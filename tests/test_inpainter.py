@@ -138,3 +138,10 @@ def test_app_notes_a_face_the_model_sees_distorted(inpainter):
   assert app.notes_markdown([]) == ""
   (small,) = app.input_notes(inpainter, np.zeros((8, 8, 3), np.uint8))
   assert small.startswith(f"the face is 8x8, far smaller than the model's {size} px"), small
+
+
+
+def test_refusals_of_the_fitting_settings_come_before_loading():
+  for steps, lr in ((-1, 0.03), (5, 0.0)):
+    with pytest.raises(ValueError, match="refine_steps must be >= 0 and refine_lr > 0"):
+      Inpainter("no such run", refine_steps=steps, refine_lr=lr)

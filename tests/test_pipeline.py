@@ -107,6 +107,51 @@ def test_padding_rows_do_not_change_the_real_completions():
   assert float(jnp.max(jnp.abs(unflagged[:, :2] - alone))) > 1e-3
 
 
+def _known_pixel_error(models, variables, i_masked, mask, w_plus):
+  """Each image's mean squared error of its style image over its known pixels, (N,)."""
+  image = pipeline.style_images(models.psp, variables["psp"], w_plus[None], SIZE)[0]
+  return jnp.sum(mask * jnp.square(image - i_masked), axis=(1, 2, 3)) / (3 * jnp.sum(
+      mask, axis=(1, 2, 3)))
+
+
+def test_fitting_the_codes_to_the_known_pixels():
+  """pipeline.fit_codes_to_known: Adam on W+ against the known pixels only. Its first step moves
+  every coordinate by lr against the known-pixel loss's gradient (Adam's first, bias-corrected
+  step is lr * g / (|g| + eps), eps = 1e-8); more steps lower each image's known-pixel error;
+  the hole's target pixels and the other rows of the batch play no part; 0 steps change
+  nothing. (Through pipeline.inpaint on the shipped networks: tests/test_shipped.py.)"""
+  models, variables = _models_and_variables()
+  rng = np.random.default_rng(8)
+  image = jnp.asarray(rng.uniform(-1, 1, size=(3, SIZE, SIZE, 3)), jnp.float32)
+  mask = jnp.ones((3, SIZE, SIZE, 1)).at[:, 8:24, 4:20].set(0.0).at[2, :, :10].set(0.0)
+  i_masked = pipeline.masked_image(image, mask)
+  error = lambda x, w: _known_pixel_error(models, variables, x, mask, w)
+  fit = lambda x, w, steps: pipeline.fit_codes_to_known(models, variables, x, mask, w, steps,
+                                                        lr=0.01)
+
+  @jax.jit            # one compilation for every call below; x: the target of the fitting
+  def probe(x):
+    w0 = pipeline.invert(models.psp, variables["psp"], pipeline.coarse_completion(
+        models.coarse, variables["coarse"], i_masked, mask))      # pSp's codes, as inpaint's
+    g = jax.grad(lambda w: jnp.sum(error(x, w)))(w0)
+    w30 = fit(x, w0, 30)
+    return w0, g, fit(x, w0, 1), w30, error(x, w0), error(x, w30)
+
+  w0, g, w1, w30, before, after = map(np.asarray, probe(i_masked))
+  assert np.mean(np.abs(g) > 1e-6) > 0.9
+  np.testing.assert_allclose(w1 - w0, -0.01 * g / (np.abs(g) + 1e-8), atol=1e-6)
+  print(f"known-pixel MSE per image: {before} -> {after}")
+  assert np.all(after < 0.9 * before)
+  garbage = probe(jnp.where(mask > 0, i_masked, 7.0))        # the hole's target is not read
+  np.testing.assert_allclose(garbage[3], w30, atol=1e-5)
+  other = probe(i_masked.at[1:].set(-i_masked[1:]))          # rows are independent
+  np.testing.assert_allclose(other[3][0], w30[0], atol=1e-5)
+  assert float(jnp.max(jnp.abs(other[3][1] - w30[1]))) > 1e-3
+  assert pipeline.fit_codes_to_known(models, variables, i_masked, mask, w0, 0) is w0
+  with pytest.raises(ValueError, match="refine_steps must be >= 0"):
+    pipeline.fit_codes_to_known(models, variables, i_masked, mask, w0, -1)
+
+
 _FOLD_ON_A_MESH = """
 import sys
 import jax, jax.numpy as jnp

@@ -51,11 +51,13 @@ class Inpainter:
     platform: JAX's backend (``cpu``, ``gpu``, ``tpu``).
     degree: magnitude of the default edits of :meth:`complete` (directions 0..K-2 at +d, -d, ...).
     sampling: (top_k, min_degree, max_degree) of the run's training edits, used with a seed.
+    refine_steps, refine_lr: the fitting of each input's codes to its known pixels (0: none).
   """
 
   def __init__(self, checkpoint: str = "toy-difai", *, degree: float = 5.0,
                pad_edits: int = 0, compilation_cache: str | None = "off",
-               layers: Sequence[int] | None = None):
+               layers: Sequence[int] | None = None, refine_steps: int = 0,
+               refine_lr: float = 0.03):
     """Loads the run's models and prepares the pipeline (compiled at the first call).
 
     Args:
@@ -72,10 +74,16 @@ class Inpainter:
         :func:`runtime.enable_compilation_cache`.
       layers: the W+ layers the SeFa edits move (default: the run's ``config.sefa.layers``,
         else all).
+      refine_steps, refine_lr: > 0 fits pSp's codes of each input to its known pixels before
+        the edits (Adam steps; :func:`pipeline.fit_codes_to_known`, not the paper): a closer
+        style image, so a closer completion 0, for a little more time per call.
 
     Raises:
       FileNotFoundError: no such run; ValueError: a run whose metadata cannot be used.
     """
+    if int(refine_steps) < 0 or not float(refine_lr) > 0:
+      raise ValueError(f"refine_steps must be >= 0 and refine_lr > 0; got {refine_steps} and "
+                       f"{refine_lr}")
     info = model.read_run_info(checkpoint)     # before the weights: a wrong folder fails fast
     self.cache_dir = runtime.enable_compilation_cache(compilation_cache)
     self.checkpoint = checkpoint
@@ -96,10 +104,12 @@ class Inpainter:
                                    source="config.sefa.layers")
     self.layers = layers
     self.config = inference.config
+    self.refine_steps, self.refine_lr = int(refine_steps), float(refine_lr)
     mesh = mesh_lib.local_mesh()
     self.devices = mesh.size
     self._batch = mesh.size          # one image, repeated over the devices of the data axis
-    self._fn = model.make_inpaint_fn(inference.models, mesh, layers)
+    self._fn = model.make_inpaint_fn(inference.models, mesh, layers, self.refine_steps,
+                                     self.refine_lr)
     self._variables = jax.device_put(inference.variables, NamedSharding(mesh, P()))
     self._compiled: set[int] = set()   # numbers of edits (alpha) run once already
     self._lock = threading.Lock()      # one model call at a time (callers may be threads)

@@ -54,20 +54,23 @@ def read_run_info(checkpoint: str) -> RunInfo:
                  n_latent, tuple(int(l) for l in config["sefa"].get("layers") or ()))
 
 
-def make_inpaint_fn(models, mesh, layers: tuple[int, ...] | None):
+def make_inpaint_fn(models, mesh, layers: tuple[int, ...] | None, refine_steps: int = 0,
+                    refine_lr: float = 0.03):
   """A jitted ``(variables, image, mask, components, degrees, valid) -> outputs`` over ``mesh``.
 
   image (N, S, S, 3), mask (N, S, S, 1), components / degrees (N, alpha), valid (N,) bool
   (False: a padding row, kept out of the generator's batch statistics); N a multiple of the
   device count (batch sharded, variables replicated). Returns ``i_coarse`` (N, S, S, 3),
   ``i_style`` (N, S, S, 3) (j = 0) and ``completions`` (K, N, S, S, 3), all in [-1, 1].
+  ``refine_steps`` > 0 fits pSp's codes to the known pixels first
+  (:func:`pipeline.fit_codes_to_known`).
   """
   replicated = NamedSharding(mesh, P())
   sharded = NamedSharding(mesh, P("data"))
 
   def fn(variables, image, mask, components, degrees, valid):
     out = pipeline.inpaint(models, variables, image, mask, components, degrees, layers,
-                           valid=valid)
+                           valid=valid, refine_steps=refine_steps, refine_lr=refine_lr)
     return {"i_coarse": out["i_coarse"], "i_style": out["i_style"][0],
             "completions": out["completions"]}
 
