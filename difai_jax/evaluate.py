@@ -96,6 +96,10 @@ def _define_flags():
                     "scored: difai = the K DiFAI completions; coarse = the run's coarse net "
                     "alone, composited "
                     "(a baseline; K identical copies, so diversity 0)")
+  flags.DEFINE_integer("refine_steps", 0, "not the paper: Adam steps fitting pSp's W+ codes to "
+                       "each image's known pixels before the edits (README: 'Fitting the codes "
+                       "to the known pixels')")
+  flags.DEFINE_float("refine_lr", 0.03, "Adam's learning rate for --refine_steps")
   flags.DEFINE_string("eval_dir", None, "output directory, also for the bucket masks and the "
                       "real-image FID statistics (default WORKDIR/eval)")
   _define_comparison_flags(flags)
@@ -176,7 +180,8 @@ def _options(FLAGS):  # pylint: disable=invalid-name
       diversity_images=FLAGS.diversity_images, fid_exact=FLAGS.fid_exact, seed=FLAGS.seed,
       completions=FLAGS.completions, extra_metrics=tuple(FLAGS.extra_metrics),
       fid_resize=FLAGS.fid_resize, write_completions=FLAGS.write_completions,
-      masks_dir=FLAGS.masks_dir, mask_convention=FLAGS.mask_convention)
+      masks_dir=FLAGS.masks_dir, mask_convention=FLAGS.mask_convention,
+      refine_steps=FLAGS.refine_steps, refine_lr=FLAGS.refine_lr)
 
 
 def _export_masks(FLAGS, opts) -> int:  # pylint: disable=invalid-name

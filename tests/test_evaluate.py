@@ -392,7 +392,10 @@ def test_options_are_checked_before_any_work(tmp_path):
   for bad, message in (({"buckets": ("10-20", "5-10")}, "unknown mask bucket"),
                        ({"table1_completions": "some"}, "first or all"),
                        ({"diversity_images": 0}, "at least 1"),
-                       ({"max_images": 1, "inception_dir": "x"}, "FID needs at least 2")):
+                       ({"max_images": 1, "inception_dir": "x"}, "FID needs at least 2"),
+                       ({"refine_steps": -1}, "refine_steps must be >= 0"),
+                       ({"refine_steps": 3, "refine_lr": 0.0}, "refine_lr > 0; got 3 and 0.0"),
+                       ({"refine_steps": 3, "completions": "coarse"}, "coarse has none")):
     with pytest.raises(cli.CliError, match=message):
       eval_options.check_options(eval_options.EvalOptions(**bad), str(tmp_path))
   eval_options.check_options(eval_options.EvalOptions(max_images=1), str(tmp_path / "new" / "dir"))
@@ -479,6 +482,33 @@ def test_coarse_baseline_scores_k_copies_of_the_coarse_composite(tiny_run, monke
   np.testing.assert_array_equal(got[0], got[2])                 # K identical copies
   np.testing.assert_allclose(got[0], pipeline.composite(i_masked, coarse, mask), atol=1e-6)
   np.testing.assert_array_equal(got[1][mask[..., 0] > 0], image[mask[..., 0] > 0])
+
+
+def test_refine_steps_fit_the_codes_before_the_scored_completions(tiny_run, monkeypatch):
+  """--refine_steps: the scored completions are pipeline.inpaint's with the codes fitted to the
+  known pixels (not the paper), the same per-image edits as without."""
+  from difai_jax.training import checkpoints
+  from difai_jax import pipeline
+  inference = checkpoints.load_difai(tiny_run)
+  specs = [eval_loop.completion_spec(inference, eval_options.EvalOptions(
+      num_completions=2, refine_steps=steps, refine_lr=0.05)) for steps in (0, 3)]
+  assert specs[1].refine == (3, 0.05) and specs[0].refine[0] == 0
+  seen = []
+  monkeypatch.setattr(eval_metrics, "score_completions",
+                      lambda completions, *a, **k: seen.append(np.asarray(completions)) or {})
+  rng = np.random.default_rng(1)
+  image = rng.uniform(-1, 1, (2, SIZE, SIZE, 3)).astype(np.float32)
+  mask = np.ones((2, SIZE, SIZE, 1), np.float32)
+  mask[:, 6:22, 8:20] = 0
+  index = np.arange(2, dtype=np.int32)
+  eval_loop.eval_batch(inference.variables, None, image, mask, index,
+                       models=inference.models, spec=specs[1], scorer=None)
+  edits = eval_loop.edits_for(index, specs[1])
+  want = jax.jit(lambda v: [pipeline.inpaint(
+      inference.models, v, image, mask, *edits, specs[1].sampling.layers, refine_steps=steps,
+      refine_lr=0.05)["completions"] for steps in (0, 3)])(inference.variables)
+  np.testing.assert_allclose(seen[0], want[1], atol=1e-5)
+  assert np.abs(want[1] - want[0]).max() > 1e-4          # the fitting changed them
 
 
 def _tree(path):

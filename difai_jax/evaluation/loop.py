@@ -83,6 +83,7 @@ class EvalSpec:
   seed: int
   completions: str = "difai"                # "difai" | "coarse" (evaluate.COMPLETION_SOURCES)
   quantize: bool = False                    # score (and return) them as 8-bit files hold them
+  refine: tuple[int, float] = (0, 0.03)     # (steps, lr) of pipeline.fit_codes_to_known
 
 
 def edits_for(index: jax.Array, spec: EvalSpec) -> tuple[jax.Array, jax.Array]:
@@ -114,7 +115,9 @@ def eval_batch(variables, metric_variables, image, mask, index, *, models: pipel
     completions = jnp.broadcast_to(coarse[None], (spec.num_completions,) + coarse.shape)
   else:
     completions = pipeline.inpaint(models, variables, image, mask, components, degrees,
-                                   spec.sampling.layers, valid=index >= 0)["completions"]
+                                   spec.sampling.layers, valid=index >= 0,
+                                   refine_steps=spec.refine[0],
+                                   refine_lr=spec.refine[1])["completions"]
   if spec.quantize:
     completions = eval_metrics.quantize_8bit(completions)
   out = eval_metrics.score_completions(completions, image, index, metric_variables, scorer,
@@ -172,7 +175,9 @@ def completion_spec(inference: checkpoints.Inference, opts) -> EvalSpec:
                                    layers=tuple(sc.layers) if sc.layers else None)
   return EvalSpec(num_completions=k, sampling=sampling, n_directions=n_directions,
                   seed=opts.seed, completions=opts.completions,
-                  quantize=bool(getattr(opts, "write_completions", None)))
+                  quantize=bool(getattr(opts, "write_completions", None)),
+                  refine=(int(getattr(opts, "refine_steps", 0)),
+                          float(getattr(opts, "refine_lr", 0.03))))
 
 
 def make_scorer(opts, nets: eval_metrics.MetricNets, k: int, size: int,
@@ -419,7 +424,10 @@ def make_report(workdir: str, opts: eval_options.EvalOptions, ev, results: dict,
       "extra_metrics": list(opts.extra_metrics),
       "completions": opts.completions, "scored": eval_options.COMPLETION_SOURCES[opts.completions]
                 + (f", quantised to 8 bits as written to {opts.write_completions}"
-                   if opts.write_completions else ""),
+                   if opts.write_completions else "")
+                + (f", pSp's codes fitted to the known pixels ({ev.spec.refine[0]} Adam steps at "
+                   f"lr {ev.spec.refine[1]:g}; not the paper)" if ev.spec.refine[0] else ""),
+      "refine_steps": ev.spec.refine[0],
       "sefa_edits": dataclasses.asdict(ev.spec.sampling), "seed": opts.seed,
       "seconds": round(seconds, 1), "notes": ev.notes, "metrics": metrics,
       "results": results, "paper_label": paper_label, "paper_citations": citations,

@@ -91,6 +91,10 @@ class EvalOptions:
   # SeFa strength: every edit moves by exactly this |degree| (random sign) instead of the run's
   # [min_degree, max_degree]; None: the run's range. --sefa_degrees sweeps it (frontier.py).
   sefa_degree: float | None = None
+  # Not the paper: Adam steps fitting pSp's codes to each image's known pixels before the edits
+  # (pipeline.fit_codes_to_known); 0: none, as the paper.
+  refine_steps: int = 0
+  refine_lr: float = 0.03
 
 
 # ----------------------------------------------------------------------------------------------
@@ -126,6 +130,12 @@ def check_options(opts: EvalOptions, out_dir: str, flag: str = "--eval_dir",
   if opts.completions not in COMPLETION_SOURCES:
     raise runtime.CliError(f"--completions must be one of {list(COMPLETION_SOURCES)}, not "
                        f"{opts.completions}")
+  if opts.refine_steps < 0 or not opts.refine_lr > 0:
+    raise runtime.CliError(f"--refine_steps must be >= 0 and --refine_lr > 0; got "
+                           f"{opts.refine_steps} and {opts.refine_lr}")
+  if opts.refine_steps and opts.completions != "difai":
+    raise runtime.CliError("--refine_steps fits the codes of DiFAI's style images; "
+                           f"--completions {opts.completions} has none")
   if opts.diversity_pairs not in ("paper", "all"):
     raise runtime.CliError(f"--diversity_pairs must be paper or all, not {opts.diversity_pairs}")
   if opts.sefa_degree is not None:
