@@ -166,8 +166,8 @@ def fit_codes_to_known(models: Models, variables: Mapping[str, Any], i_masked: j
   pixels only (the frozen decoder; the hole is left to the prior).
 
   pSp inverts I_coarse, whose hole is the coarse net's blurry guess; the known pixels are the
-  truth, and codes that draw them closer draw a closer hole too (benchmarks/TOY_RESULTS.md,
-  "Fitting the codes to the known pixels"). Each image's loss is its own (summed over the
+  truth, and codes that draw them closer draw a closer hole too (README, "Fitting the codes
+  to the known pixels"). Each image's loss is its own (summed over the
   batch), so an image's codes do not depend on the other rows of its batch. ``steps`` is static
   (0 returns ``w_plus`` unchanged); the loop runs inside the caller's jit (``lax.fori_loop``).
   """
