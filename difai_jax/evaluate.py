@@ -40,7 +40,9 @@ writes every test image's bucket masks as files another method reads (and stops)
 layout. ``--extra_metrics psnr,lpips_hole,ids,prdc`` adds the metrics other papers report and
 ``--fid_resize clean`` clean-fid's resize. ``--sefa_degrees 1,2,4,8 [--frontier_with
 DIR,...]`` scores the run at several SeFa strengths and draws the fidelity-diversity frontier
-(``difai_jax.evaluation.frontier``), other methods as single points.
+(``difai_jax.evaluation.frontier``), other methods as single points. ``--refine_steps 50``
+(not the paper) fits pSp's codes to each image's known pixels before the edits
+(``pipeline.fit_codes_to_known``); the report says so.
 
 The Frechet distance is computed from eigenvalues (``metrics.fid.frechet_distance_eig``: equal
 to pytorch-fid's ``sqrtm`` route, which takes ~1 min per 2048-d call on a CPU, up to float
