@@ -87,10 +87,11 @@ def replicate_dirs(out: str, name: str, num_workdirs: int,
 
 
 def evaluate_runs(runs: dict[str, list[str]], coarse_of: str | None, out: str, max_images: int,
-                  buckets: tuple[str, ...],
-                  seeds: tuple[int, ...] = (0,)) -> dict[str, list[list[str]]]:
+                  buckets: tuple[str, ...], seeds: tuple[int, ...] = (0,),
+                  refine_steps: int = 0) -> dict[str, list[list[str]]]:
   """{name: [[eval_dir per evaluation seed] per training run]} of each method, and the coarse
-  baseline of ``coarse_of``'s first run (deterministic: one evaluation); reused when present."""
+  baseline of ``coarse_of``'s first run (deterministic: one evaluation); reused when present.
+  ``refine_steps``: the DiFAI runs' codes fitted to the known pixels (evaluate's flag)."""
   from difai_jax.training import checkpoints
   from difai_jax import pretrained
   from difai_jax.evaluation import loop as eval_loop
@@ -119,7 +120,8 @@ def evaluate_runs(runs: dict[str, list[str]], coarse_of: str | None, out: str, m
           f"seed {seed})", flush=True)
     eval_loop.evaluate(workdir, eval_options.EvalOptions(
         buckets=buckets, max_images=max_images, diversity_images=max_images,
-        lpips_dir=lpips_dir, completions=completions, seed=seed),
+        lpips_dir=lpips_dir, completions=completions, seed=seed,
+        refine_steps=refine_steps if completions == "difai" else 0),
         eval_dir=eval_dir, probes=toy_probes.probes(size))
   return eval_dirs
 
@@ -270,6 +272,9 @@ def main(argv=None) -> int:
   parser.add_argument("--buckets", default=",".join(TOY_MEASURES_BUCKETS))
   parser.add_argument("--out", required=True)
   parser.add_argument("--figure", default=None, help="PNG of the first run's completions")
+  parser.add_argument("--refine_steps", type=int, default=0,
+                      help="not the paper: fit the DiFAI runs' codes to the known pixels in this "
+                           "many Adam steps (evaluate --refine_steps)")
   args = parser.parse_args(argv)
   runs = parse_runs(args.run)
   if not runs:
@@ -279,7 +284,8 @@ def main(argv=None) -> int:
   buckets = tuple(b for b in args.buckets.split(",") if b)
   seeds = parse_seeds(args.seeds)
   from difai_jax.evaluation import comparison
-  eval_dirs = evaluate_runs(runs, args.coarse_of, args.out, args.max_images, buckets, seeds)
+  eval_dirs = evaluate_runs(runs, args.coarse_of, args.out, args.max_images, buckets, seeds,
+                            args.refine_steps)
   first = {name: runs_of[0][0] for name, runs_of in eval_dirs.items()}
   comparison.run(list(first.values()), list(first), buckets, args.out)
   measures = toy_measures(first, buckets)
