@@ -54,8 +54,7 @@ def _grid_tiles(grid, n, h, w, pad=2):
 
 @pytest.fixture(scope="module")
 def single_run(demo_run, tmp_path_factory):
-  """The CLI on a 50 x 70 (H x W) image with a 64 px model: K = 3 and a 3-frame walk, the codes
-  fitted to the known pixels in 2 steps."""
+  """The CLI on a 50 x 70 (H x W) image with a 64 px model: K = 3 and a 3-frame walk."""
   d = tmp_path_factory.mktemp("single")
   image = _face(50, 70, seed=0)
   known = _mask(50, 70, (12, 33, 20, 47))
@@ -65,7 +64,7 @@ def single_run(demo_run, tmp_path_factory):
   out = d / "out"
   proc = run_module("difai_jax.inpaint", "--checkpoint", demo_run, "--image",
                     str(d / "face.png"), "--mask", str(d / "mask.png"), "--num", "3",
-                    "--out", str(out), "--walk", "--walk_steps", "3", "--refine_steps", "2",
+                    "--out", str(out), "--walk", "--walk_steps", "3",
                     "--compilation_cache", str(d / "jax_cache"))
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   return image, known, out, proc
@@ -74,7 +73,6 @@ def single_run(demo_run, tmp_path_factory):
 def test_notes_non_square_input_and_fills_the_compilation_cache(single_run):
   proc = single_run[3]
   assert "face.png is 70x50, not square: the model sees it stretched to 64x64" in proc.stdout
-  assert "codes fitted to the known pixels in 2 Adam steps (lr 0.03)" in proc.stdout
   cache = os.path.join(os.path.dirname(single_run[2]), "jax_cache")
   assert any(name.startswith("jit_fn") for name in os.listdir(cache)), os.listdir(cache)
 
@@ -138,7 +136,7 @@ def test_folder_mode_pairs_by_name_reads_inverted_masks_and_skips_bad(demo_run, 
   _save_mask(masks / "fay.png", _mask(10, 10, (1, 3, 1, 3)), convention="hole_is_white")
   written = inpaint.run(demo_run, str(images), str(masks), str(tmp_path / "out"),
                         num_completions=1, mask_convention="hole_is_white", batch_size=4,
-                        skip_bad=True, verbose=False, refine_steps=3)   # fitted to known pixels
+                        skip_bad=True, verbose=False)
   assert len(written) == 4
   err = capsys.readouterr().err
   assert re.search(r"skipped: cannot read image file '.*erin\.png'", err), err
@@ -322,6 +320,27 @@ def test_run_checks_needing_the_runs_metadata_before_loading_the_models(demo_run
       run(**kwargs)
     assert str(e.value) == message
   assert not (tmp_path / "out").exists()
+
+
+def test_refine_flags_reach_the_inpainter(demo_run, tmp_path, monkeypatch):
+  """--refine_steps / --refine_lr go to the Inpainter (what the fitting does:
+  tests/test_pipeline.py, test_shipped.py); the models are never loaded here."""
+  from difai_jax.inference import inpainter as inpainter_lib
+  Image.fromarray(_face(40, 50, 0)).save(tmp_path / "img.png")
+  _save_mask(tmp_path / "mask.png", _mask(40, 50, (5, 20, 5, 20)))
+  seen = {}
+
+  class Stop(Exception):
+    pass
+
+  def fake(checkpoint, **kwargs):
+    seen.update(kwargs, checkpoint=checkpoint)
+    raise Stop
+  monkeypatch.setattr(inpainter_lib, "Inpainter", fake)
+  with pytest.raises(Stop):
+    inpaint.run(demo_run, str(tmp_path / "img.png"), str(tmp_path / "mask.png"),
+                str(tmp_path / "out"), verbose=False, refine_steps=7, refine_lr=0.02)
+  assert seen["refine_steps"] == 7 and seen["refine_lr"] == 0.02
 
 
 def test_folder_problems_are_all_reported_before_loading(tmp_path, no_model_loading):
