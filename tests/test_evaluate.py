@@ -486,7 +486,7 @@ def test_coarse_baseline_scores_k_copies_of_the_coarse_composite(tiny_run, monke
 
 def test_refine_steps_reach_the_pipeline(tiny_run, monkeypatch):
   """--refine_steps: eval_batch makes its completions with pipeline.inpaint's fitting of the
-  codes to the known pixels (what that fitting does: tests/test_pipeline.py, test_shipped.py)."""
+  codes to the known pixels (what that fitting does: tests/test_pipeline.py)."""
   from difai_jax.training import checkpoints
   inference = checkpoints.load_difai(tiny_run)
   spec = eval_loop.completion_spec(inference, eval_options.EvalOptions(

@@ -324,7 +324,7 @@ def test_run_checks_needing_the_runs_metadata_before_loading_the_models(demo_run
 
 def test_refine_flags_reach_the_inpainter(demo_run, tmp_path, monkeypatch):
   """--refine_steps / --refine_lr go to the Inpainter (what the fitting does:
-  tests/test_pipeline.py, test_shipped.py); the models are never loaded here."""
+  tests/test_pipeline.py); the models are never loaded here."""
   from difai_jax.inference import inpainter as inpainter_lib
   Image.fromarray(_face(40, 50, 0)).save(tmp_path / "img.png")
   _save_mask(tmp_path / "mask.png", _mask(40, 50, (5, 20, 5, 20)))

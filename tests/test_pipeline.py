@@ -119,7 +119,7 @@ def test_fitting_the_codes_to_the_known_pixels():
   every coordinate by lr against the known-pixel loss's gradient (Adam's first, bias-corrected
   step is lr * g / (|g| + eps), eps = 1e-8); more steps lower each image's known-pixel error;
   the hole's target pixels and the other rows of the batch play no part; 0 steps change
-  nothing. (Through pipeline.inpaint on the shipped networks: tests/test_shipped.py.)"""
+  nothing. (On the shipped networks: benchmarks.toy_inpainting --refine_steps 50, README.)"""
   models, variables = _models_and_variables()
   rng = np.random.default_rng(8)
   image = jnp.asarray(rng.uniform(-1, 1, size=(3, SIZE, SIZE, 3)), jnp.float32)
