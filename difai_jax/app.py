@@ -30,6 +30,7 @@ import uuid
 import numpy as np
 
 from difai_jax import cli
+from difai_jax import runtime
 from difai_jax.data import image_io
 from difai_jax.data import toy_faces
 
@@ -277,6 +278,7 @@ def _define_flags():
   flags.DEFINE_boolean("warmup", False, "compile the pipeline before serving (on a toy face)")
   flags.DEFINE_integer("refine_steps", 0, "not the paper: Adam steps fitting each input's W+ "
                        "codes to its known pixels (as python -m difai_jax.inpaint)", lower_bound=0)
+  flags.DEFINE_float("refine_lr", runtime.REFINE_LR, "Adam's learning rate for --refine_steps")
   cli.define_cache_flag()
 
 
@@ -293,12 +295,14 @@ def main(argv):
   except ImportError:
     raise cli.CliError("the browser demo needs gradio: pip install -e \".[app]\"") from None
   check_port(FLAGS.host, FLAGS.port)
+  if runtime.refine_problem(FLAGS.refine_steps, FLAGS.refine_lr):
+    raise app.UsageError(runtime.refine_problem(FLAGS.refine_steps, FLAGS.refine_lr))
   from difai_jax.inference.inpainter import Inpainter  # pylint: disable=import-outside-toplevel
   print(f"loading {FLAGS.checkpoint} ...", flush=True)
   pad = max(MAX_K - 1, 1, FLAGS.walk_steps) if FLAGS.one_compile else 0
   inpainter = Inpainter(FLAGS.checkpoint, degree=FLAGS.degree, pad_edits=pad,
                         compilation_cache=FLAGS.compilation_cache,
-                        refine_steps=FLAGS.refine_steps)
+                        refine_steps=FLAGS.refine_steps, refine_lr=FLAGS.refine_lr)
   print(f"DiFAI step {inpainter.step}, {inpainter.image_size} px, on {inpainter.platform} "
         f"(loaded in {inpainter.load_seconds:.1f} s)", flush=True)
   if FLAGS.warmup:

@@ -56,6 +56,7 @@ import importlib
 import os
 
 from difai_jax import cli
+from difai_jax import runtime
 from difai_jax.evaluation import options as eval_options
 
 
@@ -101,7 +102,7 @@ def _define_flags():
   flags.DEFINE_integer("refine_steps", 0, "not the paper: Adam steps fitting pSp's W+ codes to "
                        "each image's known pixels before the edits (README: 'Fitting the codes "
                        "to the known pixels')")
-  flags.DEFINE_float("refine_lr", 0.03, "Adam's learning rate for --refine_steps")
+  flags.DEFINE_float("refine_lr", runtime.REFINE_LR, "Adam's learning rate for --refine_steps")
   flags.DEFINE_string("eval_dir", None, "output directory, also for the bucket masks and the "
                       "real-image FID statistics (default WORKDIR/eval)")
   _define_comparison_flags(flags)

@@ -155,7 +155,8 @@ def _examples(inputs, problems, size: int, *, align: str, face: int | None, skip
 
 
 def _inpaint_examples(checkpoint: str, examples, targets, edit_lists, *, layers, batch_size: int,
-                      gif_ms: int, cache: str | None, log, refine=(0, 0.03)) -> list[dict]:
+                      gif_ms: int, cache: str | None, log,
+                      refine=(0, runtime.REFINE_LR)) -> list[dict]:
   """Loads the models and writes every example's outputs to its target folder.
 
   ``edit_lists``: ``(components, degrees)`` of the completions, then optionally those of the
@@ -198,7 +199,7 @@ def run(checkpoint: str, image: str, mask: str, out_dir: str, *,
         strict_mask: bool = False, batch_size: int = 8, skip_bad: bool = False,
         align: str = "auto", face: int | None = None, compilation_cache: str | None = "off",
         verbose: bool = True, num: int | None = None, refine_steps: int = 0,
-        refine_lr: float = 0.03) -> list[dict]:
+        refine_lr: float = runtime.REFINE_LR) -> list[dict]:
   """Inpaints every (image, mask) pair with K = ``num_completions`` (default 8); returns, per
   input, the paths written. ``num`` is the deprecated name of ``num_completions``.
 
@@ -213,9 +214,9 @@ def run(checkpoint: str, image: str, mask: str, out_dir: str, *,
   num_completions = runtime.deprecated_alias(num_completions, num, "num", 8)
   log = (lambda *a: print(*a, flush=True)) if verbose else (lambda *a: None)
   _check_modes(mask_convention, align, face)
-  if refine_steps < 0 or not refine_lr > 0:
-    raise ValueError(f"--refine_steps must be >= 0 and --refine_lr > 0; got {refine_steps} and "
-                     f"{refine_lr}")
+  problem = runtime.refine_problem(refine_steps, refine_lr)
+  if problem:
+    raise ValueError(problem)
   cli.check_output_dir(out_dir, "--out")
   inputs_lib.edits(num_completions, components, degrees, degree, flag=flag)   # ranges: later
   pairs = inputs_lib.pair_inputs(image, mask)
@@ -281,7 +282,7 @@ def _define_flags():
   flags.DEFINE_integer("refine_steps", 0, "not the paper: Adam steps fitting each input's W+ "
                        "codes to its known pixels before the edits (a closer style image; 50 "
                        "measured best on the toy faces, README)", lower_bound=0)
-  flags.DEFINE_float("refine_lr", 0.03, "Adam's learning rate for --refine_steps")
+  flags.DEFINE_float("refine_lr", runtime.REFINE_LR, "Adam's learning rate for --refine_steps")
   cli.define_cache_flag()
 
 

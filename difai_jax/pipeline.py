@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from difai_jax import runtime
 from difai_jax import sefa as sefa_lib
 from difai_jax.models import coarse as coarse_lib
 from difai_jax.models import psp as psp_lib
@@ -160,7 +161,7 @@ def style_images(psp: psp_lib.PSP, variables, latents: jax.Array, image_size: in
 
 def fit_codes_to_known(models: Models, variables: Mapping[str, Any], i_masked: jax.Array,
                        mask: jax.Array, w_plus: jax.Array, steps: int,
-                       lr: float = 0.03) -> jax.Array:
+                       lr: float = runtime.REFINE_LR) -> jax.Array:
   """Not the paper (opt-in at inference): ``steps`` Adam steps on pSp's W+ (N, L, D) lowering
   each image's mean squared error between its style image and ``i_masked`` over the *known*
   pixels only (the frozen decoder; the hole is left to the prior).
@@ -284,7 +285,8 @@ def inpaint(models: Models, variables: Mapping[str, Any], image: jax.Array, mask
             components: jax.Array, degrees: jax.Array,
             layers: tuple[int, ...] | None = None, *,
             variants_per_call: int | None = None, valid: jax.Array | None = None,
-            refine_steps: int = 0, refine_lr: float = 0.03) -> dict[str, jax.Array]:
+            refine_steps: int = 0,
+            refine_lr: float = runtime.REFINE_LR) -> dict[str, jax.Array]:
   """The whole pipeline at inference: eq. 1-5 plus the composite.
 
   The coarse net and the pSp encoder run once per image, whatever K; the K style variants then

@@ -18,6 +18,21 @@ CACHE_ENV = "DIFAI_JAX_CACHE_DIR"
 _OFF = ("", "none", "off")
 
 
+# Adam's default learning rate for fitting pSp's codes to the known pixels
+# (pipeline.fit_codes_to_known; the best of 0.01 / 0.03 on the toy faces: README).
+REFINE_LR = 0.03
+
+
+def refine_problem(steps: int, lr: float, prefix: str = "--") -> str | None:
+  """What is wrong with the settings of the codes' fitting (``steps`` Adam steps at rate ``lr``),
+  named by ``prefix`` + ``refine_steps`` / ``refine_lr``, or None. Needs no JAX, so that the
+  command lines refuse them before it loads."""
+  if int(steps) >= 0 and float(lr) > 0:
+    return None
+  return (f"{prefix}refine_steps must be >= 0 and {prefix}refine_lr > 0; got {steps} and "
+          f"{lr}")
+
+
 class CliError(Exception):
   """A problem the user can fix; ``cli.run`` prints the message alone and exits 1."""
 

@@ -145,3 +145,11 @@ def test_refusals_of_the_fitting_settings_come_before_loading():
   for steps, lr in ((-1, 0.03), (5, 0.0)):
     with pytest.raises(ValueError, match="refine_steps must be >= 0 and refine_lr > 0"):
       Inpainter("no such run", refine_steps=steps, refine_lr=lr)
+
+
+def test_the_app_refuses_a_fitting_rate_before_loading():
+  from tests.test_cli import run_cli  # pylint: disable=import-outside-toplevel
+  proc = run_cli("difai_jax.app", "--refine_lr", "0", "--port", "7999")
+  assert proc.returncode == 1, proc.stderr[-2000:]
+  assert "--refine_steps must be >= 0 and --refine_lr > 0; got 0 and 0.0" in proc.stderr
+  assert proc.jax_imported is False and "loading" not in proc.stdout

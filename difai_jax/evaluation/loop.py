@@ -83,7 +83,7 @@ class EvalSpec:
   seed: int
   completions: str = "difai"                # "difai" | "coarse" (evaluate.COMPLETION_SOURCES)
   quantize: bool = False                    # score (and return) them as 8-bit files hold them
-  refine: tuple[int, float] = (0, 0.03)     # (steps, lr) of pipeline.fit_codes_to_known
+  refine: tuple[int, float] = (0, runtime.REFINE_LR)   # (steps, lr): fit_codes_to_known
 
 
 def edits_for(index: jax.Array, spec: EvalSpec) -> tuple[jax.Array, jax.Array]:
@@ -177,7 +177,7 @@ def completion_spec(inference: checkpoints.Inference, opts) -> EvalSpec:
                   seed=opts.seed, completions=opts.completions,
                   quantize=bool(getattr(opts, "write_completions", None)),
                   refine=(int(getattr(opts, "refine_steps", 0)),
-                          float(getattr(opts, "refine_lr", 0.03))))
+                          float(getattr(opts, "refine_lr", runtime.REFINE_LR))))
 
 
 def make_scorer(opts, nets: eval_metrics.MetricNets, k: int, size: int,

@@ -94,7 +94,7 @@ class EvalOptions:
   # Not the paper: Adam steps fitting pSp's codes to each image's known pixels before the edits
   # (pipeline.fit_codes_to_known); 0: none, as the paper.
   refine_steps: int = 0
-  refine_lr: float = 0.03
+  refine_lr: float = runtime.REFINE_LR
 
 
 # ----------------------------------------------------------------------------------------------
@@ -130,9 +130,9 @@ def check_options(opts: EvalOptions, out_dir: str, flag: str = "--eval_dir",
   if opts.completions not in COMPLETION_SOURCES:
     raise runtime.CliError(f"--completions must be one of {list(COMPLETION_SOURCES)}, not "
                        f"{opts.completions}")
-  if opts.refine_steps < 0 or not opts.refine_lr > 0:
-    raise runtime.CliError(f"--refine_steps must be >= 0 and --refine_lr > 0; got "
-                           f"{opts.refine_steps} and {opts.refine_lr}")
+  problem = runtime.refine_problem(opts.refine_steps, opts.refine_lr)
+  if problem:
+    raise runtime.CliError(problem)
   if opts.refine_steps and opts.completions != "difai":
     raise runtime.CliError("--refine_steps fits the codes of DiFAI's style images; "
                            f"--completions {opts.completions} has none")

@@ -57,7 +57,7 @@ class Inpainter:
   def __init__(self, checkpoint: str = "toy-difai", *, degree: float = 5.0,
                pad_edits: int = 0, compilation_cache: str | None = "off",
                layers: Sequence[int] | None = None, refine_steps: int = 0,
-               refine_lr: float = 0.03):
+               refine_lr: float = runtime.REFINE_LR):
     """Loads the run's models and prepares the pipeline (compiled at the first call).
 
     Args:
@@ -81,9 +81,9 @@ class Inpainter:
     Raises:
       FileNotFoundError: no such run; ValueError: a run whose metadata cannot be used.
     """
-    if int(refine_steps) < 0 or not float(refine_lr) > 0:
-      raise ValueError(f"refine_steps must be >= 0 and refine_lr > 0; got {refine_steps} and "
-                       f"{refine_lr}")
+    problem = runtime.refine_problem(refine_steps, refine_lr, prefix="")
+    if problem:
+      raise ValueError(problem)
     info = model.read_run_info(checkpoint)     # before the weights: a wrong folder fails fast
     self.cache_dir = runtime.enable_compilation_cache(compilation_cache)
     self.checkpoint = checkpoint

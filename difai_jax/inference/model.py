@@ -14,6 +14,7 @@ import numpy as np
 
 from difai_jax import pipeline
 from difai_jax import pretrained
+from difai_jax import runtime
 from difai_jax.training import checkpoints
 
 
@@ -55,7 +56,7 @@ def read_run_info(checkpoint: str) -> RunInfo:
 
 
 def make_inpaint_fn(models, mesh, layers: tuple[int, ...] | None, refine_steps: int = 0,
-                    refine_lr: float = 0.03):
+                    refine_lr: float = runtime.REFINE_LR):
   """A jitted ``(variables, image, mask, components, degrees, valid) -> outputs`` over ``mesh``.
 
   image (N, S, S, 3), mask (N, S, S, 1), components / degrees (N, alpha), valid (N,) bool
