@@ -67,6 +67,7 @@ from difai_jax.training import checkpoints
 from difai_jax.data import image_io
 from difai_jax import pipeline
 from difai_jax import pretrained
+from difai_jax import runtime
 from difai_jax.data import masks as masks_lib
 from difai_jax.data import toy_faces
 from difai_jax.evaluation.metrics import toy
@@ -120,7 +121,8 @@ def flat_fill(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
 
 
 def make_difai_fn(inference: checkpoints.Inference, num_completions: int, degree: float,
-                  layers: tuple[int, ...] | None = None, refine: tuple[int, float] = (0, 0.03)):
+                  layers: tuple[int, ...] | None = None,
+                  refine: tuple[int, float] = (0, runtime.REFINE_LR)):
   """jitted (images, masks) -> dict of the pipeline's outputs plus the two diagnostic rows.
 
   ``layers``: the W+ layers the SeFa edits move (default: the run's ``sefa.layers``, all when
@@ -283,7 +285,7 @@ class LabelledEdits:
 def minimal_edits(complete, edits: LabelledEdits, recognizer, faces, masks, w_plus,
                   base: np.ndarray, count: int, strengths: tuple[float, ...],
                   chunk: int = 50, pool: int | None = None, margin: float = 0.0,
-                  agree: tuple = ()) -> tuple[np.ndarray, np.ndarray]:
+                  agree: tuple = (), per_class: bool = False) -> tuple[np.ndarray, np.ndarray]:
   """(i_style, completions) (1 + count, N, ...): per image, the ``count`` attributes of
   :meth:`LabelledEdits.latents`, each edited as little as the *training* recognizer
   (``recognizer``, never the judge) needs to read the completion as changed in it. With
@@ -300,22 +302,30 @@ def minimal_edits(complete, edits: LabelledEdits, recognizer, faces, masks, w_pl
   of that attribute, keeping the target class whose completion moves least from completion 00
   (``base`` (2, N, ...): its i_style and completion) in the hole. When no strength does, the
   edit the recognizer is least sure keeps the image's class is kept (with ``agree``, the mean of
-  the recognizers' confidence in their first reading, 0 where one reads another class)."""
+  the recognizers' confidence in their first reading, 0 where one reads another class).
+
+  ``per_class``: each target class of a searched attribute is a candidate of its own (searched
+  to its own least strength), so that two kept edits may change one attribute to two different
+  classes (black and red hair where only hair shows in the hole); the ``count`` kept are chosen
+  among all of them as above."""
   recognizers = (recognizer, *agree)
-  searched = max(count, pool or 0)
-  if searched > len(edits.regions):
-    raise ValueError(f"{searched} edits asked; only {len(edits.regions)} attributes")
+  width = max(len(m) for m in edits.means.values()) - 1 if per_class else 1   # slots per edit
+  asked = max(count, pool or 0)
+  searched = min(asked, len(edits.regions)) if per_class else asked
+  if searched > len(edits.regions) or searched * width < count:
+    raise ValueError(f"{asked} edits asked; only {len(edits.regions)} attributes"
+                     + (f" of at most {width + 1} classes" if per_class else ""))
   order = edits.ranked(masks)[:, :searched]                            # (N, searched)
   before = [toy.predict_attributes(module, variables, base[1])
             for module, variables in recognizers]
-  styles = np.repeat(base[:1], 1 + searched, axis=0)
-  completions = np.repeat(base[1:], 1 + searched, axis=0)
-  read = np.zeros((searched, len(faces)), bool)
-  spent = np.full((searched, len(faces)), np.inf)
+  styles = np.repeat(base[:1], 1 + searched * width, axis=0)
+  completions = np.repeat(base[1:], 1 + searched * width, axis=0)
+  read = np.zeros((searched * width, len(faces)), bool)
+  spent = np.full((searched * width, len(faces)), np.inf)
+  doubt = np.full((searched * width, len(faces)), np.inf)   # the kept unread edit's confidence
   for j, attribute in enumerate(edits.regions):
     jobs = np.argwhere(order == j)                                        # (image, edit k)
     labels = np.stack([b.labels[:, b.names.index(attribute)] for b in before])   # (R, N)
-    fallback = np.full(len(jobs), np.inf)
     pending = np.arange(len(jobs))
     for strength in sorted(strengths):
       still = []
@@ -327,20 +337,46 @@ def minimal_edits(complete, edits: LabelledEdits, recognizer, faces, masks, w_pl
             labels[:, idx], strength, margin)
         for n, job in enumerate(part):
           i, k = jobs[job]
-          if changed[:, n].any():
-            t = np.where(changed[:, n], cost[:, n], np.inf).argmin()
-            read[k, i] = True
-          elif sure[:, n].min() < fallback[job]:
-            t = sure[:, n].argmin()
-            fallback[job] = sure[t, n]
+          slots = slice(k * width, (k + 1) * width)
+          taken, finished = _take(changed[:, n], cost[:, n], sure[:, n], read[slots, i],
+                                  doubt[slots, i], per_class)
+          for slot, t in taken:
+            styles[1 + k * width + slot, i] = i_style[t, n]
+            completions[1 + k * width + slot, i] = done[t, n]
+            spent[k * width + slot, i] = cost[t, n]
+          if not finished:
             still.append(job)
-          else:
-            still.append(job)
-            continue
-          styles[1 + k, i], completions[1 + k, i] = i_style[t, n], done[t, n]
-          spent[k, i] = cost[t, n]
       pending = np.asarray(still, dtype=int)
   return _keep_cheapest(styles, completions, read, spent, count)
+
+
+def _take(changed, cost, sure, read, doubt, per_class: bool):
+  """What one edit's candidates at one strength ((T - 1,) each: read as changed, hole change,
+  confidence in the old class) add to its slots: ``[(slot, candidate)]`` and whether the edit is
+  finished. ``read`` / ``doubt`` (its slots' views) are updated in place. One slot: the first
+  strength with a change keeps the changed candidate of least hole change and finishes; until
+  then the least sure candidate so far is kept. ``per_class``: a slot per candidate, each kept
+  at its own first change (or, until then, at its least confidence); finished when all are."""
+  if not per_class:
+    if changed.any():
+      read[0] = True
+      return [(0, int(np.where(changed, cost, np.inf).argmin()))], True
+    t = int(sure.argmin())
+    if sure[t] < doubt[0]:
+      doubt[0] = sure[t]
+      return [(0, t)], False
+    return [], False
+  taken = []
+  for t in range(len(changed)):
+    if read[t]:
+      continue
+    if changed[t]:
+      read[t] = True
+      taken.append((t, t))
+    elif sure[t] < doubt[t]:
+      doubt[t] = sure[t]
+      taken.append((t, t))
+  return taken, bool(read[:len(changed)].all())
 
 
 def _keep_cheapest(styles, completions, read, spent, keep: int):
@@ -428,11 +464,12 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
              edit_attributes: tuple[str, ...] = EDIT_ATTRIBUTES, edit_strength: float = 1.0,
              edit_search: tuple[float, ...] | None = None, edit_pool: int | None = None,
              edit_margin: float = 0.0, edit_agree: tuple[str, ...] = (),
-             refine_steps: int = 0, refine_lr: float = 0.03) -> dict:
+             edit_classes: bool = False, refine_steps: int = 0,
+             refine_lr: float = runtime.REFINE_LR) -> dict:
   if edits not in ("sefa", "labelled"):
     raise ValueError(f"edits must be 'sefa' or 'labelled', got {edits!r}")
-  if edit_agree and not edit_search:
-    raise ValueError("edit_agree needs edit_search (the recognizers that must read a change)")
+  if (edit_agree or edit_classes) and not edit_search:
+    raise ValueError("edit_agree and edit_classes need edit_search (the search they change)")
   inference = checkpoints.load_difai(checkpoint)
   if coarse:
     inference = with_coarse(inference, coarse)
@@ -457,7 +494,7 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
                      if labelled and not edit_search else {}),
                   **({"edit_attributes": list(edit_attributes), "edit_search": list(edit_search),
                       "edit_pool": edit_pool or num_completions - 1, "edit_margin": edit_margin,
-                      "edit_agree": list(edit_agree)}
+                      "edit_agree": list(edit_agree), "edit_classes": edit_classes}
                      if edit_search else {}),
                   "sefa_layers": list(layers) if layers else "the run's",
                   "refine_steps": refine_steps,
@@ -469,7 +506,7 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
       base = np.stack([out["i_style"][0], out["completions"][0]])
       out["i_style"], out["completions"] = minimal_edits(
           complete, labelled, recognizer, faces, m, out["w_plus"], base, num_completions - 1,
-          edit_search, pool=edit_pool, margin=edit_margin, agree=agree)
+          edit_search, pool=edit_pool, margin=edit_margin, agree=agree, per_class=edit_classes)
     elif labelled:
       out["i_style"], out["completions"] = relabel_edits(complete, labelled, faces, m,
                                                          out["w_plus"], num_completions - 1)
@@ -567,14 +604,18 @@ def main():
                       help="--edit_search: further training-side recognizers (comma-separated "
                            "directories, e.g. runs/recognizer_b from configs/toy_recognizer_b.py; "
                            "never the judge) that must read each change too")
+  parser.add_argument("--edit_classes", action="store_true",
+                      help="--edit_search: each target class of an attribute is a candidate of "
+                           "its own, so two kept edits may change one attribute to two classes "
+                           "(see minimal_edits' per_class)")
   parser.add_argument("--refine_steps", type=int, default=0,
                       help="not the paper: Adam steps fitting pSp's W+ codes to the known "
                            "pixels before the edits (pipeline.fit_codes_to_known); the labelled "
                            "edits then start from the fitted codes")
-  parser.add_argument("--refine_lr", type=float, default=0.03)
+  parser.add_argument("--refine_lr", type=float, default=runtime.REFINE_LR)
   args = parser.parse_args()
-  if args.refine_steps < 0 or not args.refine_lr > 0:
-    parser.error("--refine_steps must be >= 0 and --refine_lr > 0")
+  if runtime.refine_problem(args.refine_steps, args.refine_lr):
+    parser.error(runtime.refine_problem(args.refine_steps, args.refine_lr))
   attributes = tuple(a for a in args.edit_attributes.split(",") if a)
   unknown = sorted(set(attributes) - set(toy_faces.ATTRIBUTE_NAMES))
   if unknown:
@@ -603,6 +644,8 @@ def main():
   agree = tuple(a for a in args.edit_agree.split(",") if a)
   if agree and not search:
     parser.error("--edit_agree needs --edit_search")
+  if args.edit_classes and not search:
+    parser.error("--edit_classes needs --edit_search")
   if args.edit_pool is not None:
     if not search:
       parser.error("--edit_pool needs --edit_search")
@@ -614,7 +657,8 @@ def main():
                             edits=args.edits, edit_attributes=attributes,
                             edit_strength=args.edit_strength, edit_search=search,
                             edit_pool=args.edit_pool, edit_margin=args.edit_margin,
-                            edit_agree=agree, refine_steps=args.refine_steps,
+                            edit_agree=agree, edit_classes=args.edit_classes,
+                            refine_steps=args.refine_steps,
                             refine_lr=args.refine_lr),
                    indent=2))
 

@@ -219,12 +219,40 @@ def test_minimal_edits_keep_the_least_change_the_training_recognizer_reads():
   np.testing.assert_allclose(both[1, 1], done[1, 1])
 
 
+def test_minimal_edits_per_class_search_each_target_class_to_its_own_strength():
+  full = _edits()                    # 'bottom': class 1 reads above y = 4, class 2 below -8
+  edits = bench.LabelledEdits({"bottom": full.means["bottom"]},
+                              {"bottom": full.regions["bottom"]})
+  w_plus = np.zeros((2, 1, 2))
+  masks = np.ones((2, 4, 4, 1), np.float32)
+  masks[0, 2:] = masks[1, :2] = 0.0                         # holes: bottom, top
+  faces = np.zeros((2, 4, 4, 3), np.float32)
+  base = np.stack(_row_complete(None, None, w_plus[None])[1][:1].repeat(2, 0))
+  search = (_row_complete, edits, (_RowRecognizer(), {}), faces, masks, w_plus, base)
+  with pytest.raises(ValueError, match="2 edits asked; only 1 attributes$"):
+    bench.minimal_edits(*search, 2, (1.0, 2.0, 3.0))
+  _, one = bench.minimal_edits(*search, 1, (1.0, 2.0, 3.0), chunk=2)
+  np.testing.assert_allclose(one[1, :, 2:], 6.0)     # one slot: the first strength read (2)
+  _, done = bench.minimal_edits(*search, 2, (1.0, 2.0, 3.0), chunk=2, per_class=True)
+  assert done.shape == (3, 2, 4, 4, 3)
+  np.testing.assert_array_equal(done[0], base[1])
+  # image 0: class 1 is read at strength 2 (y = 6), class 2 only at 3 (y = -9): both kept,
+  # the smaller hole change first
+  np.testing.assert_allclose(done[1, 0, 2:], 6.0)
+  np.testing.assert_allclose(done[2, 0, 2:], -9.0)
+  # image 1: neither touches its hole (the top rows): both kept, each at its own strength
+  assert sorted(float(done[k, 1, 2, 0, 0]) for k in (1, 2)) == [-9.0, 6.0]
+  np.testing.assert_allclose(done[1:, :, :2], 0.0)
+  with pytest.raises(ValueError, match="3 edits asked; only 1 attributes of at most 3 classes"):
+    bench.minimal_edits(*search, 3, (1.0,), per_class=True)
+
+
 def test_edit_agree_refuses_the_judge():
   with pytest.raises(ValueError, match="is the toy judge"):
     bench.load_edit_recognizer("toy-judge")
   module, variables = bench.load_edit_recognizer("toy-recognizer")
   assert module.attributes and variables
-  with pytest.raises(ValueError, match="edit_agree needs edit_search"):
+  with pytest.raises(ValueError, match="edit_agree and edit_classes need edit_search"):
     bench.evaluate(edit_agree=("toy-recognizer",))
 
 
