@@ -9,6 +9,8 @@
     python -m benchmarks.toy_inpainting --edits labelled --edit_search 0.5,1,2,3   # least edits
     python -m benchmarks.toy_inpainting --edits labelled --edit_search 0.5,1,2,3 --edit_pool 6 \
         --edit_margin 0.9 --edit_agree runs/recognizer_b   # least edits two recognizers read
+    python -m benchmarks.toy_inpainting --edits labelled --edit_search 0.5,1,2,3 --edit_pool 6 \
+        --edit_margin 0.9 --edit_classes   # two classes of one attribute may both be kept
 
 Test-split toy faces (never trained on) with three mask families, each drawn from fixed seeds:
 (a) ``training``: the training masks (configs/demo.py's MaskSampler: strokes, 85 px-at-256
@@ -48,9 +50,13 @@ changes, the least hole change first. ``--edit_margin m`` counts a change only a
 m of the new class (an image's edit with none that sure keeps the strength and class at which the
 recognizer is least sure of the old class). ``--edit_agree runs/recognizer_b`` makes further
 training-side recognizers (configs/toy_recognizer_b.py) read each change too.
+``--edit_classes`` searches each target class of an attribute on its own (each to its least
+strength), so that the kept edits may give one attribute two classes (red and black hair where
+only hair lies in the hole).
 
-Prints one JSON object; ``--grid`` writes rows of masked input / Telea / coarse / I_style /
-completions / ground truth for the first faces of each family.
+Prints one JSON object (and a line per mask family on stderr as each ends); ``--grid`` writes
+rows of masked input / Telea / coarse / I_style / completions / ground truth for the first faces
+of each family.
 """
 
 from __future__ import annotations
@@ -58,6 +64,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -256,6 +264,12 @@ class LabelledEdits:
                                            - self.means[attribute][c])
     return out
 
+  def weight(self, attribute: str, level: float) -> np.ndarray:
+    """(H, W) in [0, 1]: ``attribute``'s region over ``level`` x its largest value, clipped at 1
+    (1 where its edits change the style image most, falling to 0 where they hardly do)."""
+    region = self.regions[attribute]
+    return np.minimum(region / (level * region.max()), 1.0).astype(np.float32)
+
   def ranked(self, masks: np.ndarray) -> np.ndarray:
     """(N, A) indices into ``regions``: per image, the attributes by how much of their region
     lies inside its hole (masks (N, H, W, 1), 1 = known), most first."""
@@ -285,7 +299,8 @@ class LabelledEdits:
 def minimal_edits(complete, edits: LabelledEdits, recognizer, faces, masks, w_plus,
                   base: np.ndarray, count: int, strengths: tuple[float, ...],
                   chunk: int = 50, pool: int | None = None, margin: float = 0.0,
-                  agree: tuple = (), per_class: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                  agree: tuple = (), per_class: bool = False,
+                  local: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
   """(i_style, completions) (1 + count, N, ...): per image, the ``count`` attributes of
   :meth:`LabelledEdits.latents`, each edited as little as the *training* recognizer
   (``recognizer``, never the judge) needs to read the completion as changed in it. With
@@ -307,7 +322,9 @@ def minimal_edits(complete, edits: LabelledEdits, recognizer, faces, masks, w_pl
   ``per_class``: each target class of a searched attribute is a candidate of its own (searched
   to its own least strength), so that two kept edits may change one attribute to two different
   classes (black and red hair where only hair shows in the hole); the ``count`` kept are chosen
-  among all of them as above."""
+  among all of them as above. ``local`` > 0: each edit changes the style image only inside its
+  attribute's region (:meth:`LabelledEdits.weight` at this level; 0.5: full change where the
+  region is at least half its peak), keeping completion 00's style image elsewhere."""
   recognizers = (recognizer, *agree)
   width = max(len(m) for m in edits.means.values()) - 1 if per_class else 1   # slots per edit
   asked = max(count, pool or 0)
@@ -327,6 +344,7 @@ def minimal_edits(complete, edits: LabelledEdits, recognizer, faces, masks, w_pl
     jobs = np.argwhere(order == j)                                        # (image, edit k)
     labels = np.stack([b.labels[:, b.names.index(attribute)] for b in before])   # (R, N)
     pending = np.arange(len(jobs))
+    blend = (edits.weight(attribute, local), base[0]) if local else None
     for strength in sorted(strengths):
       still = []
       for s in range(0, len(pending), chunk):
@@ -334,7 +352,7 @@ def minimal_edits(complete, edits: LabelledEdits, recognizer, faces, masks, w_pl
         idx = np.concatenate([jobs[part, 0], np.repeat(jobs[part[:1], 0], chunk - len(part))])
         i_style, done, changed, cost, sure = _edit_candidates(
             complete, recognizers, edits, attribute, faces, masks, w_plus, base[1], idx,
-            labels[:, idx], strength, margin)
+            labels[:, idx], strength, margin, blend)
         for n, job in enumerate(part):
           i, k = jobs[job]
           slots = slice(k * width, (k + 1) * width)
@@ -391,13 +409,17 @@ def _keep_cheapest(styles, completions, read, spent, keep: int):
 
 
 def _edit_candidates(complete, recognizers, edits: LabelledEdits, attribute: str, faces, masks,
-                     w_plus, base_done, idx, labels, strength: float, margin: float = 0.0):
+                     w_plus, base_done, idx, labels, strength: float, margin: float = 0.0,
+                     local=None):
   """The edits of images ``idx`` towards each *other* class of ``attribute`` at ``strength``
   (the image's own class would not move it: not computed): (i_style, completions) (T - 1, n,
   ...), in the order of the classes, whether every recognizer of ``recognizers`` reads another
   class than its ``labels`` (R, n) with probability at least ``margin`` (T - 1, n), the mean
   hole change from ``base_done`` (T - 1, n) and the recognizers' mean confidence that the class
   is still their label (T - 1, n; a recognizer that reads another class adds 0).
+
+  ``local``: ``(weight, base_style)`` handed to ``complete`` (a local edit, see
+  :func:`make_complete_fn`), ``base_style`` (N, ...) indexed like the faces.
 
   Candidate t of every image is one generator variant; RN-B's batch statistics pool each
   variant's images, so a completion depends (at the 1e-3 level, 0-1 scale) on which edits share
@@ -407,7 +429,8 @@ def _edit_candidates(complete, recognizers, edits: LabelledEdits, attribute: str
   own = np.searchsorted(classes, edits.nearest(attribute, w_plus[idx]))  # (n,)
   others = np.stack([np.delete(np.arange(len(classes)), o) for o in own], axis=1)   # (T-1, n)
   latents = w_plus[idx][None] + strength * (means[others] - means[own][None])
-  i_style, done = jax.device_get(complete(faces[idx], masks[idx], latents))
+  blend = (local[0], local[1][idx]) if local is not None else ()
+  i_style, done = jax.device_get(complete(faces[idx], masks[idx], latents, *blend))
   changed, sure = np.ones(others.shape, bool), np.zeros(others.shape)
   for (module, variables), label in zip(recognizers, labels):
     pred = toy.predict_attributes(module, variables, done)
@@ -422,14 +445,23 @@ def _edit_candidates(complete, recognizers, edits: LabelledEdits, attribute: str
 
 
 def make_complete_fn(inference: checkpoints.Inference):
-  """jitted (images, masks, latents (K, N, L, D)) -> (i_style, completions), each (K, N, ...)."""
+  """jitted (images, masks, latents (K, N, L, D)[, weight (H, W), base_style (N, H, W, 3)]) ->
+  (i_style, completions), each (K, N, ...). With ``weight``, each style image keeps
+  ``base_style`` where the weight is 0 and its own change where it is 1 (a local edit)."""
   models, variables = inference.models, inference.variables
 
   @jax.jit
-  def complete(images, masks, latents):
-    out = pipeline.complete_with_codes(models, variables, pipeline.masked_image(images, masks),
-                                       masks, latents)
-    return out["i_style"], out["completions"]
+  def complete(images, masks, latents, weight=None, base_style=None):
+    i_masked = pipeline.masked_image(images, masks)
+    if weight is None:
+      out = pipeline.complete_with_codes(models, variables, i_masked, masks, latents)
+      return out["i_style"], out["completions"]
+    i_style = pipeline.style_images(models.psp, variables["psp"], latents, models.image_size,
+                                    models.psp_decode_size)
+    i_style = base_style[None] + weight[:, :, None] * (i_style - base_style[None])
+    i_out = pipeline.generate(models.generator, variables["generator"], i_masked,
+                              pipeline.style_prime(i_masked, masks, i_style), masks)
+    return i_style, pipeline.composite(i_masked, i_out, masks)
 
   return complete
 
@@ -464,12 +496,13 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
              edit_attributes: tuple[str, ...] = EDIT_ATTRIBUTES, edit_strength: float = 1.0,
              edit_search: tuple[float, ...] | None = None, edit_pool: int | None = None,
              edit_margin: float = 0.0, edit_agree: tuple[str, ...] = (),
-             edit_classes: bool = False, refine_steps: int = 0,
+             edit_classes: bool = False, edit_local: float = 0.0, refine_steps: int = 0,
              refine_lr: float = runtime.REFINE_LR) -> dict:
   if edits not in ("sefa", "labelled"):
     raise ValueError(f"edits must be 'sefa' or 'labelled', got {edits!r}")
-  if (edit_agree or edit_classes) and not edit_search:
-    raise ValueError("edit_agree and edit_classes need edit_search (the search they change)")
+  if (edit_agree or edit_classes or edit_local) and not edit_search:
+    raise ValueError("edit_agree, edit_classes and edit_local need edit_search (the search they "
+                     "change)")
   inference = checkpoints.load_difai(checkpoint)
   if coarse:
     inference = with_coarse(inference, coarse)
@@ -494,19 +527,22 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
                      if labelled and not edit_search else {}),
                   **({"edit_attributes": list(edit_attributes), "edit_search": list(edit_search),
                       "edit_pool": edit_pool or num_completions - 1, "edit_margin": edit_margin,
-                      "edit_agree": list(edit_agree), "edit_classes": edit_classes}
+                      "edit_agree": list(edit_agree), "edit_classes": edit_classes,
+                      "edit_local": edit_local}
                      if edit_search else {}),
                   "sefa_layers": list(layers) if layers else "the run's",
                   "refine_steps": refine_steps,
                   **({"refine_lr": refine_lr} if refine_steps else {})}, []
   for family in FAMILIES:
+    start = time.time()
     m = family_masks(family, num, size)
     out = run_difai(fn, faces, m)
     if edit_search:
       base = np.stack([out["i_style"][0], out["completions"][0]])
       out["i_style"], out["completions"] = minimal_edits(
           complete, labelled, recognizer, faces, m, out["w_plus"], base, num_completions - 1,
-          edit_search, pool=edit_pool, margin=edit_margin, agree=agree, per_class=edit_classes)
+          edit_search, pool=edit_pool, margin=edit_margin, agree=agree, per_class=edit_classes,
+          local=edit_local)
     elif labelled:
       out["i_style"], out["completions"] = relabel_edits(complete, labelled, faces, m,
                                                          out["w_plus"], num_completions - 1)
@@ -529,6 +565,9 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
     for name in ("coarse", "difai_00", "difai_edited", "other_faces"):
       row[f"{name}_over_telea"] = row[name] / row["telea"]
     result[family] = row
+    print(f"{family}: completion 00 {row['difai_00']:.2f}, edited {row['difai_edited']:.2f} with "
+          f"{row['edited_attribute_changes']:.2f} changes, Telea {row['telea']:.2f} "
+          f"({time.time() - start:.0f} s)", file=sys.stderr, flush=True)
     if grid:
       n = grid_rows
       masked = np.where(m[:n] > 0.5, faces[:n], -1.0)      # the hole in black
@@ -608,6 +647,10 @@ def main():
                       help="--edit_search: each target class of an attribute is a candidate of "
                            "its own, so two kept edits may change one attribute to two classes "
                            "(see minimal_edits' per_class)")
+  parser.add_argument("--edit_local", type=float, default=0.0,
+                      help="--edit_search: > 0 changes each style image only inside its "
+                           "attribute's region, fully where the region is at least this fraction "
+                           "of its peak (e.g. 0.5; see LabelledEdits.weight); 0: the whole image")
   parser.add_argument("--refine_steps", type=int, default=0,
                       help="not the paper: Adam steps fitting pSp's W+ codes to the known "
                            "pixels before the edits (pipeline.fit_codes_to_known); the labelled "
@@ -646,6 +689,11 @@ def main():
     parser.error("--edit_agree needs --edit_search")
   if args.edit_classes and not search:
     parser.error("--edit_classes needs --edit_search")
+  if args.edit_local and not search:
+    parser.error("--edit_local needs --edit_search")
+  if not 0.0 <= args.edit_local <= 1.0:
+    parser.error(f"--edit_local is a fraction of the region's peak in (0, 1], got "
+                 f"{args.edit_local}")
   if args.edit_pool is not None:
     if not search:
       parser.error("--edit_pool needs --edit_search")
@@ -658,6 +706,7 @@ def main():
                             edit_strength=args.edit_strength, edit_search=search,
                             edit_pool=args.edit_pool, edit_margin=args.edit_margin,
                             edit_agree=agree, edit_classes=args.edit_classes,
+                            edit_local=args.edit_local,
                             refine_steps=args.refine_steps,
                             refine_lr=args.refine_lr),
                    indent=2))

@@ -247,12 +247,46 @@ def test_minimal_edits_per_class_search_each_target_class_to_its_own_strength():
     bench.minimal_edits(*search, 3, (1.0,), per_class=True)
 
 
+def test_local_edits_keep_the_style_image_outside_the_attributes_region():
+  edits = _edits()                   # 'top' region: rows 0-1 (1/8 each), 0 on rows 2-3
+  np.testing.assert_allclose(edits.weight("top", 0.5), np.repeat([[1.0], [1.0], [0.0], [0.0]],
+                                                                  4, axis=1))
+  region = edits.regions["top"].copy()
+  region[1] = 1 / 32                 # a quarter of the peak: weight 1/2 at level 0.5
+  half = bench.LabelledEdits(edits.means, {"top": region}).weight("top", 0.5)
+  np.testing.assert_allclose(half[:, 0], [1.0, 0.5, 0.0, 0.0])
+  # 'top' class 1 now also moves y (what rows 2-3 show): a whole-image edit changes them too,
+  # a local one keeps completion 00's style image there
+  means = {"top": {0: np.array([[0.0, 0.0]]), 1: np.array([[2.0, 1.0]])}}
+  edits = bench.LabelledEdits(means, {"top": edits.regions["top"]})
+
+  def complete(faces, masks, latents, weight=None, base_style=None):
+    style, _ = _row_complete(faces, masks, latents)
+    if weight is not None:
+      style = base_style[None] + weight[:, :, None] * (style - base_style[None])
+    return style, style
+
+  w_plus = np.zeros((1, 1, 2))
+  masks = np.ones((1, 4, 4, 1), np.float32)
+  masks[0, :2] = 0.0
+  base = np.stack(_row_complete(None, None, w_plus[None])[1][:1].repeat(2, 0))
+  search = (complete, edits, (_RowRecognizer(), {}), np.zeros((1, 4, 4, 3), np.float32),
+            masks, w_plus, base, 1, (1.0, 2.0))
+  _, whole = bench.minimal_edits(*search)
+  np.testing.assert_allclose(whole[1, 0, :2], 4.0)          # read at strength 2 (x = 4)
+  np.testing.assert_allclose(whole[1, 0, 2:], 2.0)
+  styles, local = bench.minimal_edits(*search, local=0.5)
+  np.testing.assert_allclose(local[1, 0, :2], 4.0)
+  np.testing.assert_allclose(local[1, 0, 2:], 0.0)
+  np.testing.assert_allclose(styles[1], local[1])
+
+
 def test_edit_agree_refuses_the_judge():
   with pytest.raises(ValueError, match="is the toy judge"):
     bench.load_edit_recognizer("toy-judge")
   module, variables = bench.load_edit_recognizer("toy-recognizer")
   assert module.attributes and variables
-  with pytest.raises(ValueError, match="edit_agree and edit_classes need edit_search"):
+  with pytest.raises(ValueError, match="edit_agree, edit_classes and edit_local need edit_search"):
     bench.evaluate(edit_agree=("toy-recognizer",))
 
 
