@@ -657,8 +657,9 @@ def main():
                            "edits then start from the fitted codes")
   parser.add_argument("--refine_lr", type=float, default=runtime.REFINE_LR)
   args = parser.parse_args()
-  if runtime.refine_problem(args.refine_steps, args.refine_lr):
-    parser.error(runtime.refine_problem(args.refine_steps, args.refine_lr))
+  problem = runtime.refine_problem(args.refine_steps, args.refine_lr)
+  if problem:
+    parser.error(problem)
   attributes = tuple(a for a in args.edit_attributes.split(",") if a)
   unknown = sorted(set(attributes) - set(toy_faces.ATTRIBUTE_NAMES))
   if unknown:

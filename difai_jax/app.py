@@ -295,8 +295,9 @@ def main(argv):
   except ImportError:
     raise cli.CliError("the browser demo needs gradio: pip install -e \".[app]\"") from None
   check_port(FLAGS.host, FLAGS.port)
-  if runtime.refine_problem(FLAGS.refine_steps, FLAGS.refine_lr):
-    raise app.UsageError(runtime.refine_problem(FLAGS.refine_steps, FLAGS.refine_lr))
+  problem = runtime.refine_problem(FLAGS.refine_steps, FLAGS.refine_lr)
+  if problem:
+    raise app.UsageError(problem)
   from difai_jax.inference.inpainter import Inpainter  # pylint: disable=import-outside-toplevel
   print(f"loading {FLAGS.checkpoint} ...", flush=True)
   pad = max(MAX_K - 1, 1, FLAGS.walk_steps) if FLAGS.one_compile else 0
