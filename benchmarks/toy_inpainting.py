@@ -459,9 +459,8 @@ def make_complete_fn(inference: checkpoints.Inference):
     i_style = pipeline.style_images(models.psp, variables["psp"], latents, models.image_size,
                                     models.psp_decode_size)
     i_style = base_style[None] + weight[:, :, None] * (i_style - base_style[None])
-    i_out = pipeline.generate(models.generator, variables["generator"], i_masked,
-                              pipeline.style_prime(i_masked, masks, i_style), masks)
-    return i_style, pipeline.composite(i_masked, i_out, masks)
+    out = pipeline.complete_with_styles(models, variables, i_masked, masks, i_style)
+    return out["i_style"], out["completions"]
 
   return complete
 

@@ -274,6 +274,15 @@ def complete_with_codes(models: Models, variables: Mapping[str, Any], i_masked: 
   """
   i_style = style_images(models.psp, variables["psp"], latents, models.image_size,
                          models.psp_decode_size)
+  return complete_with_styles(models, variables, i_masked, mask, i_style, valid)
+
+
+def complete_with_styles(models: Models, variables: Mapping[str, Any], i_masked: jax.Array,
+                         mask: jax.Array, i_style: jax.Array,
+                         valid: jax.Array | None = None) -> dict[str, jax.Array]:
+  """:func:`complete_with_codes` from the style images (K, N, H, W, 3) on: I_style', the
+  generator's raw outputs and the completions (style images made otherwise, e.g. blended, go
+  through the same step)."""
   i_style_prime = style_prime(i_masked, mask, i_style)
   i_out = generate(models.generator, variables["generator"], i_masked, i_style_prime, mask,
                    valid=valid)
