@@ -11,6 +11,8 @@
         --edit_margin 0.9 --edit_agree runs/recognizer_b   # least edits two recognizers read
     python -m benchmarks.toy_inpainting --edits labelled --edit_search 0.5,1,2,3 --edit_pool 6 \
         --edit_margin 0.9 --edit_classes   # two classes of one attribute may both be kept
+    python -m benchmarks.toy_inpainting --edits labelled --edit_search 0.5,1,2,3,4,5,6,8 \
+        --edit_pool 6 --edit_margin 0.9 --edit_classes --edit_local 0.5   # edits kept local
 
 Test-split toy faces (never trained on) with three mask families, each drawn from fixed seeds:
 (a) ``training``: the training masks (configs/demo.py's MaskSampler: strokes, 85 px-at-256
@@ -52,7 +54,15 @@ recognizer is least sure of the old class). ``--edit_agree runs/recognizer_b`` m
 training-side recognizers (configs/toy_recognizer_b.py) read each change too.
 ``--edit_classes`` searches each target class of an attribute on its own (each to its least
 strength), so that the kept edits may give one attribute two classes (red and black hair where
-only hair lies in the hole).
+only hair lies in the hole). ``--edit_local 0.5`` changes each edit's style image only inside
+its attribute's region; ``--edit_local 0.5,0`` tries each edit both locally and on the whole
+image and keeps, per change, the one read with the least hole change.
+
+With ``--edit_search``, each family also reports ``edit_changes_found_shares``: the share of
+images for which the search found 0, 1, 2, ... K - 1 or more edits the training recognizer
+reads as changes (no choice among the searched edits can count more; a hole over no hair,
+eyes or mouth admits none), beside ``edited_attribute_changes_shares``, the judge's count per
+image in the same form.
 
 Prints one JSON object (and a line per mask family on stderr as each ends); ``--grid`` writes
 rows of masked input / Telea / coarse / I_style / completions / ground truth for the first faces
@@ -300,8 +310,11 @@ def minimal_edits(complete, edits: LabelledEdits, recognizer, faces, masks, w_pl
                   base: np.ndarray, count: int, strengths: tuple[float, ...],
                   chunk: int = 50, pool: int | None = None, margin: float = 0.0,
                   agree: tuple = (), per_class: bool = False,
-                  local: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-  """(i_style, completions) (1 + count, N, ...): per image, the ``count`` attributes of
+                  local: float | tuple[float, ...] = 0.0
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(i_style, completions) (1 + count, N, ...) and (N,) how many of its searched edits the
+  recognizer read as changed (what any choice among them could count): per image, the
+  ``count`` attributes of
   :meth:`LabelledEdits.latents`, each edited as little as the *training* recognizer
   (``recognizer``, never the judge) needs to read the completion as changed in it. With
   ``pool`` > ``count``, the ``pool`` attributes that weigh most in the hole are searched and
@@ -324,14 +337,18 @@ def minimal_edits(complete, edits: LabelledEdits, recognizer, faces, masks, w_pl
   classes (black and red hair where only hair shows in the hole); the ``count`` kept are chosen
   among all of them as above. ``local`` > 0: each edit changes the style image only inside its
   attribute's region (:meth:`LabelledEdits.weight` at this level; 0.5: full change where the
-  region is at least half its peak), keeping completion 00's style image elsewhere."""
+  region is at least half its peak), keeping completion 00's style image elsewhere. Several
+  levels (e.g. ``(0.5, 0.0)``; 0: the whole image) make each edit a candidate at each of them,
+  so that a whole-image edit is kept only where no local one is read."""
   recognizers = (recognizer, *agree)
-  width = max(len(m) for m in edits.means.values()) - 1 if per_class else 1   # slots per edit
+  levels = tuple(local) if isinstance(local, (tuple, list)) else (local,)
+  classes = max(len(m) for m in edits.means.values()) - 1 if per_class else 1
+  width = classes * len(levels)                          # slots per edit: (level, class)
   asked = max(count, pool or 0)
   searched = min(asked, len(edits.regions)) if per_class else asked
-  if searched > len(edits.regions) or searched * width < count:
+  if searched > len(edits.regions) or searched * classes < count:
     raise ValueError(f"{asked} edits asked; only {len(edits.regions)} attributes"
-                     + (f" of at most {width + 1} classes" if per_class else ""))
+                     + (f" of at most {classes + 1} classes" if per_class else ""))
   order = edits.ranked(masks)[:, :searched]                            # (N, searched)
   before = [toy.predict_attributes(module, variables, base[1])
             for module, variables in recognizers]
@@ -343,29 +360,49 @@ def minimal_edits(complete, edits: LabelledEdits, recognizer, faces, masks, w_pl
   for j, attribute in enumerate(edits.regions):
     jobs = np.argwhere(order == j)                                        # (image, edit k)
     labels = np.stack([b.labels[:, b.names.index(attribute)] for b in before])   # (R, N)
-    pending = np.arange(len(jobs))
-    blend = (edits.weight(attribute, local), base[0]) if local else None
-    for strength in sorted(strengths):
-      still = []
-      for s in range(0, len(pending), chunk):
-        part = pending[s:s + chunk]
-        idx = np.concatenate([jobs[part, 0], np.repeat(jobs[part[:1], 0], chunk - len(part))])
-        i_style, done, changed, cost, sure = _edit_candidates(
-            complete, recognizers, edits, attribute, faces, masks, w_plus, base[1], idx,
-            labels[:, idx], strength, margin, blend)
-        for n, job in enumerate(part):
-          i, k = jobs[job]
-          slots = slice(k * width, (k + 1) * width)
-          taken, finished = _take(changed[:, n], cost[:, n], sure[:, n], read[slots, i],
-                                  doubt[slots, i], per_class)
-          for slot, t in taken:
-            styles[1 + k * width + slot, i] = i_style[t, n]
-            completions[1 + k * width + slot, i] = done[t, n]
-            spent[k * width + slot, i] = cost[t, n]
-          if not finished:
-            still.append(job)
-      pending = np.asarray(still, dtype=int)
-  return _keep_cheapest(styles, completions, read, spent, count)
+    for v, level in enumerate(levels):
+      pending = np.arange(len(jobs))
+      blend = (edits.weight(attribute, level), base[0]) if level else None
+      for strength in sorted(strengths):
+        still = []
+        for s in range(0, len(pending), chunk):
+          part = pending[s:s + chunk]
+          idx = np.concatenate([jobs[part, 0], np.repeat(jobs[part[:1], 0], chunk - len(part))])
+          i_style, done, changed, cost, sure = _edit_candidates(
+              complete, recognizers, edits, attribute, faces, masks, w_plus, base[1], idx,
+              labels[:, idx], strength, margin, blend)
+          for n, job in enumerate(part):
+            i, k = jobs[job]
+            first = k * width + v * classes
+            slots = slice(first, first + classes)
+            taken, finished = _take(changed[:, n], cost[:, n], sure[:, n], read[slots, i],
+                                    doubt[slots, i], per_class)
+            for slot, t in taken:
+              styles[1 + first + slot, i] = i_style[t, n]
+              completions[1 + first + slot, i] = done[t, n]
+              spent[first + slot, i] = cost[t, n]
+            if not finished:
+              still.append(job)
+        pending = np.asarray(still, dtype=int)
+  if len(levels) > 1:
+    styles, completions, read, spent = _best_level(styles, completions, read, spent,
+                                                   len(levels), classes)
+  return (*_keep_cheapest(styles, completions, read, spent, count), read.sum(axis=0))
+
+
+def _best_level(styles, completions, read, spent, levels: int, classes: int):
+  """One candidate per (attribute, class) slot out of its ``levels`` local levels (slot e =
+  (edit k, level v, class c) in that order): the one read as changed, the least hole change
+  first, so that one change is never kept twice at two levels."""
+  n = read.shape[1]
+  shape = (-1, levels, classes, n)
+  best = np.lexsort((spent.reshape(shape), ~read.reshape(shape)), axis=1)[:, 0]   # (E', c, N)
+  k, c, i = np.indices(best.shape)
+  pick = (k * levels * classes + best * classes + c).reshape(-1, n)      # (E', N) slots
+  images = np.arange(n)[None]
+  return (np.concatenate([styles[:1], styles[1:][pick, images]]),
+          np.concatenate([completions[:1], completions[1:][pick, images]]),
+          read[pick, images], spent[pick, images])
 
 
 def _take(changed, cost, sure, read, doubt, per_class: bool):
@@ -495,7 +532,8 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
              edit_attributes: tuple[str, ...] = EDIT_ATTRIBUTES, edit_strength: float = 1.0,
              edit_search: tuple[float, ...] | None = None, edit_pool: int | None = None,
              edit_margin: float = 0.0, edit_agree: tuple[str, ...] = (),
-             edit_classes: bool = False, edit_local: float = 0.0, refine_steps: int = 0,
+             edit_classes: bool = False, edit_local: float | tuple[float, ...] = 0.0,
+             refine_steps: int = 0,
              refine_lr: float = runtime.REFINE_LR) -> dict:
   if edits not in ("sefa", "labelled"):
     raise ValueError(f"edits must be 'sefa' or 'labelled', got {edits!r}")
@@ -527,7 +565,8 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
                   **({"edit_attributes": list(edit_attributes), "edit_search": list(edit_search),
                       "edit_pool": edit_pool or num_completions - 1, "edit_margin": edit_margin,
                       "edit_agree": list(edit_agree), "edit_classes": edit_classes,
-                      "edit_local": edit_local}
+                      "edit_local": (list(edit_local) if isinstance(edit_local, tuple)
+                                     else edit_local)}
                      if edit_search else {}),
                   "sefa_layers": list(layers) if layers else "the run's",
                   "refine_steps": refine_steps,
@@ -538,7 +577,7 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
     out = run_difai(fn, faces, m)
     if edit_search:
       base = np.stack([out["i_style"][0], out["completions"][0]])
-      out["i_style"], out["completions"] = minimal_edits(
+      out["i_style"], out["completions"], found = minimal_edits(
           complete, labelled, recognizer, faces, m, out["w_plus"], base, num_completions - 1,
           edit_search, pool=edit_pool, margin=edit_margin, agree=agree, per_class=edit_classes,
           local=edit_local)
@@ -551,11 +590,14 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
     row = {name: float(hole_mae(x, faces, m).mean()) for name, x in methods.items()}
     row["difai_edited"] = float(np.mean([hole_mae(c, faces, m).mean()
                                          for c in out["completions"][1:]]))
-    row["edited_attribute_changes"] = float(
-        attribute_changes(judge, judge_vars, out["completions"]).mean())
+    changes = attribute_changes(judge, judge_vars, out["completions"])
+    row["edited_attribute_changes"] = float(changes.mean())
+    row["edited_attribute_changes_shares"] = shares(changes, num_completions - 1)
     if edit_search:     # what the search's own recognizer reads (the judge's count above)
       row["edited_attribute_changes_training_recognizer"] = float(
           attribute_changes(*recognizer, out["completions"]).mean())
+      # how many changes the search found per image: the most any choice among them counts
+      row["edit_changes_found_shares"] = shares(found, num_completions - 1)
     pasted = other_faces(faces, m, donors, num_completions - 1)
     row["other_faces"] = float(np.mean([hole_mae(p, faces, m).mean() for p in pasted[1:]]))
     row["other_faces_attribute_changes"] = float(
@@ -576,6 +618,12 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
   if grid:
     image_io.save_png(grid, np.concatenate(rows, 0))
   return result
+
+
+def shares(counts: np.ndarray, top: int) -> list[float]:
+  """The share of images with 0, 1, ..., ``top`` or more of ``counts`` (N,)."""
+  return [float(v) for v in np.bincount(np.minimum(counts, top), minlength=top + 1)
+          / len(counts)]
 
 
 def load_edit_recognizer(spec: str):
@@ -646,10 +694,12 @@ def main():
                       help="--edit_search: each target class of an attribute is a candidate of "
                            "its own, so two kept edits may change one attribute to two classes "
                            "(see minimal_edits' per_class)")
-  parser.add_argument("--edit_local", type=float, default=0.0,
+  parser.add_argument("--edit_local", default="0",
                       help="--edit_search: > 0 changes each style image only inside its "
                            "attribute's region, fully where the region is at least this fraction "
-                           "of its peak (e.g. 0.5; see LabelledEdits.weight); 0: the whole image")
+                           "of its peak (e.g. 0.5; see LabelledEdits.weight); 0: the whole image; "
+                           "comma-separated levels (e.g. 0.5,0): each edit tried at each, the "
+                           "one read with the least hole change kept")
   parser.add_argument("--refine_steps", type=int, default=0,
                       help="not the paper: Adam steps fitting pSp's W+ codes to the known "
                            "pixels before the edits (pipeline.fit_codes_to_known); the labelled "
@@ -689,11 +739,16 @@ def main():
     parser.error("--edit_agree needs --edit_search")
   if args.edit_classes and not search:
     parser.error("--edit_classes needs --edit_search")
-  if args.edit_local and not search:
+  try:
+    local = tuple(float(v) for v in args.edit_local.split(","))
+  except ValueError:
+    parser.error(f"--edit_local takes comma-separated numbers, got {args.edit_local!r}")
+  if any(local) and not search:
     parser.error("--edit_local needs --edit_search")
-  if not 0.0 <= args.edit_local <= 1.0:
-    parser.error(f"--edit_local is a fraction of the region's peak in (0, 1], got "
-                 f"{args.edit_local}")
+  if not all(0.0 <= v <= 1.0 for v in local) or len(set(local)) < len(local):
+    parser.error(f"--edit_local levels are distinct fractions of the region's peak in [0, 1] "
+                 f"(0: the whole image), got {args.edit_local!r}")
+  local = local[0] if len(local) == 1 else local
   if args.edit_pool is not None:
     if not search:
       parser.error("--edit_pool needs --edit_search")
@@ -706,7 +761,7 @@ def main():
                             edit_strength=args.edit_strength, edit_search=search,
                             edit_pool=args.edit_pool, edit_margin=args.edit_margin,
                             edit_agree=agree, edit_classes=args.edit_classes,
-                            edit_local=args.edit_local,
+                            edit_local=local,
                             refine_steps=args.refine_steps,
                             refine_lr=args.refine_lr),
                    indent=2))

@@ -178,9 +178,10 @@ def test_minimal_edits_keep_the_least_change_the_training_recognizer_reads():
   masks[0, :2] = masks[1, 2:] = masks[2, :2] = 0.0          # holes: top, bottom, top
   faces = np.zeros((3, 4, 4, 3), np.float32)
   base = np.stack(_row_complete(None, None, w_plus[None])[1][:1].repeat(2, 0))
-  styles, done = bench.minimal_edits(_row_complete, edits, (_RowRecognizer(), {}), faces, masks,
-                                     w_plus, base, 1, (1.0, 2.0, 3.0), chunk=2)
+  styles, done, found = bench.minimal_edits(_row_complete, edits, (_RowRecognizer(), {}), faces,
+                                            masks, w_plus, base, 1, (1.0, 2.0, 3.0), chunk=2)
   assert styles.shape == done.shape == (2, 3, 4, 4, 3)
+  np.testing.assert_array_equal(found, [1, 1, 0])      # image 2's edit is never read (below)
   np.testing.assert_array_equal(done[0], base[1])
   # image 0: 'top' reads as class 1 from strength 2 on (x = 4 > 3): the least strength is kept
   np.testing.assert_allclose(done[1, 0, :2], 4.0)
@@ -195,9 +196,11 @@ def test_minimal_edits_keep_the_least_change_the_training_recognizer_reads():
   # A pool of both attributes, one kept: the edit the recognizer reads as a change, the least
   # hole change first. Image 2's 'top' edit is never read (above); its 'bottom' edit is read
   # at strength 2 and leaves the hole (the top rows) as it was: that one is kept.
-  styles, pooled = bench.minimal_edits(_row_complete, edits, (_RowRecognizer(), {}), faces,
-                                       masks, w_plus, base, 1, (1.0, 2.0, 3.0), chunk=2, pool=2)
+  styles, pooled, found = bench.minimal_edits(_row_complete, edits, (_RowRecognizer(), {}),
+                                              faces, masks, w_plus, base, 1, (1.0, 2.0, 3.0),
+                                              chunk=2, pool=2)
   assert styles.shape == pooled.shape == (2, 3, 4, 4, 3)
+  np.testing.assert_array_equal(found, [2, 2, 1])     # one kept, all the read ones counted
   np.testing.assert_array_equal(pooled[0], base[1])
   np.testing.assert_allclose(pooled[1, 2, :2], -10.0)              # the hole is unchanged
   np.testing.assert_allclose(pooled[1, 2, 2:], 6.0)                # 'bottom' read as class 1
@@ -206,15 +209,15 @@ def test_minimal_edits_keep_the_least_change_the_training_recognizer_reads():
   np.testing.assert_allclose(pooled[1, 1, 2:], 0.0)
   # A margin: image 0's 'top' class 1 reads with p = sigmoid((x - 3) / 4), 0.56 at strength 2
   # (x = 4) and 0.68 at 3 (x = 6): asking 0.6 takes strength 3.
-  _, sure = bench.minimal_edits(_row_complete, edits, (_RowRecognizer(), {}), faces, masks,
-                                w_plus, base, 1, (1.0, 2.0, 3.0), chunk=2, margin=0.6)
+  _, sure, _ = bench.minimal_edits(_row_complete, edits, (_RowRecognizer(), {}), faces, masks,
+                                   w_plus, base, 1, (1.0, 2.0, 3.0), chunk=2, margin=0.6)
   np.testing.assert_allclose(sure[1, 0, :2], 6.0)
   np.testing.assert_allclose(sure[1, 1], done[1, 1])   # 'bottom' reads surely at strength 2
   # A second recognizer that must agree, reading 'top' as class 1 only above 5: image 0's 'top'
   # edit then takes strength 3 (x = 6); 'bottom', which both read alike, is unchanged.
-  _, both = bench.minimal_edits(_row_complete, edits, (_RowRecognizer(), {}), faces, masks,
-                                w_plus, base, 1, (1.0, 2.0, 3.0), chunk=2,
-                                agree=((_RowRecognizer(top_at=5.0), {}),))
+  _, both, _ = bench.minimal_edits(_row_complete, edits, (_RowRecognizer(), {}), faces, masks,
+                                   w_plus, base, 1, (1.0, 2.0, 3.0), chunk=2,
+                                   agree=((_RowRecognizer(top_at=5.0), {}),))
   np.testing.assert_allclose(both[1, 0, :2], 6.0)
   np.testing.assert_allclose(both[1, 1], done[1, 1])
 
@@ -231,9 +234,10 @@ def test_minimal_edits_per_class_search_each_target_class_to_its_own_strength():
   search = (_row_complete, edits, (_RowRecognizer(), {}), faces, masks, w_plus, base)
   with pytest.raises(ValueError, match="2 edits asked; only 1 attributes$"):
     bench.minimal_edits(*search, 2, (1.0, 2.0, 3.0))
-  _, one = bench.minimal_edits(*search, 1, (1.0, 2.0, 3.0), chunk=2)
+  _, one, _ = bench.minimal_edits(*search, 1, (1.0, 2.0, 3.0), chunk=2)
   np.testing.assert_allclose(one[1, :, 2:], 6.0)     # one slot: the first strength read (2)
-  _, done = bench.minimal_edits(*search, 2, (1.0, 2.0, 3.0), chunk=2, per_class=True)
+  _, done, found = bench.minimal_edits(*search, 2, (1.0, 2.0, 3.0), chunk=2, per_class=True)
+  np.testing.assert_array_equal(found, [2, 2])
   assert done.shape == (3, 2, 4, 4, 3)
   np.testing.assert_array_equal(done[0], base[1])
   # image 0: class 1 is read at strength 2 (y = 6), class 2 only at 3 (y = -9): both kept,
@@ -272,13 +276,55 @@ def test_local_edits_keep_the_style_image_outside_the_attributes_region():
   base = np.stack(_row_complete(None, None, w_plus[None])[1][:1].repeat(2, 0))
   search = (complete, edits, (_RowRecognizer(), {}), np.zeros((1, 4, 4, 3), np.float32),
             masks, w_plus, base, 1, (1.0, 2.0))
-  _, whole = bench.minimal_edits(*search)
+  _, whole, _ = bench.minimal_edits(*search)
   np.testing.assert_allclose(whole[1, 0, :2], 4.0)          # read at strength 2 (x = 4)
   np.testing.assert_allclose(whole[1, 0, 2:], 2.0)
-  styles, local = bench.minimal_edits(*search, local=0.5)
+  styles, local, _ = bench.minimal_edits(*search, local=0.5)
   np.testing.assert_allclose(local[1, 0, :2], 4.0)
   np.testing.assert_allclose(local[1, 0, 2:], 0.0)
   np.testing.assert_allclose(styles[1], local[1])
+
+
+def test_edits_at_two_local_levels_keep_one_per_change_the_cheaper_read_first():
+  top = np.zeros((4, 4))
+  top[:2] = 1 / 8
+  means = {"top": {0: np.array([[0.0, 0.0]]), 1: np.array([[2.0, 1.0]])}}   # moves y too
+
+  def complete(faces, masks, latents, weight=None, base_style=None):
+    style, _ = _row_complete(faces, masks, latents)
+    if weight is not None:
+      style = base_style[None] + weight[:, :, None] * (style - base_style[None])
+    return style, style
+
+  w_plus = np.zeros((2, 1, 2))
+  masks = np.ones((2, 4, 4, 1), np.float32)
+  masks[:, :3] = 0.0                 # holes over rows 0-2: y (row 2) counts as hole change
+  base = np.stack(_row_complete(None, None, w_plus[None])[1][:1].repeat(2, 0))
+  faces = np.zeros((2, 4, 4, 3), np.float32)
+  # the right region (rows 0-1): both levels are read at strength 2; the local edit leaves
+  # row 2 as it was, so it changes the hole less and is the one kept
+  edits = bench.LabelledEdits(means, {"top": top})
+  search = (complete, edits, (_RowRecognizer(), {}), faces, masks, w_plus, base, 1, (1.0, 2.0))
+  _, done, found = bench.minimal_edits(*search, local=(0.5, 0.0))
+  np.testing.assert_allclose(done[1, :, :2], 4.0)
+  np.testing.assert_allclose(done[1, :, 2:], 0.0)
+  np.testing.assert_array_equal(found, [1, 1])           # one change, not one per level
+  with pytest.raises(ValueError, match="2 edits asked; only 1 attributes$"):
+    bench.minimal_edits(*search[:-2], 2, (1.0, 2.0), local=(0.5, 0.0))
+  # a region where the recognizer does not look (rows 2-3): the local edit is never read, the
+  # whole-image one is kept
+  edits = bench.LabelledEdits(means, {"top": top[::-1]})
+  _, done, found = bench.minimal_edits(complete, edits, *search[2:], local=(0.5, 0.0))
+  np.testing.assert_allclose(done[1, :, :2], 4.0)
+  np.testing.assert_allclose(done[1, :, 2:], 2.0)
+  np.testing.assert_array_equal(found, [1, 1])
+  _, alone, found = bench.minimal_edits(complete, edits, *search[2:], local=0.5)
+  np.testing.assert_allclose(alone[1, :, :2], 0.0)       # local only: nothing read
+  np.testing.assert_array_equal(found, [0, 0])
+
+
+def test_shares_count_images_per_number_of_changes():
+  np.testing.assert_allclose(bench.shares(np.array([0, 1, 1, 3, 5]), 3), [0.2, 0.4, 0.0, 0.4])
 
 
 def test_edit_agree_refuses_the_judge():
