@@ -73,6 +73,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import sys
 import time
@@ -312,11 +313,11 @@ def minimal_edits(complete, edits: LabelledEdits, recognizer, faces, masks, w_pl
                   agree: tuple = (), per_class: bool = False,
                   local: float | tuple[float, ...] = 0.0
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """(i_style, completions) (1 + count, N, ...) and (N,) how many of its searched edits the
-  recognizer read as changed (what any choice among them could count): per image, the
-  ``count`` attributes of
-  :meth:`LabelledEdits.latents`, each edited as little as the *training* recognizer
-  (``recognizer``, never the judge) needs to read the completion as changed in it. With
+  """(i_style, completions) (1 + count, N, ...) and (N,) how many of the searched edits the
+  recognizer read as changed (the most any choice among them can count): per image, the
+  ``count`` attributes of :meth:`LabelledEdits.latents`, each edited as little as the
+  *training* recognizer (``recognizer``, never the judge) needs to read the completion as
+  changed in it. With
   ``pool`` > ``count``, the ``pool`` attributes that weigh most in the hole are searched and
   the ``count`` kept are those the recognizer reads as changed, the least hole change first
   (then the rest, the least change first). ``margin``: a change counts only where the
@@ -352,57 +353,76 @@ def minimal_edits(complete, edits: LabelledEdits, recognizer, faces, masks, w_pl
   order = edits.ranked(masks)[:, :searched]                            # (N, searched)
   before = [toy.predict_attributes(module, variables, base[1])
             for module, variables in recognizers]
-  styles = np.repeat(base[:1], 1 + searched * width, axis=0)
-  completions = np.repeat(base[1:], 1 + searched * width, axis=0)
-  read = np.zeros((searched * width, len(faces)), bool)
-  spent = np.full((searched * width, len(faces)), np.inf)
-  doubt = np.full((searched * width, len(faces)), np.inf)   # the kept unread edit's confidence
+  found = _Found.start(base, searched * width)
   for j, attribute in enumerate(edits.regions):
     jobs = np.argwhere(order == j)                                        # (image, edit k)
     labels = np.stack([b.labels[:, b.names.index(attribute)] for b in before])   # (R, N)
     for v, level in enumerate(levels):
-      pending = np.arange(len(jobs))
       blend = (edits.weight(attribute, level), base[0]) if level else None
-      for strength in sorted(strengths):
-        still = []
-        for s in range(0, len(pending), chunk):
-          part = pending[s:s + chunk]
-          idx = np.concatenate([jobs[part, 0], np.repeat(jobs[part[:1], 0], chunk - len(part))])
-          i_style, done, changed, cost, sure = _edit_candidates(
-              complete, recognizers, edits, attribute, faces, masks, w_plus, base[1], idx,
-              labels[:, idx], strength, margin, blend)
-          for n, job in enumerate(part):
-            i, k = jobs[job]
-            first = k * width + v * classes
-            slots = slice(first, first + classes)
-            taken, finished = _take(changed[:, n], cost[:, n], sure[:, n], read[slots, i],
-                                    doubt[slots, i], per_class)
-            for slot, t in taken:
-              styles[1 + first + slot, i] = i_style[t, n]
-              completions[1 + first + slot, i] = done[t, n]
-              spent[first + slot, i] = cost[t, n]
-            if not finished:
-              still.append(job)
-        pending = np.asarray(still, dtype=int)
+      candidates = functools.partial(_edit_candidates, complete, recognizers, edits, attribute,
+                                     faces, masks, w_plus, base[1], margin=margin, local=blend)
+      found.search(candidates, jobs, jobs[:, 1] * width + v * classes, classes, labels,
+                   strengths, chunk, per_class)
   if len(levels) > 1:
-    styles, completions, read, spent = _best_level(styles, completions, read, spent,
-                                                   len(levels), classes)
-  return (*_keep_cheapest(styles, completions, read, spent, count), read.sum(axis=0))
+    found = found.best_level(len(levels), classes)
+  return (*_keep_cheapest(found.styles, found.completions, found.read, found.spent, count),
+          found.read.sum(axis=0))
 
 
-def _best_level(styles, completions, read, spent, levels: int, classes: int):
-  """One candidate per (attribute, class) slot out of its ``levels`` local levels (slot e =
-  (edit k, level v, class c) in that order): the one read as changed, the least hole change
-  first, so that one change is never kept twice at two levels."""
-  n = read.shape[1]
-  shape = (-1, levels, classes, n)
-  best = np.lexsort((spent.reshape(shape), ~read.reshape(shape)), axis=1)[:, 0]   # (E', c, N)
-  k, c, i = np.indices(best.shape)
-  pick = (k * levels * classes + best * classes + c).reshape(-1, n)      # (E', N) slots
-  images = np.arange(n)[None]
-  return (np.concatenate([styles[:1], styles[1:][pick, images]]),
-          np.concatenate([completions[:1], completions[1:][pick, images]]),
-          read[pick, images], spent[pick, images])
+@dataclasses.dataclass
+class _Found:
+  """What :func:`minimal_edits` keeps per slot (E) and image (N) as it searches."""
+  styles: np.ndarray          # (1 + E, N, H, W, 3): [0] completion 00's, then each slot's
+  completions: np.ndarray     # (1 + E, N, H, W, 3)
+  read: np.ndarray            # (E, N): read as changed
+  spent: np.ndarray           # (E, N): its mean hole change from completion 00
+  doubt: np.ndarray           # (E, N): an unread one's confidence in the old class
+
+  @classmethod
+  def start(cls, base: np.ndarray, slots: int) -> "_Found":
+    """Every slot holds completion 00 (``base``: its i_style and completion), none read."""
+    n = base.shape[1]
+    return cls(np.repeat(base[:1], 1 + slots, axis=0), np.repeat(base[1:], 1 + slots, axis=0),
+               np.zeros((slots, n), bool), np.full((slots, n), np.inf),
+               np.full((slots, n), np.inf))
+
+  def search(self, candidates, jobs, first, classes: int, labels, strengths, chunk: int,
+             per_class: bool):
+    """Searches the edits ``jobs`` ((J, 2): image, edit) over ``strengths``, each into its
+    ``classes`` slots from ``first`` (J,), until :func:`_take` finishes it.
+    ``candidates(idx, labels, strength)``: :func:`_edit_candidates` of images ``idx``."""
+    pending = np.arange(len(jobs))
+    for strength in sorted(strengths):
+      still = []
+      for s in range(0, len(pending), chunk):
+        part = pending[s:s + chunk]
+        idx = np.concatenate([jobs[part, 0], np.repeat(jobs[part[:1], 0], chunk - len(part))])
+        i_style, done, changed, cost, sure = candidates(idx, labels[:, idx], strength)
+        for n, job in enumerate(part):
+          i, slots = jobs[job, 0], slice(first[job], first[job] + classes)
+          taken, finished = _take(changed[:, n], cost[:, n], sure[:, n], self.read[slots, i],
+                                  self.doubt[slots, i], per_class)
+          for slot, t in taken:
+            self.styles[1 + first[job] + slot, i] = i_style[t, n]
+            self.completions[1 + first[job] + slot, i] = done[t, n]
+            self.spent[first[job] + slot, i] = cost[t, n]
+          if not finished:
+            still.append(job)
+      pending = np.asarray(still, dtype=int)
+
+  def best_level(self, levels: int, classes: int) -> "_Found":
+    """One candidate per (edit, class) out of its ``levels`` local levels (slot = (edit k,
+    level v, class c) in that order): the one read as changed, the least hole change first,
+    so that one change is never kept twice at two levels."""
+    n = self.read.shape[1]
+    shape = (-1, levels, classes, n)
+    best = np.lexsort((self.spent.reshape(shape), ~self.read.reshape(shape)), axis=1)[:, 0]
+    k, c, _ = np.indices(best.shape)
+    pick = (k * levels * classes + best * classes + c).reshape(-1, n)      # (E', N) slots
+    images = np.arange(n)[None]
+    return _Found(np.concatenate([self.styles[:1], self.styles[1:][pick, images]]),
+                  np.concatenate([self.completions[:1], self.completions[1:][pick, images]]),
+                  self.read[pick, images], self.spent[pick, images], self.doubt[pick, images])
 
 
 def _take(changed, cost, sure, read, doubt, per_class: bool):
@@ -446,7 +466,7 @@ def _keep_cheapest(styles, completions, read, spent, keep: int):
 
 
 def _edit_candidates(complete, recognizers, edits: LabelledEdits, attribute: str, faces, masks,
-                     w_plus, base_done, idx, labels, strength: float, margin: float = 0.0,
+                     w_plus, base_done, idx, labels, strength: float, *, margin: float = 0.0,
                      local=None):
   """The edits of images ``idx`` towards each *other* class of ``attribute`` at ``strength``
   (the image's own class would not move it: not computed): (i_style, completions) (T - 1, n,
