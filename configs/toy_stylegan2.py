@@ -3,7 +3,7 @@
     python -m difai_jax.train --config configs/toy_stylegan2.py --workdir runs/toy_stylegan2
     python -m difai_jax.export --workdir runs/toy_stylegan2 --out difai_jax/assets/toy/stylegan2
 
-`toy-stylegan2-wide` (these widths) in seven runs, each ``--config.pretrained.init_from=`` the
+`toy-stylegan2-wide` (these widths) in ten runs, each ``--config.pretrained.init_from=`` the
 export of the one before; toy FID: judge, 2,000 samples (benchmarks/toy_quality.py):
 
     # run  steps x 16  lr      kimg in all  toy FID after
