@@ -554,9 +554,12 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
              edit_margin: float = 0.0, edit_agree: tuple[str, ...] = (),
              edit_classes: bool = False, edit_local: float | tuple[float, ...] = 0.0,
              refine_steps: int = 0,
-             refine_lr: float = runtime.REFINE_LR) -> dict:
+             refine_lr: float = runtime.REFINE_LR,
+             families: tuple[str, ...] = FAMILIES) -> dict:
   if edits not in ("sefa", "labelled"):
     raise ValueError(f"edits must be 'sefa' or 'labelled', got {edits!r}")
+  if not families or set(families) - set(FAMILIES):
+    raise ValueError(f"families must be some of {FAMILIES}, got {families!r}")
   if (edit_agree or edit_classes or edit_local) and not edit_search:
     raise ValueError("edit_agree, edit_classes and edit_local need edit_search (the search they "
                      "change)")
@@ -591,7 +594,7 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
                   "sefa_layers": list(layers) if layers else "the run's",
                   "refine_steps": refine_steps,
                   **({"refine_lr": refine_lr} if refine_steps else {})}, []
-  for family in FAMILIES:
+  for family in families:
     start = time.time()
     m = family_masks(family, num, size)
     out = run_difai(fn, faces, m)
@@ -725,10 +728,17 @@ def main():
                            "pixels before the edits (pipeline.fit_codes_to_known); the labelled "
                            "edits then start from the fitted codes")
   parser.add_argument("--refine_lr", type=float, default=runtime.REFINE_LR)
+  parser.add_argument("--families", default=",".join(FAMILIES),
+                      help=f"comma-separated mask families to measure (default all: "
+                           f"{','.join(FAMILIES)})")
   args = parser.parse_args()
   problem = runtime.refine_problem(args.refine_steps, args.refine_lr)
   if problem:
     parser.error(problem)
+  families = tuple(f for f in args.families.split(",") if f)
+  if not families or set(families) - set(FAMILIES):
+    parser.error(f"--families: unknown {sorted(set(families) - set(FAMILIES))}; known: "
+                 f"{list(FAMILIES)}")
   attributes = tuple(a for a in args.edit_attributes.split(",") if a)
   unknown = sorted(set(attributes) - set(toy_faces.ATTRIBUTE_NAMES))
   if unknown:
@@ -783,7 +793,7 @@ def main():
                             edit_agree=agree, edit_classes=args.edit_classes,
                             edit_local=local,
                             refine_steps=args.refine_steps,
-                            refine_lr=args.refine_lr),
+                            refine_lr=args.refine_lr, families=families),
                    indent=2))
 
 

@@ -334,6 +334,8 @@ def test_edit_agree_refuses_the_judge():
   assert module.attributes and variables
   with pytest.raises(ValueError, match="edit_agree, edit_classes and edit_local need edit_search"):
     bench.evaluate(edit_agree=("toy-recognizer",))
+  with pytest.raises(ValueError, match="families must be some of"):
+    bench.evaluate(families=("training", "circles"))
 
 
 def test_recognizer_b_is_the_recipe_from_a_third_seed():
