@@ -11,8 +11,9 @@
         --edit_margin 0.9 --edit_agree runs/recognizer_b   # least edits two recognizers read
     python -m benchmarks.toy_inpainting --edits labelled --edit_search 0.5,1,2,3 --edit_pool 6 \
         --edit_margin 0.9 --edit_classes   # two classes of one attribute may both be kept
-    python -m benchmarks.toy_inpainting --edits labelled --edit_search 0.5,1,2,3,4,5,6,8 \
-        --edit_pool 6 --edit_margin 0.9 --edit_classes --edit_local 0.5   # edits kept local
+    python -m benchmarks.toy_inpainting --edits labelled --edit_search 0.5,1,2,3,4,5,6,8,11,16 \
+        --edit_pool 6 --edit_margin 0.9 --edit_classes --edit_local 0.5 --refine_steps 50 \
+        --families training,squares   # local edits (the best trade-off measured, README)
 
 Test-split toy faces (never trained on) with three mask families, each drawn from fixed seeds:
 (a) ``training``: the training masks (configs/demo.py's MaskSampler: strokes, 85 px-at-256
