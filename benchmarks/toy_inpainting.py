@@ -61,8 +61,8 @@ image and keeps, per change, the one read with the least hole change.
 
 With ``--edit_search``, each family also reports ``edit_changes_found_shares``: the share of
 images for which the search found 0, 1, 2, ... K - 1 or more edits the training recognizer
-reads as changes (no choice among the searched edits can count more; a hole over no hair,
-eyes or mouth admits none), beside ``edited_attribute_changes_shares``, the judge's count per
+reads as changes (at ``--edit_margin``; no choice among the searched edits can count more as
+that recognizer reads them), beside ``edited_attribute_changes_shares``, the judge's count per
 image in the same form.
 
 Prints one JSON object (and a line per mask family on stderr as each ends); ``--grid`` writes
@@ -318,11 +318,10 @@ def minimal_edits(complete, edits: LabelledEdits, recognizer, faces, masks, w_pl
   recognizer read as changed (the most any choice among them can count): per image, the
   ``count`` attributes of :meth:`LabelledEdits.latents`, each edited as little as the
   *training* recognizer (``recognizer``, never the judge) needs to read the completion as
-  changed in it. With
-  ``pool`` > ``count``, the ``pool`` attributes that weigh most in the hole are searched and
-  the ``count`` kept are those the recognizer reads as changed, the least hole change first
-  (then the rest, the least change first). ``margin``: a change counts only where the
-  recognizer gives the new class at least this probability (a surer change, a larger edit).
+  changed in it. With ``pool`` > ``count``, the ``pool`` attributes that weigh most in the hole
+  are searched and the ``count`` kept are those the recognizer reads as changed, the least hole
+  change first (then the rest, the least change first). ``margin``: a change counts only where
+  the recognizer gives the new class at least this probability (a surer change, a larger edit).
   ``agree``: further training-side recognizers ((module, variables) pairs, never the judge) that
   must each read a change too (each against its own reading of completion 00, at ``margin``),
   so that an edit that flips one network's reading with a few pixels is not taken for a change.
