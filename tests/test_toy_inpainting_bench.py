@@ -170,6 +170,14 @@ def _row_complete(faces, masks, latents):
   return out, out
 
 
+def _local_complete(faces, masks, latents, weight=None, base_style=None):
+  """:func:`_row_complete` with make_complete_fn's local blend of the style image."""
+  style, _ = _row_complete(faces, masks, latents)
+  if weight is not None:
+    style = base_style[None] + weight[:, :, None] * (style - base_style[None])
+  return style, style
+
+
 def test_minimal_edits_keep_the_least_change_the_training_recognizer_reads():
   edits = _edits()
   edits.means["bottom"][2] = np.array([[0.0, -5.0]])
@@ -264,17 +272,11 @@ def test_local_edits_keep_the_style_image_outside_the_attributes_region():
   means = {"top": {0: np.array([[0.0, 0.0]]), 1: np.array([[2.0, 1.0]])}}
   edits = bench.LabelledEdits(means, {"top": edits.regions["top"]})
 
-  def complete(faces, masks, latents, weight=None, base_style=None):
-    style, _ = _row_complete(faces, masks, latents)
-    if weight is not None:
-      style = base_style[None] + weight[:, :, None] * (style - base_style[None])
-    return style, style
-
   w_plus = np.zeros((1, 1, 2))
   masks = np.ones((1, 4, 4, 1), np.float32)
   masks[0, :2] = 0.0
   base = np.stack(_row_complete(None, None, w_plus[None])[1][:1].repeat(2, 0))
-  search = (complete, edits, (_RowRecognizer(), {}), np.zeros((1, 4, 4, 3), np.float32),
+  search = (_local_complete, edits, (_RowRecognizer(), {}), np.zeros((1, 4, 4, 3), np.float32),
             masks, w_plus, base, 1, (1.0, 2.0))
   _, whole, _ = bench.minimal_edits(*search)
   np.testing.assert_allclose(whole[1, 0, :2], 4.0)          # read at strength 2 (x = 4)
@@ -290,12 +292,6 @@ def test_edits_at_two_local_levels_keep_one_per_change_the_cheaper_read_first():
   top[:2] = 1 / 8
   means = {"top": {0: np.array([[0.0, 0.0]]), 1: np.array([[2.0, 1.0]])}}   # moves y too
 
-  def complete(faces, masks, latents, weight=None, base_style=None):
-    style, _ = _row_complete(faces, masks, latents)
-    if weight is not None:
-      style = base_style[None] + weight[:, :, None] * (style - base_style[None])
-    return style, style
-
   w_plus = np.zeros((2, 1, 2))
   masks = np.ones((2, 4, 4, 1), np.float32)
   masks[:, :3] = 0.0                 # holes over rows 0-2: y (row 2) counts as hole change
@@ -304,7 +300,8 @@ def test_edits_at_two_local_levels_keep_one_per_change_the_cheaper_read_first():
   # the right region (rows 0-1): both levels are read at strength 2; the local edit leaves
   # row 2 as it was, so it changes the hole less and is the one kept
   edits = bench.LabelledEdits(means, {"top": top})
-  search = (complete, edits, (_RowRecognizer(), {}), faces, masks, w_plus, base, 1, (1.0, 2.0))
+  search = (_local_complete, edits, (_RowRecognizer(), {}), faces, masks, w_plus, base, 1,
+            (1.0, 2.0))
   _, done, found = bench.minimal_edits(*search, local=(0.5, 0.0))
   np.testing.assert_allclose(done[1, :, :2], 4.0)
   np.testing.assert_allclose(done[1, :, 2:], 0.0)
@@ -314,11 +311,11 @@ def test_edits_at_two_local_levels_keep_one_per_change_the_cheaper_read_first():
   # a region where the recognizer does not look (rows 2-3): the local edit is never read, the
   # whole-image one is kept
   edits = bench.LabelledEdits(means, {"top": top[::-1]})
-  _, done, found = bench.minimal_edits(complete, edits, *search[2:], local=(0.5, 0.0))
+  _, done, found = bench.minimal_edits(_local_complete, edits, *search[2:], local=(0.5, 0.0))
   np.testing.assert_allclose(done[1, :, :2], 4.0)
   np.testing.assert_allclose(done[1, :, 2:], 2.0)
   np.testing.assert_array_equal(found, [1, 1])
-  _, alone, found = bench.minimal_edits(complete, edits, *search[2:], local=0.5)
+  _, alone, found = bench.minimal_edits(_local_complete, edits, *search[2:], local=0.5)
   np.testing.assert_allclose(alone[1, :, :2], 0.0)       # local only: nothing read
   np.testing.assert_array_equal(found, [0, 0])
 
