@@ -47,7 +47,8 @@ Skin tone is left out (it recolours the whole hole). ``--edit_search 0.5,1,2,3``
 those edits as small as it can be: per image and attribute, the least of the listed strengths
 (and, at it, the target class that changes the hole least) at which the *training* recognizer
 (``toy-recognizer``; the judge that scores the result is never consulted) reads the completion
-as another class (:func:`minimal_edits`). ``--edit_pool P`` searches P attributes per image
+as another class (:func:`difai_jax.labelled_edits.minimal_edits`, the library's search, which
+``Inpainter(edits="labelled")`` runs too). ``--edit_pool P`` searches P attributes per image
 (those that weigh most in its hole) and keeps the K - 1 edits that recognizer reads as
 changes, the least hole change first. ``--edit_margin m`` counts a change only at probability
 m of the new class (an image's edit with none that sure keeps the strength and class at which the
@@ -74,7 +75,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import sys
 import time
@@ -85,6 +85,7 @@ import numpy as np
 
 from difai_jax.training import checkpoints
 from difai_jax.data import image_io
+from difai_jax import labelled_edits as labelled_lib
 from difai_jax import pipeline
 from difai_jax import pretrained
 from difai_jax import runtime
@@ -207,322 +208,24 @@ def other_faces(faces: np.ndarray, masks: np.ndarray, donors: np.ndarray, count:
   return np.stack([faces] + pasted)
 
 
-# What the labelled edits may change: the reliably recognised attributes but skin tone.
-EDIT_ATTRIBUTES = ("hair_style", "hair_colour", "beard", "moustache", "glasses", "lipstick")
+def shipped_or_fitted_edits(inference: checkpoints.Inference, checkpoint: str,
+                            attributes: tuple[str, ...], strength: float):
+  """The run's ``labelled_edits.npz`` (what ``Inpainter(edits="labelled")`` uses) when it holds
+  these attributes and was fitted on this pSp; else a fit on 3,000 labelled train faces."""
+  try:
+    edits = labelled_lib.load_for_run(checkpoints.find_stage_dir(pretrained.resolve(checkpoint),
+                                                                 "difai"),
+                                      inference.variables["psp"])
+  except (FileNotFoundError, ValueError):
+    edits = None
+  if edits is None or tuple(edits.regions) != tuple(attributes):
+    return labelled_lib.LabelledEdits.fit_toy(inference.models, inference.variables, attributes,
+                                              strength=strength)
+  edits.strength = strength
+  return edits
 
 
-@dataclasses.dataclass
-class LabelledEdits:
-  """Edits along attribute directions of W+ found from labels (not the paper's SeFa).
-
-  ``means[attribute][class]``: the (L, D) mean pSp code of the train faces of that class;
-  ``regions[attribute]``: (H, W) where moving codes between its classes changes the style
-  image, normalised to sum 1.
-  """
-  means: dict
-  regions: dict
-  strength: float = 1.0
-
-  @classmethod
-  def fit(cls, inference: checkpoints.Inference, attributes=EDIT_ATTRIBUTES,
-          num_faces: int = 3000, min_count: int = 30, seed: int = 0,
-          strength: float = 1.0) -> "LabelledEdits":
-    """Class means from the pSp codes of train faces 0 .. num_faces - 1 (true labels; classes
-    with fewer than ``min_count`` faces left out), regions from 200 of those codes edited."""
-    models, variables = inference.models, inference.variables
-    size = int(inference.config.image_size)
-    encode = jax.jit(lambda x: pipeline.invert(models.psp, variables["psp"], x))
-    decode = jax.jit(lambda w: pipeline.style_images(models.psp, variables["psp"], w[None],
-                                                     size)[0])
-    faces, labels = toy.toy_test_faces(num_faces, size, start=0)
-    codes = np.concatenate([np.asarray(encode(faces[s:s + 250]))
-                            for s in range(0, num_faces, 250)])
-    means = {}
-    for attribute in attributes:
-      column = labels[:, toy_faces.ATTRIBUTE_NAMES.index(attribute)]
-      classes = [c for c in np.unique(column) if np.sum(column == c) >= min_count]
-      if len(classes) < 2:
-        raise ValueError(f"{attribute}: fewer than two classes with {min_count} faces among "
-                         f"the first {num_faces}")
-      means[attribute] = {int(c): codes[column == c].mean(axis=0) for c in classes}
-    edits = cls(means, {}, strength)
-    sample = codes[:200]
-    decoded = lambda w: np.concatenate([np.asarray(decode(w[s:s + 50]))
-                                        for s in range(0, len(w), 50)])
-    base = decoded(sample)
-    rng = np.random.default_rng(seed)
-    for attribute in attributes:
-      change = np.abs(decoded(edits.move(attribute, sample, rng)) - base).mean(axis=(0, 3))
-      edits.regions[attribute] = change / change.sum()
-    return edits
-
-  def nearest(self, attribute: str, codes: np.ndarray) -> np.ndarray:
-    """(N,) the class whose mean code is nearest each of ``codes`` (N, L, D)."""
-    classes = sorted(self.means[attribute])
-    distance = np.stack([np.square(codes - self.means[attribute][c]).sum(axis=(1, 2))
-                         for c in classes], axis=1)
-    return np.asarray(classes)[distance.argmin(axis=1)]
-
-  def move(self, attribute: str, codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Each code plus ``strength`` x (another class's mean - its nearest class's mean), the
-    class at random."""
-    current = self.nearest(attribute, codes)
-    classes = sorted(self.means[attribute])
-    out = np.empty_like(codes)
-    for i, c in enumerate(current):
-      others = [k for k in classes if k != c]
-      target = others[rng.integers(len(others))]
-      out[i] = codes[i] + self.strength * (self.means[attribute][target]
-                                           - self.means[attribute][c])
-    return out
-
-  def weight(self, attribute: str, level: float) -> np.ndarray:
-    """(H, W) in [0, 1]: ``attribute``'s region over ``level`` x its largest value, clipped at 1
-    (1 where its edits change the style image most, falling to 0 where they hardly do)."""
-    region = self.regions[attribute]
-    return np.minimum(region / (level * region.max()), 1.0).astype(np.float32)
-
-  def ranked(self, masks: np.ndarray) -> np.ndarray:
-    """(N, A) indices into ``regions``: per image, the attributes by how much of their region
-    lies inside its hole (masks (N, H, W, 1), 1 = known), most first."""
-    hole = 1.0 - masks[..., 0]
-    inside = np.stack([(hole * r).sum(axis=(1, 2)) for r in self.regions.values()], axis=1)
-    return np.argsort(-inside, axis=1, kind="stable")
-
-  def latents(self, w_plus: np.ndarray, masks: np.ndarray, count: int,
-              rng: np.random.Generator) -> np.ndarray:
-    """(1 + count, N, L, D): W+ and, per image, one edit of each of the ``count`` attributes
-    whose region weighs most inside its hole (masks (N, H, W, 1), 1 = known)."""
-    names = list(self.regions)
-    if count > len(names):
-      raise ValueError(f"{count} edits asked; only {len(names)} attributes: {names}")
-    order = self.ranked(masks)
-    out = [w_plus]
-    for k in range(count):
-      moved = np.empty_like(w_plus)
-      for j, attribute in enumerate(names):
-        chosen = order[:, k] == j
-        if chosen.any():
-          moved[chosen] = self.move(attribute, w_plus[chosen], rng)
-      out.append(moved)
-    return np.stack(out)
-
-
-def minimal_edits(complete, edits: LabelledEdits, recognizer, faces, masks, w_plus,
-                  base: np.ndarray, count: int, strengths: tuple[float, ...],
-                  chunk: int = 50, pool: int | None = None, margin: float = 0.0,
-                  agree: tuple = (), per_class: bool = False,
-                  local: float | tuple[float, ...] = 0.0
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """(i_style, completions) (1 + count, N, ...) and (N,) how many of the searched edits the
-  recognizer read as changed (the most any choice among them can count): per image, the
-  ``count`` attributes of :meth:`LabelledEdits.latents`, each edited as little as the
-  *training* recognizer (``recognizer``, never the judge) needs to read the completion as
-  changed in it. With ``pool`` > ``count``, the ``pool`` attributes that weigh most in the hole
-  are searched and the ``count`` kept are those the recognizer reads as changed, the least hole
-  change first (then the rest, the least change first). ``margin``: a change counts only where
-  the recognizer gives the new class at least this probability (a surer change, a larger edit).
-  ``agree``: further training-side recognizers ((module, variables) pairs, never the judge) that
-  must each read a change too (each against its own reading of completion 00, at ``margin``),
-  so that an edit that flips one network's reading with a few pixels is not taken for a change.
-
-  ``strengths`` are tried in increasing order, each towards every other class of the
-  attribute; an image's edit stops at the first strength the recognizer reads as another class
-  of that attribute, keeping the target class whose completion moves least from completion 00
-  (``base`` (2, N, ...): its i_style and completion) in the hole. When no strength does, the
-  edit the recognizer is least sure keeps the image's class is kept (with ``agree``, the mean of
-  the recognizers' confidence in their first reading, 0 where one reads another class).
-
-  ``per_class``: each target class of a searched attribute is a candidate of its own (searched
-  to its own least strength), so that two kept edits may change one attribute to two different
-  classes (black and red hair where only hair shows in the hole); the ``count`` kept are chosen
-  among all of them as above. ``local`` > 0: each edit changes the style image only inside its
-  attribute's region (:meth:`LabelledEdits.weight` at this level; 0.5: full change where the
-  region is at least half its peak), keeping completion 00's style image elsewhere. Several
-  levels (e.g. ``(0.5, 0.0)``; 0: the whole image) make each edit a candidate at each of them,
-  so that a whole-image edit is kept only where no local one is read."""
-  recognizers = (recognizer, *agree)
-  levels = tuple(local) if isinstance(local, (tuple, list)) else (local,)
-  classes = max(len(m) for m in edits.means.values()) - 1 if per_class else 1
-  width = classes * len(levels)                          # slots per edit: (level, class)
-  asked = max(count, pool or 0)
-  searched = min(asked, len(edits.regions)) if per_class else asked
-  if searched > len(edits.regions) or searched * classes < count:
-    raise ValueError(f"{asked} edits asked; only {len(edits.regions)} attributes"
-                     + (f" of at most {classes + 1} classes" if per_class else ""))
-  order = edits.ranked(masks)[:, :searched]                            # (N, searched)
-  before = [toy.predict_attributes(module, variables, base[1])
-            for module, variables in recognizers]
-  found = _Found.start(base, searched * width)
-  for j, attribute in enumerate(edits.regions):
-    jobs = np.argwhere(order == j)                                        # (image, edit k)
-    labels = np.stack([b.labels[:, b.names.index(attribute)] for b in before])   # (R, N)
-    for v, level in enumerate(levels):
-      blend = (edits.weight(attribute, level), base[0]) if level else None
-      candidates = functools.partial(_edit_candidates, complete, recognizers, edits, attribute,
-                                     faces, masks, w_plus, base[1], margin=margin, local=blend)
-      found.search(candidates, jobs, jobs[:, 1] * width + v * classes, classes, labels,
-                   strengths, chunk, per_class)
-  if len(levels) > 1:
-    found = found.best_level(len(levels), classes)
-  return (*_keep_cheapest(found.styles, found.completions, found.read, found.spent, count),
-          found.read.sum(axis=0))
-
-
-@dataclasses.dataclass
-class _Found:
-  """What :func:`minimal_edits` keeps per slot (E) and image (N) as it searches."""
-  styles: np.ndarray          # (1 + E, N, H, W, 3): [0] completion 00's, then each slot's
-  completions: np.ndarray     # (1 + E, N, H, W, 3)
-  read: np.ndarray            # (E, N): read as changed
-  spent: np.ndarray           # (E, N): its mean hole change from completion 00
-  doubt: np.ndarray           # (E, N): an unread one's confidence in the old class
-
-  @classmethod
-  def start(cls, base: np.ndarray, slots: int) -> "_Found":
-    """Every slot holds completion 00 (``base``: its i_style and completion), none read."""
-    n = base.shape[1]
-    return cls(np.repeat(base[:1], 1 + slots, axis=0), np.repeat(base[1:], 1 + slots, axis=0),
-               np.zeros((slots, n), bool), np.full((slots, n), np.inf),
-               np.full((slots, n), np.inf))
-
-  def search(self, candidates, jobs, first, classes: int, labels, strengths, chunk: int,
-             per_class: bool):
-    """Searches the edits ``jobs`` ((J, 2): image, edit) over ``strengths``, each into its
-    ``classes`` slots from ``first`` (J,), until :func:`_take` finishes it.
-    ``candidates(idx, labels, strength)``: :func:`_edit_candidates` of images ``idx``."""
-    pending = np.arange(len(jobs))
-    for strength in sorted(strengths):
-      still = []
-      for s in range(0, len(pending), chunk):
-        part = pending[s:s + chunk]
-        idx = np.concatenate([jobs[part, 0], np.repeat(jobs[part[:1], 0], chunk - len(part))])
-        i_style, done, changed, cost, sure = candidates(idx, labels[:, idx], strength)
-        for n, job in enumerate(part):
-          i, slots = jobs[job, 0], slice(first[job], first[job] + classes)
-          taken, finished = _take(changed[:, n], cost[:, n], sure[:, n], self.read[slots, i],
-                                  self.doubt[slots, i], per_class)
-          for slot, t in taken:
-            self.styles[1 + first[job] + slot, i] = i_style[t, n]
-            self.completions[1 + first[job] + slot, i] = done[t, n]
-            self.spent[first[job] + slot, i] = cost[t, n]
-          if not finished:
-            still.append(job)
-      pending = np.asarray(still, dtype=int)
-
-  def best_level(self, levels: int, classes: int) -> "_Found":
-    """One candidate per (edit, class) out of its ``levels`` local levels (slot = (edit k,
-    level v, class c) in that order): the one read as changed, the least hole change first,
-    so that one change is never kept twice at two levels."""
-    n = self.read.shape[1]
-    shape = (-1, levels, classes, n)
-    best = np.lexsort((self.spent.reshape(shape), ~self.read.reshape(shape)), axis=1)[:, 0]
-    k, c, _ = np.indices(best.shape)
-    pick = (k * levels * classes + best * classes + c).reshape(-1, n)      # (E', N) slots
-    images = np.arange(n)[None]
-    return _Found(np.concatenate([self.styles[:1], self.styles[1:][pick, images]]),
-                  np.concatenate([self.completions[:1], self.completions[1:][pick, images]]),
-                  self.read[pick, images], self.spent[pick, images], self.doubt[pick, images])
-
-
-def _take(changed, cost, sure, read, doubt, per_class: bool):
-  """What one edit's candidates at one strength ((T - 1,) each: read as changed, hole change,
-  confidence in the old class) add to its slots: ``[(slot, candidate)]`` and whether the edit is
-  finished. ``read`` / ``doubt`` (its slots' views) are updated in place. One slot: the first
-  strength with a change keeps the changed candidate of least hole change and finishes; until
-  then the least sure candidate so far is kept. ``per_class``: a slot per candidate, each kept
-  at its own first change (or, until then, at its least confidence); finished when all are."""
-  if not per_class:
-    if changed.any():
-      read[0] = True
-      return [(0, int(np.where(changed, cost, np.inf).argmin()))], True
-    t = int(sure.argmin())
-    if sure[t] < doubt[0]:
-      doubt[0] = sure[t]
-      return [(0, t)], False
-    return [], False
-  taken = []
-  for t in range(len(changed)):
-    if read[t]:
-      continue
-    if changed[t]:
-      read[t] = True
-      taken.append((t, t))
-    elif sure[t] < doubt[t]:
-      doubt[t] = sure[t]
-      taken.append((t, t))
-  return taken, bool(read[:len(changed)].all())
-
-
-def _keep_cheapest(styles, completions, read, spent, keep: int):
-  """Per image, the ``keep`` edits (of ``styles`` / ``completions`` [1:]) the recognizer read as
-  changed (``read`` (E, N)), the least hole change (``spent``) first, then the others."""
-  if keep == len(read):
-    return styles, completions
-  rank = np.lexsort((spent, ~read), axis=0)[:keep]                       # (keep, N)
-  images = np.arange(read.shape[1])[None]
-  return (np.concatenate([styles[:1], styles[1:][rank, images]]),
-          np.concatenate([completions[:1], completions[1:][rank, images]]))
-
-
-def _edit_candidates(complete, recognizers, edits: LabelledEdits, attribute: str, faces, masks,
-                     w_plus, base_done, idx, labels, strength: float, *, margin: float = 0.0,
-                     local=None):
-  """The edits of images ``idx`` towards each *other* class of ``attribute`` at ``strength``
-  (the image's own class would not move it: not computed): (i_style, completions) (T - 1, n,
-  ...), in the order of the classes, whether every recognizer of ``recognizers`` reads another
-  class than its ``labels`` (R, n) with probability at least ``margin`` (T - 1, n), the mean
-  hole change from ``base_done`` (T - 1, n) and the recognizers' mean confidence that the class
-  is still their label (T - 1, n; a recognizer that reads another class adds 0).
-
-  ``local``: ``(weight, base_style)`` handed to ``complete`` (a local edit, see
-  :func:`make_complete_fn`), ``base_style`` (N, ...) indexed like the faces.
-
-  Candidate t of every image is one generator variant; RN-B's batch statistics pool each
-  variant's images, so a completion depends (at the 1e-3 level, 0-1 scale) on which edits share
-  its variant: the search's numbers moved a little when the own class was dropped (stop 42)."""
-  classes = sorted(edits.means[attribute])
-  means = np.stack([edits.means[attribute][t] for t in classes])         # (T, L, D)
-  own = np.searchsorted(classes, edits.nearest(attribute, w_plus[idx]))  # (n,)
-  others = np.stack([np.delete(np.arange(len(classes)), o) for o in own], axis=1)   # (T-1, n)
-  latents = w_plus[idx][None] + strength * (means[others] - means[own][None])
-  blend = (local[0], local[1][idx]) if local is not None else ()
-  i_style, done = jax.device_get(complete(faces[idx], masks[idx], latents, *blend))
-  changed, sure = np.ones(others.shape, bool), np.zeros(others.shape)
-  for (module, variables), label in zip(recognizers, labels):
-    pred = toy.predict_attributes(module, variables, done)
-    column = pred.names.index(attribute)
-    same = pred.labels[..., column] == label[None]
-    changed &= ~same & (pred.confidence[..., column] >= margin)
-    sure += np.where(same, pred.confidence[..., column], 0.0) / len(recognizers)
-  hole = 1.0 - masks[idx, ..., 0]
-  cost = ((np.abs(done - base_done[idx][None]).mean(axis=-1) * hole[None]).sum(axis=(2, 3))
-          / np.maximum(hole.sum(axis=(1, 2)), 1.0)[None])
-  return i_style, done, changed, cost, sure
-
-
-def make_complete_fn(inference: checkpoints.Inference):
-  """jitted (images, masks, latents (K, N, L, D)[, weight (H, W), base_style (N, H, W, 3)]) ->
-  (i_style, completions), each (K, N, ...). With ``weight``, each style image keeps
-  ``base_style`` where the weight is 0 and its own change where it is 1 (a local edit)."""
-  models, variables = inference.models, inference.variables
-
-  @jax.jit
-  def complete(images, masks, latents, weight=None, base_style=None):
-    i_masked = pipeline.masked_image(images, masks)
-    if weight is None:
-      out = pipeline.complete_with_codes(models, variables, i_masked, masks, latents)
-      return out["i_style"], out["completions"]
-    i_style = pipeline.style_images(models.psp, variables["psp"], latents, models.image_size,
-                                    models.psp_decode_size)
-    i_style = base_style[None] + weight[:, :, None] * (i_style - base_style[None])
-    out = pipeline.complete_with_styles(models, variables, i_masked, masks, i_style)
-    return out["i_style"], out["completions"]
-
-  return complete
-
-
-def relabel_edits(complete, edits: LabelledEdits, faces, masks, w_plus, count: int,
+def relabel_edits(complete, edits: labelled_lib.LabelledEdits, faces, masks, w_plus, count: int,
                   seed: int = 0, batch: int = 50) -> tuple[np.ndarray, np.ndarray]:
   """(i_style, completions) (1 + count, N, ...) with the labelled edits in place of SeFa's."""
   rng = np.random.default_rng(seed)
@@ -549,13 +252,14 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
              degree: float = 5.0, grid: str | None = None, grid_rows: int = 4,
              coarse: str | None = None, psp: str | None = None,
              layers: tuple[int, ...] | None = None, edits: str = "sefa",
-             edit_attributes: tuple[str, ...] = EDIT_ATTRIBUTES, edit_strength: float = 1.0,
+             edit_attributes: tuple[str, ...] = labelled_lib.TOY_ATTRIBUTES,
+             edit_strength: float = 1.0,
              edit_search: tuple[float, ...] | None = None, edit_pool: int | None = None,
              edit_margin: float = 0.0, edit_agree: tuple[str, ...] = (),
              edit_classes: bool = False, edit_local: float | tuple[float, ...] = 0.0,
              refine_steps: int = 0,
              refine_lr: float = runtime.REFINE_LR,
-             families: tuple[str, ...] = FAMILIES) -> dict:
+             families: tuple[str, ...] = FAMILIES, batch: int = 50) -> dict:
   if edits not in ("sefa", "labelled"):
     raise ValueError(f"edits must be 'sefa' or 'labelled', got {edits!r}")
   if not families or set(families) - set(FAMILIES):
@@ -573,9 +277,10 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
   judge, judge_vars = toy.load_toy_recognizer()
   faces, _ = toy.toy_test_faces(num, size)
   donors, _ = toy.toy_test_faces(num, size, start=toy.TEST_START + num)
-  labelled = (LabelledEdits.fit(inference, edit_attributes, strength=edit_strength)
+  labelled = (shipped_or_fitted_edits(inference, checkpoint, edit_attributes, edit_strength)
               if edits == "labelled" else None)
-  complete = make_complete_fn(inference) if labelled else None
+  complete = (labelled_lib.make_complete_fn(inference.models, inference.variables)
+              if labelled else None)
   recognizer = toy.load_toy_recognizer("toy-recognizer") if edit_search else None
   agree = tuple(load_edit_recognizer(spec) for spec in edit_agree)
   result, rows = {"checkpoint": checkpoint, "coarse": coarse or checkpoint,
@@ -593,20 +298,22 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
                      if edit_search else {}),
                   "sefa_layers": list(layers) if layers else "the run's",
                   "refine_steps": refine_steps,
-                  **({"refine_lr": refine_lr} if refine_steps else {})}, []
+                  **({"refine_lr": refine_lr} if refine_steps else {}), "batch": batch}, []
   for family in families:
     start = time.time()
     m = family_masks(family, num, size)
-    out = run_difai(fn, faces, m)
+    out = run_difai(fn, faces, m, batch)
     if edit_search:
       base = np.stack([out["i_style"][0], out["completions"][0]])
-      out["i_style"], out["completions"], found = minimal_edits(
+      searched = labelled_lib.minimal_edits(
           complete, labelled, recognizer, faces, m, out["w_plus"], base, num_completions - 1,
-          edit_search, pool=edit_pool, margin=edit_margin, agree=agree, per_class=edit_classes,
-          local=edit_local)
+          edit_search, chunk=batch, pool=edit_pool, margin=edit_margin, agree=agree,
+          per_class=edit_classes, local=edit_local)
+      out["i_style"], out["completions"], found = searched[:3]
     elif labelled:
       out["i_style"], out["completions"] = relabel_edits(complete, labelled, faces, m,
-                                                         out["w_plus"], num_completions - 1)
+                                                         out["w_plus"], num_completions - 1,
+                                                         batch=batch)
     methods = {"flat": flat_fill(faces, m), "telea": telea(faces, m), "coarse": out["coarse"],
                "difai_00": out["completions"][0], "style_gt": out["style_gt"],
                "style_coarse": out["style_coarse"], "i_style_00": out["i_style"][0]}
@@ -652,10 +359,7 @@ def shares(counts: np.ndarray, top: int) -> list[float]:
 def load_edit_recognizer(spec: str):
   """``(module, variables)`` of a training-side recognizer for ``--edit_agree``; the judge
   (by weights: a copy of it too) is refused, since it scores what the search picks."""
-  module, variables = toy.load_toy_recognizer(spec)
-  pretrained.refuse_the_judge("--edit_agree", spec, variables,
-                              why="it scores the edits the search picks")
-  return module, variables
+  return labelled_lib.load_recognizer(spec, "--edit_agree")
 
 
 def with_psp(inference: checkpoints.Inference, directory: str) -> checkpoints.Inference:
@@ -691,7 +395,7 @@ def main():
   parser.add_argument("--edits", choices=("sefa", "labelled"), default="sefa",
                       help="the perturbed completions' edits: SeFa (the paper; --degree, "
                            "--layers) or labelled attribute directions (see above)")
-  parser.add_argument("--edit_attributes", default=",".join(EDIT_ATTRIBUTES),
+  parser.add_argument("--edit_attributes", default=",".join(labelled_lib.TOY_ATTRIBUTES),
                       help="--edits labelled: the attributes it may change (comma-separated)")
   parser.add_argument("--edit_strength", type=float, default=1.0,
                       help="--edits labelled: multiple of the step between class means")
@@ -699,7 +403,7 @@ def main():
                       help="--edits labelled: comma-separated strengths (e.g. 0.5,1,2,3); per "
                            "image and attribute the least change of completion 00 that the "
                            "training recognizer (toy-recognizer, not the judge) reads as another "
-                           "class (see minimal_edits); replaces --edit_strength")
+                           "class (see labelled_edits.minimal_edits); replaces --edit_strength")
   parser.add_argument("--edit_pool", type=int, default=None,
                       help="--edit_search: search this many attributes per image (those that "
                            "weigh most in its hole) and keep the K - 1 edits the training "
@@ -728,6 +432,10 @@ def main():
                            "pixels before the edits (pipeline.fit_codes_to_known); the labelled "
                            "edits then start from the fitted codes")
   parser.add_argument("--refine_lr", type=float, default=runtime.REFINE_LR)
+  parser.add_argument("--batch", type=int, default=50,
+                      help="faces per call of the networks (the RN-B generator's batch "
+                           "statistics pool them); 1: each face alone, as Inpainter / inpaint "
+                           "(one face per call) completes it")
   parser.add_argument("--families", default=",".join(FAMILIES),
                       help=f"comma-separated mask families to measure (default all: "
                            f"{','.join(FAMILIES)})")
@@ -735,6 +443,8 @@ def main():
   problem = runtime.refine_problem(args.refine_steps, args.refine_lr)
   if problem:
     parser.error(problem)
+  if args.batch < 1:
+    parser.error(f"--batch must be at least 1, got {args.batch}")
   families = tuple(f for f in args.families.split(",") if f)
   if not families or set(families) - set(FAMILIES):
     parser.error(f"--families: unknown {sorted(set(families) - set(FAMILIES))}; known: "
@@ -793,7 +503,8 @@ def main():
                             edit_agree=agree, edit_classes=args.edit_classes,
                             edit_local=local,
                             refine_steps=args.refine_steps,
-                            refine_lr=args.refine_lr, families=families),
+                            refine_lr=args.refine_lr, families=families,
+                            batch=args.batch),
                    indent=2))
 
 

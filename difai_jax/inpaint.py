@@ -10,6 +10,12 @@ and
 Fig. 4): I_masked -> coarse -> pSp W+ -> K style images (j = 0 unperturbed, j >= 1 moved along
 SeFa directions, eq. 3) -> one completion per style image (eq. 5).
 
+``--edits labelled`` (not the paper; :mod:`difai_jax.labelled_edits`): completions 1..K-1 come
+from attribute directions fitted on labelled faces (the run's ``labelled_edits.npz``, written by
+``python -m difai_jax.fit_edits``; shipped for ``toy-difai``), each the least edit that a
+recognizer (``--edit_recognizer``, never the toy judge) reads as a change of an attribute whose
+region lies in the hole; the log names what each completion changed. ``--walk`` stays SeFa's.
+
 Any input size: the model sees the image resized to its resolution (a non-square image is
 stretched; the input's hole pixels never reach it) with every model pixel that overlaps the
 hole counted as hole;
@@ -87,7 +93,14 @@ def _report(problems: list[str], total: int) -> str:
   return f"{len(problems)} of {total} input(s) cannot be used:\n  " + "\n  ".join(problems)
 
 
-def _check_modes(mask_convention: str, align: str, face: int | None) -> None:
+def _check_modes(mask_convention: str, align: str, face: int | None, edits=("sefa", None, None)):
+  """The modes' values, and ``edits``: (--edits, --components, --degrees) that agree."""
+  edits, components, degrees = edits
+  if edits not in ("sefa", "labelled"):
+    raise ValueError(f"--edits must be sefa (the paper) or labelled; got {edits!r}")
+  if edits == "labelled" and (components is not None or degrees is not None):
+    raise ValueError("--components / --degrees choose SeFa edits; --edits labelled searches "
+                     "its own (drop them, or use --edits sefa)")
   if mask_convention not in image_io.MASK_CONVENTIONS:
     raise ValueError(f"--mask_convention must be one of {image_io.MASK_CONVENTIONS}")
   if align not in inputs_lib.ALIGN_MODES:
@@ -156,22 +169,28 @@ def _examples(inputs, problems, size: int, *, align: str, face: int | None, skip
 
 def _inpaint_examples(checkpoint: str, examples, targets, edit_lists, *, layers, batch_size: int,
                       gif_ms: int, cache: str | None, log,
-                      refine=(0, runtime.REFINE_LR)) -> list[dict]:
+                      refine=(0, runtime.REFINE_LR), labelled=None) -> list[dict]:
   """Loads the models and writes every example's outputs to its target folder.
 
   ``edit_lists``: ``(components, degrees)`` of the completions, then optionally those of the
   walk (its first frame, the unperturbed one, is dropped). ``refine``: (steps, lr) of the
   fitting of the codes to the known pixels (:class:`Inpainter`'s ``refine_steps``).
+  ``labelled``: ``(K, recognizer)``: completions 1..K-1 from the labelled edits instead (the
+  first entry of ``edit_lists`` is then unused).
   """
   from difai_jax import mesh as mesh_lib  # pylint: disable=import-outside-toplevel
   from difai_jax.inference.inpainter import Inpainter  # pylint: disable=import-outside-toplevel
   inpainter = Inpainter(checkpoint, layers=layers, compilation_cache="off",  # cache: run()'s
-                        refine_steps=refine[0], refine_lr=refine[1])
+                        refine_steps=refine[0], refine_lr=refine[1],
+                        edits="labelled" if labelled else "sefa",
+                        **({"edit_recognizer": labelled[1]} if labelled else {}))
   comps, degs = edit_lists[0]
+  edits = (f"labelled edits: the least that {labelled[1]} reads as an attribute change"
+           if labelled else f"SeFa components {comps}, degrees {degs}")
   log(f"DiFAI step {inpainter.step} from {checkpoint}: {inpainter.image_size} px, "
-      f"{len(examples)} input(s), K = {len(comps) + 1} completions (SeFa components {comps}, "
-      f"degrees {degs})" + (f"; codes fitted to the known pixels in {refine[0]} Adam steps "
-                            f"(lr {refine[1]})" if refine[0] else ""))
+      f"{len(examples)} input(s), K = {labelled[0] if labelled else len(comps) + 1} "
+      f"completions ({edits})" + (f"; codes fitted to the known pixels in {refine[0]} Adam "
+                                  f"steps (lr {refine[1]})" if refine[0] else ""))
   batch = mesh_lib.round_up(min(max(batch_size, 1), len(examples)), inpainter.devices)
   log("compiling the pipeline for these shapes" + (f" (or reading it from the cache {cache})"
                                                    if cache else "") + " ...")
@@ -180,10 +199,15 @@ def _inpaint_examples(checkpoint: str, examples, targets, edit_lists, *, layers,
             for c, d in edit_lists]
   written, t0 = [], time.time()
   for chunk, (images, masks, valid) in _batched(examples, batch):
-    results = [inpainter.model_outputs(images, masks, *e, valid) for e in arrays]
+    results = [inpainter.labelled_outputs(images, masks, valid, labelled[0]) if labelled and not j
+               else inpainter.model_outputs(images, masks, *e, valid)
+               for j, e in enumerate(arrays)]
     for i, ex in enumerate(chunk):
       mine = {"i_coarse": results[0]["i_coarse"][i], "i_style": results[0]["i_style"][i],
               "completions": results[0]["completions"][:, i]}
+      if labelled:
+        log(f"{ex.name}: " + "; ".join(f"{j + 1:02d} {what}"
+                                       for j, what in enumerate(results[0]["edits"][i])))
       walk_frames = results[1]["completions"][1:, i] if len(results) > 1 else None
       written.append(outputs_lib.write_outputs(ex, targets(ex), mine, walk_frames, gif_ms))
     log(f"{len(written)}/{len(examples)} done ({time.time() - t0:.1f} s)")
@@ -199,7 +223,8 @@ def run(checkpoint: str, image: str, mask: str, out_dir: str, *,
         strict_mask: bool = False, batch_size: int = 8, skip_bad: bool = False,
         align: str = "auto", face: int | None = None, compilation_cache: str | None = "off",
         verbose: bool = True, num: int | None = None, refine_steps: int = 0,
-        refine_lr: float = runtime.REFINE_LR) -> list[dict]:
+        refine_lr: float = runtime.REFINE_LR, edits: str = "sefa",
+        edit_recognizer: str = "toy-recognizer") -> list[dict]:
   """Inpaints every (image, mask) pair with K = ``num_completions`` (default 8); returns, per
   input, the paths written. ``num`` is the deprecated name of ``num_completions``.
 
@@ -209,11 +234,13 @@ def run(checkpoint: str, image: str, mask: str, out_dir: str, *,
   :func:`cli.enable_compilation_cache` (None: the user cache folder; "off": none, the default
   of this function; the command turns it on). ``refine_steps`` > 0 fits each input's W+ codes
   to its known pixels before the edits (not the paper; :func:`pipeline.fit_codes_to_known`).
+  ``edits="labelled"``: completions 1..K-1 from the least attribute edits ``edit_recognizer``
+  reads (not the paper; :mod:`difai_jax.labelled_edits`, the run's ``labelled_edits.npz``).
   """
   flag = "--num" if num is not None else "--num_completions"
   num_completions = runtime.deprecated_alias(num_completions, num, "num", 8)
   log = (lambda *a: print(*a, flush=True)) if verbose else (lambda *a: None)
-  _check_modes(mask_convention, align, face)
+  _check_modes(mask_convention, align, face, (edits, components, degrees))
   problem = runtime.refine_problem(refine_steps, refine_lr)
   if problem:
     raise ValueError(problem)
@@ -227,6 +254,9 @@ def run(checkpoint: str, image: str, mask: str, out_dir: str, *,
   info = model_lib.read_run_info(checkpoint)
   comps, degs, layers = _run_edits(info, (num_completions, flag), components, degrees, degree,
                                    layers, walk, walk_component)
+  if edits == "labelled":
+    from difai_jax import labelled_edits  # pylint: disable=import-outside-toplevel
+    labelled_edits.load_for_run(info.difai_dir)    # there, before the faces and the weights
   cache = cli.enable_compilation_cache(compilation_cache)   # MTCNN's shapes are kept too
   examples = _examples(inputs, problems, info.image_size, align=align, face=face,
                        skip_bad=skip_bad, total=len(pairs), log=log)
@@ -238,7 +268,9 @@ def run(checkpoint: str, image: str, mask: str, out_dir: str, *,
   targets = lambda ex: os.path.join(out_dir, ex.name) if folder_mode else out_dir
   return _inpaint_examples(checkpoint, examples, targets, edit_lists, layers=layers,
                            batch_size=batch_size, gif_ms=gif_ms, cache=cache, log=log,
-                           refine=(refine_steps, refine_lr))
+                           refine=(refine_steps, refine_lr),
+                           labelled=((num_completions, edit_recognizer)
+                                     if edits == "labelled" else None))
 
 
 def _define_flags():
@@ -283,6 +315,12 @@ def _define_flags():
                        "codes to its known pixels before the edits (a closer style image; 50 "
                        "measured best on the toy faces, README)", lower_bound=0)
   flags.DEFINE_float("refine_lr", runtime.REFINE_LR, "Adam's learning rate for --refine_steps")
+  flags.DEFINE_enum("edits", "sefa", ["sefa", "labelled"], "where completions 1..K-1 come "
+                    "from: SeFa directions (the paper) or, not the paper, the least attribute "
+                    "edits a recognizer reads (the run's labelled_edits.npz; python -m "
+                    "difai_jax.fit_edits)")
+  flags.DEFINE_string("edit_recognizer", "toy-recognizer", "--edits labelled: the recognizer "
+                      "the search reads (a directory or short name; not the toy judge)")
   cli.define_cache_flag()
 
 
@@ -324,7 +362,8 @@ def main(argv):
                 resize_mask=FLAGS.resize_mask, strict_mask=FLAGS.strict_mask,
                 batch_size=FLAGS.batch_size, skip_bad=FLAGS.skip_bad, align=FLAGS.align,
                 face=FLAGS.face, compilation_cache=FLAGS.compilation_cache,
-                refine_steps=FLAGS.refine_steps, refine_lr=FLAGS.refine_lr)
+                refine_steps=FLAGS.refine_steps, refine_lr=FLAGS.refine_lr, edits=FLAGS.edits,
+                edit_recognizer=FLAGS.edit_recognizer)
   for paths in written:
     print(f"{os.path.dirname(paths['grid'])}: {len(paths['completions'])} completions, grid.png"
           + (", aligned.png" if "aligned" in paths else "")

@@ -387,3 +387,41 @@ def test_rgba_mask_uses_its_alpha_channel(tmp_path):
                                  convention="known_is_white", resize_mask=False,
                                  strict_mask=False)
   assert example.mask[..., 0].sum() == 400 - 25 and example.mask[7, 7, 0] == 0
+
+
+def test_labelled_edits_flags_reach_the_inpainter_and_its_edits_are_logged(demo_run, tmp_path,
+                                                                            monkeypatch, capsys):
+  """--edits labelled: refused with SeFa's --components; otherwise the Inpainter is made with
+  the labelled edits and its recognizer, completions 1..K-1 come from labelled_outputs and the
+  log names each one's edit (a stand-in Inpainter: the real one is tests/test_inpainter.py's)."""
+  from difai_jax.inference import inpainter as inpainter_lib
+  Image.fromarray(_face(64, 64, 0)).save(tmp_path / "img.png")
+  _save_mask(tmp_path / "mask.png", _mask(64, 64, (20, 40, 20, 40)))
+  run = lambda out, **kw: inpaint.run(demo_run, str(tmp_path / "img.png"),
+                                      str(tmp_path / "mask.png"), str(tmp_path / out), **kw)
+  with pytest.raises(ValueError, match="--components / --degrees choose SeFa edits"):
+    run("out", edits="labelled", components=[0, 1])
+  with pytest.raises(ValueError, match="--edits must be sefa"):
+    run("out", edits="random")
+  seen = {}
+
+  class FakeInpainter:
+    step, image_size, devices = 1, 64, 1
+
+    def __init__(self, checkpoint, **kwargs):
+      seen.update(kwargs, checkpoint=checkpoint)
+
+    def labelled_outputs(self, images, masks, valid, k):
+      n = int(valid.sum())
+      shades = np.linspace(-0.5, 0.5, k)[:, None, None, None, None]
+      return {"i_coarse": images[:n], "i_style": images[:n],
+              "completions": np.broadcast_to(shades, (k, n) + images.shape[1:]),
+              "edits": [[f"beard -> goatee {j}" for j in range(1, k)]] * n}
+
+  monkeypatch.setattr(inpainter_lib, "Inpainter", FakeInpainter)
+  written = run("out", edits="labelled", edit_recognizer="my-recognizer", num_completions=3)
+  assert seen["edits"] == "labelled" and seen["edit_recognizer"] == "my-recognizer"
+  assert len(written[0]["completions"]) == 3
+  log = capsys.readouterr().out
+  assert "labelled edits: the least that my-recognizer reads" in log
+  assert "img: 01 beard -> goatee 1; 02 beard -> goatee 2" in log

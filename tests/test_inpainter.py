@@ -4,11 +4,17 @@ One compilation serves the module: ``pad_edits=2`` runs K = 3, an edit and a 2-s
 same program (2 SeFa edits). Also the editor value -> (image, mask) conversion of the app.
 """
 
+import shutil
+
 import numpy as np
 import pytest
 
 from difai_jax import app
+from difai_jax import labelled_edits
+from difai_jax import pretrained
+from difai_jax.data import image_io
 from difai_jax.data import toy_faces
+from difai_jax.evaluation.metrics import toy
 from difai_jax.inference.inpainter import Inpainter
 
 K = 3
@@ -153,3 +159,48 @@ def test_the_app_refuses_a_fitting_rate_before_loading():
   assert proc.returncode == 1, proc.stderr[-2000:]
   assert "--refine_steps must be >= 0 and --refine_lr > 0; got 0 and 0.0" in proc.stderr
   assert proc.jax_imported is False and "loading" not in proc.stdout
+
+
+def test_labelled_edits_are_the_least_the_training_recognizer_reads(inpainter, face_and_known):
+  """edits='labelled' (not the paper) on the shipped toy-difai and its labelled_edits.npz: the
+  hole (mouth and chin) gets three edits, each named, each read by the training recognizer as
+  the change it names; known pixels stay exact; SeFa's edit / walk and their checks are as
+  before."""
+  face, known = face_and_known
+  labelled = Inpainter("toy-difai", edits="labelled")
+  outs = labelled.complete(face, known)
+  assert len(outs) == 4 and len(labelled.last_edits) == 3
+  for out in outs:
+    np.testing.assert_array_equal(out[known], face[known])
+  # measured: lipstick -> yes (strength 3), glasses -> none (5), moustache -> yes (2), local
+  assert all(what.endswith(", local)") for what in labelled.last_edits), labelled.last_edits
+  pred = toy.predict_attributes(*toy.load_toy_recognizer("toy-recognizer"),
+                                image_io.uint8_to_float(np.stack(outs)))
+  attributes = set()
+  for j, what in enumerate(labelled.last_edits, 1):
+    attribute, target = what.split(" (")[0].split(" -> ")
+    column = pred.names.index(attribute)
+    assert pred.labels[j, column] != pred.labels[0, column], what
+    assert toy_faces.ATTRIBUTES[attribute][pred.labels[j, column]] == target, what
+    attributes.add(attribute)
+  assert attributes & {"lipstick", "moustache", "beard"}     # the hole is the mouth and chin
+  # completion 0 is the plain one's; a seed is refused (nothing is drawn)
+  assert np.abs(outs[0].astype(np.int16) - inpainter.complete(face, known, K)[0]).max() <= 1
+  with pytest.raises(ValueError, match="labelled edits are searched, not drawn"):
+    labelled.complete(face, known, seed=1)
+  with pytest.raises(ValueError, match="needs an Inpainter made with edits='labelled'"):
+    inpainter.labelled_outputs(None, None, None, 3)
+
+
+def test_labelled_edits_need_their_file_and_refuse_the_judge(tmp_path):
+  with pytest.raises(ValueError, match="edits must be 'sefa' \\(the paper\\) or 'labelled'"):
+    Inpainter("toy-difai", edits="random")
+  with pytest.raises(ValueError, match="search margin is a probability below 1"):
+    Inpainter("toy-difai", edits="labelled", edit_search=labelled_edits.Search(margin=1.5))
+  run = tmp_path / "run"
+  shutil.copytree(pretrained.resolve("toy-difai"), run,
+                  ignore=shutil.ignore_patterns(labelled_edits.FILE_NAME))
+  with pytest.raises(FileNotFoundError, match="has no labelled_edits.npz"):
+    Inpainter(str(run), edits="labelled")
+  with pytest.raises(ValueError, match="is the toy judge"):
+    Inpainter("toy-difai", edits="labelled", edit_recognizer="toy-judge")

@@ -4,6 +4,9 @@
     completions = inpainter.complete(image, known, num_completions=4)   # K uint8 images
     edited = inpainter.edit(image, known, component=0, degree=5.0)
     frames = inpainter.walk(image, known, component=0, max_degree=10.0, steps=9)
+    labelled = Inpainter("toy-difai", edits="labelled")   # not the paper, see below
+    completions = labelled.complete(image, known)
+    print(labelled.last_edits)             # ['hair_colour -> red (strength 3, local)', ...]
 
 No UI and no files: the browser demo (``difai_jax/app.py``) wires its widgets to these calls,
 and a notebook can use them directly. The models are loaded once, in the constructor; the
@@ -19,6 +22,12 @@ uint8 with the input's known pixels (:func:`outputs.composite_uint8`), which sta
 
 Masks: ``known`` is (H, W) or (H, W, 1), True / 1 = known pixel, False / 0 = hole (the package's
 convention; see README "Conventions").
+
+``edits="labelled"`` (not the paper; :mod:`difai_jax.labelled_edits`): :meth:`complete`'s
+completions 1..K-1 come from attribute directions fitted on labelled faces (the run's
+``labelled_edits.npz``), each edit the least that a recognizer (``edit_recognizer``, never the
+judge) reads as a change of an attribute whose region lies in the hole. :meth:`edit` and
+:meth:`walk` stay SeFa's.
 """
 
 from __future__ import annotations
@@ -32,12 +41,38 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 import numpy as np
 
+from difai_jax import labelled_edits as labelled_lib
 from difai_jax import mesh as mesh_lib
 from difai_jax import runtime
 from difai_jax.inference import inputs
 from difai_jax.inference import model
 from difai_jax.inference import outputs
 from difai_jax.training import checkpoints
+
+
+def _checked_before_loading(checkpoint: str, refine_steps: int, refine_lr: float, edits: str,
+                            search: labelled_lib.Search | None):
+  """``(run info, labelled search settings)``, or the ValueError / FileNotFoundError that the
+  settings and the run's metadata give before any weights load: a wrong folder fails fast."""
+  problem = runtime.refine_problem(refine_steps, refine_lr, prefix="")
+  if problem:
+    raise ValueError(problem)
+  if edits not in ("sefa", "labelled"):
+    raise ValueError(f"edits must be 'sefa' (the paper) or 'labelled'; got {edits!r}")
+  search = search or labelled_lib.Search()
+  problem = search.problem()
+  if problem:
+    raise ValueError(problem)
+  info = model.read_run_info(checkpoint)
+  if edits == "labelled":
+    labelled_lib.load_for_run(info.difai_dir)      # the file is there
+  return info, search
+
+
+def _sampling(sefa_config) -> tuple[int, float, float]:
+  """(top_k, min_degree, max_degree) of a run's training SeFa edits (``config.sefa``)."""
+  return (int(sefa_config.get("top_k", 8)), float(sefa_config.get("min_degree", 2.0)),
+          float(sefa_config.get("max_degree", 5.0)))
 
 
 class Inpainter:
@@ -52,12 +87,18 @@ class Inpainter:
     degree: magnitude of the default edits of :meth:`complete` (directions 0..K-2 at +d, -d, ...).
     sampling: (top_k, min_degree, max_degree) of the run's training edits, used with a seed.
     refine_steps, refine_lr: the fitting of each input's codes to its known pixels (0: none).
+    edits: where :meth:`complete`'s edits come from: ``"sefa"`` (the paper) or ``"labelled"``.
+    last_edits: with ``edits="labelled"``, what each perturbed completion of the last
+      :meth:`complete` changed (``"hair_colour -> red (strength 3, local)"``, one per
+      completion 1..K-1).
   """
 
   def __init__(self, checkpoint: str = "toy-difai", *, degree: float = 5.0,
                pad_edits: int = 0, compilation_cache: str | None = "off",
                layers: Sequence[int] | None = None, refine_steps: int = 0,
-               refine_lr: float = runtime.REFINE_LR):
+               refine_lr: float = runtime.REFINE_LR, edits: str = "sefa",
+               edit_recognizer: str = "toy-recognizer",
+               edit_search: labelled_lib.Search | None = None):
     """Loads the run's models and prepares the pipeline (compiled at the first call).
 
     Args:
@@ -77,33 +118,29 @@ class Inpainter:
       refine_steps, refine_lr: > 0 fits pSp's codes of each input to its known pixels before
         the edits (Adam steps; :func:`pipeline.fit_codes_to_known`, not the paper): a closer
         style image, so a closer completion 0, for a little more time per call.
+      edits: ``"sefa"`` (the paper: :meth:`default_edits`) or ``"labelled"``: the least
+        attribute edits a recognizer reads (module docstring; the run's ``labelled_edits.npz``).
+      edit_recognizer, edit_search: the recognizer the labelled search reads (a directory or
+        short name; not the toy judge) and its settings (default :class:`labelled_lib.Search`).
 
     Raises:
       FileNotFoundError: no such run; ValueError: a run whose metadata cannot be used.
     """
-    problem = runtime.refine_problem(refine_steps, refine_lr, prefix="")
-    if problem:
-      raise ValueError(problem)
-    info = model.read_run_info(checkpoint)     # before the weights: a wrong folder fails fast
+    info, self.edit_search = _checked_before_loading(checkpoint, refine_steps, refine_lr,
+                                                     edits, edit_search)
     self.cache_dir = runtime.enable_compilation_cache(compilation_cache)
-    self.checkpoint = checkpoint
-    self.degree = float(degree)
+    self.checkpoint, self.degree = checkpoint, float(degree)
     self.pad_edits = max(int(pad_edits), 0)
     t0 = time.time()
     inference = checkpoints.load_difai(checkpoint)
     self.load_seconds = time.time() - t0
-    self.step = inference.step
-    self.image_size = int(inference.config.image_size)
-    self.n_directions = info.n_directions
-    self.platform = jax.default_backend()
-    sefa_config = inference.config.sefa
-    self.sampling = (int(sefa_config.get("top_k", 8)), float(sefa_config.get("min_degree", 2.0)),
-                     float(sefa_config.get("max_degree", 5.0)))
+    self.step, self.image_size = inference.step, int(inference.config.image_size)
+    self.n_directions, self.platform = info.n_directions, jax.default_backend()
+    self.sampling = _sampling(inference.config.sefa)
     if layers is None:
       layers = inputs.check_layers(info.config_layers, info.n_latent,
                                    source="config.sefa.layers")
-    self.layers = layers
-    self.config = inference.config
+    self.layers, self.config = layers, inference.config
     self.refine_steps, self.refine_lr = int(refine_steps), float(refine_lr)
     mesh = mesh_lib.local_mesh()
     self.devices = mesh.size
@@ -113,6 +150,17 @@ class Inpainter:
     self._variables = jax.device_put(inference.variables, NamedSharding(mesh, P()))
     self._compiled: set[int] = set()   # numbers of edits (alpha) run once already
     self._lock = threading.Lock()      # one model call at a time (callers may be threads)
+    self.edits, self.last_edits = edits, []
+    if edits == "labelled":
+      self._prepare_labelled(info, inference, edit_recognizer)
+
+  def _prepare_labelled(self, info: model.RunInfo, inference: checkpoints.Inference,
+                        recognizer: str) -> None:
+    """The run's labelled edits (checked against its pSp), the search's recognizer and the
+    compiled completion of given codes."""
+    self._labelled = labelled_lib.load_for_run(info.difai_dir, inference.variables["psp"])
+    self._recognizer = labelled_lib.load_recognizer(recognizer)
+    self._complete_codes = labelled_lib.make_complete_fn(inference.models, self._variables)
 
   # --------------------------------------------------------------------------------------------
   # Inputs
@@ -223,6 +271,40 @@ class Inpainter:
       self._compiled.add(int(np.shape(components)[1]))
     return out
 
+  def labelled_outputs(self, images: np.ndarray, masks: np.ndarray, valid: np.ndarray,
+                       num_completions: int) -> dict:
+    """:meth:`model_outputs` with the labelled edits (``edits="labelled"``) in place of SeFa's,
+    for the valid rows only: ``i_coarse``, ``i_style`` (n, S, S, 3), ``completions`` (K, n, S,
+    S, 3) and ``edits``: per image, what each of completions 1..K-1 changed (strings)."""
+    if self.edits != "labelled":
+      raise ValueError("labelled_outputs needs an Inpainter made with edits='labelled'")
+    k = int(num_completions)
+    if k < 1:
+      raise ValueError(f"K must be at least 1 (the unperturbed completion); got {k}")
+    n = len(images)
+    none = (np.zeros((n, 0), np.int32), np.zeros((n, 0), np.float32))
+    out = self.model_outputs(images, masks, *none, valid)
+    real = np.flatnonzero(valid)
+    base = np.stack([out["i_style"][real], out["completions"][0, real]])
+    variants = max(len(m) for m in self._labelled.means.values()) - 1   # one compiled shape
+    with self._lock:
+      found = self.edit_search.run(self._complete_codes, self._labelled, self._recognizer,
+                                   images[real], masks[real], out["w_plus"][real], base, k - 1,
+                                   variants=variants)
+    return {"i_coarse": out["i_coarse"][real], "i_style": out["i_style"][real],
+            "completions": found.completions,
+            "edits": [[self._describe(found, j, i) for j in range(k - 1)]
+                      for i in range(len(real))]}
+
+  def _describe(self, found: labelled_lib.Searched, j: int, i: int) -> str:
+    """What kept edit ``j`` of image ``i`` changed, in words."""
+    if found.attribute[j, i] < 0:
+      return "nothing (no edit left to search: completion 0 again)"
+    where = "local" if found.level[j, i] else "whole image"
+    return (self._labelled.describe(found.attribute[j, i], found.target[j, i])
+            + f" (strength {found.strength[j, i]:g}, {where}"
+            + ("" if found.read[j, i] else "; not read as a change") + ")")
+
   def _run(self, image: np.ndarray, known: np.ndarray, components: Sequence[int],
            degrees: Sequence[float]) -> list[np.ndarray]:
     """1 + len(components) completions, composited at the input's size (uint8)."""
@@ -247,8 +329,9 @@ class Inpainter:
     """K diverse completions of ``image``'s hole, each (H, W, 3) uint8 like ``image``.
 
     Completion 0 follows the unperturbed style image; completion j >= 1 the style image moved
-    by SeFa edit j (:meth:`default_edits`: fixed without ``seed``, drawn with it). Known pixels
-    equal ``image``'s exactly.
+    by SeFa edit j (:meth:`default_edits`: fixed without ``seed``, drawn with it), or with
+    ``edits="labelled"`` by the j-th labelled edit the search kept (:attr:`last_edits`). Known
+    pixels equal ``image``'s exactly.
 
     Args:
       image: (H, W, 3) uint8 RGB, any size.
@@ -262,8 +345,26 @@ class Inpainter:
     """
     if k is not None:
       num_completions = runtime.deprecated_alias(num_completions, k, "k", 4)
+    if self.edits == "labelled":
+      if seed is not None:
+        raise ValueError("seed draws SeFa edits; the labelled edits are searched, not drawn "
+                         "(edits='labelled')")
+      return self._run_labelled(image, known, 4 if num_completions is None
+                                else int(num_completions))
     components, degrees = self.default_edits(num_completions, seed)
     return self._run(image, known, components, degrees)
+
+  def _run_labelled(self, image: np.ndarray, known: np.ndarray, k: int) -> list[np.ndarray]:
+    """:meth:`complete` with the labelled edits; :attr:`last_edits` says what each changed."""
+    image, known = self.check_inputs(image, known)
+    model_image, model_mask = inputs.to_model_resolution(image, known, self.image_size)
+    n = self._batch
+    out = self.labelled_outputs(np.repeat(model_image[None], n, 0),
+                                np.repeat(model_mask[None], n, 0), np.arange(n) == 0, k)
+    self.last_edits = out["edits"][0]
+    hw = image.shape[:2]
+    return [outputs.composite_uint8(image, known, outputs.resize_back(completion, hw))
+            for completion in out["completions"][:, 0]]
 
   def edit(self, image: np.ndarray, known: np.ndarray, component: int,
            degree: float) -> np.ndarray:

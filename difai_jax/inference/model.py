@@ -62,7 +62,8 @@ def make_inpaint_fn(models, mesh, layers: tuple[int, ...] | None, refine_steps: 
   image (N, S, S, 3), mask (N, S, S, 1), components / degrees (N, alpha), valid (N,) bool
   (False: a padding row, kept out of the generator's batch statistics); N a multiple of the
   device count (batch sharded, variables replicated). Returns ``i_coarse`` (N, S, S, 3),
-  ``i_style`` (N, S, S, 3) (j = 0) and ``completions`` (K, N, S, S, 3), all in [-1, 1].
+  ``i_style`` (N, S, S, 3) (j = 0) and ``completions`` (K, N, S, S, 3), all in [-1, 1], and
+  ``w_plus`` (N, L, D), the codes the edits moved (fitted, with ``refine_steps``).
   ``refine_steps`` > 0 fits pSp's codes to the known pixels first
   (:func:`pipeline.fit_codes_to_known`).
   """
@@ -73,6 +74,6 @@ def make_inpaint_fn(models, mesh, layers: tuple[int, ...] | None, refine_steps: 
     out = pipeline.inpaint(models, variables, image, mask, components, degrees, layers,
                            valid=valid, refine_steps=refine_steps, refine_lr=refine_lr)
     return {"i_coarse": out["i_coarse"], "i_style": out["i_style"][0],
-            "completions": out["completions"]}
+            "completions": out["completions"], "w_plus": out["w_plus"]}
 
   return jax.jit(fn, in_shardings=(replicated, sharded, sharded, sharded, sharded, sharded))

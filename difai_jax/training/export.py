@@ -123,15 +123,22 @@ def export_inference_run(workdir: str, out: str, use_ema: bool = True,
     with checkpoints.checkpoint_manager(os.path.join(out, stage), keep=1) as manager:
       checkpoints.save_checkpoint(manager, int(meta["step"]),
                                   {"params": params, "collections": collections}, meta)
-    if os.path.isfile(os.path.join(src, "sefa.npz")):
-      shutil.copyfile(os.path.join(src, "sefa.npz"), os.path.join(out, stage, "sefa.npz"))
+    for cached in _BESIDE_CHECKPOINTS:
+      if os.path.isfile(os.path.join(src, cached)):
+        shutil.copyfile(os.path.join(src, cached), os.path.join(out, stage, cached))
     written[stage] = int(meta["step"])
   return written
 
 
+# Files a DiFAI stage keeps beside its checkpoints, copied with it: the SeFa directions and
+# the labelled edits' (python -m difai_jax.fit_edits).
+_BESIDE_CHECKPOINTS = ("sefa.npz", "labelled_edits.npz")
+
+
 def _single_checkpoint(stage_dir: str) -> bool:
-  """Whether ``stage_dir`` holds one checkpoint step and nothing else but the SeFa cache."""
-  entries = set(os.listdir(stage_dir)) - {"sefa.npz"}
+  """Whether ``stage_dir`` holds one checkpoint step and nothing else but the files kept beside
+  it (:data:`_BESIDE_CHECKPOINTS`)."""
+  entries = set(os.listdir(stage_dir)) - set(_BESIDE_CHECKPOINTS)
   root = os.path.join(stage_dir, "checkpoints")
   return entries == {"checkpoints"} and len(os.listdir(root)) == 1
 
