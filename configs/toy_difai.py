@@ -47,6 +47,13 @@ The shipped checkpoint (difai_jax/assets/toy/difai) was made by these commands, 
     python -m difai_jax.export --workdir runs/difai47 --out DIR --psp toy-psp-coarse
     #    (DIR then replaces difai_jax/assets/toy/difai: the export reads the coarse net from the
     #    toy-difai it replaces)
+    # 8. (stop 51, the shipped toy-difai) step 7's generator (init_from the toy-difai of git
+    #    777e5f2; critic and optimizers fresh) trained 700 steps with region statistics per
+    #    image (generator.rn_stats="instance", this file's setting since), ~25 min at nice 19
+    python -m difai_jax.train --config configs/toy_difai.py --workdir runs/difai51 \
+        --config.pretrained.coarse_workdir=toy-difai --config.pretrained.psp=toy-psp-coarse \
+        --config.generator.rn_stats=instance --config.train.num_steps.difai=700
+    python -m difai_jax.export --workdir runs/difai51 --out DIR --psp toy-psp-coarse
 
 Step 7: completion 00's held-out hole error 9.34 / 12.18 / 8.60 after 700 steps (9.40 / 12.19 /
 8.69 at 400, 9.35 / 12.18 / 8.60 at 500; step 6's 9.31 / 12.28 / 8.57 on the 890 kimg prior),
@@ -89,6 +96,10 @@ def get_config():
   config.pretrained.feature_net = "toy-recognizer"   # L_per / L_style features (see above)
   config.loss.lambdas.perceptual = 0.12
   config.loss.lambdas.style = 76.0
+  # Region statistics per image, not per batch (the paper's RN-B pools the batch, also at
+  # inference): Inpainter / inpaint complete one face per call, and the batch-trained generator
+  # drew worse holes alone than in a batch of 50 (stop 51: step 8 above).
+  config.generator.rn_stats = "instance"
   config.optim.g_lr = 5e-4                    # half the demo's
   config.optim.d_lr = 5e-4
   config.train.num_steps = {"difai": 1200}
