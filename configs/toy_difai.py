@@ -49,12 +49,17 @@ The shipped checkpoint (difai_jax/assets/toy/difai) was made by these commands, 
     #    toy-difai it replaces)
     # 8. (stop 51, the shipped toy-difai) step 7's generator (init_from the toy-difai of git
     #    777e5f2; critic and optimizers fresh) trained 700 steps with region statistics per
-    #    image (generator.rn_stats="instance", this file's setting since), ~25 min at nice 19
+    #    image (generator.rn_stats="instance", this file's setting since), 1,212 s at nice 19
     python -m difai_jax.train --config configs/toy_difai.py --workdir runs/difai51 \
         --config.pretrained.coarse_workdir=toy-difai --config.pretrained.psp=toy-psp-coarse \
         --config.generator.rn_stats=instance --config.train.num_steps.difai=700
     python -m difai_jax.export --workdir runs/difai51 --out DIR --psp toy-psp-coarse
 
+Step 8: completion 00's held-out hole error 9.71 / 12.41 / 8.99, one face or many per call
+(step 7's: 11.31 / 13.76 / 10.54 one face at a time, 9.34 / 12.18 / 8.60 in batches of 50),
+the generator given the ground truth as I_style 3.89 / 3.69 / 3.87 (step 7's alone: 6.0 / 5.8
+/ 6.0; README "Honest state"); after 200 steps 10.38 / 14.04 / 9.45 on the first 50 faces
+(step 700: 10.27 / 13.87 / 9.35).
 Step 7: completion 00's held-out hole error 9.34 / 12.18 / 8.60 after 700 steps (9.40 / 12.19 /
 8.69 at 400, 9.35 / 12.18 / 8.60 at 500; step 6's 9.31 / 12.28 / 8.57 on the 890 kimg prior),
 the generator given the ground truth as I_style 3.19 / 3.07 / 3.21 (step 6: 3.3 / 3.2 / 3.4).

@@ -3,6 +3,8 @@ of W+, their regions, the file they are kept in, and the search for the least ed
 reads, on stand-ins whose answers can be worked out by hand (a 4 x 4 picture whose rows show a
 two-number code, a recognizer that reads those rows), and on the shipped networks."""
 
+import os
+
 import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
@@ -330,3 +332,12 @@ def test_search_settings_refuse_what_cannot_be_searched():
   assert "distinct" in le.Search(local=(0.5, 0.5)).problem()
   with pytest.raises(ValueError, match="is the toy judge"):
     le.load_recognizer("toy-judge")
+
+
+def test_fit_edits_refuses_what_it_cannot_write_or_read(tmp_path):
+  from tests.test_cli import run_cli  # pylint: disable=import-outside-toplevel
+  proc = run_cli("difai_jax.fit_edits", "--checkpoint", "toy-difai", "--out", str(tmp_path))
+  assert proc.returncode == 1 and "give a file path in an existing folder" in proc.stderr
+  proc = run_cli("difai_jax.fit_edits", "--checkpoint", str(tmp_path / "nowhere"))
+  assert proc.returncode == 1 and "is not a folder (a trained DiFAI run)" in proc.stderr
+  assert not os.listdir(tmp_path)
