@@ -211,17 +211,17 @@ def other_faces(faces: np.ndarray, masks: np.ndarray, donors: np.ndarray, count:
 def shipped_or_fitted_edits(inference: checkpoints.Inference, checkpoint: str,
                             attributes: tuple[str, ...], strength: float):
   """The run's ``labelled_edits.npz`` (what ``Inpainter(edits="labelled")`` uses) when it holds
-  these attributes and was fitted on this pSp; else a fit on 3,000 labelled train faces."""
+  these attributes, was fitted on this pSp and the strength is 1 (its regions are strength 1's);
+  else a fit on 3,000 labelled train faces."""
   try:
     edits = labelled_lib.load_for_run(checkpoints.find_stage_dir(pretrained.resolve(checkpoint),
                                                                  "difai"),
                                       inference.variables["psp"])
   except (FileNotFoundError, ValueError):
     edits = None
-  if edits is None or tuple(edits.regions) != tuple(attributes):
+  if edits is None or tuple(edits.regions) != tuple(attributes) or strength != 1.0:
     return labelled_lib.LabelledEdits.fit_toy(inference.models, inference.variables, attributes,
                                               strength=strength)
-  edits.strength = strength
   return edits
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import zipfile
 from typing import Callable, NamedTuple, Sequence
 
 import jax
@@ -146,7 +147,7 @@ class LabelledEdits:
     try:
       with np.load(path, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
       raise ValueError(f"{path}: not a labelled-edits file ({e}); write one with python -m "
                        "difai_jax.fit_edits") from None
     means, regions, names = {}, {}, {}
@@ -167,6 +168,14 @@ class LabelledEdits:
     if not means or set(means) != set(regions) or any(len(m) < 2 for m in means.values()):
       raise ValueError(f"{path}: not a labelled-edits file (each attribute needs a region and "
                        "two or more class means)")
+    mean_shapes = {v.shape for m in means.values() for v in m.values()}
+    region_shapes = {r.shape for r in regions.values()}
+    every = [v for m in means.values() for v in m.values()] + list(regions.values())
+    if (len(mean_shapes) != 1 or len(next(iter(mean_shapes))) != 2 or len(region_shapes) != 1
+        or len(next(iter(region_shapes))) != 2
+        or not all(np.issubdtype(v.dtype, np.floating) and np.isfinite(v).all() for v in every)):
+      raise ValueError(f"{path}: not a labelled-edits file (class means must be finite (L, D) "
+                       "codes of one shape, regions finite (H, W) maps of one shape)")
     return cls(means, {a: regions[a] for a in means}, psp=psp, class_names=class_names)
 
   # --------------------------------------------------------------------------------------------

@@ -184,8 +184,11 @@ def test_labelled_edits_are_the_least_the_training_recognizer_reads(inpainter, f
     assert toy_faces.ATTRIBUTES[attribute][pred.labels[j, column]] == target, what
     attributes.add(attribute)
   assert attributes & {"lipstick", "moustache", "beard"}     # the hole is the mouth and chin
-  # completion 0 is the plain one's; a seed is refused (nothing is drawn)
+  # completion 0 is the plain one's (also when it is all that is asked); a seed is refused
   assert np.abs(outs[0].astype(np.int16) - inpainter.complete(face, known, K)[0]).max() <= 1
+  alone = labelled.complete(face, known, 1)
+  assert len(alone) == 1 and labelled.last_edits == []
+  np.testing.assert_array_equal(alone[0], outs[0])
   with pytest.raises(ValueError, match="labelled edits are searched, not drawn"):
     labelled.complete(face, known, seed=1)
   with pytest.raises(ValueError, match="needs an Inpainter made with edits='labelled'"):

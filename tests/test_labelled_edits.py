@@ -341,3 +341,19 @@ def test_fit_edits_refuses_what_it_cannot_write_or_read(tmp_path):
   proc = run_cli("difai_jax.fit_edits", "--checkpoint", str(tmp_path / "nowhere"))
   assert proc.returncode == 1 and "is not a folder (a trained DiFAI run)" in proc.stderr
   assert not os.listdir(tmp_path)
+
+
+def test_hostile_edits_files_are_refused_by_name(tmp_path):
+  edits = _edits()
+  path = tmp_path / "ok.npz"
+  edits.save(str(path))
+  data = path.read_bytes()
+  (tmp_path / "cut.npz").write_bytes(data[:len(data) // 2])          # a truncated zip
+  with pytest.raises(ValueError, match="cut.npz: not a labelled-edits file"):
+    le.LabelledEdits.load(str(tmp_path / "cut.npz"))
+  arrays = dict(np.load(path))
+  for name, bad in (("nan", np.full((1, 2), np.nan)), ("shape", np.zeros((1, 3))),
+                    ("ints", np.zeros((1, 2), np.int64))):
+    np.savez(tmp_path / f"{name}.npz", **{**arrays, "mean/top/1": bad})
+    with pytest.raises(ValueError, match=f"{name}.npz: not a labelled-edits file .class means"):
+      le.LabelledEdits.load(str(tmp_path / f"{name}.npz"))

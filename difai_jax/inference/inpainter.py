@@ -286,6 +286,9 @@ class Inpainter:
     out = self.model_outputs(images, masks, *none, valid)
     real = np.flatnonzero(valid)
     base = np.stack([out["i_style"][real], out["completions"][0, real]])
+    if k == 1:                                       # completion 0 alone: nothing to search
+      return {"i_coarse": out["i_coarse"][real], "i_style": out["i_style"][real],
+              "completions": base[1:], "edits": [[] for _ in real]}
     variants = max(len(m) for m in self._labelled.means.values()) - 1   # one compiled shape
     with self._lock:
       found = self.edit_search.run(self._complete_codes, self._labelled, self._recognizer,
