@@ -5,7 +5,8 @@
 
 Open http://127.0.0.1:7860, upload a face or pick a toy face, brush the hole, choose K and press
 "Inpaint": a gallery of K completions (0 follows the unperturbed style image, j >= 1 a SeFa edit,
-as ``python -m difai_jax.inpaint``). The SeFa sliders give one completion moved along a chosen
+as ``python -m difai_jax.inpaint``; with ``--edits labelled``, the least labelled attribute
+edit a recognizer reads, captioned with what it changed). The SeFa sliders give one completion moved along a chosen
 direction by a chosen degree (eq. 3), and "Walk" a strip and a GIF of a continuous walk along it
 (Fig. 4). Known pixels stay bit-exact: every image is composited with the input's known pixels
 (``outputs.composite_uint8``) and sent to the browser as PNG.
@@ -105,13 +106,30 @@ def walk_outputs(frames: list[np.ndarray], folder: str,
   return strip, path
 
 
-def _compile_note(inpainter, num_edits: int) -> str | None:
-  if inpainter.is_compiled(num_edits):
+def _compile_note(inpainter, num_edits: int | None, searched: bool = False) -> str | None:
+  """What the first call of a kind costs: ``num_edits`` SeFa edits, or (None) the labelled
+  search (``searched``: it ran before)."""
+  if searched if num_edits is None else inpainter.is_compiled(num_edits):
     return None
   if inpainter.platform == "cpu":
     return ("first run: compiling the pipeline, tens of seconds on a CPU (once; later runs "
             "reuse it)")
   return "first run: compiling the pipeline (once)"
+
+
+def _completions(inpainter, image: np.ndarray, known: np.ndarray, k: int,
+                 seed) -> tuple[list[np.ndarray], list[str]]:
+  """K completions and their captions: SeFa's edits (the seed widget: -1 the fixed ones, else
+  drawn), or with ``--edits labelled`` the searched ones, each named by what it changed."""
+  if inpainter.edits == "labelled":            # searched, not drawn: the seed is not shown
+    completions = inpainter.complete(image, known, k)
+    return completions, ["0: unperturbed style"] + [
+        f"{j + 1}: {what}" for j, what in enumerate(inpainter.last_edits)]
+  seed = None if seed is None or int(seed) < 0 else int(seed)
+  components, degrees = inpainter.default_edits(k, seed)
+  completions = inpainter.complete(image, known, k, seed)
+  return completions, ["0: unperturbed style"] + [
+      f"{j + 1}: direction {c}, {d:+.1f}" for j, (c, d) in enumerate(zip(components, degrees))]
 
 
 def _handlers(gr, inpainter, workdir: str, walk_steps: int):
@@ -122,8 +140,10 @@ def _handlers(gr, inpainter, workdir: str, walk_steps: int):
     except ValueError as e:       # the user's input: say what is wrong, keep the app running
       raise gr.Error(str(e)) from None
 
-  def progress_start(progress, num_edits: int, what: str) -> None:
-    note = _compile_note(inpainter, num_edits)
+  searched = []                           # the labelled search ran (it compiles once too)
+
+  def progress_start(progress, num_edits: int | None, what: str) -> None:
+    note = _compile_note(inpainter, num_edits, bool(searched))
     if note:
       gr.Info(note)
     progress(0.1, desc=note or what)
@@ -135,14 +155,13 @@ def _handlers(gr, inpainter, workdir: str, walk_steps: int):
       for note in notes:                               # a toast now, and below the completions
         gr.Warning(note)
       k_ = int(k)
-      seed_ = None if seed is None or int(seed) < 0 else int(seed)
-      components, degrees = inpainter.default_edits(k_, seed_)
-      progress_start(progress, k_ - 1, f"inpainting K = {k_}")
+      labelled = inpainter.edits == "labelled"
+      progress_start(progress, None if labelled else k_ - 1, f"inpainting K = {k_}")
       t0 = time.time()
-      completions = inpainter.complete(image, known, k_, seed_)
+      completions, captions = _completions(inpainter, image, known, k_, seed)
+      if labelled:
+        searched.append(True)
       progress(1.0, desc=f"done in {time.time() - t0:.1f} s")
-      captions = ["0: unperturbed style"] + [f"{j + 1}: direction {c}, {d:+.1f}" for j, (c, d)
-                                             in enumerate(zip(components, degrees))]
       mask_image = np.repeat((known[..., None] * 255).astype(np.uint8), 3, axis=-1)
       return list(zip(completions, captions)), mask_image, notes_markdown(notes)
     return run_guarded(work)
@@ -171,6 +190,10 @@ def _about(inpainter) -> str:
   about = (f"**{inpainter.checkpoint}**: DiFAI step {inpainter.step}, {inpainter.image_size} px "
            f"model, {inpainter.n_directions} SeFa directions, on {inpainter.platform}. Any image "
            "size: the model sees it at its resolution; known pixels stay exact.")
+  if inpainter.edits == "labelled":
+    about += (" Inpaint's completions 1..K-1: the least attribute edits a recognizer reads "
+              "(--edits labelled, not the paper), each captioned with what it changed; Edit "
+              "and Walk follow SeFa's directions.")
   if inpainter.platform == "cpu":
     about += (" The first run compiles the pipeline (tens of seconds on a CPU); later runs "
               "take seconds.")
@@ -199,7 +222,8 @@ def _layout(gr, inpainter, example_paths: list[str], walk_steps: int) -> dict:
         k = gr.Slider(1, min(MAX_K, inpainter.n_directions + 1), value=4, step=1,
                       label="K completions", elem_id="k_slider")
         seed = gr.Number(value=-1, precision=0, elem_id="seed",
-                         label="seed (-1: directions 0..K-2 at +-d; else random edits)")
+                         label="seed (-1: directions 0..K-2 at +-d; else random edits)",
+                         visible=inpainter.edits != "labelled")
       run_button = gr.Button("Inpaint", variant="primary", elem_id="run_button")
       gallery = gr.Gallery(label="completions", columns=4, height="auto", format="png",
                            elem_id="completions", object_fit="contain")
@@ -279,6 +303,11 @@ def _define_flags():
   flags.DEFINE_integer("refine_steps", 0, "not the paper: Adam steps fitting each input's W+ "
                        "codes to its known pixels (as python -m difai_jax.inpaint)", lower_bound=0)
   flags.DEFINE_float("refine_lr", runtime.REFINE_LR, "Adam's learning rate for --refine_steps")
+  flags.DEFINE_enum("edits", "sefa", ["sefa", "labelled"], "where Inpaint's completions 1..K-1 "
+                    "come from: SeFa (the paper) or, not the paper, the least labelled attribute "
+                    "edits a recognizer reads (as python -m difai_jax.inpaint --edits labelled)")
+  flags.DEFINE_string("edit_recognizer", "toy-recognizer", "--edits labelled: the recognizer "
+                      "the search reads (never the toy judge)")
   cli.define_cache_flag()
 
 
@@ -303,7 +332,8 @@ def main(argv):
   pad = max(MAX_K - 1, 1, FLAGS.walk_steps) if FLAGS.one_compile else 0
   inpainter = Inpainter(FLAGS.checkpoint, degree=FLAGS.degree, pad_edits=pad,
                         compilation_cache=FLAGS.compilation_cache,
-                        refine_steps=FLAGS.refine_steps, refine_lr=FLAGS.refine_lr)
+                        refine_steps=FLAGS.refine_steps, refine_lr=FLAGS.refine_lr,
+                        edits=FLAGS.edits, edit_recognizer=FLAGS.edit_recognizer)
   print(f"DiFAI step {inpainter.step}, {inpainter.image_size} px, on {inpainter.platform} "
         f"(loaded in {inpainter.load_seconds:.1f} s)", flush=True)
   if FLAGS.warmup:

@@ -66,6 +66,11 @@ def test_edit_and_walk_match_the_completions(inpainter, completions, face_and_kn
   assert np.abs(frames[0].astype(np.int16) - completions[2]).max() <= 1
   np.testing.assert_array_equal(frames[1][known], face[known])
   assert inpainter.is_compiled(1) and inpainter.is_compiled(K - 1)
+  # The browser demo's Inpaint: these completions, captioned with their SeFa edits.
+  shown, captions = app._completions(inpainter, face, known, K, seed=-1)
+  assert captions == ["0: unperturbed style", "1: direction 0, +5.0", "2: direction 1, -5.0"]
+  for a, b in zip(shown, completions, strict=True):
+    np.testing.assert_array_equal(a, b)
 
 
 def test_seeded_edits_are_drawn_and_reproducible(inpainter, completions, face_and_known):
@@ -193,6 +198,14 @@ def test_labelled_edits_are_the_least_the_training_recognizer_reads(inpainter, f
     labelled.complete(face, known, seed=1)
   with pytest.raises(ValueError, match="needs an Inpainter made with edits='labelled'"):
     inpainter.labelled_outputs(None, None, None, 3)
+  # The browser demo's Inpaint (app --edits labelled): the same completions, each captioned
+  # with what it changed (the seed widget, hidden there, is not read).
+  shown, captions = app._completions(labelled, face, known, 4, seed=5)
+  assert captions == ["0: unperturbed style"] + [f"{j}: {what}" for j, what
+                                                 in enumerate(labelled.last_edits, 1)]
+  for a, b in zip(shown, outs, strict=True):
+    np.testing.assert_array_equal(a, b)
+  assert "--edits labelled" in app._about(labelled) and "labelled" not in app._about(inpainter)
 
 
 def test_labelled_edits_need_their_file_and_refuse_the_judge(tmp_path):
