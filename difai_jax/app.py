@@ -6,9 +6,9 @@
 Open http://127.0.0.1:7860, upload a face or pick a toy face, brush the hole, choose K and press
 "Inpaint": a gallery of K completions (0 follows the unperturbed style image, j >= 1 a SeFa edit,
 as ``python -m difai_jax.inpaint``; with ``--edits labelled``, the least labelled attribute
-edit a recognizer reads, captioned with what it changed). The SeFa sliders give one completion moved along a chosen
-direction by a chosen degree (eq. 3), and "Walk" a strip and a GIF of a continuous walk along it
-(Fig. 4). Known pixels stay bit-exact: every image is composited with the input's known pixels
+edit a recognizer reads, captioned with what it changed). The SeFa sliders give one completion
+moved along a chosen direction by a chosen degree (eq. 3), and "Walk" a strip and a GIF of a
+continuous walk along it (Fig. 4). Known pixels stay bit-exact: every image is composited with the input's known pixels
 (``outputs.composite_uint8``) and sent to the browser as PNG.
 
 ``--checkpoint`` is the shipped ``toy-difai`` by default, or any trained DiFAI workdir. The
