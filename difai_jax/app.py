@@ -8,8 +8,8 @@ Open http://127.0.0.1:7860, upload a face or pick a toy face, brush the hole, ch
 as ``python -m difai_jax.inpaint``; with ``--edits labelled``, the least labelled attribute
 edit a recognizer reads, captioned with what it changed). The SeFa sliders give one completion
 moved along a chosen direction by a chosen degree (eq. 3), and "Walk" a strip and a GIF of a
-continuous walk along it (Fig. 4). Known pixels stay bit-exact: every image is composited with the input's known pixels
-(``outputs.composite_uint8``) and sent to the browser as PNG.
+continuous walk along it (Fig. 4). Known pixels stay bit-exact: every image is composited
+with the input's known pixels (``outputs.composite_uint8``) and sent to the browser as PNG.
 
 ``--checkpoint`` is the shipped ``toy-difai`` by default, or any trained DiFAI workdir. The
 models are loaded once, at start (:class:`difai_jax.inference.inpainter.Inpainter`); this module
