@@ -260,7 +260,7 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
              refine_steps: int = 0,
              refine_lr: float = runtime.REFINE_LR,
              families: tuple[str, ...] = FAMILIES, batch: int = 50) -> dict:
-  if edits not in ("sefa", "labelled"):
+  if edits not in runtime.EDIT_SOURCES:
     raise ValueError(f"edits must be 'sefa' or 'labelled', got {edits!r}")
   if not families or set(families) - set(FAMILIES):
     raise ValueError(f"families must be some of {FAMILIES}, got {families!r}")
@@ -392,7 +392,7 @@ def main():
   parser.add_argument("--layers", default=None,
                       help="comma-separated W+ layers the SeFa edits move (e.g. 4,5,6,7,8,9); "
                            "default: the run's sefa.layers")
-  parser.add_argument("--edits", choices=("sefa", "labelled"), default="sefa",
+  parser.add_argument("--edits", choices=runtime.EDIT_SOURCES, default="sefa",
                       help="the perturbed completions' edits: SeFa (the paper; --degree, "
                            "--layers) or labelled attribute directions (see above)")
   parser.add_argument("--edit_attributes", default=",".join(labelled_lib.TOY_ATTRIBUTES),

@@ -96,7 +96,7 @@ def _report(problems: list[str], total: int) -> str:
 def _check_modes(mask_convention: str, align: str, face: int | None, edits=("sefa", None, None)):
   """The modes' values, and ``edits``: (--edits, --components, --degrees) that agree."""
   edits, components, degrees = edits
-  if edits not in ("sefa", "labelled"):
+  if edits not in runtime.EDIT_SOURCES:
     raise ValueError(f"--edits must be sefa (the paper) or labelled; got {edits!r}")
   if edits == "labelled" and (components is not None or degrees is not None):
     raise ValueError("--components / --degrees choose SeFa edits; --edits labelled searches "
@@ -315,7 +315,7 @@ def _define_flags():
                        "codes to its known pixels before the edits (a closer style image; 50 "
                        "measured best on the toy faces, README)", lower_bound=0)
   flags.DEFINE_float("refine_lr", runtime.REFINE_LR, "Adam's learning rate for --refine_steps")
-  flags.DEFINE_enum("edits", "sefa", ["sefa", "labelled"], "where completions 1..K-1 come "
+  flags.DEFINE_enum("edits", "sefa", list(runtime.EDIT_SOURCES), "where completions 1..K-1 come "
                     "from: SeFa directions (the paper) or, not the paper, the least attribute "
                     "edits a recognizer reads (the run's labelled_edits.npz; python -m "
                     "difai_jax.fit_edits)")

@@ -22,6 +22,10 @@ _OFF = ("", "none", "off")
 # (pipeline.fit_codes_to_known; the best of 0.01 / 0.03 on the toy faces: README).
 REFINE_LR = 0.03
 
+# Where the perturbed completions' edits come from: SeFa's directions (the paper) or the least
+# labelled attribute edits a recognizer reads (difai_jax.labelled_edits, not the paper).
+EDIT_SOURCES = ("sefa", "labelled")
+
 
 def refine_problem(steps: int, lr: float, prefix: str = "--") -> str | None:
   """What is wrong with the settings of the codes' fitting (``steps`` Adam steps at rate ``lr``),

@@ -57,7 +57,7 @@ def _checked_before_loading(checkpoint: str, refine_steps: int, refine_lr: float
   problem = runtime.refine_problem(refine_steps, refine_lr, prefix="")
   if problem:
     raise ValueError(problem)
-  if edits not in ("sefa", "labelled"):
+  if edits not in runtime.EDIT_SOURCES:
     raise ValueError(f"edits must be 'sefa' (the paper) or 'labelled'; got {edits!r}")
   search = search or labelled_lib.Search()
   problem = search.problem()
