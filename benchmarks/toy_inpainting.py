@@ -256,6 +256,7 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
              edit_strength: float = 1.0,
              edit_search: tuple[float, ...] | None = None, edit_pool: int | None = None,
              edit_margin: float = 0.0, edit_agree: tuple[str, ...] = (),
+             edit_recognizer: str = "toy-recognizer",
              edit_classes: bool = False, edit_local: float | tuple[float, ...] = 0.0,
              refine_steps: int = 0,
              refine_lr: float = runtime.REFINE_LR,
@@ -281,7 +282,8 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
               if edits == "labelled" else None)
   complete = (labelled_lib.make_complete_fn(inference.models, inference.variables)
               if labelled else None)
-  recognizer = toy.load_toy_recognizer("toy-recognizer") if edit_search else None
+  recognizer = (labelled_lib.load_recognizer(edit_recognizer, "--edit_recognizer")
+                if edit_search else None)
   agree = tuple(load_edit_recognizer(spec) for spec in edit_agree)
   result, rows = {"checkpoint": checkpoint, "coarse": coarse or checkpoint,
                   "psp": psp or inference.config.pretrained.psp,
@@ -292,7 +294,8 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
                      if labelled and not edit_search else {}),
                   **({"edit_attributes": list(edit_attributes), "edit_search": list(edit_search),
                       "edit_pool": edit_pool or num_completions - 1, "edit_margin": edit_margin,
-                      "edit_agree": list(edit_agree), "edit_classes": edit_classes,
+                      "edit_agree": list(edit_agree), "edit_recognizer": edit_recognizer,
+                      "edit_classes": edit_classes,
                       "edit_local": (list(edit_local) if isinstance(edit_local, tuple)
                                      else edit_local)}
                      if edit_search else {}),
@@ -417,6 +420,9 @@ def main():
                       help="--edit_search: further training-side recognizers (comma-separated "
                            "directories, e.g. runs/recognizer_b from configs/toy_recognizer_b.py; "
                            "never the judge) that must read each change too")
+  parser.add_argument("--edit_recognizer", default="toy-recognizer",
+                      help="--edit_search: the recognizer the search reads (never the judge), or "
+                           "several read as one, comma-separated (their mean probabilities)")
   parser.add_argument("--edit_classes", action="store_true",
                       help="--edit_search: each target class of an attribute is a candidate of "
                            "its own, so two kept edits may change one attribute to two classes "
@@ -500,7 +506,8 @@ def main():
                             edits=args.edits, edit_attributes=attributes,
                             edit_strength=args.edit_strength, edit_search=search,
                             edit_pool=args.edit_pool, edit_margin=args.edit_margin,
-                            edit_agree=agree, edit_classes=args.edit_classes,
+                            edit_agree=agree, edit_recognizer=args.edit_recognizer,
+                            edit_classes=args.edit_classes,
                             edit_local=local,
                             refine_steps=args.refine_steps,
                             refine_lr=args.refine_lr, families=families,

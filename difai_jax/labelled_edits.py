@@ -39,6 +39,7 @@ from difai_jax import pipeline
 from difai_jax import pretrained
 from difai_jax.data import toy_faces
 from difai_jax.evaluation.metrics import toy
+from difai_jax.models import recognizer as recognizer_lib
 from difai_jax.nn import fingerprint
 
 FILE_NAME = "labelled_edits.npz"
@@ -252,12 +253,19 @@ def load_for_run(difai_dir: str, psp_variables=None) -> LabelledEdits:
 
 def load_recognizer(spec: str, option: str = "edit_recognizer"):
   """``(module, variables)`` of the recognizer a search reads (a directory or short name,
-  e.g. ``toy-recognizer``); the toy judge (also a copy of it) is refused, since it scores what
-  the search picks."""
-  module, variables = toy.load_toy_recognizer(spec)
-  pretrained.refuse_the_judge(option, spec, variables,
-                              why="it scores the edits the search picks")
-  return module, variables
+  e.g. ``toy-recognizer``), or of several read as one (comma-separated: their mean
+  probabilities, :class:`~difai_jax.models.recognizer.Ensemble`); the toy judge (also a copy of
+  it) is refused, since it scores what the search picks."""
+  names = [name.strip() for name in str(spec).split(",")]
+  if not all(names):
+    raise ValueError(f"{option} = {spec!r}: an empty recognizer name")
+  loaded = []
+  for name in names:
+    module, variables = toy.load_toy_recognizer(name)
+    pretrained.refuse_the_judge(option, name, variables,
+                                why="it scores the edits the search picks")
+    loaded.append((module, variables))
+  return loaded[0] if len(loaded) == 1 else recognizer_lib.ensemble(loaded)
 
 
 @dataclasses.dataclass(frozen=True)

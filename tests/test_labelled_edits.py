@@ -6,11 +6,14 @@ two-number code, a recognizer that reads those rows), and on the shipped network
 import os
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from difai_jax import labelled_edits as le
+from difai_jax.evaluation.metrics import toy
+from difai_jax.models import recognizer as recognizer_lib
 from difai_jax.training import checkpoints
 
 
@@ -357,3 +360,33 @@ def test_hostile_edits_files_are_refused_by_name(tmp_path):
     np.savez(tmp_path / f"{name}.npz", **{**arrays, "mean/top/1": bad})
     with pytest.raises(ValueError, match=f"{name}.npz: not a labelled-edits file .class means"):
       le.LabelledEdits.load(str(tmp_path / f"{name}.npz"))
+
+
+def test_several_recognizers_read_as_one_give_their_mean_probabilities():
+  """A comma-separated edit recognizer: an Ensemble whose softmax is the members' mean (math:
+  softmax(log p) = p for a distribution p) and whose embedding is theirs concatenated; the
+  judge is refused inside a list too, and members must name the same attributes."""
+  module, variables = toy.load_toy_recognizer("toy-recognizer")
+  images = np.random.default_rng(0).uniform(-1, 1, (3, 64, 64, 3)).astype(np.float32)
+  other = module.init(jax.random.PRNGKey(1), images)            # a second member, random weights
+  both, both_vars = recognizer_lib.ensemble([(module, variables), (module, other)])
+  out = both.apply(both_vars, images)
+  one, two = module.apply(variables, images), module.apply(other, images)
+  for name, _ in module.attributes:
+    mean = (jax.nn.softmax(one["logits"][name]) + jax.nn.softmax(two["logits"][name])) / 2
+    np.testing.assert_allclose(jax.nn.softmax(out["logits"][name]), mean, atol=1e-6)
+  np.testing.assert_array_equal(out["embedding"], np.concatenate([one["embedding"],
+                                                                  two["embedding"]], -1))
+  # Two copies of one recognizer read exactly as it does.
+  twice = le.load_recognizer("toy-recognizer, toy-recognizer")
+  alone, paired = (toy.predict_attributes(*r, images) for r in ((module, variables), twice))
+  np.testing.assert_array_equal(alone.labels, paired.labels)
+  np.testing.assert_allclose(alone.confidence, paired.confidence, atol=1e-6)
+  with pytest.raises(ValueError, match="is the toy judge"):
+    le.load_recognizer("toy-recognizer,toy-judge")
+  with pytest.raises(ValueError, match="an empty recognizer name"):
+    le.load_recognizer("toy-recognizer,")
+  narrow = recognizer_lib.Recognizer(attributes=(("glasses", 3),))
+  with pytest.raises(ValueError, match="must name the same attributes"):
+    recognizer_lib.ensemble([(module, variables), (narrow, narrow.init(jax.random.PRNGKey(0),
+                                                                       images))])

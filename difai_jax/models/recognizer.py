@@ -87,6 +87,41 @@ class Recognizer(nn.Module):
     return self(images, return_taps=True)["taps"]
 
 
+class Ensemble(nn.Module):
+  """Several recognizers of the same attributes read as one (e.g. the same recipe from several
+  seeds): each head's probabilities are the members' mean (returned as their log, so that a
+  softmax of the logits gives the mean back), the embedding the members' concatenated.
+  Variables: ``{"params": {"members_0": ..., "members_1": ...}}``, see :func:`ensemble`."""
+  members: Sequence[Recognizer]
+
+  @property
+  def attributes(self) -> Sequence[tuple[str, int]]:
+    return self.members[0].attributes
+
+  def __call__(self, images: jax.Array) -> dict[str, Any]:
+    outs = [member(images) for member in self.members]
+    logits = {name: jnp.log(jnp.mean(jnp.stack([jax.nn.softmax(out["logits"][name], axis=-1)
+                                                 for out in outs]), axis=0))
+              for name, _ in self.members[0].attributes}
+    return {"embedding": jnp.concatenate([out["embedding"] for out in outs], axis=-1),
+            "logits": logits}
+
+
+def ensemble(recognizers: Sequence[tuple[Recognizer, Any]]) -> tuple[Ensemble, dict]:
+  """``(Ensemble, variables)`` of ``(module, variables)`` pairs that name the same attributes
+  (a ValueError otherwise)."""
+  if not recognizers:
+    raise ValueError("an ensemble needs at least one recognizer")
+  heads = [tuple(module.attributes) for module, _ in recognizers]
+  if any(h != heads[0] for h in heads):
+    raise ValueError(f"the recognizers of an ensemble must name the same attributes and "
+                     f"classes; got {sorted(set(heads))}")
+  # clones: one module object given twice would be one shared member (one set of weights)
+  return (Ensemble(members=tuple(module.clone() for module, _ in recognizers)),
+          {"params": {f"members_{i}": variables["params"]
+                      for i, (_, variables) in enumerate(recognizers)}})
+
+
 @dataclasses.dataclass(frozen=True)
 class SpatialTaps:
   """A recognizer seen as a feature network for L_per / L_style (eq. 6-7), in place of VGG-19.
