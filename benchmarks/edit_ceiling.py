@@ -94,6 +94,8 @@ def candidates(complete, edits: labelled_lib.LabelledEdits, readers, faces, mask
       error.append(err)
       keys += [a * 100 + t for t in range(len(classes))]
       names += [attribute] * len(classes)
+    print(f"  {attribute}: {len(labelled_lib.STRENGTHS)} strengths x {len(classes)} classes "
+          f"done", file=sys.stderr, flush=True)
   return np.concatenate(read), np.concatenate(error), np.asarray(keys), np.asarray(names)
 
 
