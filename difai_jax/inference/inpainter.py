@@ -121,7 +121,8 @@ class Inpainter:
       edits: ``"sefa"`` (the paper: :meth:`default_edits`) or ``"labelled"``: the least
         attribute edits a recognizer reads (module docstring; the run's ``labelled_edits.npz``).
       edit_recognizer, edit_search: the recognizer the labelled search reads (a directory or
-        short name; not the toy judge) and its settings (default :class:`labelled_lib.Search`).
+        short name, or several comma-separated read as one; not the toy judge) and its
+        settings (default :class:`labelled_lib.Search`).
 
     Raises:
       FileNotFoundError: no such run; ValueError: a run whose metadata cannot be used.
