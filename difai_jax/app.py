@@ -308,7 +308,8 @@ def _define_flags():
                     "attribute edits a recognizer reads (as python -m difai_jax.inpaint --edits "
                     "labelled)")
   flags.DEFINE_string("edit_recognizer", "toy-recognizer", "--edits labelled: the recognizer "
-                      "the search reads (several comma-separated: read as one; never the toy judge)")
+                      "the search reads (several comma-separated: read as one; never the toy "
+                      "judge)")
   cli.define_cache_flag()
 
 

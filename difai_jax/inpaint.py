@@ -320,8 +320,8 @@ def _define_flags():
                     "edits a recognizer reads (the run's labelled_edits.npz; python -m "
                     "difai_jax.fit_edits)")
   flags.DEFINE_string("edit_recognizer", "toy-recognizer", "--edits labelled: the recognizer "
-                      "the search reads (a directory or short name, or several comma-separated read as one: "
-                      "their mean probabilities; not the toy judge)")
+                      "the search reads (a directory or short name, or several comma-separated "
+                      "read as one: their mean probabilities; not the toy judge)")
   cli.define_cache_flag()
 
 
