@@ -12,7 +12,9 @@ No loss reads it. It serves only the diagnostic least-edit search of
 where it and ``toy-recognizer`` both read it, so that an edit chosen to fool one network (a few
 pixels flipping its reading) is not taken for an attribute change. The judge, which scores the
 result, is never consulted. Measured (benchmarks/TOY_RESULTS.md, stop 45): no more changes
-confirmed by the judge than with ``toy-recognizer`` alone.
+confirmed by the judge than with ``toy-recognizer`` alone. Stop 52 reads it with
+``toy-recognizer`` and configs/toy_recognizer_c.py as one (``--edit_recognizer``, their mean
+probabilities): see that file.
 """
 
 from configs import toy_recognizer
