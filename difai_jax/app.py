@@ -303,13 +303,7 @@ def _define_flags():
   flags.DEFINE_integer("refine_steps", 0, "not the paper: Adam steps fitting each input's W+ "
                        "codes to its known pixels (as python -m difai_jax.inpaint)", lower_bound=0)
   flags.DEFINE_float("refine_lr", runtime.REFINE_LR, "Adam's learning rate for --refine_steps")
-  flags.DEFINE_enum("edits", "sefa", list(runtime.EDIT_SOURCES), "where Inpaint's completions "
-                    "1..K-1 come from: SeFa (the paper) or, not the paper, the least labelled "
-                    "attribute edits a recognizer reads (as python -m difai_jax.inpaint --edits "
-                    "labelled)")
-  flags.DEFINE_string("edit_recognizer", "toy-recognizer", "--edits labelled: the recognizer "
-                      "the search reads (several comma-separated: read as one; never the toy "
-                      "judge)")
+  cli.define_edit_flags("Inpaint's completions 1..K-1")
   cli.define_cache_flag()
 
 

@@ -28,6 +28,7 @@ from difai_jax.runtime import CACHE_ENV
 from difai_jax.runtime import check_output_dir
 from difai_jax.runtime import check_output_file
 from difai_jax.runtime import CliError
+from difai_jax.runtime import EDIT_SOURCES
 from difai_jax.runtime import default_cache_dir
 from difai_jax.runtime import enable_compilation_cache
 
@@ -108,6 +109,18 @@ def run(main: Callable[[list[str]], int | None],
 
   _help_exits_zero()
   app.run(wrapped)
+
+
+def define_edit_flags(where: str) -> None:
+  """``--edits`` and ``--edit_recognizer`` of a tool that inpaints; ``where`` names the
+  completions the edits make (e.g. "completions 1..K-1")."""
+  flags.DEFINE_enum("edits", "sefa", list(EDIT_SOURCES), f"where {where} come from: SeFa "
+                    "directions (the paper) or, not the paper, the least labelled attribute "
+                    "edits a recognizer reads (the run's labelled_edits.npz; python -m "
+                    "difai_jax.fit_edits)")
+  flags.DEFINE_string("edit_recognizer", "toy-recognizer", "--edits labelled: the recognizer "
+                      "the search reads (a directory or short name, or several comma-separated "
+                      "read as one: their mean probabilities; never the toy judge)")
 
 
 def define_cache_flag() -> None:

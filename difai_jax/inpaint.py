@@ -315,13 +315,7 @@ def _define_flags():
                        "codes to its known pixels before the edits (a closer style image; 50 "
                        "measured best on the toy faces, README)", lower_bound=0)
   flags.DEFINE_float("refine_lr", runtime.REFINE_LR, "Adam's learning rate for --refine_steps")
-  flags.DEFINE_enum("edits", "sefa", list(runtime.EDIT_SOURCES), "where completions 1..K-1 come "
-                    "from: SeFa directions (the paper) or, not the paper, the least attribute "
-                    "edits a recognizer reads (the run's labelled_edits.npz; python -m "
-                    "difai_jax.fit_edits)")
-  flags.DEFINE_string("edit_recognizer", "toy-recognizer", "--edits labelled: the recognizer "
-                      "the search reads (a directory or short name, or several comma-separated "
-                      "read as one: their mean probabilities; not the toy judge)")
+  cli.define_edit_flags("completions 1..K-1")
   cli.define_cache_flag()
 
 

@@ -120,9 +120,8 @@ class Inpainter:
         style image, so a closer completion 0, for a little more time per call.
       edits: ``"sefa"`` (the paper: :meth:`default_edits`) or ``"labelled"``: the least
         attribute edits a recognizer reads (module docstring; the run's ``labelled_edits.npz``).
-      edit_recognizer, edit_search: the recognizer the labelled search reads (a directory or
-        short name, or several comma-separated read as one; not the toy judge) and its
-        settings (default :class:`labelled_lib.Search`).
+      edit_recognizer, edit_search: the labelled search's recognizer (a directory or short
+        name; several comma-separated read as one) and settings (:class:`labelled_lib.Search`).
 
     Raises:
       FileNotFoundError: no such run; ValueError: a run whose metadata cannot be used.
