@@ -75,15 +75,17 @@ def candidates(complete, edits: labelled_lib.LabelledEdits, readers, faces, mask
     classes = sorted(edits.means[attribute])
     means = np.stack([edits.means[attribute][t] for t in classes])            # (T, L, D)
     own = np.searchsorted(classes, edits.nearest(attribute, w_plus))            # (N,)
-    blend = (edits.weight(attribute, level),) if level else ()
+    # complete(...)'s local blend: this attribute's region weight and completion 00's style
+    # images (the whole image is edited at level 0)
+    weight = edits.weight(attribute, level) if level else None
     for strength in labelled_lib.STRENGTHS:
       got = np.ones((len(classes), len(faces)), bool)
       err = np.zeros((len(classes), len(faces)))
       for s in range(0, len(faces), batch):
         idx = np.arange(s, min(s + batch, len(faces)))
         latents = w_plus[idx][None] + strength * (means[:, None] - means[own[idx]][None])
-        _, done = jax.device_get(complete(faces[idx], masks[idx], latents,
-                                          *blend, *((base[0][idx],) if level else ())))
+        base_style = base[0][idx] if level else None
+        _, done = jax.device_get(complete(faces[idx], masks[idx], latents, weight, base_style))
         for reader, was in zip(readers, before):
           pred = toy.predict_attributes(*reader, done)
           column = pred.names.index(attribute)

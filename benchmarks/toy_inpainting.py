@@ -284,7 +284,8 @@ def evaluate(checkpoint: str = "toy-difai", num: int = 200, num_completions: int
               if labelled else None)
   recognizer = (labelled_lib.load_recognizer(edit_recognizer, "--edit_recognizer")
                 if edit_search else None)
-  agree = tuple(load_edit_recognizer(spec) for spec in edit_agree)
+  # training-side recognizers only: the judge (a copy of it too) scores what the search picks
+  agree = tuple(labelled_lib.load_recognizer(spec, "--edit_agree") for spec in edit_agree)
   result, rows = {"checkpoint": checkpoint, "coarse": coarse or checkpoint,
                   "psp": psp or inference.config.pretrained.psp,
                   "step": inference.step, "num_faces": num,
@@ -357,12 +358,6 @@ def shares(counts: np.ndarray, top: int) -> list[float]:
   """The share of images with 0, 1, ..., ``top`` or more of ``counts`` (N,)."""
   return [float(v) for v in np.bincount(np.minimum(counts, top), minlength=top + 1)
           / len(counts)]
-
-
-def load_edit_recognizer(spec: str):
-  """``(module, variables)`` of a training-side recognizer for ``--edit_agree``; the judge
-  (by weights: a copy of it too) is refused, since it scores what the search picks."""
-  return labelled_lib.load_recognizer(spec, "--edit_agree")
 
 
 def with_psp(inference: checkpoints.Inference, directory: str) -> checkpoints.Inference:

@@ -119,17 +119,16 @@ def _compile_note(inpainter, num_edits: int | None, searched: bool = False) -> s
 
 def _completions(inpainter, image: np.ndarray, known: np.ndarray, k: int,
                  seed) -> tuple[list[np.ndarray], list[str]]:
-  """K completions and their captions: SeFa's edits (the seed widget: -1 the fixed ones, else
-  drawn), or with ``--edits labelled`` the searched ones, each named by what it changed."""
-  if inpainter.edits == "labelled":            # searched, not drawn: the seed is not shown
+  """K completions and their captions (:attr:`Inpainter.last_edits`): SeFa's edits (the seed
+  widget: -1 the fixed ones, else drawn), or with ``--edits labelled`` the searched ones, each
+  named by what it changed (searched, not drawn: the seed is not shown nor read)."""
+  if inpainter.edits == "labelled":
     completions = inpainter.complete(image, known, k)
-    return completions, ["0: unperturbed style"] + [
-        f"{j + 1}: {what}" for j, what in enumerate(inpainter.last_edits)]
-  seed = None if seed is None or int(seed) < 0 else int(seed)
-  components, degrees = inpainter.default_edits(k, seed)
-  completions = inpainter.complete(image, known, k, seed)
+  else:
+    completions = inpainter.complete(image, known, k, None if seed is None or int(seed) < 0
+                                     else int(seed))
   return completions, ["0: unperturbed style"] + [
-      f"{j + 1}: direction {c}, {d:+.1f}" for j, (c, d) in enumerate(zip(components, degrees))]
+      f"{j + 1}: {what}" for j, what in enumerate(inpainter.last_edits)]
 
 
 def _handlers(gr, inpainter, workdir: str, walk_steps: int):

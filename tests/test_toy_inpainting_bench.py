@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from benchmarks import toy_inpainting as bench
+from difai_jax import labelled_edits
 from difai_jax.data import masks as masks_lib
 
 
@@ -92,9 +93,9 @@ def test_shares_count_images_per_number_of_changes():
 
 
 def test_edit_agree_refuses_the_judge():
-  with pytest.raises(ValueError, match="is the toy judge"):
-    bench.load_edit_recognizer("toy-judge")
-  module, variables = bench.load_edit_recognizer("toy-recognizer")
+  with pytest.raises(ValueError, match="--edit_agree = 'toy-judge' is the toy judge"):
+    labelled_edits.load_recognizer("toy-judge", "--edit_agree")
+  module, variables = labelled_edits.load_recognizer("toy-recognizer", "--edit_agree")
   assert module.attributes and variables
   with pytest.raises(ValueError, match="edit_agree, edit_classes and edit_local need edit_search"):
     bench.evaluate(edit_agree=("toy-recognizer",))

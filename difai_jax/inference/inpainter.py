@@ -88,9 +88,9 @@ class Inpainter:
     sampling: (top_k, min_degree, max_degree) of the run's training edits, used with a seed.
     refine_steps, refine_lr: the fitting of each input's codes to its known pixels (0: none).
     edits: where :meth:`complete`'s edits come from: ``"sefa"`` (the paper) or ``"labelled"``.
-    last_edits: with ``edits="labelled"``, what each perturbed completion of the last
-      :meth:`complete` changed (``"hair_colour -> red (strength 3, local)"``, one per
-      completion 1..K-1).
+    last_edits: what each perturbed completion of the last :meth:`complete` changed, one per
+      completion 1..K-1: the labelled edit (``"hair_colour -> red (strength 3, local)"``) or
+      SeFa's (``"direction 0, +5.0"``).
   """
 
   def __init__(self, checkpoint: str = "toy-difai", *, degree: float = 5.0,
@@ -355,7 +355,9 @@ class Inpainter:
       return self._run_labelled(image, known, 4 if num_completions is None
                                 else int(num_completions))
     components, degrees = self.default_edits(num_completions, seed)
-    return self._run(image, known, components, degrees)
+    completions = self._run(image, known, components, degrees)
+    self.last_edits = [f"direction {c}, {d:+.1f}" for c, d in zip(components, degrees)]
+    return completions
 
   def _run_labelled(self, image: np.ndarray, known: np.ndarray, k: int) -> list[np.ndarray]:
     """:meth:`complete` with the labelled edits; :attr:`last_edits` says what each changed."""
