@@ -30,12 +30,28 @@ def test_refined_codes_reconstruct_the_test_faces_better_than_the_encoder(tmp_pa
 def test_stylegan2_record_is_measured_with_the_named_judge():
   # --judge: the same samples and faces in another recognizer's feature space (a cross-check
   # of a toy FID); the default is the shipped judge. 256 > the embedding's 128 dimensions.
-  default = toy_quality.stylegan2_quality(256, "toy-stylegan2")
+  default = toy_quality.stylegan2_quality(256, "toy-stylegan2", attribute_num=256)
   named = toy_quality.stylegan2_quality(256, "toy-stylegan2", judge="toy-judge")
   other = toy_quality.stylegan2_quality(256, "toy-stylegan2", judge="toy-recognizer")
   assert named["toy_fid_samples"] == pytest.approx(default["toy_fid_samples"], rel=1e-6)
+  # --attribute_num = --num: the same samples against the same test faces (the floor's second
+  # set differs: test faces after them instead of train faces).
+  again = default["attribute_gaps_at"]
+  assert again["num"] == 256 and again["first_face"] == toy.TEST_START
+  assert again["attribute_gap_points"] == default["attribute_gap_points"]
   assert other["toy_fid_samples"] != pytest.approx(default["toy_fid_samples"], rel=1e-3)
   # The narrow toy StyleGAN2 is far from the faces under either judge (floor: real vs real,
   # itself large with 256 faces a side).
   for record in (default, other):
     assert record["toy_fid_samples"] > 3 * record["toy_fid_real_vs_real"]
+
+
+def test_attribute_gaps_on_more_faces_than_the_test_split_come_from_past_the_splits(
+    monkeypatch):
+  monkeypatch.setattr(toy, "TEST_SIZE", 200)       # a small "test split" for a cheap run
+  record = toy_quality.stylegan2_quality(130, "toy-stylegan2", attribute_num=201)
+  more = record["attribute_gaps_at"]
+  assert more["num"] == 201 and more["first_face"] == toy_quality.BEYOND_SPLITS
+  assert toy_quality.BEYOND_SPLITS >= toy.TEST_START + 2000
+  assert set(more["attribute_gap_points"]) == set(record["attribute_gap_points"])
+  assert more["attribute_gap_points"] != record["attribute_gap_points"]
