@@ -43,6 +43,10 @@ def stylegan2() -> ml_collections.ConfigDict:
   # targets and G's samples): < 1 pulls the frequencies of predicted labels, not mean softmaxes;
   # 0 counts the predicted labels themselves (the gradient through the softmax at 1).
   c.feature_d_attribute_temperature = 1.0
+  # Take the term's gradient at the EMA generator (on extra samples of it), not at G's own
+  # weights: the EMA one is exported; G's own attribute frequencies swing by 10-30 points
+  # within a few hundred steps, so pulling on them barely moves the EMA's.
+  c.feature_d_attribute_on_ema = False
   return c
 
 

@@ -306,6 +306,32 @@ def test_label_mode_reads_the_gap_from_labels_and_descends_it_along_the_softmax(
   assert float(jnp.abs(grad).sum()) > 0
 
 
+def test_attribute_term_on_ema_takes_its_gradient_at_the_ema_generator():
+  # feature_d_attribute_on_ema: G's update reads the EMA generator's weights (the term's
+  # gradient is taken there); without it G's update never reads them.
+  phase = stage_lib.Phase(r1=False, path=False)
+  for on_ema in (False, True):
+    config = _tiny_config()
+    c = config.stylegan2
+    c.feature_d, c.feature_d_weight = "toy-recognizer", 0.0
+    c.feature_d_attributes, c.feature_d_attribute_faces = 1.0, 8
+    c.feature_d_attribute_temperature, c.feature_d_attribute_on_ema = 0.0, on_ema
+    stage = stage_lib.build(config, "", {})
+    state = jax.jit(stage.init)(steps.prng_key(0))
+    uniform = jax.tree.map(lambda t: jnp.full_like(t, 1.0 / t.shape[-1]),
+                           state.aux["attribute_running"])         # a gap from the first step
+    state = state.replace(aux={**state.aux, "attribute_running": uniform})
+    batch, step = next(stage.batches(0)), jax.jit(functools.partial(stage.step, phase=phase))
+    after = []
+    for scale in (0.9, 1.1):                 # two EMA generators, the same G
+      ema = jax.tree.map(lambda t, s=scale: t * s, state.ema_params)
+      new, metrics = step(state.replace(ema_params=ema), batch, stage.frozen, steps.prng_key(1))
+      assert float(metrics["g/attribute_gap"]) > 0
+      after.append(jax.tree.leaves(new.g_params))
+    differ = any(not np.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(*after))
+    assert differ == on_ema, on_ema
+
+
 def test_attribute_term_reaches_g_only_through_its_weight():
   phase = stage_lib.Phase(r1=False, path=False)
   g_params, metrics = {}, {}
