@@ -30,6 +30,18 @@ samples' frequencies (skin tone 37 / 39 / 24 % against the faces' 36 / 40 / 24) 
 unmixed samples a user draws stayed off (39 / 37 / 24). Run 10's largest gap, hair style,
 stayed at 5.0-5.1 through runs 9-10; skin tone fell from 4.2 to 2.2, glasses from 4.9 to 2.7-3.8.
 
+Stop 53 (none shipped; each from the shipped asset, 1,500 steps at lr 0.000125 with run 10's
+settings unless named): with 10,000 samples against 10,000 faces (``benchmarks.toy_quality
+--attribute_num 10000``: real against real 1.5) the shipped asset's gaps are hair style 4.4 and
+glasses 3.6, the rest <= 1.3. Why the term stalls: G's own weights (``export --raw``) swing by
+10-30 points in glasses or hair colour from one 250-step checkpoint to the next while the EMA
+generator, the exported one, hardly moves, so a term read on G's samples steers noise. Weight
+100 (decay 0.995): the EMA's glasses went from 15.8 % to 9.4 % (faces 17 %), gap 6.2 at 1,500
+steps, toy FID 12.6. Weight 30, decay 0.98: the EMA's gaps flat (training recognizer). The
+gradient taken at the EMA generator (``feature_d_attribute_on_ema=True``, decay 0.99): weight
+30 diverged (G's glasses 77 points off by step 500, stopped); weight 3 stayed stable: toy FID
+9.5, glasses 1.5 at 10,000, but hair style 5.6 (the training recognizer reads it 3.3).
+
 Run 7 added ``--config.stylegan2.feature_d=toy-recognizer`` (stage docstring: a second critic,
 an MLP on the frozen toy recognizer's embedding; the judge is refused). Beside it the plain
 recipe, continued from run 6 at lr 0.00025, stayed at 22.3-23.6 (810-842 kimg). The drop is

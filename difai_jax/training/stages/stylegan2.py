@@ -409,7 +409,6 @@ def _g_update(state: steps.GanState, d_params, n: int, keys, *, generator, discr
   """The generator's step (+ lazy path length) against the updated discriminator (and feature
   critic): ``(g_params, g_opt_state, mean_path_length, metrics)``."""
   g_vars = lambda p: {"params": p, **state.g_collections}
-
   on_ema = bool(recipe.attribute_weight and recipe.attribute_on_ema)
 
   def g_loss_fn(g_params):
@@ -448,9 +447,7 @@ def _g_update(state: steps.GanState, d_params, n: int, keys, *, generator, discr
     updates, g_opt = g_tx.update(grads, g_opt, g_params)
     return optax.apply_updates(g_params, updates), g_opt, target, mean_len
 
-  def no_path(args):
-    return args + (jnp.zeros(()),)
-
+  no_path = lambda args: args + (jnp.zeros(()),)
   path_len = jnp.zeros(())
   if recipe.path_regularize and recipe.g_reg_every:
     g_params, g_opt, mean_path, path_len = _lazy(
