@@ -35,9 +35,9 @@ Re-expresses the training loop of rosinality/stylegan2-pytorch (``train.py``) as
   predicted labels, and G descends the gap along the batch's mean softmax (temperature 1), so
   the pull lasts until the labels agree. Needs ``feature_d``. With
   ``feature_d_attribute_on_ema`` the term is read on extra samples of the EMA generator and its
-  gradient there is added to G's: G's own frequencies swing by 10-30 points from one few hundred
-  steps to the next (measured on the toy faces), while the EMA generator, the exported one,
-  moves slowly, so a term on G's samples hardly steers it.
+  gradient there is added to G's: G's own frequencies swing by 10-30 points within a few
+  hundred steps (measured on the toy faces), while the EMA generator, the exported one, moves
+  slowly, so a term on G's samples hardly steers it.
 
 The trained generator (EMA weights) is exported with :func:`export` as a converted directory
 that ``difai_jax.pretrained.load`` reads (kind ``stylegan2``).
@@ -407,7 +407,7 @@ def _g_update(state: steps.GanState, d_params, n: int, keys, *, generator, discr
               g_tx, recipe: Recipe, phase: Phase | None, critic=None, frozen=None,
               head_params=None):
   """The generator's step (+ lazy path length) against the updated discriminator (and feature
-  critic): ``(g_params, g_opt_state, mean_path_length, metrics)``."""
+  critic): ``(g_params, g_opt_state, mean_path_length, attribute running means, metrics)``."""
   g_vars = lambda p: {"params": p, **state.g_collections}
   on_ema = bool(recipe.attribute_weight and recipe.attribute_on_ema)
 
