@@ -48,6 +48,10 @@ def stylegan2() -> ml_collections.ConfigDict:
   # within a few hundred steps, so pulling on them barely moves the EMA's. The EMA answers the
   # pull hundreds of steps late: on the toy faces weight 30 diverged, 3 stayed stable.
   c.feature_d_attribute_on_ema = False
+  # Weigh each class's squared gap by 1 / (classes x target frequency) (Pearson's chi-square
+  # over the class count): a point missing from a rare class (bald heads, 5 %) pulls as hard as
+  # ten from a common one. Off: every class weighs 1.
+  c.feature_d_attribute_balanced = False
   return c
 
 

@@ -258,6 +258,50 @@ def test_attribute_gap_and_its_surrogate():
     np.testing.assert_allclose(surrogate[name], exact[name], atol=1e-6)
 
 
+def test_balanced_class_weights_make_the_gap_a_chi_square_over_the_class_count():
+  target = {"hair": jnp.asarray([0.05, 0.45, 0.5]), "flat": jnp.asarray([0.25] * 4)}
+  weights = stage_lib.balanced_class_weights(target)
+  np.testing.assert_allclose(np.asarray(weights["flat"]), 1.0, rtol=1e-6)   # uniform: all 1
+  means = {"hair": jnp.asarray([0.03, 0.47, 0.5]), "flat": jnp.asarray([0.3, 0.2, 0.25, 0.25])}
+  chi2 = lambda m, p: float(np.sum((np.asarray(m) - np.asarray(p)) ** 2 / np.asarray(p)))
+  expected = chi2(means["hair"], target["hair"]) / 3 + chi2(means["flat"], target["flat"]) / 4
+  gap = stage_lib.attribute_gap(means, target, weights)
+  assert float(gap) == pytest.approx(expected, rel=1e-5)
+  # The rare class's 2-point shortfall now pulls 9x harder than the common class's 2 points.
+  grad = jax.grad(lambda m: stage_lib.attribute_surrogate(m, means, target, weights))(means)
+  assert float(grad["hair"][0] / grad["hair"][1]) == pytest.approx(-9.0, rel=1e-5)
+  plain = jax.grad(lambda m: stage_lib.attribute_surrogate(m, means, target))(means)
+  assert float(plain["hair"][0] / plain["hair"][1]) == pytest.approx(-1.0, rel=1e-5)
+  # A class the faces never show still gets a finite weight.
+  assert np.isfinite(np.asarray(stage_lib.balanced_class_weights(
+      {"a": jnp.asarray([0.0, 1.0])})["a"])).all()
+
+
+def test_balanced_option_gives_the_step_its_class_weights():
+  for balanced in (False, True):
+    config = _tiny_config()
+    c = config.stylegan2
+    c.feature_d, c.feature_d_attributes, c.feature_d_attribute_faces = "toy-recognizer", 1.0, 8
+    c.feature_d_attribute_balanced = balanced
+    frozen = stage_lib.build(config, "", {}).frozen
+    assert ("attribute_class_weights" in frozen) == balanced
+  expected = stage_lib.balanced_class_weights(frozen["attribute_targets"])
+  for name, w in frozen["attribute_class_weights"].items():
+    np.testing.assert_allclose(np.asarray(w), np.asarray(expected[name]), rtol=1e-6)
+  # The step's surrogate reads them: the same batch, another gradient.
+  critic = types.SimpleNamespace(recognize=lambda frozen, x: {"embedding": x, "logits": x},
+                                 score=lambda params, e: jnp.zeros(len(e)))
+  targets = {"a": jnp.asarray([0.1, 0.9])}
+  running = {"a": jnp.asarray([0.05, 0.95])}
+  recipe = stage_lib.Recipe(batch_size=2, attribute_weight=1.0)
+  grads = [jax.grad(lambda x: stage_lib._recognizer_terms(
+      {"a": x}, critic, f, {}, running, recipe)[1])(jnp.zeros((2, 2)))
+      for f in ({"attribute_targets": targets},
+                {"attribute_targets": targets,
+                 "attribute_class_weights": stage_lib.balanced_class_weights(targets)})]
+  assert not np.allclose(np.asarray(grads[0]), np.asarray(grads[1]))
+
+
 def test_attribute_frequencies_average_the_recognizers_softmax_over_train_faces():
   config = _tiny_config()
   module, variables = pretrained.load("toy-recognizer")
@@ -340,6 +384,9 @@ def test_attribute_term_reaches_g_only_through_its_weight():
     c = config.stylegan2
     c.feature_d, c.feature_d_weight = "toy-recognizer", 0.0
     c.feature_d_attributes, c.feature_d_attribute_faces = weight, 8
+    # Labels (temperature 0): "on" is then the program the on-EMA test compiles without
+    # on_ema, and "off" the feature-critic test's: the run's compilation cache serves both.
+    c.feature_d_attribute_temperature = 0.0
     stage = stage_lib.build(config, "", {})
     state = jax.jit(stage.init)(steps.prng_key(0))
     step, batches = jax.jit(functools.partial(stage.step, phase=phase)), stage.batches(0)

@@ -38,6 +38,9 @@ Re-expresses the training loop of rosinality/stylegan2-pytorch (``train.py``) as
   gradient there is added to G's: G's own frequencies swing by 10-30 points within a few
   hundred steps (measured on the toy faces), while the EMA generator, the exported one, moves
   slowly, so a term on G's samples hardly steers it.
+  ``feature_d_attribute_balanced`` weighs each class's squared gap by ``1 / (C p)`` (Pearson's
+  chi-square over the class count C, p the target frequency): on the squared gap a 2-point
+  shortfall of a 5 % class pulls no harder than 2 points of a 50 % one.
 
 The trained generator (EMA weights) is exported with :func:`export` as a converted directory
 that ``difai_jax.pretrained.load`` reads (kind ``stylegan2``).
@@ -91,6 +94,7 @@ class Recipe:
   attribute_decay: float = 0.98
   attribute_temperature: float = 1.0
   attribute_on_ema: bool = False
+  attribute_balanced: bool = False
 
 
 def generator_config(c: ml_collections.ConfigDict) -> dict:
@@ -201,16 +205,28 @@ def mean_softmax(logits: dict, temperature: float = 1.0) -> dict:
           for name, l in logits.items()}
 
 
-def attribute_gap(means: dict, target: dict) -> jax.Array:
-  """Sum over attributes and classes of (mean frequency - target frequency)^2."""
-  return sum(jnp.sum(jnp.square(means[name] - p)) for name, p in target.items())
+def balanced_class_weights(target: dict, floor: float = 0.01) -> dict:
+  """``{name: (C,)}``: ``1 / (C max(p, floor))`` per class, so that the weighted squared gap is
+  Pearson's chi-square divided by the class count: a gap of one point in a class of 5 % pulls as
+  hard as ten points in a class of 50 %, and a uniform target gets weight 1 everywhere."""
+  return {name: 1.0 / (p.shape[-1] * jnp.maximum(p, floor)) for name, p in target.items()}
 
 
-def attribute_surrogate(batch_means: dict, running: dict, target: dict) -> jax.Array:
-  """``sum 2 (running - target) * batch_means``: its gradient in the batch means is the squared
-  gap's gradient at the running means (which carry no gradient)."""
-  return sum(jnp.sum(2.0 * jax.lax.stop_gradient(running[name] - p) * batch_means[name])
+def attribute_gap(means: dict, target: dict, class_weights: dict | None = None) -> jax.Array:
+  """Sum over attributes and classes of (mean frequency - target frequency)^2, each term times
+  its class weight when ``class_weights`` is given."""
+  w = class_weights or {}
+  return sum(jnp.sum(w.get(name, 1.0) * jnp.square(means[name] - p))
              for name, p in target.items())
+
+
+def attribute_surrogate(batch_means: dict, running: dict, target: dict,
+                        class_weights: dict | None = None) -> jax.Array:
+  """``sum 2 w (running - target) * batch_means``: its gradient in the batch means is the
+  (weighted) squared gap's gradient at the running means (which carry no gradient)."""
+  w = class_weights or {}
+  return sum(jnp.sum(2.0 * w.get(name, 1.0) * jax.lax.stop_gradient(running[name] - p)
+                     * batch_means[name]) for name, p in target.items())
 
 
 def attribute_frequencies(recognizer, variables, data_config, image_size: int,
@@ -375,11 +391,23 @@ def _recognizer_terms(fake, critic, frozen, head_params, running, recipe: Recipe
   feature_loss = jnp.mean(jax.nn.softplus(-critic.score(head_params, seen["embedding"])))
   if not recipe.attribute_weight:
     return feature_loss, jnp.zeros(()), {}
+  return (feature_loss,) + _attribute_term(seen["logits"], running, frozen, recipe)
+
+
+def _attribute_frozen(frozen) -> tuple:
+  """(targets, class weights or None) of the attribute term."""
+  return frozen["attribute_targets"], frozen.get("attribute_class_weights")
+
+
+def _attribute_term(logits, running, frozen, recipe: Recipe):
+  """The attribute surrogate of a batch's logits and the batch means the running mean follows
+  (at temperature 0 the predicted labels' frequencies; the gradient flows through the softmax
+  at temperature 1)."""
   temperature = recipe.attribute_temperature
-  batch_means = mean_softmax(seen["logits"], temperature or 1.0)   # 0: labels, gradient at 1
-  surrogate = attribute_surrogate(batch_means, running, frozen["attribute_targets"])
-  observed = mean_softmax(seen["logits"], temperature) if temperature == 0 else batch_means
-  return feature_loss, surrogate, jax.lax.stop_gradient(observed)
+  batch_means = mean_softmax(logits, temperature or 1.0)
+  surrogate = attribute_surrogate(batch_means, running, *_attribute_frozen(frozen))
+  observed = mean_softmax(logits, temperature) if temperature == 0 else batch_means
+  return surrogate, jax.lax.stop_gradient(observed)
 
 
 def _attribute_grads_at_ema(state: steps.GanState, n: int, keys, *, generator, recipe: Recipe,
@@ -392,13 +420,9 @@ def _attribute_grads_at_ema(state: steps.GanState, n: int, keys, *, generator, r
   def term(p):
     latents = _mixed_latents(generator, g_vars(p), jax.random.fold_in(keys[4], 1), n, 0.0)
     fake = _synthesize(generator, g_vars(p), latents, jax.random.fold_in(keys[5], 1))
-    seen = critic.recognize(frozen, fake)
-    temperature = recipe.attribute_temperature
-    means = mean_softmax(seen["logits"], temperature or 1.0)
-    surrogate = attribute_surrogate(means, state.aux["attribute_running"],
-                                    frozen["attribute_targets"])
-    observed = mean_softmax(seen["logits"], temperature) if temperature == 0 else means
-    return recipe.attribute_weight * surrogate, jax.lax.stop_gradient(observed)
+    surrogate, observed = _attribute_term(critic.recognize(frozen, fake)["logits"],
+                                          state.aux["attribute_running"], frozen, recipe)
+    return recipe.attribute_weight * surrogate, observed
 
   return jax.grad(term, has_aux=True)(state.ema_params)
 
@@ -461,7 +485,7 @@ def _g_update(state: steps.GanState, d_params, n: int, keys, *, generator, discr
     d = recipe.attribute_decay
     running = jax.tree.map(lambda r, m: d * r + (1.0 - d) * m, state.aux["attribute_running"],
                            batch_means)
-    metrics["g/attribute_gap"] = attribute_gap(running, frozen["attribute_targets"])
+    metrics["g/attribute_gap"] = attribute_gap(running, *_attribute_frozen(frozen))
   return g_params, g_opt, mean_path, running, metrics
 
 
@@ -543,7 +567,8 @@ def recipe_from_config(c: ml_collections.ConfigDict, batch_size: int) -> Recipe:
                   attribute_weight=float(c.get("feature_d_attributes", 0.0)),
                   attribute_decay=float(c.get("feature_d_attribute_decay", 0.98)),
                   attribute_temperature=float(c.get("feature_d_attribute_temperature", 1.0)),
-                  attribute_on_ema=bool(c.get("feature_d_attribute_on_ema", False)))
+                  attribute_on_ema=bool(c.get("feature_d_attribute_on_ema", False)),
+                  attribute_balanced=bool(c.get("feature_d_attribute_balanced", False)))
   if recipe.attribute_temperature < 0 or not 0 <= recipe.attribute_decay < 1:
     raise ValueError(
         f"stylegan2.feature_d_attribute_temperature = {recipe.attribute_temperature} and "
@@ -571,6 +596,8 @@ def build(config, workdir: str, previous) -> Stage:
         critic.recognizer, frozen["feature_net"], config.data, int(config.image_size),
         int(c.get("feature_d_attribute_faces", 2000)),
         temperature=recipe.attribute_temperature)
+    if recipe.attribute_balanced:
+      frozen["attribute_class_weights"] = balanced_class_weights(frozen["attribute_targets"])
   init = functools.partial(init_state, generator=generator, discriminator=discriminator,
                            g_tx=g_tx, d_tx=d_tx, critic=critic,
                            attribute_targets=frozen.get("attribute_targets"))
