@@ -1,7 +1,7 @@
 """Quality of the shipped toy networks, measured with toy-domain measures (no downloaded weights).
 
     python -m benchmarks.toy_quality [--num 2000] [--stylegan2 DIR --only_stylegan2 [--judge DIR]
-        [--attribute_num 10000]]
+        [--attribute_num 10000] [--class_figure PNG [--class_figure_classes A:C1,C2]]]
         [--only_psp] [--refine_steps 600 [--refine_figure PNG]]
         [--inpainting] [--difai toy-difai]
     python -m benchmarks.toy_quality --only_recognizer [--recognizer DIR] [--write_quality]
@@ -15,7 +15,9 @@ uses; ``difai_jax.evaluation.metrics.toy`` says why).
   recognised attribute, how far the samples' predicted class frequencies are from the test
   faces' (``attribute_gap_points``: total variation distance in percentage points; the largest
   and that of the second set of real faces beside it); ``--attribute_num N`` measures the gaps
-  again on N samples against N faces (``attribute_gaps_at``), where sampling noise is smaller.
+  again on N samples against N faces (``attribute_gaps_at``), where sampling noise is smaller;
+  ``--class_figure PNG`` shows samples and faces the judge reads as each named class (default
+  ``hair_style:bald,curly``, the classes of the shipped generator's largest gap).
 - pSp (``toy-psp``): mean L2 and PSNR of reconstructions of 256 toy test faces; with
   ``--refine_steps N``, also the PSNR after N Adam steps on W+ from the encoder's codes of the
   first ``--refine_num`` of them (``difai_jax.invert.refine``: what the frozen generator can
@@ -40,6 +42,7 @@ from difai_jax import invert
 from difai_jax import pipeline
 from difai_jax import pretrained
 from difai_jax.data import image_io
+from difai_jax.data import toy_faces
 from difai_jax.evaluation.metrics import psnr as psnr_lib
 from difai_jax.evaluation.metrics import toy
 from difai_jax.training.stages import psp as psp_stage
@@ -64,13 +67,7 @@ def stylegan2_quality(num: int, source: str = "toy-stylegan2", judge: str | None
   past the test split's 2,000 come from index ``BEYOND_SPLITS`` on."""
   module, variables = pretrained.load(source)
   rec, rec_vars = toy.load_toy_recognizer(judge)
-  apply = jax.jit(lambda z: module.apply(variables, [z]))
-
-  def samples(n):
-    return np.concatenate([
-        np.asarray(apply(jax.random.normal(jax.random.key(i), (250, module.style_dim))))
-        for i in range(-(-n // 250))])[:n]
-
+  samples = _sampler(module, variables)
   reliable = toy.reliable_attributes(judge)
 
   def gaps(fake, real, real2):
@@ -97,6 +94,55 @@ def stylegan2_quality(num: int, source: str = "toy-stylegan2", judge: str | None
                           toy.toy_test_faces(n, start=start + n)[0])
     record["attribute_gaps_at"] = {"num": n, "first_face": start, **_gap_record(gap, floor)}
   return record
+
+
+def _sampler(module, variables):
+  """``n -> (n, H, W, 3)``: the generator's samples at truncation 1 (the stored noise), z of
+  batch i drawn from key i: the same samples for every measure here."""
+  apply = jax.jit(lambda z: module.apply(variables, [z]))
+  return lambda n: np.concatenate([
+      np.asarray(apply(jax.random.normal(jax.random.key(i), (250, module.style_dim))))
+      for i in range(-(-n // 250))])[:n]
+
+
+def parse_classes(spec: str) -> tuple[str, tuple[str, ...]]:
+  """``"hair_style:bald,curly"`` -> ``("hair_style", ("bald", "curly"))``, names checked
+  against ``toy_faces.ATTRIBUTES``."""
+  attribute, _, names = spec.partition(":")
+  known = toy_faces.ATTRIBUTES.get(attribute)
+  if known is None or not names:
+    raise ValueError(f"--class_figure_classes {spec!r}: expected ATTRIBUTE:CLASS[,CLASS...] "
+                     f"with ATTRIBUTE one of {', '.join(toy_faces.ATTRIBUTES)}")
+  classes = tuple(names.split(","))
+  unknown = [c for c in classes if c not in known]
+  if unknown:
+    raise ValueError(f"--class_figure_classes: {attribute} has no class {unknown[0]!r} "
+                     f"(its classes: {', '.join(known)})")
+  return attribute, classes
+
+
+def class_figure(path: str, spec: str, source: str, judge: str | None = None,
+                 num: int = 2000, per_row: int = 12) -> dict:
+  """A PNG of what the judge reads as each named class: per class one row of the generator's
+  samples (the first ``per_row`` of ``num``), then one row of test faces; white where fewer
+  were found. What a frequency gap hides: whether the generator draws the class at all.
+  Returns how many of the ``num`` samples and faces it read as each class."""
+  attribute, classes = parse_classes(spec)
+  module, variables = pretrained.load(source)
+  rec, rec_vars = toy.load_toy_recognizer(judge)
+  images = {"samples": _sampler(module, variables)(num),
+            "faces": toy.toy_test_faces(min(num, toy.TEST_SIZE))[0]}
+  rows, counts = [], {}
+  for kind in ("samples", "faces"):
+    pred = toy.predict_attributes(rec, rec_vars, images[kind])
+    labels = pred.labels[:, pred.names.index(attribute)]
+    for name in classes:
+      chosen = images[kind][labels == toy_faces.ATTRIBUTES[attribute].index(name)]
+      counts[f"{kind}/{name}"] = int(len(chosen))
+      blank = np.ones((per_row - min(len(chosen), per_row),) + images[kind].shape[1:])
+      rows.append(np.concatenate([np.clip(chosen[:per_row], -1, 1), blank]))
+  image_io.save_png(path, image_io.make_grid(np.concatenate(rows), ncol=per_row))
+  return {"attribute": attribute, "num": num, "counts": counts}
 
 
 def _gap_record(gaps: dict, floor: dict) -> dict:
@@ -148,6 +194,11 @@ def main():
   parser.add_argument("--attribute_num", type=int, default=0,
                       help="also the StyleGAN2's attribute gaps on this many samples against as "
                            "many faces (e.g. 10000: a ~1.3-point floor instead of ~3.7)")
+  parser.add_argument("--class_figure", default="",
+                      help="with --only_stylegan2: a PNG of the samples, then the test faces, "
+                           "that the judge reads as each of --class_figure_classes")
+  parser.add_argument("--class_figure_classes", default="hair_style:bald,curly",
+                      help="ATTRIBUTE:CLASS[,CLASS...] for --class_figure")
   parser.add_argument("--judge", default=None,
                       help="the recognizer the StyleGAN2's record is measured with (a "
                            "toy_recognizer directory or short name; default: the shipped judge)")
@@ -194,8 +245,18 @@ def main():
     return
   if args.attribute_num < 0:
     parser.error("--attribute_num must be >= 0 (0: only the --num samples' gaps)")
+  if args.class_figure and not args.only_stylegan2:
+    parser.error("--class_figure goes with --only_stylegan2")
+  if args.class_figure:
+    try:
+      parse_classes(args.class_figure_classes)
+    except ValueError as e:
+      parser.error(str(e))
   result = {"stylegan2": stylegan2_quality(args.num, args.stylegan2, args.judge,
                                            args.attribute_num)}
+  if args.class_figure:
+    result["stylegan2"]["class_figure"] = class_figure(
+        args.class_figure, args.class_figure_classes, args.stylegan2, args.judge, args.num)
   if args.only_stylegan2:
     print(json.dumps(result, indent=2, default=float))
     return

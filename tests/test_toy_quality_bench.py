@@ -55,3 +55,31 @@ def test_attribute_gaps_on_more_faces_than_the_test_split_come_from_past_the_spl
   assert toy_quality.BEYOND_SPLITS >= toy.TEST_START + 2000
   assert set(more["attribute_gap_points"]) == set(record["attribute_gap_points"])
   assert more["attribute_gap_points"] != record["attribute_gap_points"]
+
+
+def test_class_figure_shows_what_the_judge_reads_as_each_class(tmp_path):
+  # Rows: the generator's samples read as each class, then the test faces read as each; the
+  # face rows are the first faces the judge labels so, and a class read fewer times than a row
+  # holds is padded white.
+  figure = str(tmp_path / "classes.png")
+  record = toy_quality.class_figure(figure, "hair_style:bald,long", "toy-stylegan2",
+                                    num=40, per_row=5)
+  faces, _ = toy.toy_test_faces(40)
+  rec, rec_vars = toy.load_toy_recognizer(None)
+  pred = toy.predict_attributes(rec, rec_vars, faces)
+  labels = pred.labels[:, pred.names.index("hair_style")]
+  bald, long = (faces[labels == c] for c in (0, 4))
+  assert record["counts"]["faces/bald"] == len(bald) and record["counts"]["faces/long"] == len(long)
+  assert record["counts"]["samples/bald"] + record["counts"]["samples/long"] <= 40
+  grid = image_io.load_image_uint8(figure)
+  assert grid.shape == (2 + 4 * 66, 2 + 5 * 66, 3)
+  cell = lambda row, col: grid[2 + 66 * row:66 * (row + 1), 2 + 66 * col:66 * (col + 1)]
+  np.testing.assert_array_equal(cell(3, 0), image_io.to_uint8(long[0]))
+  assert len(bald) < 5              # 40 faces hold one or two bald heads: the rest of row 2 white
+  assert (cell(2, 4) == 255).all()
+  if len(bald):
+    np.testing.assert_array_equal(cell(2, 0), image_io.to_uint8(bald[0]))
+  with pytest.raises(ValueError, match="hair_style has no class 'afro'"):
+    toy_quality.parse_classes("hair_style:afro")
+  with pytest.raises(ValueError, match="ATTRIBUTE:CLASS"):
+    toy_quality.parse_classes("haircut:bald")
